@@ -1,0 +1,90 @@
+"""The ``gendl`` command.
+
+    gendl train OBJECTIVE [--data grid25] [--steps N] [--out DIR] [--seed S] [hyper-parameters]
+    gendl sample RUN_DIR -n N [--out FILE]
+
+``gendl train OBJECTIVE --help`` lists the objective's hyper-parameters with their defaults.
+Configs are typed dataclasses (:class:`gendl_jax.train.TrainConfig` and the objective's config);
+the library itself reads no flags.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from typing import Annotated
+
+import tyro
+
+from gendl_jax.objectives import OBJECTIVES
+
+USAGE = f"""usage: gendl {{train,sample}} ...
+
+  gendl train OBJECTIVE [options]   train one of: {', '.join(OBJECTIVES)} (gendl train OBJECTIVE --help)
+  gendl sample RUN_DIR -n N         draw new samples from a trained run (gendl sample --help)
+"""
+
+
+def _train(name: str, argv: list[str]) -> dict:
+    from gendl_jax.train import TrainConfig, train_and_evaluate
+
+    objective = OBJECTIVES[name]
+
+    def run(config, train):
+        summary = train_and_evaluate(objective, config, train)
+        print(json.dumps(summary, indent=2))
+        return summary
+
+    run.__annotations__ = {
+        "config": tyro.conf.OmitArgPrefixes[objective.config_cls],
+        "train": tyro.conf.OmitArgPrefixes[TrainConfig],
+    }
+    run.__defaults__ = (objective.config_cls(), TrainConfig())
+    run.__doc__ = f"Train {name} (hyper-parameters first, then the run settings)."
+    return tyro.cli(run, args=argv, prog=f"gendl train {name}")
+
+
+def sample(
+    run: tyro.conf.Positional[str],
+    n: Annotated[int, tyro.conf.arg(aliases=("-n",))] = 2500,
+    seed: int = 0,
+    out: str | None = None,
+) -> pathlib.Path:
+    """Draw N samples from the latest checkpoint of RUN (a folder written by `gendl train`)."""
+    import jax
+    import numpy as np
+
+    from gendl_jax.train import load_run
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    objective, state, _ = load_run(run)
+    samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, jax.random.PRNGKey(seed), n))
+    path = pathlib.Path(out) if out else pathlib.Path(run) / f"samples_n{n}_seed{seed}.npy"
+    np.save(path, samples)
+    print(f"wrote {samples.shape} samples to {path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        raise SystemExit(0 if argv else 2)
+    command, rest = argv[0], argv[1:]
+    if command == "train":
+        if not rest or rest[0] not in OBJECTIVES:
+            got = f"got {rest[0]!r}" if rest else "got none"
+            print(f"gendl train: expected an objective, one of {', '.join(OBJECTIVES)}; {got}", file=sys.stderr)
+            raise SystemExit(2)
+        _train(rest[0], rest[1:])
+    elif command == "sample":
+        tyro.cli(sample, args=rest, prog="gendl sample")
+    else:
+        print(f"gendl: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

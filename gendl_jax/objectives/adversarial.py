@@ -1,0 +1,327 @@
+"""The alternating generator / discriminator (critic) update shared by GAN, WGAN and WGAN-GP.
+
+An adversarial objective is four small pure functions:
+
+* ``discriminator_loss(scores_real, scores_fake) -> (loss, metrics)``: what D (or the critic) minimises;
+* ``generator_loss(scores_fake) -> loss``: what G minimises;
+* optionally ``penalty(critic_fn, real, fake, key) -> (value, metrics)``, added to the D loss
+  with a weight (the WGAN-GP gradient penalty);
+* optionally ``projection(params) -> params``, applied after every D update (WGAN weight clipping).
+
+:func:`adversarial_step` turns them into one pure train step: ``k`` discriminator updates inside
+``lax.scan`` (Algorithm 1 of the lecture; ``n_critic`` in Algorithm 2), then one generator update.
+The real batch carries the ``k`` minibatches on its leading axis: ``batch["x"]`` has shape
+``(k, m, *data_shape)``.
+
+Multi-device: pass ``axis_name`` when the step runs under ``pmap`` / ``shard_map``. Gradients and
+BatchNorm statistics are then averaged over that axis, and the latents / interpolation weights are
+drawn for the global batch and sliced per device, so that N devices reproduce one device on the
+same global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from gendl_jax import models
+
+Array = jax.Array
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture and optimiser settings shared by the adversarial objectives.
+
+    ``model="auto"`` picks MLPs for vector data (the toy mixtures) and DCGAN networks for images.
+    """
+
+    model: Literal["auto", "mlp", "dcgan"] = "auto"
+    latent_dim: int | None = None
+    """Latent size; ``None`` gives 2 for vector data (as in the PacGAN toy protocol) and 100 for images."""
+    hidden: tuple[int, ...] = (512, 512, 512)
+    """Hidden widths of the MLP generator and discriminator."""
+    g_activation: Literal["relu", "leaky_relu"] = "relu"
+    d_activation: Literal["relu", "leaky_relu", "maxout"] = "relu"
+    g_batch_norm: bool = False
+    """BatchNorm in the MLP generator (the DCGAN generator always has it)."""
+    layer_norm: bool = False
+    """LayerNorm in the critic (WGAN-GP's suggestion in place of BatchNorm)."""
+    base_features: int = 64
+    """Width of the DCGAN networks (channels of the widest discriminator block / 2^(n-1))."""
+    optimizer: Literal["adam", "rmsprop"] = "adam"
+    g_learning_rate: float = 2e-4
+    d_learning_rate: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_decay_steps: int = 0
+    """If > 0, both learning rates decay linearly to 0 over this many train steps."""
+
+    @property
+    def inner_steps(self) -> int:
+        return 1
+
+    def validate(self) -> None:
+        for name in ("g_learning_rate", "d_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.latent_dim is not None and self.latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1 or None, got {self.latent_dim}")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
+        if self.lr_decay_steps < 0:
+            raise ValueError(f"lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
+        if self.inner_steps < 1:
+            raise ValueError(f"the number of discriminator steps per generator step must be >= 1, got {self.inner_steps}")
+
+
+@struct.dataclass
+class NetState:
+    """One network's trainable parameters, BatchNorm statistics (``{}`` if none) and optimiser state."""
+
+    params: PyTree
+    batch_stats: PyTree
+    opt_state: PyTree
+
+
+@struct.dataclass
+class AdversarialState:
+    """Train state of a GAN-like objective; a pytree whose static part is the config and data shape."""
+
+    step: Array
+    generator: NetState
+    discriminator: NetState
+    key: Array
+    config: Any = struct.field(pytree_node=False)
+    data_shape: tuple[int, ...] = struct.field(pytree_node=False)
+
+
+def latent_dim(config: NetworkConfig, data_shape: tuple[int, ...]) -> int:
+    if config.latent_dim is not None:
+        return config.latent_dim
+    return 2 if len(data_shape) == 1 else 100
+
+
+def _architecture(config: NetworkConfig, data_shape: tuple[int, ...]) -> str:
+    if config.model != "auto":
+        return config.model
+    return "mlp" if len(data_shape) == 1 else "dcgan"
+
+
+def build_networks(
+    config: NetworkConfig, data_shape: tuple[int, ...], *, batch_norm_in_d: bool, bn_axis_name: str | None = None
+) -> tuple[nn.Module, nn.Module]:
+    """The (generator, discriminator) modules the config describes for data of ``data_shape``."""
+    if _architecture(config, data_shape) == "mlp":
+        output = "linear" if len(data_shape) == 1 else "tanh"
+        gen = models.MLPGenerator(
+            out_shape=tuple(data_shape),
+            hidden=config.hidden,
+            activation=config.g_activation,
+            batch_norm=config.g_batch_norm,
+            output=output,
+            bn_axis_name=bn_axis_name,
+        )
+        disc = models.MLPDiscriminator(
+            hidden=config.hidden, activation=config.d_activation, layer_norm=config.layer_norm
+        )
+        return gen, disc
+    if len(data_shape) != 3:
+        raise ValueError(f"model='dcgan' needs image data of shape (H, W, C), got data shape {data_shape}")
+    gen = models.DCGANGenerator(
+        image_shape=tuple(data_shape), base_features=config.base_features, bn_axis_name=bn_axis_name
+    )
+    disc = models.DCGANDiscriminator(
+        base_features=config.base_features,
+        batch_norm=batch_norm_in_d,
+        layer_norm=config.layer_norm,
+        bn_axis_name=bn_axis_name,
+    )
+    return gen, disc
+
+
+def _schedule(lr: float, config: NetworkConfig):
+    if config.lr_decay_steps:
+        return optax.linear_schedule(lr, 0.0, config.lr_decay_steps)
+    return lr
+
+
+def make_optimizers(config: NetworkConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+    """(generator, discriminator) optimisers; rebuilt from the (hashable) config inside each trace."""
+    if config.optimizer == "adam":
+        make = lambda lr: optax.adam(_schedule(lr, config), b1=config.beta1, b2=config.beta2)  # noqa: E731
+    elif config.optimizer == "rmsprop":
+        # PyTorch's RMSprop (used by Arjovsky et al.'s reference code): alpha 0.99, eps 1e-8 outside the sqrt.
+        make = lambda lr: optax.rmsprop(_schedule(lr, config), decay=0.99, eps=1e-8)  # noqa: E731
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {config.optimizer!r}")
+    return make(config.g_learning_rate), make(config.d_learning_rate)
+
+
+def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, *, train: bool) -> tuple[Array, PyTree]:
+    """``module(x)`` with explicit BatchNorm statistics; returns (output, updated statistics)."""
+    variables = {"params": params}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    if train and batch_stats:
+        out, mutated = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        return out, mutated["batch_stats"]
+    return module.apply(variables, x, train=train), batch_stats
+
+
+def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, batch_norm_in_d: bool) -> AdversarialState:
+    """Initial state for data shaped like ``example_batch["x"]``: ``(k, m, *data_shape)`` or ``(m, *data_shape)``."""
+    config.validate()
+    x = jnp.asarray(example_batch["x"])
+    if x.ndim < 2:
+        raise ValueError(f"example_batch['x'] must have shape (m, *data_shape) or (k, m, *data_shape), got {x.shape}")
+    # A (k, m, ...) batch for vector data has ndim 3; images (m, H, W, C) have ndim 4 and (k, m, H, W, C) ndim 5.
+    data_shape = tuple(x.shape[2:]) if x.ndim in (3, 5) else tuple(x.shape[1:])
+    gen, disc = build_networks(config, data_shape, batch_norm_in_d=batch_norm_in_d)
+    g_tx, d_tx = make_optimizers(config)
+    key, g_key, d_key = jax.random.split(key, 3)
+    z = jnp.zeros((2, latent_dim(config, data_shape)), jnp.float32)
+    g_vars = gen.init(g_key, z, train=False)
+    d_vars = disc.init(d_key, jnp.zeros((2, *data_shape), jnp.float32), train=False)
+
+    def net_state(variables, tx):
+        params = variables["params"]
+        return NetState(params=params, batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params))
+
+    return AdversarialState(
+        step=jnp.zeros((), jnp.int32),
+        generator=net_state(g_vars, g_tx),
+        discriminator=net_state(d_vars, d_tx),
+        key=key,
+        config=config,
+        data_shape=data_shape,
+    )
+
+
+def _global_normal(key: Array, local_shape: tuple[int, ...], axis_name: str | None) -> Array:
+    """Standard normals for this device's rows of the global batch (identical to one device's draw)."""
+    if axis_name is None:
+        return jax.random.normal(key, local_shape)
+    n_dev = jax.lax.psum(1, axis_name)
+    full = jax.random.normal(key, (local_shape[0] * n_dev, *local_shape[1:]))
+    return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(axis_name) * local_shape[0], local_shape[0])
+
+
+def _global_uniform(key: Array, local_shape: tuple[int, ...], axis_name: str | None) -> Array:
+    if axis_name is None:
+        return jax.random.uniform(key, local_shape)
+    n_dev = jax.lax.psum(1, axis_name)
+    full = jax.random.uniform(key, (local_shape[0] * n_dev, *local_shape[1:]))
+    return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(axis_name) * local_shape[0], local_shape[0])
+
+
+def _mean_over_devices(tree: PyTree, axis_name: str | None) -> PyTree:
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def adversarial_step(
+    state: AdversarialState,
+    batch: dict,
+    *,
+    discriminator_loss: Callable[[Array, Array], tuple[Array, dict]],
+    generator_loss: Callable[[Array], Array],
+    batch_norm_in_d: bool,
+    penalty: Callable[..., tuple[Array, dict]] | None = None,
+    penalty_weight: float = 0.0,
+    projection: Callable[[PyTree], PyTree] | None = None,
+    axis_name: str | None = None,
+) -> tuple[AdversarialState, dict]:
+    """One generator update preceded by ``k`` discriminator updates; see the module docstring."""
+    config = state.config
+    real_batches = batch["x"]
+    k = config.inner_steps
+    if real_batches.ndim != len(state.data_shape) + 2 or real_batches.shape[0] != k:
+        raise ValueError(
+            f"batch['x'] must have shape (inner_steps={k}, m, *{state.data_shape}), got {real_batches.shape}"
+        )
+    if tuple(real_batches.shape[2:]) != state.data_shape:
+        raise ValueError(f"batch['x'] examples have shape {real_batches.shape[2:]}, the state expects {state.data_shape}")
+    m = real_batches.shape[1]
+    gen, disc = build_networks(config, state.data_shape, batch_norm_in_d=batch_norm_in_d, bn_axis_name=axis_name)
+    g_tx, d_tx = make_optimizers(config)
+    z_dim = latent_dim(config, state.data_shape)
+    key, d_key, g_key = jax.random.split(state.key, 3)
+    g_net = state.generator
+
+    def d_update(d_net: NetState, inputs):
+        real, step_key = inputs
+        z_key, p_key = jax.random.split(step_key)
+        z = _global_normal(z_key, (m, z_dim), axis_name)
+        fake, _ = apply_net(gen, g_net.params, g_net.batch_stats, z, train=True)
+        fake = jax.lax.stop_gradient(fake)
+
+        def loss_fn(params):
+            s_real, stats = apply_net(disc, params, d_net.batch_stats, real, train=True)
+            s_fake, stats = apply_net(disc, params, stats, fake, train=True)
+            loss, metrics = discriminator_loss(s_real, s_fake)
+            if penalty is not None:
+                critic = lambda x: apply_net(disc, params, stats, x, train=False)[0]  # noqa: E731
+                eps = _global_uniform(p_key, (m,), axis_name)
+                value, p_metrics = penalty(critic, real, fake, eps)
+                loss = loss + penalty_weight * value
+                metrics = {**metrics, **p_metrics}
+            return loss, (metrics, stats)
+
+        (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_net.params)
+        grads, stats = _mean_over_devices((grads, stats), axis_name)
+        updates, opt_state = d_tx.update(grads, d_net.opt_state, d_net.params)
+        params = optax.apply_updates(d_net.params, updates)
+        if projection is not None:
+            params = projection(params)
+        metrics = {"d_loss": loss, **metrics}
+        return NetState(params, stats, opt_state), _mean_over_devices(metrics, axis_name)
+
+    d_net, d_metrics = jax.lax.scan(d_update, state.discriminator, (real_batches, jax.random.split(d_key, k)))
+    d_metrics = jax.tree_util.tree_map(jnp.mean, d_metrics)
+
+    z = _global_normal(g_key, (m, z_dim), axis_name)
+
+    def g_loss_fn(params):
+        fake, stats = apply_net(gen, params, g_net.batch_stats, z, train=True)
+        s_fake, _ = apply_net(disc, d_net.params, d_net.batch_stats, fake, train=True)
+        return generator_loss(s_fake), stats
+
+    (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_net.params)
+    g_grads, g_stats, g_loss = _mean_over_devices((g_grads, g_stats, g_loss), axis_name)
+    updates, g_opt = g_tx.update(g_grads, g_net.opt_state, g_net.params)
+    g_params = optax.apply_updates(g_net.params, updates)
+
+    metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.global_norm(g_grads)}
+    new_state = state.replace(
+        step=state.step + 1,
+        generator=NetState(g_params, g_stats, g_opt),
+        discriminator=d_net,
+        key=key,
+    )
+    return new_state, metrics
+
+
+def generate(state: AdversarialState, z: Array) -> Array:
+    """Samples ``G(z)`` in inference mode (BatchNorm running averages): (n, latent_dim) -> (n, *data_shape)."""
+    gen, _ = build_networks(state.config, state.data_shape, batch_norm_in_d=False)
+    return apply_net(gen, state.generator.params, state.generator.batch_stats, z, train=False)[0]
+
+
+def sample(state: AdversarialState, key: Array, n: int) -> Array:
+    """``n`` samples of the generator from fresh latents drawn with ``key``: (n, *data_shape)."""
+    z = jax.random.normal(key, (n, latent_dim(state.config, state.data_shape)))
+    return generate(state, z)
+
+
+def discriminate(state: AdversarialState, x: Array) -> Array:
+    """Discriminator logits / critic scores in inference mode: (n, *data_shape) -> (n,)."""
+    _, disc = build_networks(state.config, state.data_shape, batch_norm_in_d=bool(state.discriminator.batch_stats))
+    d = state.discriminator
+    return apply_net(disc, d.params, d.batch_stats, x, train=False)[0]

@@ -1,0 +1,97 @@
+"""The original GAN (Goodfellow et al. 2014), lecture eq. (5) and (7), Algorithm 1.
+
+The discriminator outputs a logit ``l``; ``D(x) = sigmoid(l)``. Losses are written with
+``log sigmoid`` so that they stay finite when D saturates:
+
+* discriminator (ascends eq. 5):  ``-mean[log D(x)] - mean[log(1 - D(G(z)))]``
+* generator, ``"saturating"`` (descends eq. 5):  ``mean[log(1 - D(G(z)))]``
+* generator, ``"non-saturating"`` (eq. 7):  ``-mean[log D(G(z))]``
+
+Usage::
+
+    state = gan.init(key, gan.GANConfig(), batch)     # batch["x"]: (d_steps, m, *data_shape)
+    state, metrics = jax.jit(gan.step)(state, batch)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from gendl_jax.objectives import adversarial
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class GANConfig(adversarial.NetworkConfig):
+    """GAN hyper-parameters. Defaults: Adam(2e-4, 0.5) as in DCGAN, one D step per G step."""
+
+    generator_loss: Literal["saturating", "non-saturating"] = "non-saturating"
+    d_steps: int = 1
+    """k in Algorithm 1: discriminator updates per generator update."""
+
+    @property
+    def inner_steps(self) -> int:
+        return self.d_steps
+
+    def validate(self) -> None:
+        super().validate()
+        if self.generator_loss not in ("saturating", "non-saturating"):
+            raise ValueError(f"generator_loss must be 'saturating' or 'non-saturating', got {self.generator_loss!r}")
+
+
+def discriminator_loss(logits_real: Array, logits_fake: Array) -> tuple[Array, dict]:
+    """Negated eq. (5) for D: (m,), (m,) logits -> scalar loss, with mean D(x) and D(G(z))."""
+    loss = -jnp.mean(jax.nn.log_sigmoid(logits_real)) - jnp.mean(jax.nn.log_sigmoid(-logits_fake))
+    metrics = {"d_real": jnp.mean(jax.nn.sigmoid(logits_real)), "d_fake": jnp.mean(jax.nn.sigmoid(logits_fake))}
+    return loss, metrics
+
+
+def saturating_generator_loss(logits_fake: Array) -> Array:
+    """``mean log(1 - D(G(z)))`` (eq. 5): its gradient vanishes as D rejects the samples."""
+    return jnp.mean(jax.nn.log_sigmoid(-logits_fake))
+
+
+def non_saturating_generator_loss(logits_fake: Array) -> Array:
+    """``-mean log D(G(z))`` (eq. 7)."""
+    return -jnp.mean(jax.nn.log_sigmoid(logits_fake))
+
+
+GENERATOR_LOSSES = {"saturating": saturating_generator_loss, "non-saturating": non_saturating_generator_loss}
+
+
+def init(key: Array, config: GANConfig, example_batch: dict) -> adversarial.AdversarialState:
+    """Initial state; ``example_batch["x"]`` is (d_steps, m, *data_shape) or (m, *data_shape)."""
+    return adversarial.init_adversarial(key, config, example_batch, batch_norm_in_d=True)
+
+
+def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | None = None):
+    """``d_steps`` discriminator updates then one generator update.
+
+    Args:
+      state: from :func:`init`.
+      batch: ``{"x": (d_steps, m, *data_shape)}`` real minibatches, one per discriminator update.
+      axis_name: the mapped axis when run under ``pmap`` / ``shard_map`` (gradients and BatchNorm
+        statistics are averaged over it).
+
+    Returns:
+      ``(new_state, metrics)``; metrics: ``d_loss``, ``d_real``, ``d_fake`` (means over the
+      discriminator updates), ``g_loss``, ``g_grad_norm``.
+    """
+    return adversarial.adversarial_step(
+        state,
+        batch,
+        discriminator_loss=discriminator_loss,
+        generator_loss=GENERATOR_LOSSES[state.config.generator_loss],
+        batch_norm_in_d=True,
+        axis_name=axis_name,
+    )
+
+
+sample = adversarial.sample
+generate = adversarial.generate
+discriminate = adversarial.discriminate

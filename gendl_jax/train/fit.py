@@ -1,0 +1,221 @@
+"""The generic fit loop: any objective of :mod:`gendl_jax.objectives` on any dataset.
+
+:func:`train_and_evaluate` writes into the run folder:
+
+* ``config.json``: the objective, its resolved config, the data and the train settings;
+* ``metrics.jsonl``: one JSON line of step metrics every ``log_every`` steps;
+* ``samples_<step>.png``: a scatter with the true modes (2-D data) or an image grid from fixed
+  latents, every ``sample_every`` steps and at the end;
+* ``checkpoints/``: orbax checkpoints of the whole state (resumable with ``resume=True``);
+* ``samples.npy``: ``n_samples`` samples at the end, and ``summary.json`` (for data with known
+  modes: modes covered, high-quality fraction and reverse KL by the PacGAN protocol).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import time
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from gendl_jax import data as gdata
+from gendl_jax import metrics as gmetrics
+from gendl_jax.objectives import Objective, get_objective
+from gendl_jax.train import checkpoints, plots
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training run (everything that is not the objective's hyper-parameters)."""
+
+    data: str = "grid25"
+    """ring8 | grid25 | swissroll | mnist | digits | any TFDS dataset prepared on this machine."""
+    steps: int = 4000
+    """Generator updates (each preceded by the objective's discriminator/critic updates)."""
+    batch_size: int | None = None
+    """Global minibatch per update; None: 256 for 2-D data, 64 for images."""
+    seed: int = 0
+    out: str | None = None
+    """Run folder; None: runs/<objective>-<data>-seed<seed>."""
+    data_dir: str | None = None
+    """Where MNIST's IDX files (or TFDS data) are; None: $GENDL_DATA_DIR."""
+    log_every: int = 100
+    sample_every: int = 1000
+    """Write a sample picture every this many steps (0: only at the end)."""
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    n_samples: int = 2500
+    """Samples written to samples.npy and scored in summary.json (2,500 as in PacGAN)."""
+    resume: bool = False
+    """Continue from the latest checkpoint in the run folder."""
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("steps", "log_every", "keep_checkpoints", "n_samples", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be >= 0, got {self.sample_every}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
+
+
+def run_dir(objective: str, train: TrainConfig) -> pathlib.Path:
+    return pathlib.Path(train.out or f"runs/{objective}-{train.data}-seed{train.seed}")
+
+
+def _jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def config_from_json(cls: type, values: dict) -> Any:
+    """Rebuilds a (flat) config dataclass from its JSON form, turning lists back into tuples."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def make_iterator(dataset, batch_size: int | None, seed: int, inner_steps: int) -> gdata.BatchIterator:
+    if batch_size is None:
+        batch_size = 256 if isinstance(dataset, gdata.ToyDataset) else 64
+    return gdata.BatchIterator(dataset, batch_size, seed=seed, inner_steps=inner_steps, value_range=(-1.0, 1.0))
+
+
+def _write_samples_picture(path, samples, dataset, title):
+    if isinstance(dataset, gdata.ToyDataset):
+        plots.scatter_with_modes(samples, dataset.distribution.modes, path, title=title)
+    elif np.ndim(samples) == 4:
+        plots.image_grid(samples[:64], path, title=title)
+
+
+def summarize(samples: np.ndarray, dataset) -> dict:
+    """Scores of final samples: the PacGAN mode coverage for data with known modes."""
+    if isinstance(dataset, gdata.ToyDataset):
+        dist = dataset.distribution
+        return gmetrics.mode_coverage(samples, dist.modes, dist.std)
+    return {}
+
+
+def _check_finite(metrics: dict, step: int, last_checkpoint: int | None, ckpt_dir: pathlib.Path) -> None:
+    for name, value in metrics.items():
+        if not math.isfinite(value):
+            where = f"{ckpt_dir}/{last_checkpoint}" if last_checkpoint is not None else "none saved yet"
+            raise FloatingPointError(
+                f"metric {name!r} is {value} at step {step}; stopping. Last good checkpoint: {where} (left intact)."
+            )
+
+
+def train_and_evaluate(
+    objective: str | Objective, config: Any, train: TrainConfig, *, dataset=None
+) -> dict:
+    """Trains ``objective`` with ``config`` as ``train`` says; returns the summary (also in summary.json)."""
+    obj = get_objective(objective) if isinstance(objective, str) else objective
+    train.validate()
+    config.validate()
+    out = run_dir(obj.name, train)
+    ckpt_dir = out / "checkpoints"
+    if dataset is None:
+        dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
+    iterator = make_iterator(dataset, train.batch_size, train.seed, config.inner_steps)
+
+    state = obj.init(jax.random.PRNGKey(train.seed), config, iterator.batch_at(0))
+    manager = checkpoints.checkpoint_manager(ckpt_dir, max_to_keep=train.keep_checkpoints)
+    start = 0
+    if manager.latest_step() is not None:
+        if not train.resume:
+            raise FileExistsError(
+                f"{out} already holds checkpoints (latest step {manager.latest_step()}); "
+                "pass resume=True (--resume) to continue it or choose another out folder"
+            )
+        state = checkpoints.restore(manager, state)
+        start = int(state.step)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"objective": obj.name, "config": _jsonable(config), "train": _jsonable(train),
+              "data_shape": list(state.data_shape)}
+    (out / "config.json").write_text(json.dumps(record, indent=2))
+
+    step_fn = jax.jit(obj.step, donate_argnums=0)
+    sample_fn = jax.jit(obj.sample, static_argnums=2)
+    picture_key = jax.random.PRNGKey(train.seed + 1)  # fixed latents for every picture of the run
+    n_picture = 2500 if isinstance(dataset, gdata.ToyDataset) else 64
+    last_checkpoint = manager.latest_step()
+    t0 = time.perf_counter()
+    compile_s = None
+    with open(out / "metrics.jsonl", "a") as log, tqdm(
+        total=train.steps, initial=start, disable=not train.progress, desc=f"{obj.name} {train.data}",
+        dynamic_ncols=True,
+    ) as bar:
+        for s in range(start, train.steps):
+            state, metrics = step_fn(state, iterator.batch_at(s))
+            if compile_s is None:
+                jax.block_until_ready(state)
+                compile_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+            done = s + 1
+            if done % train.log_every == 0 or done % train.checkpoint_every == 0 or done == train.steps:
+                host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                _check_finite(host, done, last_checkpoint, ckpt_dir)
+                log.write(json.dumps({"step": done, **host}) + "\n")
+                log.flush()
+                bar.set_postfix({k: f"{v:.3g}" for k, v in host.items()}, refresh=False)
+            if done % train.checkpoint_every == 0 or done == train.steps:
+                checkpoints.save(manager, done, state)
+                last_checkpoint = done
+            if train.sample_every and done % train.sample_every == 0 and done != train.steps:
+                samples = np.asarray(sample_fn(state, picture_key, n_picture))
+                _write_samples_picture(out / f"samples_{done:07d}.png", samples, dataset, f"{obj.name} step {done}")
+            bar.update(1)
+    jax.block_until_ready(state)
+    train_s = time.perf_counter() - t0
+    manager.wait_until_finished()
+
+    samples = np.asarray(sample_fn(state, jax.random.PRNGKey(train.seed + 2), train.n_samples))
+    np.save(out / "samples.npy", samples)
+    picture = np.asarray(sample_fn(state, picture_key, n_picture))
+    _write_samples_picture(out / f"samples_{train.steps:07d}.png", picture, dataset, f"{obj.name} step {train.steps}")
+    summary = {
+        "objective": obj.name,
+        "data": train.data,
+        "seed": train.seed,
+        "steps": train.steps,
+        "resumed_from": start,
+        "compile_seconds": compile_s,
+        "train_seconds": train_s,
+        "steps_per_second": (train.steps - start - 1) / train_s if train.steps - start > 1 else None,
+        **summarize(samples, dataset),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    manager.close()
+    return summary
+
+
+def load_run(run: str | pathlib.Path, step: int | None = None):
+    """(objective, state, record) of a run folder written by :func:`train_and_evaluate`."""
+    run = pathlib.Path(run)
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} not found: is {run} a run folder written by `gendl train`?")
+    record = json.loads(config_path.read_text())
+    obj = get_objective(record["objective"])
+    config = config_from_json(obj.config_cls, record["config"])
+    data_shape = tuple(record["data_shape"])
+    example = {"x": np.zeros((config.inner_steps, 2, *data_shape), np.float32)}
+    like = obj.init(jax.random.PRNGKey(0), config, example)
+    manager = checkpoints.checkpoint_manager(run / "checkpoints")
+    state = checkpoints.restore(manager, like, step)
+    manager.close()
+    return obj, state, record

@@ -1,0 +1,59 @@
+"""Pictures written by the fit loop: 2-D scatter plots with the true modes, and image grids."""
+
+from __future__ import annotations
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def scatter_with_modes(samples, modes, path: str | pathlib.Path, *, title: str = "", ax=None) -> None:
+    """Scatter of 2-D ``samples`` (n, 2) with the true ``modes`` (K, 2) marked; saved as PNG at ``path``.
+
+    With ``ax`` given, draws into it and saves nothing (``path`` may be None).
+    """
+    samples, modes = np.asarray(samples), np.asarray(modes)
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=120)
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, color="tab:blue", label="samples")
+    if modes is not None and len(modes):
+        ax.scatter(modes[:, 0], modes[:, 1], s=25, marker="x", color="tab:red", label="modes")
+        span = np.abs(modes).max() * 1.4 + 0.1
+        ax.set_xlim(-span, span)
+        ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=6)
+    if own:
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+
+
+def image_grid(images, path: str | pathlib.Path, *, value_range=(-1.0, 1.0), title: str = "") -> None:
+    """Saves (n, H, W, C) images as a square-ish grid PNG; pixel values are mapped from ``value_range``."""
+    images = np.asarray(images, np.float32)
+    lo, hi = value_range
+    images = (images - lo) / (hi - lo)
+    n, h, w, c = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, c), np.float32)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = images[i]
+    # Values outside the range are shown saturated; the arrays written to .npy are never altered.
+    grid = np.clip(grid, 0.0, 1.0)
+    fig, ax = plt.subplots(figsize=(cols * w / 24 + 0.5, rows * h / 24 + 0.5), dpi=100)
+    ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
