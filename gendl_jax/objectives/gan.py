@@ -20,6 +20,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from gendl_jax.objectives import adversarial
 
@@ -95,3 +96,22 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
 sample = adversarial.sample
 generate = adversarial.generate
 discriminate = adversarial.discriminate
+
+
+def generator_gradient_norms(state: adversarial.AdversarialState, z: Array) -> dict[str, Array]:
+    """Norms of the generator's gradient under both losses at the current discriminator.
+
+    Both networks run in inference mode; z: (m, latent_dim). Returns ``{"saturating": ||grad of
+    eq. 5||, "non_saturating": ||grad of eq. 7||}`` (Arjovsky & Bottou 2017, Fig. 2).
+    """
+    gen, disc = adversarial.build_networks(state.config, state.data_shape, batch_norm_in_d=True)
+    g, d = state.generator, state.discriminator
+
+    def logits(params):
+        fake = adversarial.apply_net(gen, params, g.batch_stats, z, train=False)[0]
+        return adversarial.apply_net(disc, d.params, d.batch_stats, fake, train=False)[0]
+
+    return {
+        name: optax.global_norm(jax.grad(lambda p: loss(logits(p)))(g.params))
+        for name, loss in (("saturating", saturating_generator_loss), ("non_saturating", non_saturating_generator_loss))
+    }

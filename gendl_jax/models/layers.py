@@ -1,0 +1,297 @@
+"""Building blocks: a fast transposed convolution and the maxout unit.
+
+Transposed convolution
+----------------------
+:func:`conv_transpose` is the adjoint (transpose) of the strided forward convolution
+
+    C_W : u -> lax.conv_general_dilated(u, W, strides, padding, ("NHWC", "HWIO", "NHWC")),
+
+that is, ``y = C_W^T x``, which is what PyTorch's ``ConvTranspose2d`` computes (output size
+``(in - 1) * s - p_lo - p_hi + k``). Writing it as such makes the three bilinear maps involved
+explicit::
+
+    T(x, W) = C_W^T x                     (forward: the transposed convolution)
+    C(g, W) = conv(g, W)                  (input gradient: the strided forward convolution)
+    K(g, x) = d/dW <x, conv(g, W)>        (kernel gradient: the forward conv's own kernel gradient)
+
+Autodiff through ``lax.conv_transpose`` / ``nn.ConvTranspose`` computes the kernel gradient with
+an *input-dilated* convolution (zeros inserted between the pixels of ``x``), which XLA:CPU runs
+about 10x slower than PyTorch (see ``DESIGN.md``, "Performance notes", and
+``benchmarks/conv_transpose.py``). Here the reverse-mode derivative is ``(C(g, W), K(g, x))``:
+a strided convolution and a window-dilated kernel gradient, the two fast kernels.
+
+Implementation note: the rule is a ``jax.custom_jvp`` (not ``custom_vjp``) whose tangent
+``T(dx, W) + T(x, dW)`` is written so that JAX's transposition of it is exactly ``C(g, W)``
+(for ``dx``) and ``K(g, x)`` (for ``dW``; ``T(x, .)`` is written as the transpose of ``K(., x)``).
+Reverse mode thus runs the same operations a hand-written ``custom_vjp`` backward would, while
+forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``), higher-order reverse mode and ``vmap``
+keep working; ``tests/models/test_layers.py`` checks the gradient's operations and values.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
+from jax import lax
+from jax.custom_derivatives import SymbolicZero
+
+Array = jax.Array
+Initializer = Callable[..., Any]
+
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+DCGAN_INIT = nn.initializers.normal(stddev=0.02)
+"""Weight init of Radford et al. (2015): N(0, 0.02^2)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# conv_transpose
+# ----------------------------------------------------------------------------------------------
+
+
+def _conv(u: Array, kernel: Array, strides, padding) -> Array:
+    """C(u, W): the strided forward convolution, (N, H_out, W_out, C_out) -> (N, H_in, W_in, C_in)."""
+    return lax.conv_general_dilated(u, kernel, strides, padding, dimension_numbers=_DIMENSION_NUMBERS)
+
+
+def _image_aval(x: Array, kernel: Array, output_hw) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct((x.shape[0], *output_hw, kernel.shape[2]), x.dtype)
+
+
+def _transposed(x: Array, kernel: Array, strides, padding, output_hw) -> Array:
+    """T(x, W) = C_W^T x."""
+    (y,) = jax.linear_transpose(lambda u: _conv(u, kernel, strides, padding), _image_aval(x, kernel, output_hw))(x)
+    return y
+
+
+def _kernel_grad(g: Array, x: Array, kernel_shape, strides, padding) -> Array:
+    """K(g, x) = d/dW <x, conv(g, W)>: the strided convolution's kernel gradient, shape ``kernel_shape``."""
+    aval = jax.ShapeDtypeStruct(kernel_shape, x.dtype)
+    (dw,) = jax.linear_transpose(lambda w: _conv(g, w, strides, padding), aval)(x)
+    return dw
+
+
+def _transposed_kernel_tangent(x: Array, dkernel: Array, strides, padding, output_hw) -> Array:
+    """T(x, dW), written as K(., x)^T dW so that its transpose (w.r.t. dW) is K(g, x)."""
+    aval = _image_aval(x, dkernel, output_hw)
+    (y,) = jax.linear_transpose(lambda g: _kernel_grad(g, x, dkernel.shape, strides, padding), aval)(dkernel)
+    return y
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
+def _conv_transpose(x, kernel, strides, padding, output_hw):
+    return _transposed(x, kernel, strides, padding, output_hw)
+
+
+def _conv_transpose_jvp(strides, padding, output_hw, primals, tangents):
+    x, kernel = primals
+    dx, dkernel = tangents
+    y = _transposed(x, kernel, strides, padding, output_hw)
+    dy = None
+    if not isinstance(dx, SymbolicZero):
+        dy = _transposed(dx, kernel, strides, padding, output_hw)
+    if not isinstance(dkernel, SymbolicZero):
+        dk = _transposed_kernel_tangent(x, dkernel, strides, padding, output_hw)
+        dy = dk if dy is None else dy + dk
+    if dy is None:
+        dy = jnp.zeros_like(y)
+    return y, dy
+
+
+_conv_transpose.defjvp(_conv_transpose_jvp, symbolic_zeros=True)
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of ints -> a pair of Python ints."""
+    if isinstance(value, numbers.Integral):
+        value = (value, value)
+    try:
+        pair = tuple(value)
+    except TypeError:
+        pair = ()
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return (int(pair[0]), int(pair[1]))
+
+
+def _padding_pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    try:
+        pairs = tuple(_pair(tuple(p), "padding") for p in padding)
+    except (TypeError, ValueError):
+        pairs = ()
+    if len(pairs) != 2 or min(min(p) for p in pairs) < 0:
+        raise ValueError(
+            f"padding must be ((top, bottom), (left, right)) with non-negative ints, got {padding!r}"
+        )
+    return pairs
+
+
+def conv_transpose(
+    x: Array,
+    kernel: Array,
+    strides: Sequence[int],
+    padding: Sequence[Sequence[int]],
+    output_hw: Sequence[int],
+) -> Array:
+    """Transposed convolution (PyTorch ``ConvTranspose2d`` semantics) with fast derivatives.
+
+    The adjoint of ``u -> lax.conv_general_dilated(u, kernel, strides, padding,
+    ("NHWC", "HWIO", "NHWC"))`` for ``u`` of spatial size ``output_hw``, applied to ``x``.
+    Equal to ``lax.conv_transpose(x, kernel, strides, [(k - 1 - lo, k - 1 - hi), ...],
+    transpose_kernel=True)`` and to PyTorch's ``conv_transpose2d(x, w, stride, padding)`` with
+    ``kernel = w.permute(2, 3, 1, 0)``.
+
+    Args:
+      x: (N, H_in, W_in, C_in) float array.
+      kernel: (kh, kw, C_out, C_in): the HWIO kernel of the *forward* convolution, which maps
+        C_out channels to C_in.
+      strides: (sh, sw) of the forward convolution.
+      padding: ((top, bottom), (left, right)) padding of the forward convolution, ints >= 0.
+      output_hw: (H_out, W_out); a stride-s convolution of a (H_out, W_out) image must give
+        (H_in, W_in). ``H_out = (H_in - 1) * sh - top - bottom + kh`` is the usual choice; up to
+        ``sh - 1`` more (PyTorch's ``output_padding``) is also accepted.
+
+    Returns:
+      (N, H_out, W_out, C_out) array.
+
+    Derivatives: reverse mode uses the strided convolution for the input gradient and its
+    kernel gradient for the kernel gradient (see the module docstring); ``jax.jvp``,
+    higher-order derivatives and ``jax.vmap`` are supported.
+    """
+    x = jnp.asarray(x)
+    kernel = jnp.asarray(kernel)
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (N, H, W, C_in), got shape {x.shape}")
+    if kernel.ndim != 4:
+        raise ValueError(f"kernel must have shape (kh, kw, C_out, C_in), got shape {kernel.shape}")
+    if kernel.shape[3] != x.shape[3]:
+        raise ValueError(
+            f"kernel must have shape (kh, kw, C_out, C_in) with C_in = x.shape[-1] = {x.shape[3]}, "
+            f"got kernel shape {kernel.shape}"
+        )
+    if not (jnp.issubdtype(x.dtype, jnp.floating) and x.dtype == kernel.dtype):
+        raise ValueError(f"x and kernel must have the same floating dtype, got {x.dtype} and {kernel.dtype}")
+    strides = _pair(strides, "strides")
+    if min(strides) < 1:
+        raise ValueError(f"strides must be positive, got {strides}")
+    padding = _padding_pairs(padding)
+    output_hw = _pair(output_hw, "output_hw")
+    for axis, name in ((0, "height"), (1, "width")):
+        k, s, (lo, hi), n_in, n_out = kernel.shape[axis], strides[axis], padding[axis], x.shape[1 + axis], output_hw[axis]
+        smallest = (n_in - 1) * s - lo - hi + k
+        if not (n_in >= 1 and smallest <= n_out < smallest + s and smallest >= 1):
+            raise ValueError(
+                f"output_hw[{axis}] (output {name}) = {n_out} is inconsistent with input {name} {n_in}, "
+                f"kernel {k}, stride {s} and padding {(lo, hi)}: expected a value in "
+                f"[{smallest}, {smallest + s - 1}] (a positive (in - 1) * s - p_lo - p_hi + k, plus at most s - 1)"
+            )
+    return _conv_transpose(x, kernel, strides, padding, output_hw)
+
+
+def conv_transpose_reference(x: Array, kernel: Array, strides, padding, output_hw) -> Array:
+    """The same map as :func:`conv_transpose`, differentiated by plain JAX autodiff (slow backward on CPU).
+
+    Kept as the reference the tests and benchmarks compare against.
+    """
+    return _transposed(x, kernel, tuple(strides), tuple(map(tuple, padding)), tuple(output_hw))
+
+
+# ----------------------------------------------------------------------------------------------
+# Modules
+# ----------------------------------------------------------------------------------------------
+
+
+class ConvTranspose(nn.Module):
+    """Transposed convolution layer (PyTorch ``ConvTranspose2d`` semantics) built on :func:`conv_transpose`.
+
+    (N, H, W, C_in) -> (N, (H - 1) * sh - 2 p + kh, (W - 1) * sw - 2 p + kw, features).
+    With the defaults (k=4, s=2, p=1) it doubles the spatial size, as in DCGAN.
+
+    Attributes:
+      features: output channels.
+      kernel_size: (kh, kw) or an int.
+      strides: (sh, sw) or an int.
+      padding: PyTorch-style symmetric padding ``p`` (int >= 0) of the forward convolution.
+      use_bias: add a learned per-channel bias (turn off when a normalisation layer follows).
+      kernel_init: initialiser of the (kh, kw, features, C_in) kernel. Default N(0, 0.02^2), the
+        DCGAN initialisation (this layer's main user); fan-based initialisers would need the
+        kernel's unusual (features, C_in) channel layout taken into account.
+      bias_init: initialiser of the (features,) bias; zeros.
+
+    Parameters: ``kernel`` (kh, kw, features, C_in), the forward convolution's HWIO kernel
+    (PyTorch weight ``w`` of shape (C_in, features, kh, kw) maps to ``w.permute(2, 3, 1, 0)``),
+    and ``bias`` (features,).
+    """
+
+    features: int
+    kernel_size: int | tuple[int, int] = (4, 4)
+    strides: int | tuple[int, int] = (2, 2)
+    padding: int = 1
+    use_bias: bool = True
+    kernel_init: Initializer = DCGAN_INIT
+    bias_init: Initializer = nn.initializers.zeros
+
+    def __post_init__(self):
+        if not (isinstance(self.features, numbers.Integral) and self.features >= 1):
+            raise ValueError(f"features must be a positive int, got {self.features!r}")
+        if min(_pair(self.kernel_size, "kernel_size")) < 1 or min(_pair(self.strides, "strides")) < 1:
+            raise ValueError(f"kernel_size and strides must be positive, got {self.kernel_size!r}, {self.strides!r}")
+        if not (isinstance(self.padding, numbers.Integral) and self.padding >= 0):
+            raise ValueError(f"padding must be an int >= 0 (PyTorch-style symmetric padding), got {self.padding!r}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = True) -> Array:
+        """(N, H, W, C_in) -> (N, H_out, W_out, features); ``train`` is accepted for uniformity and unused."""
+        del train
+        if jnp.ndim(x) != 4:
+            raise ValueError(f"x must have shape (N, H, W, C), got shape {jnp.shape(x)}")
+        kh, kw = _pair(self.kernel_size, "kernel_size")
+        sh, sw = _pair(self.strides, "strides")
+        p = self.padding
+        out_hw = ((x.shape[1] - 1) * sh - 2 * p + kh, (x.shape[2] - 1) * sw - 2 * p + kw)
+        if min(out_hw) < 1:
+            raise ValueError(
+                f"input of spatial size {x.shape[1:3]} gives an empty output {out_hw} with kernel {(kh, kw)}, "
+                f"strides {(sh, sw)} and padding {p}"
+            )
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, self.features, x.shape[-1]), jnp.float32)
+        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
+        x, kernel, bias = promote_dtype(x, kernel, bias)
+        y = conv_transpose(x, kernel, (sh, sw), ((p, p), (p, p)), out_hw)
+        if bias is not None:
+            y = y + bias
+        return y
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al. 2013), used by the original GAN discriminator.
+
+    (..., D) -> (..., features): ``Dense(features * pieces)`` then, for unit ``j``, the max of
+    the ``pieces`` consecutive pre-activations ``j * pieces : (j + 1) * pieces``.
+    """
+
+    features: int
+    pieces: int = 5
+    use_bias: bool = True
+    kernel_init: Initializer = nn.initializers.lecun_normal()
+
+    def __post_init__(self):
+        if not (isinstance(self.features, numbers.Integral) and self.features >= 1):
+            raise ValueError(f"features must be a positive int, got {self.features!r}")
+        if not (isinstance(self.pieces, numbers.Integral) and self.pieces >= 1):
+            raise ValueError(f"pieces must be a positive int, got {self.pieces!r}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = True) -> Array:
+        """(..., D) -> (..., features); ``train`` is accepted for uniformity and unused."""
+        del train
+        h = nn.Dense(self.features * self.pieces, use_bias=self.use_bias, kernel_init=self.kernel_init, name="dense")(x)
+        return jnp.max(h.reshape(*h.shape[:-1], self.features, self.pieces), axis=-1)

@@ -1,0 +1,146 @@
+"""The pure train steps: one compile, determinism, and agreement with a step written out by hand."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gendl_jax.objectives import adversarial, gan, get_objective, wgan
+
+TINY = dict(hidden=(16, 16), latent_dim=3)
+
+
+def _batch(rng, k, m=8, shape=(2,)):
+    return {"x": jnp.asarray(rng.normal(size=(k, m, *shape)), jnp.float32)}
+
+
+CASES = [
+    ("gan", gan.GANConfig(d_steps=2, **TINY)),
+    ("gan", gan.GANConfig(generator_loss="saturating", g_batch_norm=True, **TINY)),
+    ("wgan", wgan.WGANConfig(n_critic=3, **TINY)),
+    ("wgan-gp", wgan.WGANGPConfig(n_critic=3, **TINY)),
+]
+
+
+@pytest.mark.parametrize("name,config", CASES)
+def test_step_compiles_once_and_is_deterministic(name, config):
+    obj = get_objective(name)
+    rng = np.random.default_rng(0)
+    state = obj.init(jax.random.PRNGKey(1), config, _batch(rng, config.inner_steps))
+
+    @jax.jit
+    @chex.assert_max_traces(n=1)
+    def step(state, batch):
+        return obj.step(state, batch)
+
+    first = None
+    for i in range(3):
+        batch = _batch(rng, config.inner_steps)
+        new_state, metrics = step(state, batch)
+        if i == 0:
+            first = (state, batch, new_state, metrics)
+        state = new_state
+    chex.clear_trace_counter()
+    # Same inputs, same outputs: the step is a pure function of (state, batch).
+    s0, b0, s1, m1 = first
+    again, m_again = step(s0, b0)
+    chex.assert_trees_all_equal(again, s1)
+    chex.assert_trees_all_equal(m_again, m1)
+    assert int(state.step) == 3
+    assert all(np.isfinite(v) for v in jax.device_get(metrics).values())
+    expected = {"d_loss", "d_real", "d_fake", "g_loss", "g_grad_norm"}
+    if name != "gan":
+        expected |= {"w1_estimate"}
+    if name == "wgan-gp":
+        expected |= {"gp", "grad_norm_interp"}
+    assert set(metrics) == expected
+
+
+def test_wgan_critic_stays_in_the_clipping_box():
+    config = wgan.WGANConfig(n_critic=2, clip=0.02, d_learning_rate=0.5, **TINY)
+    rng = np.random.default_rng(1)
+    state = wgan.init_wgan(jax.random.PRNGKey(0), config, _batch(rng, 2))
+    state, _ = jax.jit(wgan.step_wgan)(state, _batch(rng, 2))
+    leaves = jax.tree_util.tree_leaves(state.discriminator.params)
+    assert max(float(jnp.max(jnp.abs(p))) for p in leaves) <= 0.02
+    # With this large learning rate the box is active: some weights sit on its boundary.
+    assert any(bool(jnp.any(jnp.abs(p) == 0.02)) for p in leaves)
+
+
+def test_bad_batch_shape_raises():
+    config = wgan.WGANGPConfig(n_critic=5, **TINY)
+    rng = np.random.default_rng(2)
+    state = wgan.init_wgan_gp(jax.random.PRNGKey(0), config, _batch(rng, 5))
+    with pytest.raises(ValueError, match="inner_steps=5"):
+        wgan.step_wgan_gp(state, _batch(rng, 4))
+    with pytest.raises(ValueError, match="examples have shape"):
+        wgan.step_wgan_gp(state, _batch(rng, 5, shape=(3,)))
+
+
+def test_bad_config_raises():
+    rng = np.random.default_rng(3)
+    with pytest.raises(ValueError, match="d_learning_rate"):
+        gan.init(jax.random.PRNGKey(0), gan.GANConfig(d_learning_rate=0.0), _batch(rng, 1))
+    with pytest.raises(ValueError, match="discriminator steps"):
+        gan.init(jax.random.PRNGKey(0), gan.GANConfig(d_steps=0), _batch(rng, 1))
+    with pytest.raises(ValueError, match="clip"):
+        wgan.init_wgan(jax.random.PRNGKey(0), wgan.WGANConfig(clip=-1.0), _batch(rng, 5))
+
+
+def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0):
+    """Algorithm 1 written out with Python loops, for MLP networks without BatchNorm.
+
+    It follows the step's documented random stream: key -> (next, d_key, g_key); d_key -> one key
+    per discriminator update -> (z_key, penalty_key).
+    """
+    config = state.config
+    gen, disc = adversarial.build_networks(config, state.data_shape, batch_norm_in_d=False)
+    g_tx, d_tx = adversarial.make_optimizers(config)
+    z_dim = config.latent_dim
+    _, d_key, g_key = jax.random.split(state.key, 3)
+    g_params, d_params, d_opt = state.generator.params, state.discriminator.params, state.discriminator.opt_state
+    d_losses = []
+    for real, step_key in zip(batch["x"], jax.random.split(d_key, config.inner_steps)):
+        z_key, p_key = jax.random.split(step_key)
+        fake = gen.apply({"params": g_params}, jax.random.normal(z_key, (real.shape[0], z_dim)), train=True)
+
+        def loss(p):
+            critic = lambda x: disc.apply({"params": p}, x, train=True)  # noqa: E731
+            value = d_loss_fn(critic(real), critic(fake))[0]
+            if penalty_weight:
+                eps = jax.random.uniform(p_key, (real.shape[0],))
+                value += penalty_weight * wgan.gradient_penalty(critic, real, fake, eps)[0]
+            return value
+
+        value, grads = jax.value_and_grad(loss)(d_params)
+        d_losses.append(value)
+        updates, d_opt = d_tx.update(grads, d_opt, d_params)
+        d_params = optax.apply_updates(d_params, updates)
+    z = jax.random.normal(g_key, (batch["x"].shape[1], z_dim))
+    g_loss, g_grads = jax.value_and_grad(
+        lambda p: g_loss_fn(disc.apply({"params": d_params}, gen.apply({"params": p}, z, train=True), train=True))
+    )(g_params)
+    updates, _ = g_tx.update(g_grads, state.generator.opt_state, g_params)
+    return optax.apply_updates(g_params, updates), d_params, np.mean(d_losses), g_loss
+
+
+@pytest.mark.parametrize(
+    "name,config,d_loss_fn,g_loss_fn,weight",
+    [
+        ("gan", gan.GANConfig(d_steps=3, **TINY), gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0),
+        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 10.0),
+    ],
+)
+def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, weight):
+    obj = get_objective(name)
+    rng = np.random.default_rng(4)
+    batch = _batch(rng, config.inner_steps, m=16)
+    state = obj.init(jax.random.PRNGKey(5), config, batch)
+    new_state, metrics = jax.jit(obj.step)(state, batch)
+    g_ref, d_ref, d_loss_ref, g_loss_ref = _reference_step(state, batch, d_loss_fn, g_loss_fn, weight)
+    chex.assert_trees_all_close(new_state.generator.params, g_ref, rtol=2e-4, atol=1e-6)
+    chex.assert_trees_all_close(new_state.discriminator.params, d_ref, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(metrics["d_loss"], d_loss_ref, rtol=1e-4)
+    np.testing.assert_allclose(metrics["g_loss"], g_loss_ref, rtol=1e-4)
