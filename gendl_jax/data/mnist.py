@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import os
 import pathlib
 import zlib
@@ -56,16 +57,6 @@ def _read_exact(f, n: int) -> bytes:
             break
         out += chunk
     return bytes(out)
-
-
-def _readinto_full(f, buf: memoryview) -> int:
-    filled = 0
-    while filled < len(buf):
-        got = f.readinto(buf[filled:])
-        if not got:
-            break
-        filled += got
-    return filled
 
 
 def _count_rest(f) -> int:
@@ -118,9 +109,16 @@ def read_idx(path) -> np.ndarray:
                 raise ValueError(f"{path}: IDX header truncated: expected {ndim} dims ({4 * ndim} bytes), got {len(dims_raw)} bytes")
             dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
             dtype = _IDX_DTYPES[code]
-            expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-            data = np.empty(expected, dtype=np.uint8)
-            got = _readinto_full(f, memoryview(data))
+            expected = math.prod(dims) * dtype.itemsize
+            # Grows with the bytes actually present, so a corrupt header claiming a huge size
+            # gives the size error below rather than a huge allocation.
+            buf = bytearray()
+            while len(buf) < expected:
+                chunk = f.read(min(_CHUNK, expected - len(buf)))
+                if not chunk:
+                    break
+                buf += chunk
+            got = len(buf)
             extra = _count_rest(f) if got == expected else 0
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise ValueError(f"{path}: corrupt or truncated gzip stream: {e}") from e
@@ -131,7 +129,7 @@ def read_idx(path) -> np.ndarray:
             f"(dims {dims_str}, {dtype.itemsize}-byte items); the file is "
             f"{'truncated' if got < expected else 'longer than its header says'}"
         )
-    arr = data.view(dtype).reshape(dims)
+    arr = np.frombuffer(buf, dtype=dtype).reshape(dims)
     if dtype.itemsize > 1:
         arr = arr.astype(dtype.newbyteorder("="))
     else:

@@ -116,13 +116,25 @@ def _load_tfds(name: str, split: str, data_dir) -> ArrayDataset:
     import tensorflow_datasets as tfds
 
     where = str(data_dir) if data_dir is not None else f"the default TFDS data dir ({tfds.core.constants.DATA_DIR})"
+    prefix = f"unknown dataset {name!r}: known names are {', '.join(KNOWN_DATASETS)}; TFDS could not open it from {where}"
+    try:
+        prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
+    except Exception as e:  # TFDS raises many types (DatasetNotFoundError, ...)
+        msg = str(e).split("\n", 1)[0][:300]  # the first line; the rest lists every TFDS dataset
+        raise ValueError(f"{prefix}: {type(e).__name__}: {msg}") from e
+    if not prepared:
+        raise ValueError(
+            f"{prefix}: TFDS has a builder for {name!r} but the dataset is not prepared there "
+            f"(this function never downloads; prepare it in array_record format, e.g. "
+            f"`tfds build {name} --file_format=array_record --data_dir=...`)"
+        )
     try:
         source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:  # TFDS raises many types (DatasetNotFoundError, NotImplementedError, ...)
+    except Exception as e:  # e.g. NotImplementedError for TFRecord-only data, unknown split
         msg = str(e).split("\n", 1)[0][:300]
         raise ValueError(
-            f"unknown dataset {name!r}: known names are {', '.join(KNOWN_DATASETS)}; "
-            f"TFDS could not open it from {where}: {type(e).__name__}: {msg}"
+            f"TFDS dataset {name!r} in {where} could not be opened as a data source with "
+            f"split={split!r}: {type(e).__name__}: {msg}"
         ) from e
     n = len(source)
     if n == 0:

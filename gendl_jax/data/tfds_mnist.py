@@ -10,8 +10,9 @@ The builder reads the IDX files from its *manual directory*:
 :func:`gendl_jax.data.mnist.load_mnist` (argument, else ``$GENDL_DATA_DIR``, the files in it
 or in its ``mnist/``), checksums verified.
 
-Records keep the IDX order (shuffling is disabled): record i of split "train" is
-``load_mnist("train")[.][i]``. Each record is ``{"image": (28, 28, 1) uint8, "label": int}``.
+Records keep the IDX order (shuffling is disabled): record i of split "train" holds image
+``load_mnist("train")[0][i]`` and label ``load_mnist("train")[1][i]``. Each record is
+``{"image": (28, 28, 1) uint8, "label": int}``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
 from gendl_jax.data import mnist as _mnist
 
@@ -33,6 +35,10 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
     """MNIST from the original IDX files in the manual directory; splits "train" and "test"."""
 
     # The class name registers the dataset as "mnist_idx".
+    # TFDS 4.9.10 derives `code_path` through `importlib_resources` (a backport it only
+    # installs for Python < 3.9) whenever the builder lives in an installed package, so
+    # download_and_prepare fails with ModuleNotFoundError; giving the path directly avoids that.
+    code_path = epath.Path(__file__)
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "MNIST from IDX files; Tensor image feature (no TensorFlow needed)."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = (

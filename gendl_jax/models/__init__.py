@@ -1,0 +1,26 @@
+"""Flax linen modules: MLP and DCGAN generators, discriminators and critics, and their layers.
+
+Conventions: ``__call__(x, train=True)``; images are NHWC float32; generators map
+z (N, latent_dim) -> (N, *sample_shape); discriminators / critics map (N, *sample_shape) -> (N,)
+logits or scores; modules with BatchNorm take ``bn_axis_name`` for cross-device batch statistics.
+"""
+
+from gendl_jax.models.dcgan import SUPPORTED_IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator, conv_critic
+from gendl_jax.models.layers import DCGAN_INIT, ConvTranspose, Maxout, conv_transpose, conv_transpose_reference
+from gendl_jax.models.mlp import ACTIVATIONS, GENERATOR_OUTPUTS, MLPDiscriminator, MLPGenerator
+
+__all__ = [
+    "ACTIVATIONS",
+    "DCGAN_INIT",
+    "GENERATOR_OUTPUTS",
+    "SUPPORTED_IMAGE_SIZES",
+    "ConvTranspose",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "Maxout",
+    "conv_critic",
+    "conv_transpose",
+    "conv_transpose_reference",
+]

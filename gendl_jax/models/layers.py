@@ -25,7 +25,9 @@ Implementation note: the rule is a ``jax.custom_jvp`` (not ``custom_vjp``) whose
 (for ``dx``) and ``K(g, x)`` (for ``dW``; ``T(x, .)`` is written as the transpose of ``K(., x)``).
 Reverse mode thus runs the same operations a hand-written ``custom_vjp`` backward would, while
 forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``), higher-order reverse mode and ``vmap``
-keep working; ``tests/models/test_layers.py`` checks the gradient's operations and values.
+keep working (a forward-mode tangent w.r.t. the kernel is the one slower piece: it is computed
+through the transpose of ``K``); ``tests/models/test_layers.py`` checks the gradient's operations
+and values.
 """
 
 from __future__ import annotations
@@ -183,7 +185,8 @@ def conv_transpose(
     padding = _padding_pairs(padding)
     output_hw = _pair(output_hw, "output_hw")
     for axis, name in ((0, "height"), (1, "width")):
-        k, s, (lo, hi), n_in, n_out = kernel.shape[axis], strides[axis], padding[axis], x.shape[1 + axis], output_hw[axis]
+        k, s, (lo, hi) = kernel.shape[axis], strides[axis], padding[axis]
+        n_in, n_out = x.shape[1 + axis], output_hw[axis]
         smallest = (n_in - 1) * s - lo - hi + k
         if not (n_in >= 1 and smallest <= n_out < smallest + s and smallest >= 1):
             raise ValueError(

@@ -298,7 +298,7 @@ def adversarial_step(
     updates, g_opt = g_tx.update(g_grads, g_net.opt_state, g_net.params)
     g_params = optax.apply_updates(g_net.params, updates)
 
-    metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.global_norm(g_grads)}
+    metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads)}
     new_state = state.replace(
         step=state.step + 1,
         generator=NetState(g_params, g_stats, g_opt),

@@ -112,6 +112,6 @@ def generator_gradient_norms(state: adversarial.AdversarialState, z: Array) -> d
         return adversarial.apply_net(disc, d.params, d.batch_stats, fake, train=False)[0]
 
     return {
-        name: optax.global_norm(jax.grad(lambda p: loss(logits(p)))(g.params))
+        name: optax.tree.norm(jax.grad(lambda p: loss(logits(p)))(g.params))
         for name, loss in (("saturating", saturating_generator_loss), ("non_saturating", non_saturating_generator_loss))
     }

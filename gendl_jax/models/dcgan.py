@@ -1,0 +1,182 @@
+"""DCGAN generator and discriminator / critic (Radford et al. 2015).
+
+The architecture rules stated in the lecture ("How to build the discriminator and generator?"):
+
+* no pooling: the generator upsamples with stride-2 transposed convolutions, the discriminator
+  downsamples with stride-2 convolutions (k=4, s=2, p=1 doubles / halves the spatial size);
+* BatchNorm in the generator except at its output layer, and in the discriminator except at
+  its input layer;
+* no fully connected hidden layers (only the generator's projection of ``z`` and the
+  discriminator's final ``Dense(1)``);
+* ReLU in the generator with a tanh output (images scaled to [-1, 1]); LeakyReLU(0.2) in the
+  discriminator.
+
+Weights are initialised from N(0, 0.02^2) as in the paper (BatchNorm scales start at 1).
+Layers followed by a normalisation have no bias (it would be cancelled by the normalisation).
+
+Supported image sizes (H = W): 28 (7 -> 14 -> 28, MNIST), 32 (4 -> 8 -> 16 -> 32) and
+64 (4 -> 8 -> 16 -> 32 -> 64); any number of channels.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gendl_jax.models.layers import DCGAN_INIT, ConvTranspose
+
+Array = jax.Array
+
+SUPPORTED_IMAGE_SIZES: dict[int, int] = {28: 7, 32: 4, 64: 4}
+"""Image side -> the smallest feature map (the generator's first, the discriminator's last)."""
+
+LEAKY_RELU_SLOPE = 0.2
+
+
+def num_blocks(image_size: int) -> int:
+    """Number of stride-2 (transposed) convolutions between the smallest map and the image."""
+    return int(math.log2(image_size // SUPPORTED_IMAGE_SIZES[image_size]))
+
+
+def _supported() -> str:
+    return ", ".join(f"{s}x{s}" for s in SUPPORTED_IMAGE_SIZES)
+
+
+def _check_positive_int(name: str, value) -> None:
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1):
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_image_hw(name: str, h: int, w: int) -> int:
+    if h != w or h not in SUPPORTED_IMAGE_SIZES:
+        raise ValueError(f"{name}: DCGAN supports square images of size {_supported()}, got {h}x{w}")
+    return h
+
+
+def _batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, axis_name=axis_name, name=name)
+
+
+class DCGANGenerator(nn.Module):
+    """z (N, latent_dim) -> images (N, H, W, C) in [-1, 1].
+
+    ``Dense`` projection of ``z`` to (s0, s0, C0) -> BatchNorm -> ReLU, then stride-2
+    :class:`~gendl_jax.models.layers.ConvTranspose` blocks (k=4, s=2, p=1) -> BatchNorm -> ReLU
+    that halve the channels, the last one mapping to C channels with a tanh and no BatchNorm.
+    With ``n`` blocks (2 for 28x28, 3 for 32x32, 4 for 64x64), ``C0 = base_features * 2^(n-1)``:
+    28x28: (7, 7, 128) -> (14, 14, 64) -> (28, 28, C) for ``base_features=64``;
+    64x64: (4, 4, 512) -> 256 -> 128 -> 64 -> (64, 64, C).
+
+    Attributes:
+      image_shape: (H, W, C) with H = W in {28, 32, 64}.
+      base_features: channels of the last hidden feature map.
+      bn_axis_name: mapped axis over which BatchNorm averages batch statistics under
+        ``pmap`` / ``shard_map``; ``None`` on one device.
+
+    Submodules: ``project``/``bn0``, then ``deconv{i}``/``bn{i}`` for i = 1..n-1, then ``output``.
+    """
+
+    image_shape: tuple[int, int, int] = (28, 28, 1)
+    base_features: int = 64
+    bn_axis_name: str | None = None
+
+    def __post_init__(self):
+        shape = self.image_shape
+        if not (isinstance(shape, tuple) and len(shape) == 3 and all(isinstance(s, numbers.Integral) for s in shape)):
+            raise ValueError(f"image_shape must be a tuple (H, W, C) of ints, got {shape!r}")
+        _check_image_hw("image_shape", shape[0], shape[1])
+        _check_positive_int("image_shape[2] (channels)", shape[2])
+        _check_positive_int("base_features", self.base_features)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, z: Array, train: bool = True) -> Array:
+        """(N, latent_dim) -> (N, H, W, C)."""
+        if jnp.ndim(z) != 2:
+            raise ValueError(f"z must have shape (N, latent_dim), got shape {jnp.shape(z)}")
+        if not jnp.issubdtype(jnp.result_type(z), jnp.floating):
+            raise ValueError(f"z must be a floating-point array, got dtype {jnp.result_type(z)}")
+        size, _, channels = self.image_shape
+        s0, n = SUPPORTED_IMAGE_SIZES[size], num_blocks(size)
+        features = self.base_features * 2 ** (n - 1)
+        h = nn.Dense(s0 * s0 * features, use_bias=False, kernel_init=DCGAN_INIT, name="project")(z)
+        h = h.reshape(z.shape[0], s0, s0, features)
+        h = nn.relu(_batch_norm(train, self.bn_axis_name, "bn0")(h))
+        for i in range(1, n):
+            features //= 2
+            h = ConvTranspose(features, use_bias=False, name=f"deconv{i}")(h)
+            h = nn.relu(_batch_norm(train, self.bn_axis_name, f"bn{i}")(h))
+        h = ConvTranspose(channels, use_bias=True, name="output")(h)
+        return jnp.tanh(h)
+
+
+class DCGANDiscriminator(nn.Module):
+    """Images (N, H, W, C) -> logits / critic scores (N,).
+
+    Stride-2 convolutions (k=4, s=2, p=1) with LeakyReLU(0.2), doubling the channels from
+    ``base_features``: the first (input) layer has no normalisation, the others LayerNorm
+    (``layer_norm=True``; per sample over (H, W, C), with a per-channel scale and bias),
+    else BatchNorm (``batch_norm=True``), else nothing. They go down to 7x7 (28x28 input) or 4x4 (32x32,
+    64x64), then flatten -> ``Dense(1)``, squeezed. 28x28: 28 -> 14 (64) -> 7 (128) for
+    ``base_features=64``; 64x64: 64 -> 32 (64) -> 16 (128) -> 8 (256) -> 4 (512).
+
+    Attributes:
+      base_features: channels of the first convolution.
+      batch_norm: BatchNorm on every layer but the first (DCGAN's discriminator). Must be off
+        for a WGAN-GP critic, whose gradient penalty is per sample (see :func:`conv_critic`).
+      layer_norm: LayerNorm *instead of* BatchNorm on every layer but the first (when True,
+        ``batch_norm`` is ignored and the module has no ``batch_stats``).
+      bn_axis_name: mapped axis of BatchNorm's batch statistics under ``pmap`` / ``shard_map``.
+
+    Submodules: ``conv0``, then ``conv{i}`` with ``bn{i}`` or ``ln{i}`` for i = 1..n-1, then ``logit``.
+    """
+
+    base_features: int = 64
+    batch_norm: bool = True
+    layer_norm: bool = False
+    bn_axis_name: str | None = None
+
+    def __post_init__(self):
+        _check_positive_int("base_features", self.base_features)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = True) -> Array:
+        """(N, H, W, C) -> (N,)."""
+        if jnp.ndim(x) != 4:
+            raise ValueError(f"x must be images of shape (N, H, W, C), got shape {jnp.shape(x)}")
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            raise ValueError(f"x must be a floating-point array (images in [-1, 1]), got dtype {jnp.result_type(x)}")
+        n = num_blocks(_check_image_hw("x", x.shape[1], x.shape[2]))
+        normalised = self.batch_norm or self.layer_norm
+        h = x
+        for i in range(n):
+            h = nn.Conv(
+                self.base_features * 2**i,
+                kernel_size=(4, 4),
+                strides=(2, 2),
+                padding=((1, 1), (1, 1)),
+                use_bias=i == 0 or not normalised,
+                kernel_init=DCGAN_INIT,
+                name=f"conv{i}",
+            )(h)
+            if i > 0 and self.layer_norm:
+                h = nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, name=f"ln{i}")(h)
+            elif i > 0 and self.batch_norm:
+                h = _batch_norm(train, self.bn_axis_name, f"bn{i}")(h)
+            h = nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE)
+        h = h.reshape(h.shape[0], -1)
+        return nn.Dense(1, kernel_init=DCGAN_INIT, name="logit")(h)[:, 0]
+
+
+def conv_critic(base_features: int = 64, layer_norm: bool = False) -> DCGANDiscriminator:
+    """The DCGAN-shaped WGAN / WGAN-GP critic: (N, H, W, C) -> scores (N,).
+
+    A :class:`DCGANDiscriminator` without BatchNorm (the gradient penalty is per sample, and
+    BatchNorm would couple the samples of a batch); ``layer_norm=True`` is WGAN-GP's substitute.
+    """
+    return DCGANDiscriminator(base_features=base_features, batch_norm=False, layer_norm=layer_norm)

@@ -1,0 +1,171 @@
+"""Fully connected generator and discriminator / critic of the original GAN (Goodfellow et al. 2014).
+
+The lecture ("How to build the discriminator and generator?"): the original GAN uses only dense
+layers, with ReLU / sigmoid / maxout activations and batch normalisation. The same
+:class:`MLPDiscriminator` serves as the WGAN / WGAN-GP critic (it has no BatchNorm, so the
+per-sample gradient penalty stays per-sample; ``layer_norm=True`` is WGAN-GP's substitute).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gendl_jax.models.layers import Maxout
+
+Array = jax.Array
+
+LEAKY_RELU_SLOPE = 0.2
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "relu": nn.relu,
+    "leaky_relu": lambda h: nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE),
+    "elu": nn.elu,
+    "tanh": jnp.tanh,
+    "sigmoid": nn.sigmoid,
+}
+"""Hidden activations of the MLPs; ``leaky_relu`` has slope 0.2 (DCGAN's)."""
+
+GENERATOR_OUTPUTS: dict[str, Callable[[Array], Array]] = {
+    "linear": lambda h: h,
+    "tanh": jnp.tanh,
+    "sigmoid": nn.sigmoid,
+}
+"""Output maps of :class:`MLPGenerator`: ``tanh`` for data in [-1, 1], ``sigmoid`` for [0, 1]."""
+
+DISCRIMINATOR_ACTIVATIONS = ("maxout", *ACTIVATIONS)
+
+
+def _check_widths(name: str, widths) -> None:
+    def positive_int(w) -> bool:
+        return isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1
+
+    if not (isinstance(widths, tuple) and all(positive_int(w) for w in widths)):
+        raise ValueError(f"{name} must be a tuple of positive ints, got {widths!r}")
+
+
+def _check_choice(name: str, value: str, valid) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {sorted(valid)}, got {value!r}")
+
+
+def _check_float_input(name: str, x: Array, shape_doc: str, min_ndim: int, max_ndim: int | None = None) -> None:
+    ndim = jnp.ndim(x)
+    if ndim < min_ndim or (max_ndim is not None and ndim > max_ndim):
+        raise ValueError(f"{name} must have shape {shape_doc}, got shape {jnp.shape(x)}")
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        raise ValueError(f"{name} must be a floating-point array, got dtype {jnp.result_type(x)}")
+
+
+class MLPGenerator(nn.Module):
+    """Dense generator: z (N, latent_dim) -> samples (N, *out_shape).
+
+    ``Dense -> [BatchNorm] -> activation`` for each hidden width, then ``Dense(prod(out_shape))``,
+    the ``output`` map and a reshape. Hidden Dense layers drop their bias when BatchNorm follows.
+
+    Attributes:
+      out_shape: shape of one sample, e.g. ``(2,)`` for the toy mixtures or ``(28, 28, 1)``.
+      hidden: hidden widths.
+      activation: hidden activation, one of ``ACTIVATIONS``.
+      batch_norm: BatchNorm after each hidden Dense (never after the output).
+      output: ``"linear"``, ``"tanh"`` (data in [-1, 1]) or ``"sigmoid"`` (data in [0, 1]).
+      bn_axis_name: mapped axis over which BatchNorm averages its batch statistics under
+        ``pmap`` / ``shard_map``; ``None`` on one device.
+
+    ``__call__(z, train)``: ``train=True`` normalises with the batch statistics and updates
+    ``batch_stats`` (apply with ``mutable=["batch_stats"]``); ``train=False`` uses the running averages.
+    """
+
+    out_shape: tuple[int, ...]
+    hidden: tuple[int, ...] = (512, 512, 512)
+    activation: str = "relu"
+    batch_norm: bool = False
+    output: str = "linear"
+    bn_axis_name: str | None = None
+
+    def __post_init__(self):
+        _check_widths("out_shape", self.out_shape)
+        if not self.out_shape:
+            raise ValueError("out_shape must be a non-empty tuple of positive ints, got ()")
+        _check_widths("hidden", self.hidden)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("output", self.output, GENERATOR_OUTPUTS)
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, z: Array, train: bool = True) -> Array:
+        """(N, latent_dim) -> (N, *out_shape)."""
+        _check_float_input("z", z, "(N, latent_dim)", 2, 2)
+        act = ACTIVATIONS[self.activation]
+        h = z
+        for i, width in enumerate(self.hidden):
+            h = nn.Dense(width, use_bias=not self.batch_norm, name=f"dense{i}")(h)
+            if self.batch_norm:
+                h = nn.BatchNorm(
+                    use_running_average=not train,
+                    momentum=0.9,
+                    epsilon=1e-5,
+                    axis_name=self.bn_axis_name,
+                    name=f"bn{i}",
+                )(h)
+            h = act(h)
+        h = nn.Dense(math.prod(self.out_shape), name="output")(h)
+        h = GENERATOR_OUTPUTS[self.output](h)
+        return h.reshape(z.shape[0], *self.out_shape)
+
+
+class MLPDiscriminator(nn.Module):
+    """Dense discriminator / critic: x (N, *in_shape) -> logits or scores (N,).
+
+    The input is flattened; each hidden layer is ``Dense -> [LayerNorm] -> activation ->
+    [Dropout]`` (for ``"maxout"``: ``Maxout -> [LayerNorm] -> [Dropout]``); the last layer is
+    ``Dense(1)``, squeezed. No sigmoid: the GAN losses use ``log_sigmoid`` of the logit, and the
+    WGAN critic's score is unbounded. No BatchNorm, so each output depends on its own sample only.
+
+    Attributes:
+      hidden: hidden widths.
+      activation: ``"maxout"`` (Goodfellow et al. 2014) or one of ``ACTIVATIONS``.
+      maxout_pieces: pieces per maxout unit.
+      layer_norm: LayerNorm on each hidden layer (WGAN-GP's critic normalisation).
+      dropout: dropout rate in [0, 1) after each hidden layer; when > 0 and ``train=True``,
+        ``apply`` needs ``rngs={"dropout": key}``.
+    """
+
+    hidden: tuple[int, ...] = (512, 512, 512)
+    activation: str = "maxout"
+    maxout_pieces: int = 5
+    layer_norm: bool = False
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        _check_widths("hidden", self.hidden)
+        _check_choice("activation", self.activation, DISCRIMINATOR_ACTIVATIONS)
+        if not (isinstance(self.maxout_pieces, numbers.Integral) and self.maxout_pieces >= 1):
+            raise ValueError(f"maxout_pieces must be a positive int, got {self.maxout_pieces!r}")
+        if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout!r}")
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = True) -> Array:
+        """(N, *in_shape) -> (N,)."""
+        _check_float_input("x", x, "(N, *in_shape)", 2)
+        h = x.reshape(x.shape[0], -1)
+        for i, width in enumerate(self.hidden):
+            if self.activation == "maxout":
+                h = Maxout(width, pieces=self.maxout_pieces, name=f"maxout{i}")(h)
+                if self.layer_norm:
+                    h = nn.LayerNorm(name=f"ln{i}")(h)
+            else:
+                h = nn.Dense(width, name=f"dense{i}")(h)
+                if self.layer_norm:
+                    h = nn.LayerNorm(name=f"ln{i}")(h)
+                h = ACTIVATIONS[self.activation](h)
+            if self.dropout > 0:
+                h = nn.Dropout(rate=self.dropout, deterministic=not train, name=f"dropout{i}")(h)
+        return nn.Dense(1, name="logit")(h)[:, 0]

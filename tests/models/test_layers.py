@@ -1,0 +1,277 @@
+"""conv_transpose, ConvTranspose and Maxout against independent references.
+
+References: a float64 numpy scatter-add transposed convolution, ``lax.conv_transpose`` with
+``transpose_kernel=True``, plain JAX autodiff of the same map, central finite differences in
+float64, and (when installed) PyTorch's ``conv_transpose2d``.
+"""
+
+import zlib
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from gendl_jax.models import ConvTranspose, Maxout, conv_transpose, conv_transpose_reference
+
+DN = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.fixture
+def rng(request):
+    return np.random.default_rng(zlib.crc32(request.node.name.encode()))
+
+
+def numpy_conv_transpose(x, w, strides, padding, output_hw):
+    """float64 scatter-add: every input pixel adds ``x[n, i, j, :] @ w[a, b].T`` at (i*s + a, j*s + b)
+    of the padded output, which is then cropped by the forward convolution's padding."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    n, h, wd, _ = x.shape
+    kh, kw, c_out, _ = w.shape
+    (sh, sw), ((top, bottom), (left, right)) = strides, padding
+    full = np.zeros((n, output_hw[0] + top + bottom, output_hw[1] + left + right, c_out))
+    for a in range(kh):
+        for b in range(kw):
+            contribution = np.einsum("nijc,oc->nijo", x, w[a, b])
+            full[:, a : a + sh * (h - 1) + 1 : sh, b : b + sw * (wd - 1) + 1 : sw, :] += contribution
+    return full[:, top : top + output_hw[0], left : left + output_hw[1], :]
+
+
+# (input hw, kernel hw, strides, padding, extra output rows/cols (PyTorch's output_padding), C_in, C_out)
+CASES = [
+    ((7, 7), (4, 4), (2, 2), ((1, 1), (1, 1)), (0, 0), 8, 4),  # DCGAN block: 7 -> 14
+    ((5, 6), (3, 3), (1, 1), ((1, 1), (1, 1)), (0, 0), 3, 5),  # "same" stride-1 convolution
+    ((5, 4), (3, 4), (2, 3), ((1, 0), (2, 1)), (0, 0), 4, 2),  # asymmetric everything
+    ((4, 4), (3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 2, 3),  # output_padding=1: 4 -> 8
+    ((3, 5), (5, 2), (3, 1), ((0, 0), (0, 1)), (2, 0), 3, 3),  # stride > kernel / no padding
+]
+
+
+def _case(rng, case, n=3, dtype=np.float32):
+    in_hw, k, s, p, extra, c_in, c_out = case
+    out_hw = tuple((i - 1) * st - lo - hi + kk + e for i, st, (lo, hi), kk, e in zip(in_hw, s, p, k, extra))
+    x = rng.normal(size=(n, *in_hw, c_in)).astype(dtype)
+    w = rng.normal(size=(*k, c_out, c_in)).astype(dtype)
+    return x, w, s, p, out_hw
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_forward_matches_numpy_scatter_add_and_lax(rng, case):
+    x, w, s, p, out_hw = _case(rng, case)
+    y = jax.jit(conv_transpose, static_argnums=(2, 3, 4))(x, w, s, p, out_hw)
+    expected = numpy_conv_transpose(x, w, s, p, out_hw)
+    assert y.shape == expected.shape == (x.shape[0], *out_hw, w.shape[2])
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+    # lax.conv_transpose pads the dilated input: k - 1 - p on each side (+ output_padding at the end).
+    extra = case[4]
+    lax_padding = [(k - 1 - lo, k - 1 - hi + e) for k, (lo, hi), e in zip(w.shape[:2], p, extra)]
+    y_lax = jax.jit(lambda x, w: lax.conv_transpose(x, w, s, lax_padding, dimension_numbers=DN, transpose_kernel=True))(x, w)
+    np.testing.assert_allclose(y, y_lax, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+
+def _loss(fn, s, p, out_hw, g):
+    # A nonlinear function of the output so that second-order terms are not trivial.
+    return lambda x, w: jnp.sum(jnp.sin(fn(x, w, s, p, out_hw)) * g)
+
+
+def _assert_close(a, b, rtol=1e-5):
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradients_match_autodiff_of_plain_formulation(rng, case):
+    x, w, s, p, out_hw = _case(rng, case)
+    g = rng.normal(size=(x.shape[0], *out_hw, w.shape[2])).astype(np.float32)
+    ours = jax.jit(jax.value_and_grad(_loss(conv_transpose, s, p, out_hw, g), argnums=(0, 1)))(x, w)
+    ref = jax.jit(jax.value_and_grad(_loss(conv_transpose_reference, s, p, out_hw, g), argnums=(0, 1)))(x, w)
+    _assert_close(ours[0], ref[0])
+    _assert_close(ours[1][0], ref[1][0])
+    _assert_close(ours[1][1], ref[1][1])
+    # and against autodiff of lax.conv_transpose
+    extra = case[4]
+    lax_padding = [(k - 1 - lo, k - 1 - hi + e) for k, (lo, hi), e in zip(w.shape[:2], p, extra)]
+    lax_fn = lambda x, w, *_: lax.conv_transpose(x, w, s, lax_padding, dimension_numbers=DN, transpose_kernel=True)  # noqa: E731
+    lax_grads = jax.jit(jax.grad(_loss(lax_fn, s, p, out_hw, g), argnums=(0, 1)))(x, w)
+    _assert_close(ours[1][0], lax_grads[0])
+    _assert_close(ours[1][1], lax_grads[1])
+
+
+def test_gradients_match_finite_differences_float64(rng):
+    case = ((3, 4), (4, 3), (2, 2), ((1, 2), (1, 0)), (1, 0), 3, 2)
+    with jax.enable_x64(True):
+        x, w, s, p, out_hw = _case(rng, case, n=2, dtype=np.float64)
+        g = rng.normal(size=(x.shape[0], *out_hw, w.shape[2]))
+        f = jax.jit(_loss(conv_transpose, s, p, out_hw, g))
+        gx, gw = jax.jit(jax.grad(_loss(conv_transpose, s, p, out_hw, g), argnums=(0, 1)))(x, w)
+        assert gx.dtype == gw.dtype == jnp.float64
+        eps = 1e-6
+        for _ in range(3):
+            vx, vw = rng.normal(size=x.shape), rng.normal(size=w.shape)
+            fd_x = (f(x + eps * vx, w) - f(x - eps * vx, w)) / (2 * eps)
+            fd_w = (f(x, w + eps * vw) - f(x, w - eps * vw)) / (2 * eps)
+            np.testing.assert_allclose(np.vdot(gx, vx), fd_x, rtol=1e-7)
+            np.testing.assert_allclose(np.vdot(gw, vw), fd_w, rtol=1e-7)
+
+
+def _conv_eqns(jaxpr):
+    """All conv_general_dilated equations of a (closed) jaxpr, sub-jaxprs included."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            yield eqn
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    yield from _conv_eqns(sub)
+
+
+def test_kernel_gradient_avoids_input_dilated_convolution(rng):
+    """The speed-up of DESIGN.md: the kernel gradient is the strided conv's own kernel gradient
+    (window-dilated), never a convolution of the zero-inserted (input-dilated) x."""
+    x, w, s, p, out_hw = _case(rng, CASES[0], n=4)
+    g = rng.normal(size=(x.shape[0], *out_hw, w.shape[2])).astype(np.float32)
+
+    def kernel_grad_dilations(fn):
+        jaxpr = jax.make_jaxpr(jax.grad(_loss(fn, s, p, out_hw, g), argnums=(0, 1)))(x, w)
+        return [tuple(e.params["lhs_dilation"]) for e in _conv_eqns(jaxpr) if e.outvars[0].aval.shape == w.shape]
+
+    ours = kernel_grad_dilations(conv_transpose)
+    assert ours and all(d == (1, 1) for d in ours), ours
+    # the plain formulation does use the slow input-dilated form (what this test guards against)
+    assert (2, 2) in kernel_grad_dilations(conv_transpose_reference)
+
+
+def test_second_order_jvp_and_vmap_match_reference(rng):
+    x, w, s, p, out_hw = _case(rng, CASES[2], n=2)
+    g = rng.normal(size=(x.shape[0], *out_hw, w.shape[2])).astype(np.float32)
+    f_ours, f_ref = _loss(conv_transpose, s, p, out_hw, g), _loss(conv_transpose_reference, s, p, out_hw, g)
+
+    # reverse-over-reverse: gradient w.r.t. the kernel of a gradient norm w.r.t. the input
+    def grad_penalty(f):
+        return jax.jit(jax.grad(lambda x, w: jnp.sum(jax.grad(f)(x, w) ** 2), argnums=(0, 1)))(x, w)
+
+    for a, b in zip(grad_penalty(f_ours), grad_penalty(f_ref)):
+        _assert_close(a, b, rtol=1e-4)
+    # forward mode and forward-over-reverse
+    vx, vw = rng.normal(size=x.shape).astype(np.float32), rng.normal(size=w.shape).astype(np.float32)
+    _assert_close(jax.jit(lambda: jax.jvp(f_ours, (x, w), (vx, vw))[1])(), jax.jvp(f_ref, (x, w), (vx, vw))[1])
+    hvp = lambda f: jax.jvp(jax.grad(f, argnums=1), (x, w), (vx, vw))[1]  # noqa: E731
+    _assert_close(jax.jit(hvp, static_argnums=0)(f_ours), hvp(f_ref), rtol=1e-4)
+    # vmap over a batch of kernels, with gradients
+    ws = np.stack([w, 2 * w, -w])
+    vg = jax.jit(jax.vmap(jax.grad(f_ours, argnums=(0, 1)), in_axes=(None, 0)))(x, ws)
+    vg_ref = jax.vmap(jax.grad(f_ref, argnums=(0, 1)), in_axes=(None, 0))(x, ws)
+    for a, b in zip(vg, vg_ref):
+        _assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(x=np.zeros((2, 7, 7)), output_hw=(14, 14)), "x must have shape"),
+        (dict(kernel=np.zeros((4, 4, 3))), "kernel must have shape"),
+        (dict(kernel=np.zeros((4, 4, 3, 5), np.float32)), "C_in = x.shape"),
+        (dict(output_hw=(16, 14)), r"output_hw\[0\]"),
+        (dict(output_hw=(14, 12)), r"output_hw\[1\]"),
+        (dict(padding=((1, 1), (-1, 1))), "padding"),
+        (dict(padding=(1, 1)), "padding"),
+        (dict(strides=(2, 0)), "strides"),
+        (dict(x=np.zeros((2, 7, 7, 8), np.int32)), "floating dtype"),
+    ],
+)
+def test_conv_transpose_rejects_bad_input(kwargs, match):
+    args = dict(
+        x=np.zeros((2, 7, 7, 8), np.float32),
+        kernel=np.zeros((4, 4, 3, 8), np.float32),
+        strides=(2, 2),
+        padding=((1, 1), (1, 1)),
+        output_hw=(14, 14),
+    )
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        conv_transpose(**args)
+
+
+@pytest.mark.parametrize(
+    "hw,kernel_size,strides,padding",
+    [((7, 7), 4, 2, 1), ((4, 5), (3, 5), (1, 2), 0), ((6, 6), 5, 3, 2)],
+)
+def test_conv_transpose_module_output_size_and_value(rng, hw, kernel_size, strides, padding):
+    x = rng.normal(size=(2, *hw, 3)).astype(np.float32)
+    layer = ConvTranspose(5, kernel_size=kernel_size, strides=strides, padding=padding)
+    variables = layer.init(jax.random.key(0), x)
+    bias = rng.normal(size=5).astype(np.float32)
+    variables = {"params": {**variables["params"], "bias": bias}}
+    y = jax.jit(layer.apply)(variables, x)
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    sh, sw = (strides, strides) if isinstance(strides, int) else strides
+    out_hw = ((hw[0] - 1) * sh - 2 * padding + kh, (hw[1] - 1) * sw - 2 * padding + kw)
+    assert y.shape == (2, *out_hw, 5)
+    kernel = variables["params"]["kernel"]
+    assert kernel.shape == (kh, kw, 5, 3)
+    expected = numpy_conv_transpose(x, kernel, (sh, sw), ((padding, padding), (padding, padding)), out_hw) + bias
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_conv_transpose_module_init_and_bad_config():
+    # DCGAN initialisation: N(0, 0.02^2), zero bias
+    params = jax.jit(ConvTranspose(64).init)(jax.random.key(1), np.zeros((1, 2, 2, 64), np.float32))["params"]
+    assert abs(float(jnp.std(params["kernel"])) - 0.02) < 0.002 and not np.any(params["bias"])
+    assert "bias" not in ConvTranspose(3, use_bias=False).init(jax.random.key(0), np.zeros((1, 2, 2, 1)))["params"]
+    with pytest.raises(ValueError, match="padding"):
+        ConvTranspose(4, padding=-1)
+    with pytest.raises(ValueError, match="features"):
+        ConvTranspose(0)
+    with pytest.raises(ValueError, match="x must have shape"):
+        ConvTranspose(4).init(jax.random.key(0), np.zeros((7, 7, 3), np.float32))
+
+
+def test_conv_transpose_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.normal(size=(4, 7, 7, 6)).astype(np.float32)
+    w_torch = rng.normal(size=(6, 3, 4, 4)).astype(np.float32)  # (C_in, C_out, kh, kw)
+    g = rng.normal(size=(4, 14, 14, 3)).astype(np.float32)
+    kernel = np.transpose(w_torch, (2, 3, 1, 0))
+    f = _loss(conv_transpose, (2, 2), ((1, 1), (1, 1)), (14, 14), g)
+    value, (gx, gw) = jax.jit(jax.value_and_grad(f, argnums=(0, 1)))(x, kernel)
+
+    xt = torch.tensor(x.transpose(0, 3, 1, 2), requires_grad=True, dtype=torch.float64)
+    wt = torch.tensor(w_torch, requires_grad=True, dtype=torch.float64)
+    yt = torch.nn.functional.conv_transpose2d(xt, wt, stride=2, padding=1)
+    loss = (torch.sin(yt) * torch.tensor(g.transpose(0, 3, 1, 2), dtype=torch.float64)).sum()
+    loss.backward()
+    _assert_close(value, loss.item())
+    _assert_close(gx, xt.grad.numpy().transpose(0, 2, 3, 1))
+    _assert_close(gw, wt.grad.numpy().transpose(2, 3, 1, 0))
+
+
+def test_maxout_matches_numpy(rng):
+    x = rng.normal(size=(6, 10)).astype(np.float32)
+    layer = Maxout(4, pieces=3)
+    variables = layer.init(jax.random.key(0), x)
+    params = variables["params"]["dense"]
+    params = {"kernel": params["kernel"], "bias": rng.normal(size=12).astype(np.float32)}
+    y = jax.jit(layer.apply)({"params": {"dense": params}}, x)
+    pre = x.astype(np.float64) @ np.asarray(params["kernel"], np.float64) + params["bias"]
+    expected = pre.reshape(6, 4, 3).max(axis=-1)
+    assert y.shape == (6, 4)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="pieces"):
+        Maxout(4, pieces=0)
+
+
+def test_maxout_gradient_flows_to_the_max_piece_only(rng):
+    x = rng.normal(size=(1, 3)).astype(np.float32)
+    layer = Maxout(1, pieces=4, use_bias=False)
+    params = layer.init(jax.random.key(0), x)["params"]
+    grad = jax.grad(lambda p: jnp.sum(layer.apply({"params": p}, x)))(params)["dense"]["kernel"]
+    pre = x @ np.asarray(params["dense"]["kernel"])
+    winner = int(np.argmax(pre[0]))
+    expected = np.zeros((3, 4), np.float32)
+    expected[:, winner] = x[0]
+    np.testing.assert_allclose(grad, expected, rtol=1e-6)
+    assert isinstance(layer, nn.Module)
