@@ -64,6 +64,10 @@ class NetworkConfig:
     lr_decay_steps: int = 0
     """If > 0, both learning rates decay linearly to 0 over this many train steps."""
 
+    def __post_init__(self):
+        # Accept any sequence of widths (e.g. a list from JSON) and store the hashable tuple.
+        object.__setattr__(self, "hidden", tuple(self.hidden))
+
     @property
     def inner_steps(self) -> int:
         return 1
