@@ -33,6 +33,7 @@ and values.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from typing import Any, Callable, Sequence
 
@@ -273,6 +274,22 @@ class ConvTranspose(nn.Module):
         return y
 
 
+def fan_in_uniform_bias(fan_in: int) -> Initializer:
+    """Bias initialiser U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as PyTorch's ``nn.Linear``.
+
+    Flax's default zero bias makes a ReLU MLP positively homogeneous at initialisation
+    (G(a z) = a G(z)), so a generator with a low-dimensional latent starts, and on the toy
+    mixtures long stays, spraying its samples along rays through the origin. Random biases
+    break that symmetry.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
 class Maxout(nn.Module):
     """Maxout units (Goodfellow et al. 2013), used by the original GAN discriminator.
 
@@ -296,5 +313,11 @@ class Maxout(nn.Module):
     def __call__(self, x: Array, train: bool = True) -> Array:
         """(..., D) -> (..., features); ``train`` is accepted for uniformity and unused."""
         del train
-        h = nn.Dense(self.features * self.pieces, use_bias=self.use_bias, kernel_init=self.kernel_init, name="dense")(x)
+        h = nn.Dense(
+            self.features * self.pieces,
+            use_bias=self.use_bias,
+            kernel_init=self.kernel_init,
+            bias_init=fan_in_uniform_bias(x.shape[-1]),
+            name="dense",
+        )(x)
         return jnp.max(h.reshape(*h.shape[:-1], self.features, self.pieces), axis=-1)

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gendl_jax.models.layers import Maxout
+from gendl_jax.models.layers import Maxout, fan_in_uniform_bias
 
 Array = jax.Array
 
@@ -104,7 +104,7 @@ class MLPGenerator(nn.Module):
         act = ACTIVATIONS[self.activation]
         h = z
         for i, width in enumerate(self.hidden):
-            h = nn.Dense(width, use_bias=not self.batch_norm, name=f"dense{i}")(h)
+            h = nn.Dense(width, use_bias=not self.batch_norm, bias_init=fan_in_uniform_bias(h.shape[-1]), name=f"dense{i}")(h)
             if self.batch_norm:
                 h = nn.BatchNorm(
                     use_running_average=not train,
@@ -114,7 +114,7 @@ class MLPGenerator(nn.Module):
                     name=f"bn{i}",
                 )(h)
             h = act(h)
-        h = nn.Dense(math.prod(self.out_shape), name="output")(h)
+        h = nn.Dense(math.prod(self.out_shape), bias_init=fan_in_uniform_bias(h.shape[-1]), name="output")(h)
         h = GENERATOR_OUTPUTS[self.output](h)
         return h.reshape(z.shape[0], *self.out_shape)
 
@@ -162,10 +162,10 @@ class MLPDiscriminator(nn.Module):
                 if self.layer_norm:
                     h = nn.LayerNorm(name=f"ln{i}")(h)
             else:
-                h = nn.Dense(width, name=f"dense{i}")(h)
+                h = nn.Dense(width, bias_init=fan_in_uniform_bias(h.shape[-1]), name=f"dense{i}")(h)
                 if self.layer_norm:
                     h = nn.LayerNorm(name=f"ln{i}")(h)
                 h = ACTIVATIONS[self.activation](h)
             if self.dropout > 0:
                 h = nn.Dropout(rate=self.dropout, deterministic=not train, name=f"dropout{i}")(h)
-        return nn.Dense(1, name="logit")(h)[:, 0]
+        return nn.Dense(1, bias_init=fan_in_uniform_bias(h.shape[-1]), name="logit")(h)[:, 0]

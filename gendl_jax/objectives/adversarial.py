@@ -151,22 +151,26 @@ def build_networks(
     return gen, disc
 
 
-def _schedule(lr: float, config: NetworkConfig):
-    if config.lr_decay_steps:
-        return optax.linear_schedule(lr, 0.0, config.lr_decay_steps)
-    return lr
+def _schedule(lr: float, decay_updates: int):
+    return optax.linear_schedule(lr, 0.0, decay_updates) if decay_updates else lr
 
 
 def make_optimizers(config: NetworkConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-    """(generator, discriminator) optimisers; rebuilt from the (hashable) config inside each trace."""
+    """(generator, discriminator) optimisers; rebuilt from the (hashable) config inside each trace.
+
+    ``lr_decay_steps`` counts train steps: the discriminator makes ``inner_steps`` updates per
+    train step, so its schedule is that many times longer and both reach 0 together.
+    """
+    g_decay = config.lr_decay_steps
+    d_decay = config.lr_decay_steps * config.inner_steps
     if config.optimizer == "adam":
-        make = lambda lr: optax.adam(_schedule(lr, config), b1=config.beta1, b2=config.beta2)  # noqa: E731
+        make = lambda lr, n: optax.adam(_schedule(lr, n), b1=config.beta1, b2=config.beta2)  # noqa: E731
     elif config.optimizer == "rmsprop":
         # PyTorch's RMSprop (used by Arjovsky et al.'s reference code): alpha 0.99, eps 1e-8 outside the sqrt.
-        make = lambda lr: optax.rmsprop(_schedule(lr, config), decay=0.99, eps=1e-8)  # noqa: E731
+        make = lambda lr, n: optax.rmsprop(_schedule(lr, n), decay=0.99, eps=1e-8)  # noqa: E731
     else:
         raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {config.optimizer!r}")
-    return make(config.g_learning_rate), make(config.d_learning_rate)
+    return make(config.g_learning_rate, g_decay), make(config.d_learning_rate, d_decay)
 
 
 def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, *, train: bool) -> tuple[Array, PyTree]:

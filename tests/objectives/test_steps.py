@@ -16,19 +16,23 @@ def _batch(rng, k, m=8, shape=(2,)):
     return {"x": jnp.asarray(rng.normal(size=(k, m, *shape)), jnp.float32)}
 
 
+IMAGE = (28, 28, 1)
 CASES = [
-    ("gan", gan.GANConfig(d_steps=2, **TINY)),
-    ("gan", gan.GANConfig(generator_loss="saturating", g_batch_norm=True, **TINY)),
-    ("wgan", wgan.WGANConfig(n_critic=3, **TINY)),
-    ("wgan-gp", wgan.WGANGPConfig(n_critic=3, **TINY)),
+    ("gan", gan.GANConfig(d_steps=2, **TINY), (2,)),
+    ("gan", gan.GANConfig(generator_loss="saturating", g_batch_norm=True, **TINY), (2,)),
+    ("wgan", wgan.WGANConfig(n_critic=3, **TINY), (2,)),
+    ("wgan-gp", wgan.WGANGPConfig(n_critic=3, **TINY), (2,)),
+    ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), IMAGE),
+    ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
 ]
 
 
-@pytest.mark.parametrize("name,config", CASES)
-def test_step_compiles_once_and_is_deterministic(name, config):
+@pytest.mark.parametrize("name,config,shape", CASES)
+def test_step_compiles_once_and_is_deterministic(name, config, shape):
     obj = get_objective(name)
     rng = np.random.default_rng(0)
-    state = obj.init(jax.random.PRNGKey(1), config, _batch(rng, config.inner_steps))
+    _batch_of = lambda k: _batch(rng, k, shape=shape)  # noqa: E731
+    state = obj.init(jax.random.PRNGKey(1), config, _batch_of(config.inner_steps))
 
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -37,7 +41,7 @@ def test_step_compiles_once_and_is_deterministic(name, config):
 
     first = None
     for i in range(3):
-        batch = _batch(rng, config.inner_steps)
+        batch = _batch_of(config.inner_steps)
         new_state, metrics = step(state, batch)
         if i == 0:
             first = (state, batch, new_state, metrics)
@@ -56,6 +60,14 @@ def test_step_compiles_once_and_is_deterministic(name, config):
     if name == "wgan-gp":
         expected |= {"gp", "grad_norm_interp"}
     assert set(metrics) == expected
+    # BatchNorm running statistics (DCGAN generator and discriminator) are threaded through the step.
+    for net in (state.generator, state.discriminator):
+        if net.batch_stats:
+            chex.assert_trees_all_equal_shapes(net.batch_stats, s0.generator.batch_stats if net is state.generator
+                                               else s0.discriminator.batch_stats)
+            moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), net.batch_stats,
+                                           (s0.generator if net is state.generator else s0.discriminator).batch_stats)
+            assert all(jax.tree_util.tree_leaves(moved))
 
 
 def test_wgan_critic_stays_in_the_clipping_box():
@@ -144,3 +156,28 @@ def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, 
     chex.assert_trees_all_close(new_state.discriminator.params, d_ref, rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(metrics["d_loss"], d_loss_ref, rtol=1e-4)
     np.testing.assert_allclose(metrics["g_loss"], g_loss_ref, rtol=1e-4)
+
+
+def test_learning_rates_decay_together_in_train_steps():
+    """lr_decay_steps counts train steps: with n_critic critic updates per step, the critic's
+    schedule must not reach 0 n_critic times earlier than the generator's."""
+    config = wgan.WGANGPConfig(n_critic=5, lr_decay_steps=10, g_learning_rate=1e-3, d_learning_rate=1e-3, **TINY)
+    rng = np.random.default_rng(6)
+    state = wgan.init_wgan_gp(jax.random.PRNGKey(0), config, _batch(rng, 5))
+    step = jax.jit(wgan.step_wgan_gp)
+    for _ in range(4):
+        state, _ = step(state, _batch(rng, 5))
+    # After 4 of 10 steps both optimisers have made 40% of their updates: 4 (G) and 20 (critic).
+    def counts(opt_state):  # Adam's and the schedule's step counters
+        return {int(v) for _, v in optax.tree_utils.tree_get_all_with_path(opt_state, "count")}
+
+    assert counts(state.generator.opt_state) == {4} and counts(state.discriminator.opt_state) == {20}
+    # Mid-way the critic still learns (a schedule counted in critic updates would already be at 0).
+    before = state.discriminator.params
+    state, _ = step(state, _batch(rng, 5))
+    assert not jax.tree_util.tree_all(jax.tree_util.tree_map(jnp.array_equal, state.discriminator.params, before))
+    for _ in range(5):
+        state, _ = step(state, _batch(rng, 5))
+    before = state.discriminator.params
+    state, _ = step(state, _batch(rng, 5))  # past the end of the schedule: lr 0, no update
+    chex.assert_trees_all_equal(state.discriminator.params, before)
