@@ -30,12 +30,12 @@ CASES = {
     ("ring8", "mlp", 256): {
         "gan": ("gan", gan.GANConfig(hidden=(512, 512, 512))),
         "wgan": ("wgan", wgan.WGANConfig(hidden=(512, 512, 512))),
-        "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=(512, 512, 512))),
+        "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=(512, 512, 512), gp_weight=10.0)),
     },
     ("mnist", "dcgan", 64): {
         "gan": ("gan", gan.GANConfig(model="dcgan")),
         "wgan": ("wgan", wgan.WGANConfig(model="dcgan")),
-        "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(model="dcgan")),
+        "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", gp_weight=10.0)),
     },
 }
 

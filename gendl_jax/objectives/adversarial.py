@@ -40,13 +40,14 @@ PyTree = Any
 class NetworkConfig:
     """Architecture and optimiser settings shared by the adversarial objectives.
 
-    ``model="auto"`` picks MLPs for vector data (the toy mixtures) and DCGAN networks for images.
+    ``model="auto"`` picks DCGAN networks for square images of a size they support (28, 32, 64)
+    and MLPs otherwise (the toy mixtures, 8x8 digits).
     """
 
     model: Literal["auto", "mlp", "dcgan"] = "auto"
     latent_dim: int | None = None
     """Latent size; ``None`` gives 2 for vector data (as in the PacGAN toy protocol) and 100 for images."""
-    hidden: tuple[int, ...] = (512, 512, 512)
+    hidden: tuple[int, ...] = (256, 256, 256)
     """Hidden widths of the MLP generator and discriminator."""
     g_activation: Literal["relu", "leaky_relu"] = "relu"
     d_activation: Literal["relu", "leaky_relu", "maxout"] = "relu"
@@ -116,7 +117,8 @@ def latent_dim(config: NetworkConfig, data_shape: tuple[int, ...]) -> int:
 def _architecture(config: NetworkConfig, data_shape: tuple[int, ...]) -> str:
     if config.model != "auto":
         return config.model
-    return "mlp" if len(data_shape) == 1 else "dcgan"
+    is_dcgan_image = len(data_shape) == 3 and data_shape[0] == data_shape[1] in models.SUPPORTED_IMAGE_SIZES
+    return "dcgan" if is_dcgan_image else "mlp"
 
 
 def build_networks(

@@ -9,7 +9,8 @@ and the generator when ``f`` is K-Lipschitz; the generator minimises ``-mean f(G
 * ``wgan-gp``: the critic loss adds ``lambda * mean_i (||grad_x f(x_hat_i)||_2 - 1)^2`` at random
   interpolates ``x_hat_i = eps_i x_i + (1 - eps_i) G(z_i)``; the gradient is taken per sample with
   ``vmap(grad)`` and its norm over all non-batch axes (some implementations take the norm over one
-  image axis only, which is a bug). Adam(1e-4, 0.5, 0.9), n_critic = 5, lambda = 10.
+  image axis only, which is a bug). Adam(1e-4, 0.5, 0.9), n_critic = 5, lambda = 10 for images
+  (0.1 by default for vector data, see :class:`WGANGPConfig`).
 
 The critics have no BatchNorm (the penalty is per sample; LayerNorm is available instead).
 """
@@ -52,7 +53,9 @@ class WGANGPConfig(adversarial.NetworkConfig):
     """WGAN-GP; defaults from Gulrajani et al. 2017 (Algorithm 1)."""
 
     n_critic: int = 5
-    gp_weight: float = 10.0
+    gp_weight: float | None = None
+    """lambda; None: 10 for images (the paper's value) and 0.1 for vector data such as the 2-D toy
+    mixtures (the value in Gulrajani et al.'s own toy experiments; 10 learns them very slowly)."""
     g_learning_rate: float = 1e-4
     d_learning_rate: float = 1e-4
     beta1: float = 0.5
@@ -64,8 +67,15 @@ class WGANGPConfig(adversarial.NetworkConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.gp_weight < 0:
-            raise ValueError(f"gp_weight must be >= 0, got {self.gp_weight}")
+        if self.gp_weight is not None and self.gp_weight < 0:
+            raise ValueError(f"gp_weight must be >= 0 or None, got {self.gp_weight}")
+
+
+def resolved_gp_weight(config: WGANGPConfig, data_shape: tuple[int, ...]) -> float:
+    """``config.gp_weight``, or its data-dependent default when None (see :class:`WGANGPConfig`)."""
+    if config.gp_weight is not None:
+        return config.gp_weight
+    return 0.1 if len(data_shape) == 1 else 10.0
 
 
 def critic_loss(scores_real: Array, scores_fake: Array) -> tuple[Array, dict]:
@@ -144,7 +154,7 @@ def step_wgan_gp(state: adversarial.AdversarialState, batch: dict, *, axis_name:
         generator_loss=generator_loss,
         batch_norm_in_d=False,
         penalty=gradient_penalty,
-        penalty_weight=state.config.gp_weight,
+        penalty_weight=resolved_gp_weight(state.config, state.data_shape),
         axis_name=axis_name,
     )
 

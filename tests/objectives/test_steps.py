@@ -142,7 +142,10 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0):
     "name,config,d_loss_fn,g_loss_fn,weight",
     [
         ("gan", gan.GANConfig(d_steps=3, **TINY), gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0),
-        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 10.0),
+        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, gp_weight=10.0, **TINY), wgan.critic_loss, wgan.generator_loss,
+         10.0),
+        # gp_weight=None resolves to 0.1 for vector data.
+        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 0.1),
     ],
 )
 def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, weight):
@@ -181,3 +184,13 @@ def test_learning_rates_decay_together_in_train_steps():
     before = state.discriminator.params
     state, _ = step(state, _batch(rng, 5))  # past the end of the schedule: lr 0, no update
     chex.assert_trees_all_equal(state.discriminator.params, before)
+
+
+@pytest.mark.parametrize("shape,expected", [((2,), "mlp"), ((8, 8, 1), "mlp"), ((28, 28, 1), "dcgan"),
+                                            ((32, 32, 3), "dcgan")])
+def test_auto_architecture(shape, expected):
+    gen, disc = adversarial.build_networks(gan.GANConfig(), shape, batch_norm_in_d=True)
+    names = {"mlp": ("MLPGenerator", "MLPDiscriminator"), "dcgan": ("DCGANGenerator", "DCGANDiscriminator")}
+    assert (type(gen).__name__, type(disc).__name__) == names[expected]
+    z = jnp.zeros((3, adversarial.latent_dim(gan.GANConfig(), shape)))
+    assert jax.eval_shape(lambda: gen.init_with_output(jax.random.PRNGKey(0), z, train=False)[0]).shape == (3, *shape)
