@@ -73,6 +73,15 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         raise SystemExit(0 if argv else 2)
     command, rest = argv[0], argv[1:]
+    try:
+        _dispatch(command, rest)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+        # Bad input and stopped runs get one clear line, not a traceback.
+        print(f"gendl {command}: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _dispatch(command: str, rest: list[str]) -> None:
     if command == "train":
         if not rest or rest[0] not in OBJECTIVES:
             got = f"got {rest[0]!r}" if rest else "got none"

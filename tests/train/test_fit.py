@@ -78,3 +78,14 @@ def test_cli_rejects_unknown_objective(capsys):
         cli.main(["train", "vae-x"])
     assert e.value.code == 2
     assert "gan, wgan, wgan-gp" in capsys.readouterr().err
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "gan", "--data", "no_such_dataset", "--out", str(tmp_path / "x"), "--no-progress"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert "unknown dataset 'no_such_dataset'" in err and "ring8" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        cli.main(["sample", str(tmp_path / "not_a_run")])
+    assert "config.json" in capsys.readouterr().err
