@@ -146,6 +146,15 @@ def train_and_evaluate(
     out.mkdir(parents=True, exist_ok=True)
     record = {"objective": obj.name, "config": _jsonable(config), "train": _jsonable(train),
               "data_shape": list(state.data_shape)}
+    if start and (out / "config.json").is_file():
+        saved = json.loads((out / "config.json").read_text())
+        changed = sorted(k for k in set(saved["config"]) | set(record["config"])
+                         if saved["config"].get(k) != record["config"].get(k))
+        if saved["objective"] != obj.name or changed:
+            raise ValueError(
+                f"cannot resume {out}: it was trained as {saved['objective']} and these hyper-parameters differ "
+                f"from its config.json: {changed}"
+            )
     (out / "config.json").write_text(json.dumps(record, indent=2))
 
     step_fn = jax.jit(obj.step, donate_argnums=0)

@@ -48,6 +48,9 @@ def test_existing_run_is_not_overwritten_and_resume_continues_exactly(tmp_path):
     _train(tmp_path, "split", steps=20)
     with pytest.raises(FileExistsError, match="resume"):
         _train(tmp_path, "split", steps=30)
+    with pytest.raises(ValueError, match="n_critic"):
+        train_and_evaluate("wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), n_critic=3), TrainConfig(
+            data="ring8", steps=30, batch_size=32, out=str(tmp_path / "split"), resume=True, progress=False))
     summary = _train(tmp_path, "split", steps=30, resume=True)
     assert summary["resumed_from"] == 20
     # Resuming gives the same parameters, bit for bit, as the uninterrupted run on CPU.
