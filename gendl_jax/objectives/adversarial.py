@@ -215,20 +215,12 @@ def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, 
     )
 
 
-def _global_normal(key: Array, local_shape: tuple[int, ...], axis_name: str | None) -> Array:
-    """Standard normals for this device's rows of the global batch (identical to one device's draw)."""
+def _global_draw(sampler, key: Array, local_shape: tuple[int, ...], axis_name: str | None) -> Array:
+    """``sampler(key, shape)`` for this device's rows of the global batch (identical to one device's draw)."""
     if axis_name is None:
-        return jax.random.normal(key, local_shape)
+        return sampler(key, local_shape)
     n_dev = jax.lax.psum(1, axis_name)
-    full = jax.random.normal(key, (local_shape[0] * n_dev, *local_shape[1:]))
-    return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(axis_name) * local_shape[0], local_shape[0])
-
-
-def _global_uniform(key: Array, local_shape: tuple[int, ...], axis_name: str | None) -> Array:
-    if axis_name is None:
-        return jax.random.uniform(key, local_shape)
-    n_dev = jax.lax.psum(1, axis_name)
-    full = jax.random.uniform(key, (local_shape[0] * n_dev, *local_shape[1:]))
+    full = sampler(key, (local_shape[0] * n_dev, *local_shape[1:]))
     return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(axis_name) * local_shape[0], local_shape[0])
 
 
@@ -268,7 +260,7 @@ def adversarial_step(
     def d_update(d_net: NetState, inputs):
         real, step_key = inputs
         z_key, p_key = jax.random.split(step_key)
-        z = _global_normal(z_key, (m, z_dim), axis_name)
+        z = _global_draw(jax.random.normal, z_key, (m, z_dim), axis_name)
         fake, _ = apply_net(gen, g_net.params, g_net.batch_stats, z, train=True)
         fake = jax.lax.stop_gradient(fake)
 
@@ -278,7 +270,7 @@ def adversarial_step(
             loss, metrics = discriminator_loss(s_real, s_fake)
             if penalty is not None:
                 critic = lambda x: apply_net(disc, params, stats, x, train=False)[0]  # noqa: E731
-                eps = _global_uniform(p_key, (m,), axis_name)
+                eps = _global_draw(jax.random.uniform, p_key, (m,), axis_name)
                 value, p_metrics = penalty(critic, real, fake, eps)
                 loss = loss + penalty_weight * value
                 metrics = {**metrics, **p_metrics}
@@ -296,7 +288,7 @@ def adversarial_step(
     d_net, d_metrics = jax.lax.scan(d_update, state.discriminator, (real_batches, jax.random.split(d_key, k)))
     d_metrics = jax.tree_util.tree_map(jnp.mean, d_metrics)
 
-    z = _global_normal(g_key, (m, z_dim), axis_name)
+    z = _global_draw(jax.random.normal, g_key, (m, z_dim), axis_name)
 
     def g_loss_fn(params):
         fake, stats = apply_net(gen, params, g_net.batch_stats, z, train=True)
