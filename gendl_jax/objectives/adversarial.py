@@ -240,7 +240,12 @@ def adversarial_step(
     projection: Callable[[PyTree], PyTree] | None = None,
     axis_name: str | None = None,
 ) -> tuple[AdversarialState, dict]:
-    """One generator update preceded by ``k`` discriminator updates; see the module docstring."""
+    """One generator update preceded by ``k`` discriminator updates; see the module docstring.
+
+    Random stream (fixed, so that runs are reproducible and testable): ``state.key`` splits into
+    (next key, discriminator key, generator key); the discriminator key splits into one key per
+    update, each into (latent key, penalty key). Latents are N(0, I), interpolation weights U(0, 1).
+    """
     config = state.config
     real_batches = batch["x"]
     k = config.inner_steps
