@@ -63,7 +63,8 @@ def mean_and_stderr(values) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
 
 
-def run(steps: int, seeds: list[int], batch_size: int, n_samples: int, datasets: list[str], out: pathlib.Path):
+def run(steps: int, seeds: list[int], batch_size: int, n_samples: int, datasets: list[str], out: pathlib.Path,
+        only: list[str] | None = None):
     out.mkdir(parents=True, exist_ok=True)
     results = []
     scatters = {}
@@ -71,6 +72,8 @@ def run(steps: int, seeds: list[int], batch_size: int, n_samples: int, datasets:
         dataset = load_dataset(data_name)
         dist = dataset.distribution
         for label, (objective, config) in configs(steps).items():
+            if only and label not in only:
+                continue
             obj = get_objective(objective)
             states, info = train_seeds(obj, config, dataset, seeds, steps=steps, batch_size=batch_size,
                                        desc=f"{label} {data_name}")
@@ -137,10 +140,13 @@ def main():
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-samples", type=int, default=2500)
     parser.add_argument("--data", nargs="+", default=["ring8", "grid25"])
+    parser.add_argument("--objectives", nargs="+", default=None,
+                        help="a subset of the rows, by name: 'GAN (saturating)' NS-GAN 'WGAN (clip)' WGAN-GP")
     parser.add_argument("--out", default="experiments/results/toy_mode_collapse")
     args = parser.parse_args()
     t0 = time.time()
-    run(args.steps, list(range(args.seeds)), args.batch_size, args.n_samples, args.data, pathlib.Path(args.out))
+    run(args.steps, list(range(args.seeds)), args.batch_size, args.n_samples, args.data, pathlib.Path(args.out),
+        args.objectives)
     print(f"total {time.time() - t0:.0f} s")
 
 
