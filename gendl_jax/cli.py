@@ -40,7 +40,7 @@ def _train(name: str, argv: list[str]) -> dict:
         "config": tyro.conf.OmitArgPrefixes[objective.config_cls],
         "train": tyro.conf.OmitArgPrefixes[TrainConfig],
     }
-    run.__defaults__ = (objective.config_cls(), TrainConfig())
+    run.__defaults__ = (objective.config_cls(), TrainConfig(**objective.train_defaults))
     run.__doc__ = f"Train {name} (hyper-parameters first, then the run settings)."
     return tyro.cli(run, args=argv, prog=f"gendl train {name}")
 

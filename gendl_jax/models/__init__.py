@@ -5,12 +5,18 @@ z (N, latent_dim) -> (N, *sample_shape); discriminators / critics map (N, *sampl
 logits or scores; modules with BatchNorm take ``bn_axis_name`` for cross-device batch statistics.
 """
 
+from gendl_jax.models.autoencoders import CODE_ACTIVATIONS, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from gendl_jax.models.dcgan import SUPPORTED_IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator, conv_critic
 from gendl_jax.models.layers import DCGAN_INIT, ConvTranspose, Maxout, conv_transpose, conv_transpose_reference
 from gendl_jax.models.mlp import ACTIVATIONS, GENERATOR_OUTPUTS, MLPDiscriminator, MLPGenerator
 
 __all__ = [
     "ACTIVATIONS",
+    "CODE_ACTIVATIONS",
+    "ConvDecoder",
+    "ConvEncoder",
+    "MLPDecoder",
+    "MLPEncoder",
     "DCGAN_INIT",
     "GENERATOR_OUTPUTS",
     "SUPPORTED_IMAGE_SIZES",

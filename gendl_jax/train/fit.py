@@ -89,17 +89,18 @@ def config_from_json(cls: type, values: dict) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-def make_iterator(dataset, batch_size: int | None, seed: int, inner_steps: int) -> gdata.BatchIterator:
+def make_iterator(dataset, batch_size: int | None, seed: int, inner_steps: int,
+                  value_range: tuple[float, float] = (-1.0, 1.0)) -> gdata.BatchIterator:
     if batch_size is None:
         batch_size = 256 if isinstance(dataset, gdata.ToyDataset) else 64
-    return gdata.BatchIterator(dataset, batch_size, seed=seed, inner_steps=inner_steps, value_range=(-1.0, 1.0))
+    return gdata.BatchIterator(dataset, batch_size, seed=seed, inner_steps=inner_steps, value_range=value_range)
 
 
-def _write_samples_picture(path, samples, dataset, title):
+def _write_samples_picture(path, samples, dataset, title, value_range=(-1.0, 1.0)):
     if isinstance(dataset, gdata.ToyDataset):
         plots.scatter_with_modes(samples, dataset.distribution.modes, path, title=title)
     elif np.ndim(samples) == 4:
-        plots.image_grid(samples[:64], path, title=title)
+        plots.image_grid(samples[:64], path, title=title, value_range=value_range)
 
 
 def summarize(samples: np.ndarray, dataset) -> dict:
@@ -130,7 +131,9 @@ def train_and_evaluate(
     ckpt_dir = out / "checkpoints"
     if dataset is None:
         dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
-    iterator = make_iterator(dataset, train.batch_size, train.seed, config.inner_steps)
+    if obj.prepare_dataset is not None:
+        dataset = obj.prepare_dataset(dataset, config)
+    iterator = make_iterator(dataset, train.batch_size, train.seed, config.inner_steps, obj.value_range)
 
     state = obj.init(jax.random.PRNGKey(train.seed), config, iterator.batch_at(0))
     manager = checkpoints.checkpoint_manager(ckpt_dir, max_to_keep=train.keep_checkpoints)
@@ -158,7 +161,7 @@ def train_and_evaluate(
     (out / "config.json").write_text(json.dumps(record, indent=2))
 
     step_fn = jax.jit(obj.step, donate_argnums=0)
-    sample_fn = jax.jit(obj.sample, static_argnums=2)
+    sample_fn = jax.jit(obj.sample, static_argnums=2) if obj.sample is not None else None
     picture_key = jax.random.PRNGKey(train.seed + 1)  # fixed latents for every picture of the run
     n_picture = 2500 if isinstance(dataset, gdata.ToyDataset) else 64
     last_checkpoint = manager.latest_step()
@@ -184,18 +187,25 @@ def train_and_evaluate(
             if done % train.checkpoint_every == 0 or done == train.steps:
                 checkpoints.save(manager, done, state)
                 last_checkpoint = done
-            if train.sample_every and done % train.sample_every == 0 and done != train.steps:
+            if sample_fn and train.sample_every and done % train.sample_every == 0 and done != train.steps:
                 samples = np.asarray(sample_fn(state, picture_key, n_picture))
-                _write_samples_picture(out / f"samples_{done:07d}.png", samples, dataset, f"{obj.name} step {done}")
+                _write_samples_picture(out / f"samples_{done:07d}.png", samples, dataset, f"{obj.name} step {done}",
+                                       obj.value_range)
             bar.update(1)
     jax.block_until_ready(state)
     train_s = time.perf_counter() - t0
     manager.wait_until_finished()
 
-    samples = np.asarray(sample_fn(state, jax.random.PRNGKey(train.seed + 2), train.n_samples))
-    np.save(out / "samples.npy", samples)
-    picture = np.asarray(sample_fn(state, picture_key, n_picture))
-    _write_samples_picture(out / f"samples_{train.steps:07d}.png", picture, dataset, f"{obj.name} step {train.steps}")
+    scores = {}
+    if sample_fn is not None:
+        samples = np.asarray(sample_fn(state, jax.random.PRNGKey(train.seed + 2), train.n_samples))
+        np.save(out / "samples.npy", samples)
+        picture = np.asarray(sample_fn(state, picture_key, n_picture))
+        _write_samples_picture(out / f"samples_{train.steps:07d}.png", picture, dataset,
+                               f"{obj.name} step {train.steps}", obj.value_range)
+        scores = summarize(samples, dataset)
+    if obj.report is not None:
+        scores = {**scores, **obj.report(state, out, train, dataset)}
     summary = {
         "objective": obj.name,
         "data": train.data,
@@ -205,7 +215,7 @@ def train_and_evaluate(
         "compile_seconds": compile_s,
         "train_seconds": train_s,
         "steps_per_second": (train.steps - start - 1) / train_s if train.steps - start > 1 else None,
-        **summarize(samples, dataset),
+        **scores,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     manager.close()
