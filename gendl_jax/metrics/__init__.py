@@ -1,5 +1,56 @@
-"""Measures of generative models; see each module."""
+"""Measures of generative models (the lecture's "Evaluation of GANs", Borji 2018).
 
+Feature-based: :func:`fid`, :func:`kid`, :func:`inception_score`, :func:`mmd`,
+:func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`; learned:
+:func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood`;
+memorisation: :func:`nearest_neighbours`; toy mixtures: :func:`mode_coverage`. MNIST features and
+logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
+
+Precision: inputs are checked on the host and converted to float64; the jitted kernels run inside
+``jax.enable_x64(True)`` (see :mod:`gendl_jax.metrics._common`); pairwise-distance measures work in
+blocks of ``block_size`` rows and columns.
+"""
+
+from gendl_jax.metrics.classifier import MNIST_CLASSIFIER_CONFIG, MnistClassifier, mnist_classifier, prepare_images
+from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, trace_sqrt_product
+from gendl_jax.metrics.inception import inception_score
+from gendl_jax.metrics.kernel import kid, kid_subset_indices, mmd
+from gendl_jax.metrics.likelihood import parzen_log_densities, parzen_log_likelihood, select_parzen_bandwidth
 from gendl_jax.metrics.mode_coverage import mode_coverage, mode_histogram
+from gendl_jax.metrics.pairwise import (
+    density_coverage,
+    kth_neighbour_distances,
+    nearest_neighbour_picture,
+    nearest_neighbours,
+    nn_two_sample,
+    precision_recall,
+)
+from gendl_jax.metrics.two_sample import classifier_two_sample, critic_wasserstein
 
-__all__ = ["mode_coverage", "mode_histogram"]
+__all__ = [
+    "MNIST_CLASSIFIER_CONFIG",
+    "MnistClassifier",
+    "classifier_two_sample",
+    "critic_wasserstein",
+    "density_coverage",
+    "feature_statistics",
+    "fid",
+    "frechet_distance",
+    "inception_score",
+    "kid",
+    "kid_subset_indices",
+    "kth_neighbour_distances",
+    "mmd",
+    "mnist_classifier",
+    "mode_coverage",
+    "mode_histogram",
+    "nearest_neighbour_picture",
+    "nearest_neighbours",
+    "nn_two_sample",
+    "parzen_log_densities",
+    "parzen_log_likelihood",
+    "precision_recall",
+    "prepare_images",
+    "select_parzen_bandwidth",
+    "trace_sqrt_product",
+]

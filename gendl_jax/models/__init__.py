@@ -7,6 +7,7 @@ logits or scores; modules with BatchNorm take ``bn_axis_name`` for cross-device 
 
 from gendl_jax.models.autoencoders import CODE_ACTIVATIONS, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from gendl_jax.models.dcgan import SUPPORTED_IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator, conv_critic
+from gendl_jax.models.lenet import LENET_INPUT_SHAPE, LeNet
 from gendl_jax.models.layers import DCGAN_INIT, ConvTranspose, Maxout, conv_transpose, conv_transpose_reference
 from gendl_jax.models.mlp import ACTIVATIONS, GENERATOR_OUTPUTS, MLPDiscriminator, MLPGenerator
 
@@ -19,6 +20,8 @@ __all__ = [
     "MLPEncoder",
     "DCGAN_INIT",
     "GENERATOR_OUTPUTS",
+    "LENET_INPUT_SHAPE",
+    "LeNet",
     "SUPPORTED_IMAGE_SIZES",
     "ConvTranspose",
     "DCGANDiscriminator",

@@ -1,0 +1,105 @@
+"""Frechet distance between Gaussians fitted to features (FID; Heusel et al. 2017).
+
+``d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2)``, the squared 2-Wasserstein
+distance between N(mu1, S1) and N(mu2, S2). The trace term uses two symmetric eigendecompositions
+(``eigh``): S1^1/2 = V diag(sqrt(w)) V^T, then the eigenvalues of the symmetric PSD matrix
+S1^1/2 S2 S1^1/2, whose square roots sum to tr((S1 S2)^1/2). This avoids ``scipy.linalg.sqrtm``
+of the non-symmetric S1 S2 and its spurious complex parts, and stays on the accelerator.
+Eigenvalues that round-off makes slightly negative (the matrices are PSD) are taken as 0.
+Float64 throughout; covariances use N - 1.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gendl_jax.metrics._common import as_samples, same_dim, x64
+
+
+@jax.jit
+def _statistics(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    mu = jnp.mean(x, axis=0)
+    xc = x - mu
+    return mu, xc.T @ xc / (x.shape[0] - 1)
+
+
+def _psd_sqrt(s: jax.Array) -> jax.Array:
+    w, v = jnp.linalg.eigh(s)
+    return (v * jnp.sqrt(jnp.maximum(w, 0.0))) @ v.T
+
+
+@jax.jit
+def trace_sqrt_product(sigma1: jax.Array, sigma2: jax.Array) -> jax.Array:
+    """tr((S1 S2)^1/2) for symmetric PSD (d, d) matrices, via ``eigh`` (see the module docstring)."""
+    root1 = _psd_sqrt(sigma1)
+    m = root1 @ sigma2 @ root1
+    eig = jnp.linalg.eigvalsh((m + m.T) / 2)
+    return jnp.sum(jnp.sqrt(jnp.maximum(eig, 0.0)))
+
+
+@jax.jit
+def _frechet(mu1, sigma1, mu2, sigma2):
+    diff = mu1 - mu2
+    return diff @ diff + jnp.trace(sigma1) + jnp.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
+
+
+def _check_gaussian(mu, sigma, i: int) -> tuple[np.ndarray, np.ndarray]:
+    mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+    if mu.ndim != 1 or mu.shape[0] < 1:
+        raise ValueError(f"mu{i} must have shape (d,), got {mu.shape}")
+    if sigma.shape != (mu.shape[0], mu.shape[0]):
+        raise ValueError(f"sigma{i} must have shape ({mu.shape[0]}, {mu.shape[0]}) to match mu{i}, got {sigma.shape}")
+    if not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise ValueError(f"mu{i} and sigma{i} must be finite (no NaN or inf)")
+    scale = max(float(np.abs(sigma).max()), 1e-300)
+    if not np.allclose(sigma, sigma.T, rtol=0, atol=1e-8 * scale):
+        raise ValueError(f"sigma{i} must be symmetric (max |S - S^T| = {np.abs(sigma - sigma.T).max():.3g})")
+    return mu, sigma
+
+
+@x64
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """Squared Frechet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2).
+
+    Args: mu1, mu2: (d,); sigma1, sigma2: (d, d) symmetric positive semi-definite.
+    Returns: a float64 scalar (>= 0 up to round-off).
+    """
+    mu1, sigma1 = _check_gaussian(mu1, sigma1, 1)
+    mu2, sigma2 = _check_gaussian(mu2, sigma2, 2)
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"mu1 and mu2 must have the same dimension, got {mu1.shape[0]} and {mu2.shape[0]}")
+    return float(_frechet(*(jnp.asarray(a) for a in (mu1, sigma1, mu2, sigma2))))
+
+
+@x64
+def feature_statistics(features, name: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    """Mean (d,) and covariance (d, d) with N - 1 of ``features`` (N, d), in float64.
+
+    Warns (RuntimeWarning) when N <= d: the covariance is then singular; FID needs at least d + 1
+    samples for a full-rank estimate (and many more for a stable one).
+    """
+    x = as_samples(features, name, min_n=2)
+    n, d = x.shape
+    if n <= d:
+        warnings.warn(
+            f"{name} has {n} samples of dimension {d}: the covariance is singular (rank <= {n - 1}); "
+            f"FID needs at least {d + 1} samples (use >= 10 x d = {10 * d} for a stable value)",
+            RuntimeWarning, stacklevel=3,
+        )
+    mu, sigma = _statistics(jnp.asarray(x))
+    return np.asarray(mu), np.asarray(sigma)
+
+
+@x64
+def fid(features_real, features_fake) -> float:
+    """FID between ``features_real`` (n, d) and ``features_fake`` (m, d): Frechet distance of their Gaussians."""
+    real = as_samples(features_real, "features_real", min_n=2)
+    fake = as_samples(features_fake, "features_fake", min_n=2)
+    same_dim(real, fake, "features_real", "features_fake")
+    mu1, s1 = feature_statistics(real, "features_real")
+    mu2, s2 = feature_statistics(fake, "features_fake")
+    return float(_frechet(jnp.asarray(mu1), jnp.asarray(s1), jnp.asarray(mu2), jnp.asarray(s2)))

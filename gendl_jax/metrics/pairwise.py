@@ -1,0 +1,226 @@
+"""Nearest-neighbour measures, computed in blocks so no N x M distance matrix is ever held.
+
+* :func:`precision_recall` (Kynkaanniemi et al. 2019, "Improved precision and recall metric for
+  assessing generative models"): a sample is inside a set's manifold if it lies in the closed ball
+  around some point of that set whose radius is the point's distance to its k-th nearest
+  neighbour (itself excluded) in the same set. Precision: fraction of fake samples inside the
+  real manifold; recall: fraction of real samples inside the fake manifold.
+* :func:`density_coverage` (Naeem et al. 2020, "Reliable fidelity and diversity metrics for
+  generative models"): density = (1 / kM) sum_j sum_i 1[f_j in B(r_i, NND_k(r_i))];
+  coverage = (1 / N) sum_i 1[exists j: f_j in B(r_i, NND_k(r_i))].
+* :func:`nn_two_sample`: leave-one-out 1-nearest-neighbour classifier accuracy on the union of the
+  two sets (Lopez-Paz & Oquab 2017; Xu et al. 2018); 0.5 is ideal, 1.0 means fully separable,
+  below 0.5 means fake samples copy real ones.
+* :func:`nearest_neighbours`: the k nearest training samples of each generated sample
+  (memorisation check) and :func:`nearest_neighbour_picture`.
+
+All distances are Euclidean, computed in float64 as ``|a|^2 + |b|^2 - 2 a.b`` (floored at 0) over
+blocks of ``block_size`` rows and columns (memory O(block_size^2 + n k)). Balls are closed
+(``<=``); the prdc package uses ``<``, which differs only on exact ties.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gendl_jax.metrics._common import DEFAULT_BLOCK_SIZE, as_samples, check_k, positive_int, same_dim, x64
+
+
+def _blocks(x: jax.Array, block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(n, d) -> padded blocks (nb, block, d), validity (nb, block), global row index (nb, block)."""
+    n = x.shape[0]
+    nb = -(-n // block)
+    xp = jnp.pad(x, ((0, nb * block - n), (0, 0)))
+    index = jnp.arange(nb * block).reshape(nb, block)
+    return xp.reshape(nb, block, x.shape[1]), index < n, index
+
+
+def _sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
+    d2 = jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2.0 * a @ b.T
+    return jnp.maximum(d2, 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("k", "exclude_self", "block"))
+def _knn_sq(query: jax.Array, ref: jax.Array, k: int, exclude_self: bool, block: int):
+    """Squared distances (n, k), ascending, and indices (n, k) of each query's k nearest ``ref`` rows."""
+    n = query.shape[0]
+    q_blocks, _, q_index = _blocks(query, min(block, n))
+    r_blocks, r_valid, r_index = _blocks(ref, min(block, ref.shape[0]))
+
+    def row_block(args):
+        q, rows = args
+
+        def scan_cols(carry, col):
+            best_d, best_i = carry
+            r, valid, cols = col
+            d2 = _sq_dists(q, r)
+            drop = ~valid[None, :]
+            if exclude_self:
+                drop = drop | (rows[:, None] == cols[None, :])
+            d2 = jnp.where(drop, jnp.inf, d2)
+            cand_d = jnp.concatenate([best_d, d2], axis=1)
+            cand_i = jnp.concatenate([best_i, jnp.broadcast_to(cols, d2.shape)], axis=1)
+            neg, pos = lax.top_k(-cand_d, k)
+            return (-neg, jnp.take_along_axis(cand_i, pos, axis=1)), None
+
+        init = (jnp.full((q.shape[0], k), jnp.inf, q.dtype), jnp.zeros((q.shape[0], k), r_index.dtype))
+        (d, i), _ = lax.scan(scan_cols, init, (r_blocks, r_valid, r_index))
+        return d, i
+
+    d, i = lax.map(row_block, (q_blocks, q_index))
+    return d.reshape(-1, k)[:n], i.reshape(-1, k)[:n]
+
+
+@functools.partial(jax.jit, static_argnames=("block",))
+def _ball_counts(query: jax.Array, centers: jax.Array, radii_sq: jax.Array, block: int) -> jax.Array:
+    """For each query row, how many centers c satisfy |q - c|^2 <= radii_sq[c]: (n,) int."""
+    n = query.shape[0]
+    q_blocks, _, _ = _blocks(query, min(block, n))
+    c_blocks, c_valid, _ = _blocks(centers, min(block, centers.shape[0]))
+    r_blocks = jnp.pad(radii_sq, (0, c_blocks.shape[0] * c_blocks.shape[1] - radii_sq.shape[0]))
+    r_blocks = r_blocks.reshape(c_valid.shape)
+
+    def row_block(q):
+        def scan_cols(count, col):
+            c, valid, r2 = col
+            inside = (_sq_dists(q, c) <= r2[None, :]) & valid[None, :]
+            return count + jnp.sum(inside, axis=1, dtype=jnp.int32), None
+
+        count, _ = lax.scan(scan_cols, jnp.zeros(q.shape[0], jnp.int32), (c_blocks, c_valid, r_blocks))
+        return count
+
+    return lax.map(row_block, q_blocks).reshape(-1)[:n]
+
+
+def _block(block_size) -> int:
+    return positive_int(block_size, "block_size")
+
+
+@x64
+def kth_neighbour_distances(x, k: int, *, block_size: int = DEFAULT_BLOCK_SIZE) -> np.ndarray:
+    """Distance of each row of ``x`` (n, d) to its k-th nearest other row: (n,) float64."""
+    x = as_samples(x, "x")
+    k = check_k(k, len(x), "x", exclude_self=True)
+    d2, _ = _knn_sq(jnp.asarray(x), jnp.asarray(x), k, True, _block(block_size))
+    return np.sqrt(np.asarray(d2[:, -1]))
+
+
+@x64
+def precision_recall(real, fake, k: int = 3, *, block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) of ``fake`` (m, d) against ``real`` (n, d).
+
+    Returns ``{"precision": float, "recall": float}``, each in [0, 1].
+    """
+    real, fake = as_samples(real, "real"), as_samples(fake, "fake")
+    same_dim(real, fake, "real", "fake")
+    check_k(k, len(real), "real", exclude_self=True)
+    k = check_k(k, len(fake), "fake", exclude_self=True)
+    block = _block(block_size)
+    r, f = jnp.asarray(real), jnp.asarray(fake)
+    real_r2 = _knn_sq(r, r, k, True, block)[0][:, -1]
+    fake_r2 = _knn_sq(f, f, k, True, block)[0][:, -1]
+    precision = np.mean(np.asarray(_ball_counts(f, r, real_r2, block)) > 0)
+    recall = np.mean(np.asarray(_ball_counts(r, f, fake_r2, block)) > 0)
+    return {"precision": float(precision), "recall": float(recall)}
+
+
+@x64
+def density_coverage(real, fake, k: int = 5, *, block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
+    """Density and coverage (Naeem et al. 2020) of ``fake`` (m, d) against ``real`` (n, d).
+
+    Returns ``{"density": float >= 0 (about 1 when the sets match), "coverage": float in [0, 1]}``.
+    """
+    real, fake = as_samples(real, "real"), as_samples(fake, "fake")
+    same_dim(real, fake, "real", "fake")
+    k = check_k(k, len(real), "real", exclude_self=True)
+    block = _block(block_size)
+    r, f = jnp.asarray(real), jnp.asarray(fake)
+    real_r2 = _knn_sq(r, r, k, True, block)[0][:, -1]
+    density = np.mean(np.asarray(_ball_counts(f, r, real_r2, block), np.float64)) / k
+    nearest_fake = _knn_sq(r, f, 1, False, block)[0][:, 0]
+    coverage = np.mean(np.asarray(nearest_fake <= real_r2))
+    return {"density": float(density), "coverage": float(coverage)}
+
+
+@x64
+def nn_two_sample(real, fake, *, block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
+    """Leave-one-out 1-NN two-sample test between ``real`` (n, d) and ``fake`` (m, d).
+
+    Every point of the union is classified by the label (real / fake) of its nearest other point.
+    Returns ``{"accuracy", "accuracy_real", "accuracy_fake"}``; 0.5 is ideal.
+    """
+    real, fake = as_samples(real, "real", min_n=2), as_samples(fake, "fake", min_n=2)
+    same_dim(real, fake, "real", "fake")
+    z = jnp.asarray(np.concatenate([real, fake]))
+    is_fake = np.r_[np.zeros(len(real), bool), np.ones(len(fake), bool)]
+    _, idx = _knn_sq(z, z, 1, True, _block(block_size))
+    correct = is_fake[np.asarray(idx[:, 0])] == is_fake
+    return {"accuracy": float(correct.mean()), "accuracy_real": float(correct[: len(real)].mean()),
+            "accuracy_fake": float(correct[len(real):].mean())}
+
+
+def _flatten(x, name: str) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have shape (n, ...) with at least 2 axes, got {arr.shape}")
+    return arr.reshape(arr.shape[0], -1)
+
+
+@x64
+def nearest_neighbours(fake, train, k: int = 1, *, block_size: int = DEFAULT_BLOCK_SIZE):
+    """The k nearest ``train`` samples (n_train, ...) of each ``fake`` sample (n, ...) (memorisation check).
+
+    Samples of any shape are flattened (images compare pixel by pixel).
+    Returns ``(distances (n, k) float64 ascending, indices (n, k) int into train)``.
+    """
+    fake, train = as_samples(_flatten(fake, "fake"), "fake"), as_samples(_flatten(train, "train"), "train")
+    same_dim(fake, train, "fake", "train")
+    k = check_k(k, len(train), "train", exclude_self=False)
+    d2, idx = _knn_sq(jnp.asarray(fake), jnp.asarray(train), k, False, _block(block_size))
+    return np.sqrt(np.asarray(d2)), np.asarray(idx)
+
+
+def nearest_neighbour_picture(fake_images, train_images, indices, path, *, value_range=(-1.0, 1.0),
+                              distances=None, max_rows: int = 8) -> None:
+    """PNG: each row is a generated image followed by its nearest training images.
+
+    Args:
+      fake_images: (n, H, W, C) or (n, H, W); train_images: (n_train, ...) of the same image shape.
+      indices: (n, k) from :func:`nearest_neighbours`; distances: optional (n, k) shown above each.
+      path: where the PNG goes. Only the first ``max_rows`` rows are drawn.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fake_images, train_images, indices = np.asarray(fake_images), np.asarray(train_images), np.asarray(indices)
+    if indices.ndim != 2 or indices.shape[0] != fake_images.shape[0]:
+        raise ValueError(f"indices must have shape ({fake_images.shape[0]}, k), got {indices.shape}")
+    if fake_images.shape[1:] != train_images.shape[1:]:
+        raise ValueError(f"fake_images and train_images must have the same image shape, got "
+                         f"{fake_images.shape[1:]} and {train_images.shape[1:]}")
+    lo, hi = value_range
+    rows, k = min(max_rows, len(indices)), indices.shape[1]
+    fig, axes = plt.subplots(rows, k + 1, figsize=(1.1 * (k + 1), 1.1 * rows), dpi=100, squeeze=False)
+    for r in range(rows):
+        row = [fake_images[r]] + [train_images[j] for j in indices[r]]
+        for c, img in enumerate(row):
+            img = (np.asarray(img, np.float64) - lo) / (hi - lo)
+            ax = axes[r, c]
+            ax.imshow(np.squeeze(img), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("generated" if c == 0 else f"NN {c}", fontsize=7)
+            if c and distances is not None:
+                ax.set_xlabel(f"{float(distances[r][c - 1]):.2f}", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(pathlib.Path(path))
+    plt.close(fig)

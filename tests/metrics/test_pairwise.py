@@ -1,0 +1,116 @@
+"""Nearest-neighbour measures against float64 numpy/scipy versions of the published algorithms."""
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+
+from gendl_jax.metrics import (
+    density_coverage,
+    kth_neighbour_distances,
+    nearest_neighbours,
+    nn_two_sample,
+    precision_recall,
+)
+
+
+def _kth(x, k):
+    d = cdist(x, x)
+    np.fill_diagonal(d, np.inf)
+    return np.sort(d, axis=1)[:, k - 1]
+
+
+def _reference_prdc(real, fake, k_pr, k_dc):
+    """Kynkaanniemi et al. 2019 and Naeem et al. 2020, directly from the full distance matrices."""
+    d_rf = cdist(real, fake)
+    real_r, fake_r = _kth(real, k_pr), _kth(fake, k_pr)
+    precision = np.mean((d_rf <= real_r[:, None]).any(axis=0))
+    recall = np.mean((d_rf <= fake_r[None, :]).any(axis=1))
+    real_r5 = _kth(real, k_dc)
+    density = np.sum(d_rf <= real_r5[:, None]) / (k_dc * fake.shape[0])
+    coverage = np.mean(d_rf.min(axis=1) <= real_r5)
+    return precision, recall, density, coverage
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_prdc_match_reference_blocked_and_unblocked(seed):
+    rng = np.random.default_rng(seed)
+    d = int(rng.integers(2, 20))
+    real = rng.normal(size=(int(rng.integers(60, 150)), d))
+    fake = rng.normal(size=(int(rng.integers(60, 150)), d)) * rng.uniform(0.7, 1.3) + rng.uniform(0, 0.5)
+    p, r, de, c = _reference_prdc(real, fake, 3, 5)
+    for block in (1024, 17):
+        pr = precision_recall(real, fake, k=3, block_size=block)
+        dc = density_coverage(real, fake, k=5, block_size=block)
+        np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]],
+                                   [p, r, de, c], rtol=1e-12)
+    np.testing.assert_allclose(kth_neighbour_distances(real, 4, block_size=13), _kth(real, 4), rtol=1e-9)
+
+
+def test_prdc_high_dimensional_gaussians_medium():
+    """The prdc README setting (identical N(0, I) in high dimension) at 2,000 x 2,000 in 256-d."""
+    rng = np.random.default_rng(11)
+    real, fake = rng.normal(size=(2000, 256)), rng.normal(size=(2000, 256))
+    p, r, de, c = _reference_prdc(real, fake, 5, 5)
+    pr = precision_recall(real, fake, k=5, block_size=512)
+    dc = density_coverage(real, fake, k=5, block_size=512)
+    np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]], [p, r, de, c], rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_prdc_readme_case():
+    """prdc's README: 10k vs 10k of N(0, I) in 1000-d, k = 5 -> P 0.4772, R 0.4705, D 1.0555, C 0.9735
+    (one random draw; the spread between draws is about 0.005)."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(10000, 1000)).astype(np.float32)
+    fake = rng.normal(size=(10000, 1000)).astype(np.float32)
+    pr = precision_recall(real, fake, k=5)
+    dc = density_coverage(real, fake, k=5)
+    np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]],
+                               [0.4772, 0.4705, 1.0555, 0.9735], atol=0.02)
+
+
+def test_identical_sets():
+    x = np.random.default_rng(5).normal(size=(200, 8))
+    assert precision_recall(x, x) == {"precision": 1.0, "recall": 1.0}
+    assert density_coverage(x, x)["coverage"] == 1.0
+    # Each point copied: its nearest other point is its copy, with the other label.
+    assert nn_two_sample(x, x)["accuracy"] == 0.0
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_nn_two_sample_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    real, fake = rng.normal(size=(90, 3)), rng.normal(size=(70, 3)) + 0.7
+    z = np.concatenate([real, fake])
+    label = np.r_[np.zeros(90), np.ones(70)]
+    d = cdist(z, z)
+    np.fill_diagonal(d, np.inf)
+    correct = label[d.argmin(1)] == label
+    out = nn_two_sample(real, fake, block_size=32)
+    np.testing.assert_allclose([out["accuracy"], out["accuracy_real"], out["accuracy_fake"]],
+                               [correct.mean(), correct[:90].mean(), correct[90:].mean()])
+
+
+def test_nearest_neighbours_match_reference():
+    rng = np.random.default_rng(9)
+    train = rng.normal(size=(300, 4, 4, 1))
+    fake = rng.normal(size=(25, 4, 4, 1))
+    dist, idx = nearest_neighbours(fake, train, k=3, block_size=64)
+    d = cdist(fake.reshape(25, -1), train.reshape(300, -1))
+    ref_idx = np.argsort(d, axis=1)[:, :3]
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(dist, np.take_along_axis(d, ref_idx, 1), rtol=1e-9)
+
+
+def test_bad_input():
+    x = np.random.default_rng(0).normal(size=(5, 2))
+    with pytest.raises(ValueError, match="k=5 needs more samples"):
+        precision_recall(x, x, k=5)
+    with pytest.raises(ValueError, match="NaN"):
+        density_coverage(x, np.full((5, 2), np.nan))
+    with pytest.raises(ValueError, match="same dimension"):
+        nn_two_sample(x, x[:, :1])
+    with pytest.raises(TypeError, match="k must be an int"):
+        precision_recall(x, x, k=2.0)
+    with pytest.raises(ValueError, match="k=6 needs more samples"):
+        nearest_neighbours(x, x, k=6)
