@@ -83,7 +83,8 @@ def wasserstein(
           ``jax.grad`` w.r.t. x, y (through the optimal plan) and a, b (through the centred dual
           potentials) works under ``jit``.
         "sinkhorn": ott-jax Sinkhorn with absolute regularisation ``epsilon`` (required), stopped at
-          marginal error ``threshold`` or ``max_iterations``; returns ``(<P_eps, C>^(1/p), converged)``.
+          marginal error ``threshold`` (L1) or ``max_iterations``; returns ``(<P_eps, C>^(1/p), converged)``
+          where P_eps is the entropic plan (the value POT's ``sinkhorn2`` returns, to the power 1/p).
         "sliced": mean of W_p^p over ``n_projections`` random directions drawn from ``key``
           (required), to the power 1/p.
         "1d": for d = 1, by sorting (``wasserstein_1d``).
@@ -102,7 +103,7 @@ def wasserstein(
         out = entropic.solve_sinkhorn(
             x, y, a, b, p=p, epsilon=epsilon, threshold=threshold, max_iterations=max_iterations
         )
-        return out.primal_cost ** (1.0 / p), out.converged
+        return entropic.transport_cost(out) ** (1.0 / p), out.converged
     if method == "sliced":
         if key is None:
             raise ValueError("method='sliced' needs key= (a jax.random key for the projection directions)")

@@ -7,6 +7,7 @@ here returns ``converged`` next to its value.
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 from ott.geometry import costs, geometry, pointcloud
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn as ott_sinkhorn
@@ -14,7 +15,7 @@ from ott.tools import sinkhorn_divergence as ott_divergence
 
 from gendl_jax.transport import _costs
 
-__all__ = ["solve_sinkhorn", "sinkhorn_divergence_points"]
+__all__ = ["solve_sinkhorn", "transport_cost", "sinkhorn_divergence_points"]
 
 
 def _geometry_kwargs(p: float):
@@ -36,12 +37,21 @@ def make_geometry(x, y, p: float, epsilon: float):
 def solve_sinkhorn(x, y, a, b, *, p: float, epsilon: float, threshold: float, max_iterations: int):
     """ott-jax Sinkhorn (log domain) on ||x_i - y_j||^p; returns ott's ``SinkhornOutput``.
 
-    a, b: (n,), (m,) or None for uniform. ``out.matrix`` is the plan, ``out.primal_cost`` its cost
+    a, b: (n,), (m,) or None for uniform. ``out.matrix`` is the plan, ``transport_cost(out)`` its cost
     <P, C>, ``out.converged`` whether the marginal error went under ``threshold``.
     """
     geom = make_geometry(x, y, p, epsilon)
     solver = ott_sinkhorn.Sinkhorn(threshold=threshold, max_iterations=max_iterations)
     return solver(linear_problem.LinearProblem(geom, a=a, b=b))
+
+
+def transport_cost(out):
+    """<P, C> at the Sinkhorn plan, from the dense plan and cost.
+
+    ott's ``out.primal_cost`` goes through a low-rank factorisation of the squared-Euclidean cost and
+    applies the plan to its d + 2 columns: measured 5x slower than the whole solve at n = 200, d = 64.
+    """
+    return jnp.sum(out.matrix * out.geom.cost_matrix)
 
 
 def sinkhorn_divergence_points(x, y, a, b, *, p: float, epsilon: float, threshold: float, max_iterations: int):
