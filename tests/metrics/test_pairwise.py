@@ -47,9 +47,9 @@ def test_prdc_match_reference_blocked_and_unblocked(seed):
 
 
 def test_prdc_high_dimensional_gaussians_medium():
-    """The prdc README setting (identical N(0, I) in high dimension) at 2,000 x 2,000 in 256-d."""
+    """The prdc README setting (identical N(0, I) in high dimension) at 1,200 x 1,200 in 128-d."""
     rng = np.random.default_rng(11)
-    real, fake = rng.normal(size=(2000, 256)), rng.normal(size=(2000, 256))
+    real, fake = rng.normal(size=(1200, 128)), rng.normal(size=(1200, 128))
     p, r, de, c = _reference_prdc(real, fake, 5, 5)
     pr = precision_recall(real, fake, k=5, block_size=512)
     dc = density_coverage(real, fake, k=5, block_size=512)
@@ -58,15 +58,23 @@ def test_prdc_high_dimensional_gaussians_medium():
 
 @pytest.mark.slow
 def test_prdc_readme_case():
-    """prdc's README: 10k vs 10k of N(0, I) in 1000-d, k = 5 -> P 0.4772, R 0.4705, D 1.0555, C 0.9735
-    (one random draw; the spread between draws is about 0.005)."""
+    """prdc's README case: 10k vs 10k of N(0, I) in 1000-d, k = 5, against the reference algorithm
+    (full scikit-learn distance matrices). The README prints P 0.4772, R 0.4705, D 1.0555, C 0.9735
+    for one unseeded draw; this draw (seed 0) gave P 0.4563, R 0.4858, D 0.9125, C 0.9563 here."""
+    from sklearn.metrics import pairwise_distances
+
     rng = np.random.default_rng(0)
     real = rng.normal(size=(10000, 1000)).astype(np.float32)
     fake = rng.normal(size=(10000, 1000)).astype(np.float32)
     pr = precision_recall(real, fake, k=5)
     dc = density_coverage(real, fake, k=5)
-    np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]],
-                               [0.4772, 0.4705, 1.0555, 0.9735], atol=0.02)
+    real64, fake64 = real.astype(np.float64), fake.astype(np.float64)
+    d_rf = pairwise_distances(real64, fake64)
+    real_r = np.partition(pairwise_distances(real64), 5, axis=1)[:, 5]  # index 0 is the point itself
+    fake_r = np.partition(pairwise_distances(fake64), 5, axis=1)[:, 5]
+    expected = [(d_rf <= real_r[:, None]).any(0).mean(), (d_rf <= fake_r[None, :]).any(1).mean(),
+                (d_rf <= real_r[:, None]).sum() / (5 * 10000), (d_rf.min(1) <= real_r).mean()]
+    np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]], expected, atol=2e-4)
 
 
 def test_identical_sets():
