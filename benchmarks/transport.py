@@ -101,7 +101,8 @@ def bench_exact(rng, n, repeats, with_weights=False):
     for name in ours:
         rows.append(
             {
-                "case": f"exact W2{' weighted' if with_weights else ''}, n={n}, d=2" + (" (+grad)" if "grad" in name else ""),
+                "case": f"exact W2{' weighted' if with_weights else ''}, n={n}, d=2"
+                + (" (+grad)" if "grad" in name else ""),
                 "ours_s": res[name]["median_s"],
                 "reference": "POT emd2",
                 "reference_s": res["POT emd2"]["median_s"],
@@ -134,7 +135,8 @@ def bench_sinkhorn(rng, n, d, repeats, eps=0.1, threshold=1e-3, max_iterations=2
 
     def pot():
         M = ot.dist(x64, y64)
-        return float(np.sqrt(ot.sinkhorn2(u, u, M, eps, method="sinkhorn_log", stopThr=threshold, numItermax=max_iterations)))
+        value = ot.sinkhorn2(u, u, M, eps, method="sinkhorn_log", stopThr=threshold, numItermax=max_iterations)
+        return float(np.sqrt(value))
 
     runners = {
         "ours": lambda: float(jax.block_until_ready(ours(x, y))[0]),
