@@ -7,8 +7,15 @@
 * ``samples_<step>.png``: a scatter with the true modes (2-D data) or an image grid from fixed
   latents, every ``sample_every`` steps and at the end;
 * ``checkpoints/``: orbax checkpoints of the whole state (resumable with ``resume=True``);
-* ``samples.npy``: ``n_samples`` samples at the end, and ``summary.json`` (for data with known
-  modes: modes covered, high-quality fraction and reverse KL by the PacGAN protocol).
+* ``samples.npy``: ``n_samples`` samples at the end (objectives with a sampler), and ``summary.json``
+  (for data with known modes: modes covered, high-quality fraction and reverse KL by the PacGAN
+  protocol), merged with what the objective's ``report`` returns (autoencoders and the VAE: test
+  reconstruction error, ELBO and importance-weighted log-likelihood; it also writes
+  ``reconstructions.png``, ``interpolations.png`` and, for a 2-D latent, ``manifold.png``).
+
+What differs per objective is a field of :class:`~gendl_jax.objectives.Objective`: the value range
+images are scaled to, an optional dataset preparation, the sampler, the report and the CLI's
+default train settings.
 """
 
 from __future__ import annotations

@@ -1,0 +1,160 @@
+"""The four autoencoders of the lecture side by side on MNIST: undercomplete, sparse (KL to a target
+activation), denoising (masking noise) and contractive (squared Frobenius norm of the encoder's
+Jacobian).
+
+Same architecture for all (784-256-64 encoder with sigmoid codes, mirrored decoder, Bernoulli
+cross-entropy), same steps and batches; on the 10,000 test digits we measure:
+
+* reconstruction error (per-pixel MSE) on clean digits, and on digits corrupted by masking noise
+  (30% of pixels set to 0) and by Gaussian noise (std 0.3), each compared with the clean digit;
+* sparsity of the codes: mean activation, and fraction of activations below 0.05;
+* contraction: mean ||J_h(x)||_F over 1,000 test digits;
+* linear-probe accuracy: softmax regression (L2 1e-4, full-batch Adam) trained on the codes of the
+  60,000 training digits, accuracy on the test codes (raw pixels as a baseline).
+
+    GENDL_DATA_DIR=../shared/data/mnist python experiments/autoencoders_mnist.py    # ~25 min on 2 busy cores
+
+Writes ``autoencoders_mnist.json``, ``table.md`` and ``reconstructions.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from gendl_jax.data import BatchIterator, load_dataset  # noqa: E402
+from gendl_jax.objectives import autoencoders as ae  # noqa: E402
+
+SHARED = dict(latent_dim=64, hidden=(256,), code_activation="sigmoid")
+MODELS = {
+    "ae": ae.AutoencoderConfig(**SHARED),
+    "sparse-ae": ae.SparseAEConfig(sparsity="kl", sparsity_weight=1.0, sparsity_target=0.05, **SHARED),
+    "denoising-ae": ae.DenoisingAEConfig(corruption="masking", noise_level=0.3, **SHARED),
+    "contractive-ae": ae.ContractiveAEConfig(contractive_weight=0.3, **SHARED),
+}
+
+
+def linear_probe_accuracy(train_x, train_y, test_x, test_y, *, steps=500, l2=1e-4, seed=0) -> float:
+    """Softmax regression on standardised features, full-batch Adam; test accuracy."""
+    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
+    tx, vx = jnp.asarray((train_x - mu) / sd), jnp.asarray((test_x - mu) / sd)
+    ty = jnp.asarray(train_y)
+    params = {"w": jnp.zeros((tx.shape[1], 10)), "b": jnp.zeros(10)}
+    tx_opt = optax.adam(0.05)
+
+    def loss(p):
+        logits = tx @ p["w"] + p["b"]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, ty).mean() + l2 * jnp.sum(p["w"] ** 2)
+
+    @jax.jit
+    def fit(params):
+        def body(carry, _):
+            p, s = carry
+            g = jax.grad(loss)(p)
+            u, s = tx_opt.update(g, s, p)
+            return (optax.apply_updates(p, u), s), None
+
+        (params, _), _ = jax.lax.scan(body, (params, tx_opt.init(params)), None, length=steps)
+        return params
+
+    p = fit(params)
+    return float(jnp.mean(jnp.argmax(vx @ p["w"] + p["b"], 1) == jnp.asarray(test_y)))
+
+
+def batched(fn, x, size=1000):
+    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + size]))) for i in range(0, len(x), size)])
+
+
+def run(args):
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = load_dataset("mnist", split="train", data_dir=args.data_dir)
+    test = load_dataset("mnist", split="test", data_dir=args.data_dir)
+    train_x = train.images.astype(np.float32) / 255
+    test_x = test.images.astype(np.float32) / 255
+    key = jax.random.PRNGKey(args.seed + 100)
+    masked = np.asarray(ae.corrupt(key, jnp.asarray(test_x), "masking", 0.3))
+    noisy = np.asarray(ae.corrupt(jax.random.fold_in(key, 1), jnp.asarray(test_x), "gaussian", 0.3))
+    results, pictures = {}, {}
+    results["pixels"] = {"linear_probe_accuracy": linear_probe_accuracy(
+        train_x.reshape(len(train_x), -1), train.labels, test_x.reshape(len(test_x), -1), test.labels)}
+    for name, config in MODELS.items():
+        if args.only and name not in args.only:
+            continue
+        iterator = BatchIterator(train, args.batch_size, seed=args.seed, value_range=(0.0, 1.0))
+        state = ae.init(jax.random.PRNGKey(args.seed), config, iterator.batch_at(0))
+        step = jax.jit(ae.step)
+        t0 = time.time()
+        for s in range(args.steps):
+            state, metrics = step(state, iterator.batch_at(s))
+        jax.block_until_ready(state)
+        seconds = time.time() - t0
+        recon = jax.jit(lambda x: ae.reconstruct(state, x))
+        codes_fn = jax.jit(lambda x: ae.encode(state, x))
+        mse = lambda inputs: float(np.mean(np.square(batched(recon, inputs) - test_x)))  # noqa: E731
+        test_codes, train_codes = batched(codes_fn, test_x), batched(codes_fn, train_x)
+        contraction = batched(jax.jit(lambda x: ae.contraction(state, x)), test_x[:1000], 100)
+        results[name] = {
+            "config": {k: v for k, v in vars(config).items()},
+            "train_seconds": seconds,
+            "final_train_loss": float(metrics["loss"]),
+            "mse_clean": mse(test_x),
+            "mse_masked_30pct": mse(masked),
+            "mse_gaussian_0.3": mse(noisy),
+            "mean_code": float(test_codes.mean()),
+            "fraction_codes_below_0.05": float(np.mean(test_codes < 0.05)),
+            "mean_jacobian_frobenius": float(contraction.mean()),
+            "linear_probe_accuracy": linear_probe_accuracy(train_codes, train.labels, test_codes, test.labels),
+        }
+        pictures[name] = (batched(recon, test_x[:8]), batched(recon, masked[:8]))
+        print(name, {k: v for k, v in results[name].items() if k != "config"}, flush=True)
+
+    record = {"steps": args.steps, "batch_size": args.batch_size, "results": results,
+              "command": f"python experiments/autoencoders_mnist.py --steps {args.steps} --batch-size {args.batch_size}"}
+    (out / "autoencoders_mnist.json").write_text(json.dumps(record, indent=2, default=str))
+    cols = ["mse_clean", "mse_masked_30pct", "mse_gaussian_0.3", "mean_code", "fraction_codes_below_0.05",
+            "mean_jacobian_frobenius", "linear_probe_accuracy"]
+    lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.4g}" if c in r else "-" for c in cols) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    fig, axes = plt.subplots(2 + 2 * len(pictures), 8, figsize=(8, 1.05 * (2 + 2 * len(pictures))), dpi=100)
+    rows = [("clean", test_x[:8]), ("masked 30%", masked[:8])]
+    for name, (clean_rec, masked_rec) in pictures.items():
+        rows += [(f"{name}: clean", clean_rec), (f"{name}: masked", masked_rec)]
+    for r, (label, images) in enumerate(rows):
+        for c in range(8):
+            axes[r, c].imshow(images[c, ..., 0], cmap="gray", vmin=0, vmax=1)
+            axes[r, c].axis("off")
+        axes[r, 0].set_title(label, fontsize=7, loc="left")
+    fig.tight_layout()
+    fig.savefig(out / "reconstructions.png")
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", nargs="*", default=None, help="a subset of " + ", ".join(MODELS))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="experiments/results/autoencoders_mnist")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
