@@ -3,7 +3,11 @@
 Table 1): modes covered, high-quality samples (%), reverse KL of the mode histogram.
 
     python experiments/toy_mode_collapse.py                 # the full table (5 seeds)
-    python experiments/toy_mode_collapse.py --steps 200 --seeds 2 --out /tmp/toy   # a smoke run
+    python experiments/toy_mode_collapse.py --gan-steps 200 --wgan-steps 100 --seeds 2 --out /tmp/toy   # a smoke run
+
+Budgets: the GANs make GAN_STEPS generator updates (one discriminator update each); WGAN and WGAN-GP
+make WGAN_STEPS generator updates with five critic updates each, so a WGAN step costs about five GAN
+steps. Both budgets are arguments.
 
 All seeds of one (objective, dataset) pair train together: the pure step is vmapped over a leading
 axis of states, so one compiled program trains 5 models. Writes ``results.json``, ``table.md`` and
@@ -36,23 +40,28 @@ from gendl_jax.train.sweep import train_seeds, unstack  # noqa: E402
 
 HIDDEN = (256, 256, 256)
 LATENT = 2
+GAN_STEPS = 12_000
+WGAN_STEPS = 3_000
 
 
-def configs(steps: int) -> dict:
-    """name -> (objective, config). Shared: MLPs 3 x 256 (ReLU generator, LeakyReLU(0.2) discriminator
-    for the GANs), latent 2, learning rates decayed linearly to 0 over the run. The GANs use Adam(1e-3,
-    0.5); WGAN keeps Arjovsky et al.'s RMSProp and clipping 0.01 with a larger rate (2e-4 instead of
-    5e-5, which barely moves in this budget); WGAN-GP uses lambda = 0.1, Gulrajani et al.'s own choice
-    for their toy experiments, with Adam(5e-4, 0.5, 0.9).
+def configs(gan_steps: int, wgan_steps: int) -> dict:
+    """name -> (objective, config, generator steps). Shared: MLPs 3 x 256 (ReLU generator, LeakyReLU(0.2)
+    discriminator for the GANs), latent 2, learning rates decayed linearly to 0 over the run. The GANs
+    use Adam(1e-3, 0.5); WGAN keeps Arjovsky et al.'s RMSProp and clipping 0.01 with a larger rate
+    (2e-4 instead of 5e-5, which barely moves in this budget); WGAN-GP uses lambda = 0.1, Gulrajani et
+    al.'s own choice for their toy experiments, with Adam(5e-4, 0.5, 0.9).
     """
-    common = dict(hidden=HIDDEN, latent_dim=LATENT, lr_decay_steps=steps)
-    gan_common = dict(d_activation="leaky_relu", g_learning_rate=1e-3, d_learning_rate=1e-3, **common)
+    common = dict(hidden=HIDDEN, latent_dim=LATENT)
+    gan_common = dict(d_activation="leaky_relu", g_learning_rate=1e-3, d_learning_rate=1e-3,
+                      lr_decay_steps=gan_steps, **common)
+    wgan_common = dict(lr_decay_steps=wgan_steps, **common)
     return {
-        "GAN (saturating)": ("gan", gan.GANConfig(generator_loss="saturating", **gan_common)),
-        "NS-GAN": ("gan", gan.GANConfig(generator_loss="non-saturating", **gan_common)),
-        "WGAN (clip)": ("wgan", wgan.WGANConfig(g_learning_rate=2e-4, d_learning_rate=2e-4, **common)),
+        "GAN (saturating)": ("gan", gan.GANConfig(generator_loss="saturating", **gan_common), gan_steps),
+        "NS-GAN": ("gan", gan.GANConfig(generator_loss="non-saturating", **gan_common), gan_steps),
+        "WGAN (clip)": ("wgan", wgan.WGANConfig(g_learning_rate=2e-4, d_learning_rate=2e-4, **wgan_common),
+                        wgan_steps),
         "WGAN-GP": ("wgan-gp", wgan.WGANGPConfig(gp_weight=0.1, g_learning_rate=5e-4, d_learning_rate=5e-4,
-                                                 **common)),
+                                                 **wgan_common), wgan_steps),
     }
 
 
@@ -63,15 +72,14 @@ def mean_and_stderr(values) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values)))
 
 
-def run(steps: int, seeds: list[int], batch_size: int, n_samples: int, datasets: list[str], out: pathlib.Path,
-        only: list[str] | None = None):
+def run(gan_steps: int, wgan_steps: int, seeds: list[int], batch_size: int, n_samples: int, datasets: list[str],
+        out: pathlib.Path, only: list[str] | None = None):
     out.mkdir(parents=True, exist_ok=True)
-    results = []
-    scatters = {}
+    results, scatters = _previous_rows(out, only, seeds, batch_size, n_samples)
     for data_name in datasets:
         dataset = load_dataset(data_name)
         dist = dataset.distribution
-        for label, (objective, config) in configs(steps).items():
+        for label, (objective, config, steps) in configs(gan_steps, wgan_steps).items():
             if only and label not in only:
                 continue
             obj = get_objective(objective)
@@ -84,35 +92,52 @@ def run(steps: int, seeds: list[int], batch_size: int, n_samples: int, datasets:
                 per_seed.append(mode_coverage(samples, dist.modes, dist.std))
                 if i == 0:
                     scatters[(label, data_name)] = samples
-            row = {"objective": label, "data": data_name, "config": dataclasses.asdict(config),
+            row = {"objective": label, "data": data_name, "steps": steps, "config": dataclasses.asdict(config),
                    "per_seed": per_seed, "compile_seconds": info["compile_seconds"],
                    "train_seconds": info["train_seconds"]}
             for key in ("modes", "high_quality", "reverse_kl"):
                 row[key] = mean_and_stderr([r[key] for r in per_seed])
-            results.append(row)
+            results = [r for r in results if (r["objective"], r["data"]) != (label, data_name)] + [row]
             print(f"{label:18s} {data_name:7s} modes {row['modes'][0]:5.2f} ± {row['modes'][1]:.2f}  "
                   f"HQ {100 * row['high_quality'][0]:5.1f}%  rKL {row['reverse_kl'][0]:.3f}  "
                   f"({info['train_seconds']:.0f} s)", flush=True)
+            results.sort(key=lambda r: (r["data"] != "ring8", list(configs(1, 1)).index(r["objective"])))
             (out / "results.json").write_text(json.dumps(
-                {"steps": steps, "seeds": seeds, "batch_size": batch_size, "n_samples": n_samples,
-                 "results": results}, indent=2))
-    write_table(results, out / "table.md", steps, seeds, batch_size)
-    write_scatter(scatters, datasets, out / "scatter.png")
+                {"seeds": seeds, "batch_size": batch_size, "n_samples": n_samples, "results": results}, indent=2))
+            np.savez(out / "samples_seed0.npz", **{f"{k[0]}|{k[1]}": v for k, v in scatters.items()})
+    write_table(results, out / "table.md", seeds, batch_size)
+    write_scatter(scatters, sorted({d for _, d in scatters}, key=lambda d: d != "ring8"), out / "scatter.png")
     return results
 
 
-def write_table(results, path, steps, seeds, batch_size):
+def _previous_rows(out: pathlib.Path, only, seeds, batch_size, n_samples) -> tuple[list, dict]:
+    """Rows and seed-0 samples of an earlier run in ``out``, kept when ``--objectives`` reruns a subset."""
+    if not only or not (out / "results.json").is_file():
+        return [], {}
+    previous = json.loads((out / "results.json").read_text())
+    settings = {"seeds": seeds, "batch_size": batch_size, "n_samples": n_samples}
+    if any(previous.get(k) != v for k, v in settings.items()):
+        raise SystemExit(f"{out}/results.json was made with other settings "
+                         f"({ {k: previous.get(k) for k in settings} }); rerun every row or choose another --out")
+    samples = {}
+    if (out / "samples_seed0.npz").is_file():
+        with np.load(out / "samples_seed0.npz") as f:
+            samples = {tuple(k.split("|")): f[k] for k in f.files}
+    return previous["results"], samples
+
+
+def write_table(results, path, seeds, batch_size):
     lines = [
-        f"Toy mode collapse, {len(seeds)} seeds, {steps} generator steps, batch {batch_size}, "
-        f"MLPs {len(HIDDEN)} x {HIDDEN[0]}, latent {LATENT}; mean ± standard error.",
+        f"Toy mode collapse, {len(seeds)} seeds, batch {batch_size}, MLPs {len(HIDDEN)} x {HIDDEN[0]}, "
+        f"latent {LATENT}; mean ± standard error over seeds; 2,500 samples per seed.",
         "",
-        "| objective | data | modes | high-quality % | reverse KL | train s (all seeds) |",
-        "|---|---|---|---|---|---|",
+        "| objective | data | generator steps | modes | high-quality % | reverse KL | train s (all seeds) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         (m, ms), (h, hs), (k, ks) = r["modes"], r["high_quality"], r["reverse_kl"]
-        lines.append(f"| {r['objective']} | {r['data']} | {m:.1f} ± {ms:.1f} | {100 * h:.1f} ± {100 * hs:.1f} | "
-                     f"{k:.3f} ± {ks:.3f} | {r['train_seconds']:.0f} |")
+        lines.append(f"| {r['objective']} | {r['data']} | {r['steps']} | {m:.1f} ± {ms:.1f} | "
+                     f"{100 * h:.1f} ± {100 * hs:.1f} | {k:.3f} ± {ks:.3f} | {r['train_seconds']:.0f} |")
     lines += ["", "PacGAN Table 1: GAN ring 6.3 / 98.2% / 0.45; GAN grid 17.3 / 94.8% / 0.70; "
               "PacGAN4 grid 24.8 / 93.6% / 0.04."]
     path.write_text("\n".join(lines) + "\n")
@@ -126,6 +151,9 @@ def write_scatter(scatters, datasets, path):
     for r, data_name in enumerate(datasets):
         modes = load_dataset(data_name).distribution.modes
         for c, label in enumerate(labels):
+            if (label, data_name) not in scatters:
+                axes[r, c].set_axis_off()
+                continue
             plots.scatter_with_modes(scatters[(label, data_name)], modes, None, title=f"{label}, {data_name}",
                                      ax=axes[r, c])
     fig.tight_layout()
@@ -135,7 +163,8 @@ def write_scatter(scatters, datasets, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--gan-steps", type=int, default=GAN_STEPS, help="generator steps of the two GANs")
+    parser.add_argument("--wgan-steps", type=int, default=WGAN_STEPS, help="generator steps of WGAN and WGAN-GP")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-samples", type=int, default=2500)
@@ -145,7 +174,7 @@ def main():
     parser.add_argument("--out", default="experiments/results/toy_mode_collapse")
     args = parser.parse_args()
     t0 = time.time()
-    run(args.steps, list(range(args.seeds)), args.batch_size, args.n_samples, args.data, pathlib.Path(args.out),
+    run(args.gan_steps, args.wgan_steps, list(range(args.seeds)), args.batch_size, args.n_samples, args.data, pathlib.Path(args.out),
         args.objectives)
     print(f"total {time.time() - t0:.0f} s")
 
