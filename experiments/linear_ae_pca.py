@@ -2,7 +2,7 @@
 autoencoder learns to span the same subspace as PCA".
 
 A linear autoencoder (encoder ``W_e x + b_e``, decoder ``W_d z + b_d``, code size k, squared error)
-is trained on MNIST with Adam; every few steps we measure the principal angles between the span
+is trained on MNIST with Adam (learning rate decayed to 0 by a cosine); every few steps we measure the principal angles between the span
 of the decoder's k columns and the span of the top-k principal directions of the (centred)
 training images, and the reconstruction error against PCA's (the optimum). The largest angle
 should go to 0 (Baldi & Hornik 1989: every minimum of the linear autoencoder spans the PCA subspace).
@@ -51,7 +51,8 @@ def run(args):
     pca_mse = variance[args.k:].sum() / x_all.shape[1]  # per-pixel MSE of the best rank-k reconstruction
 
     config = ae.AutoencoderConfig(latent_dim=args.k, hidden=(), code_activation="linear", reconstruction="mse",
-                                  decoder_output="linear", learning_rate=args.learning_rate)
+                                  decoder_output="linear", learning_rate=args.learning_rate,
+                                  lr_schedule="cosine", lr_schedule_steps=args.steps)
     iterator = BatchIterator(train, args.batch_size, seed=args.seed, value_range=(0.0, 1.0))
     state = ae.init(jax.random.PRNGKey(args.seed), config, iterator.batch_at(0))
     step = jax.jit(ae.step)

@@ -70,6 +70,9 @@ class AutoencoderConfig:
     decoder_output: Literal["sigmoid", "linear"] = "sigmoid"
     """Output map of the reconstruction for ``mse`` (Bernoulli always uses the sigmoid)."""
     learning_rate: float = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    lr_schedule_steps: int = 0
+    """``cosine``: the learning rate decays to 0 over this many steps."""
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -93,6 +96,10 @@ class AutoencoderConfig:
             raise ValueError(f"decoder_output must be 'sigmoid' or 'linear', got {self.decoder_output!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if self.lr_schedule == "cosine" and self.lr_schedule_steps < 1:
+            raise ValueError(f"lr_schedule='cosine' needs lr_schedule_steps >= 1, got {self.lr_schedule_steps}")
         if self.base_features < 1:
             raise ValueError(f"base_features must be >= 1, got {self.base_features}")
 
@@ -242,11 +249,15 @@ def check_data_range(x, reconstruction: str, *, name: str = "batch['x']") -> Non
 
 
 def make_optimizer(config: AutoencoderConfig) -> optax.GradientTransformation:
+    """Adam at ``learning_rate``, constant or with a cosine decay to 0 over ``lr_schedule_steps``."""
+    if config.lr_schedule == "cosine":
+        return optax.adam(optax.cosine_decay_schedule(config.learning_rate, config.lr_schedule_steps))
     return optax.adam(config.learning_rate)
 
 
 def init(key: Array, config: AutoencoderConfig, example_batch: dict) -> AutoencoderState:
     """Initial state for data shaped like ``example_batch["x"]``: (m, *data_shape) or (1, m, *data_shape)."""
+    config.validate()
     return init_state(key, config, example_batch, encoder_features=config.latent_dim, optimizer=make_optimizer(config))
 
 

@@ -141,6 +141,7 @@ def make_optimizer(config: VAEConfig) -> optax.GradientTransformation:
 
 def init(key: Array, config: VAEConfig, example_batch: dict) -> AutoencoderState:
     """Initial state; ``example_batch["x"]``: (m, *data_shape) or (1, m, *data_shape) in [0, 1] for Bernoulli."""
+    config.validate()
     return ae.init_state(key, config, example_batch, encoder_features=2 * config.latent_dim,
                          optimizer=make_optimizer(config))
 

@@ -293,6 +293,7 @@ def test_fit_loop_feeds_images_in_unit_range(tmp_path):
     (ae.DenoisingAEConfig(corruption="blur"), "corruption"),
     (ae.ContractiveAEConfig(contractive_weight=-1.0), "contractive_weight"),
     (ae.AutoencoderConfig(learning_rate=0.0), "learning_rate"),
+    (ae.AutoencoderConfig(lr_schedule="cosine"), "lr_schedule_steps"),
 ])
 def test_bad_configs_are_rejected(config, match):
     with pytest.raises(ValueError, match=match):
