@@ -84,6 +84,8 @@ def kl_directions(out: pathlib.Path) -> dict:
     th_r2, _ = _fit(reverse, jnp.array([-0.7, 0.0]), 4000, 0.02)
     mean_p = float(jnp.sum(p * GRID))
     sd_p = float(jnp.sqrt(jnp.sum(p * (GRID - mean_p) ** 2)))
+    q_f = _gaussian_hist(th_f[0], th_f[1])
+    sd_q = float(jnp.sqrt(jnp.sum(q_f * (GRID - jnp.sum(q_f * GRID)) ** 2)))
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
     dx = GRID[1] - GRID[0]
@@ -104,6 +106,8 @@ def kl_directions(out: pathlib.Path) -> dict:
     return {
         "p": "0.5 N(-2.5, 0.7^2) + 0.5 N(2.5, 0.7^2) on a grid of 3601 points in [-9, 9]",
         "forward_kl_fit": {"mean": float(th_f[0]), "sd": math.exp(float(th_f[1])), "kl": float(curve_f[-1])},
+        # q is normalised on the truncated grid, so its own sd (the one moment matching fixes) is below exp(log_sd).
+        "forward_kl_fit_sd_on_grid": sd_q,
         "forward_kl_closed_form_optimum": {"mean": mean_p, "sd": sd_p},
         "reverse_kl_fit_from_+0.7": {"mean": float(th_r[0]), "sd": math.exp(float(th_r[1])), "kl": float(curve_r[-1])},
         "reverse_kl_fit_from_-0.7": {"mean": float(th_r2[0]), "sd": math.exp(float(th_r2[1]))},
