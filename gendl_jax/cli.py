@@ -62,6 +62,8 @@ def sample(
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     objective, state, _ = load_run(run)
+    if objective.sample is None:
+        raise ValueError(f"{run} was trained as {objective.name}, which has no prior to sample from (use a vae run)")
     samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, jax.random.PRNGKey(seed), n))
     path = pathlib.Path(out) if out else pathlib.Path(run) / f"samples_n{n}_seed{seed}.npy"
     np.save(path, samples)

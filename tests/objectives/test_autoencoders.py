@@ -248,7 +248,7 @@ def test_short_training_lowers_the_test_loss(digits, config):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_cli_trains_an_autoencoder_and_writes_its_run_folder(tmp_path):
+def test_cli_trains_an_autoencoder_and_writes_its_run_folder(tmp_path, capsys):
     out = tmp_path / "cae"
     cli.main(["train", "contractive-ae", "--data", "digits", "--latent-dim", "2", "--hidden", "16", "--steps", "20",
               "--batch-size", "32", "--out", str(out), "--log-every", "10", "--no-progress"])
@@ -267,6 +267,9 @@ def test_cli_trains_an_autoencoder_and_writes_its_run_folder(tmp_path):
     assert record["objective"] == "contractive-ae"
     want = np.mean(np.square(np.float64(ae.reconstruct(state, jnp.asarray(x))) - x))
     np.testing.assert_allclose(summary["test_reconstruction_mse"], want, rtol=1e-5)
+    with pytest.raises(SystemExit):  # `gendl sample` refuses a model without a prior, with one line
+        cli.main(["sample", str(out), "-n", "3"])
+    assert "no prior to sample from" in capsys.readouterr().err
 
 
 def test_fit_loop_feeds_images_in_unit_range(tmp_path):
