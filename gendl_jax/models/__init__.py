@@ -5,6 +5,19 @@ z (N, latent_dim) -> (N, *sample_shape); discriminators / critics map (N, *sampl
 logits or scores; modules with BatchNorm take ``bn_axis_name`` for cross-device batch statistics.
 """
 
+from gendl_jax.models.classic import VGG, AlexNet, vgg16
+from gendl_jax.models.resnet import (
+    CifarResNet,
+    ResNet,
+    WideResNet,
+    resnet18,
+    resnet34,
+    resnet50,
+    resnet101,
+    resnet152,
+    wide_resnet50_2,
+    wrn_28_10,
+)
 from gendl_jax.models.autoencoders import CODE_ACTIVATIONS, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from gendl_jax.models.dcgan import SUPPORTED_IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator, conv_critic
 from gendl_jax.models.lenet import LENET_INPUT_SHAPE, LeNet
@@ -12,6 +25,19 @@ from gendl_jax.models.layers import DCGAN_INIT, ConvTranspose, Maxout, conv_tran
 from gendl_jax.models.mlp import ACTIVATIONS, GENERATOR_OUTPUTS, MLPDiscriminator, MLPGenerator
 
 __all__ = [
+    "AlexNet",
+    "CifarResNet",
+    "ResNet",
+    "VGG",
+    "WideResNet",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "vgg16",
+    "wide_resnet50_2",
+    "wrn_28_10",
     "ACTIVATIONS",
     "CODE_ACTIVATIONS",
     "ConvDecoder",
