@@ -14,12 +14,15 @@ cross-entropy), same steps and batches; on the 10,000 test digits we measure:
 
     GENDL_DATA_DIR=../shared/data/mnist python experiments/autoencoders_mnist.py    # ~25 min on 2 busy cores
 
-Writes ``autoencoders_mnist.json``, ``table.md`` and ``reconstructions.png`` into ``--out``.
+Writes ``models/<name>.json`` per model, and ``autoencoders_mnist.json``, ``table.md`` and
+``reconstructions.png`` (rows: inputs, then each model's reconstructions of clean and masked
+digits) for all the models whose results are in ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import time
@@ -76,9 +79,41 @@ def batched(fn, x, size=1000):
     return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + size]))) for i in range(0, len(x), size)])
 
 
+def train_and_measure(name, config, args, data) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    train, train_x, test, test_x, masked, noisy = data
+    iterator = BatchIterator(train, args.batch_size, seed=args.seed, value_range=(0.0, 1.0))
+    state = ae.init(jax.random.PRNGKey(args.seed), config, iterator.batch_at(0))
+    step = jax.jit(ae.step)
+    t0 = time.time()
+    for s in range(args.steps):
+        state, metrics = step(state, iterator.batch_at(s))
+    jax.block_until_ready(state)
+    seconds = time.time() - t0
+    recon = jax.jit(lambda x: ae.reconstruct(state, x))
+    codes_fn = jax.jit(lambda x: ae.encode(state, x))
+    mse = lambda inputs: float(np.mean(np.square(batched(recon, inputs) - test_x)))  # noqa: E731
+    test_codes, train_codes = batched(codes_fn, test_x), batched(codes_fn, train_x)
+    contraction = batched(jax.jit(lambda x: ae.contraction(state, x)), test_x[:1000], 100)
+    result = {
+        "config": dataclasses.asdict(config),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "train_seconds": seconds,
+        "final_train_loss": float(metrics["loss"]),
+        "mse_clean": mse(test_x),
+        "mse_masked_30pct": mse(masked),
+        "mse_gaussian_0.3": mse(noisy),
+        "mean_code": float(test_codes.mean()),
+        "fraction_codes_below_0.05": float(np.mean(test_codes < 0.05)),
+        "mean_jacobian_frobenius": float(contraction.mean()),
+        "linear_probe_accuracy": linear_probe_accuracy(train_codes, train.labels, test_codes, test.labels),
+    }
+    return result, (batched(recon, test_x[:8]), batched(recon, masked[:8]))
+
+
 def run(args):
     out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "models").mkdir(parents=True, exist_ok=True)
     train = load_dataset("mnist", split="train", data_dir=args.data_dir)
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     train_x = train.images.astype(np.float32) / 255
@@ -86,55 +121,43 @@ def run(args):
     key = jax.random.PRNGKey(args.seed + 100)
     masked = np.asarray(ae.corrupt(key, jnp.asarray(test_x), "masking", 0.3))
     noisy = np.asarray(ae.corrupt(jax.random.fold_in(key, 1), jnp.asarray(test_x), "gaussian", 0.3))
-    results, pictures = {}, {}
-    results["pixels"] = {"linear_probe_accuracy": linear_probe_accuracy(
-        train_x.reshape(len(train_x), -1), train.labels, test_x.reshape(len(test_x), -1), test.labels)}
-    for name, config in MODELS.items():
-        if args.only and name not in args.only:
-            continue
-        iterator = BatchIterator(train, args.batch_size, seed=args.seed, value_range=(0.0, 1.0))
-        state = ae.init(jax.random.PRNGKey(args.seed), config, iterator.batch_at(0))
-        step = jax.jit(ae.step)
-        t0 = time.time()
-        for s in range(args.steps):
-            state, metrics = step(state, iterator.batch_at(s))
-        jax.block_until_ready(state)
-        seconds = time.time() - t0
-        recon = jax.jit(lambda x: ae.reconstruct(state, x))
-        codes_fn = jax.jit(lambda x: ae.encode(state, x))
-        mse = lambda inputs: float(np.mean(np.square(batched(recon, inputs) - test_x)))  # noqa: E731
-        test_codes, train_codes = batched(codes_fn, test_x), batched(codes_fn, train_x)
-        contraction = batched(jax.jit(lambda x: ae.contraction(state, x)), test_x[:1000], 100)
-        results[name] = {
-            "config": {k: v for k, v in vars(config).items()},
-            "train_seconds": seconds,
-            "final_train_loss": float(metrics["loss"]),
-            "mse_clean": mse(test_x),
-            "mse_masked_30pct": mse(masked),
-            "mse_gaussian_0.3": mse(noisy),
-            "mean_code": float(test_codes.mean()),
-            "fraction_codes_below_0.05": float(np.mean(test_codes < 0.05)),
-            "mean_jacobian_frobenius": float(contraction.mean()),
-            "linear_probe_accuracy": linear_probe_accuracy(train_codes, train.labels, test_codes, test.labels),
-        }
-        pictures[name] = (batched(recon, test_x[:8]), batched(recon, masked[:8]))
-        print(name, {k: v for k, v in results[name].items() if k != "config"}, flush=True)
+    data = (train, train_x, test, test_x, masked, noisy)
+    names = ["pixels", *MODELS] if not args.only else args.only
+    for name in names:
+        if name == "pixels":
+            result = {"linear_probe_accuracy": linear_probe_accuracy(
+                train_x.reshape(len(train_x), -1), train.labels, test_x.reshape(len(test_x), -1), test.labels)}
+            pictures = (test_x[:8], masked[:8])  # the inputs themselves
+        else:
+            result, pictures = train_and_measure(name, MODELS[name], args, data)
+        (out / "models" / f"{name}.json").write_text(json.dumps(result, indent=2))
+        np.savez_compressed(out / "models" / f"{name}_reconstructions.npz", clean=pictures[0], masked=pictures[1])
+        print(name, {k: v for k, v in result.items() if k != "config"}, flush=True)
+        summarize(out)
 
-    record = {"steps": args.steps, "batch_size": args.batch_size, "results": results,
-              "command": f"python experiments/autoencoders_mnist.py --steps {args.steps} --batch-size {args.batch_size}"}
-    (out / "autoencoders_mnist.json").write_text(json.dumps(record, indent=2, default=str))
+
+def summarize(out: pathlib.Path) -> None:
+    """autoencoders_mnist.json, table.md and reconstructions.png from the per-model results present."""
+    order = ["pixels", *MODELS]
+    results = {n: json.loads((out / "models" / f"{n}.json").read_text())
+               for n in order if (out / "models" / f"{n}.json").is_file()}
+    record = {"results": results, "command": "python experiments/autoencoders_mnist.py  "
+              "(per model: --only NAME; steps and batch size are in each result)"}
+    (out / "autoencoders_mnist.json").write_text(json.dumps(record, indent=2))
     cols = ["mse_clean", "mse_masked_30pct", "mse_gaussian_0.3", "mean_code", "fraction_codes_below_0.05",
-            "mean_jacobian_frobenius", "linear_probe_accuracy"]
+            "mean_jacobian_frobenius", "linear_probe_accuracy", "train_seconds"]
     lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[c]:.4g}" if c in r else "-" for c in cols) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
-    fig, axes = plt.subplots(2 + 2 * len(pictures), 8, figsize=(8, 1.05 * (2 + 2 * len(pictures))), dpi=100)
-    rows = [("clean", test_x[:8]), ("masked 30%", masked[:8])]
-    for name, (clean_rec, masked_rec) in pictures.items():
-        rows += [(f"{name}: clean", clean_rec), (f"{name}: masked", masked_rec)]
+    rows = []
+    for name in results:
+        pics = np.load(out / "models" / f"{name}_reconstructions.npz")
+        label = "input" if name == "pixels" else name
+        rows += [(f"{label}: clean", pics["clean"]), (f"{label}: masked 30%", pics["masked"])]
+    fig, axes = plt.subplots(len(rows), 8, figsize=(8, 1.05 * len(rows)), dpi=100, squeeze=False)
     for r, (label, images) in enumerate(rows):
         for c in range(8):
             axes[r, c].imshow(images[c, ..., 0], cmap="gray", vmin=0, vmax=1)
@@ -147,10 +170,11 @@ def run(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="*", default=None, help="a subset of " + ", ".join(MODELS))
+    parser.add_argument("--only", nargs="*", default=None, choices=["pixels", *MODELS],
+                        help="run only these (results of the others already in --out are kept)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="experiments/results/autoencoders_mnist")
     run(parser.parse_args())
