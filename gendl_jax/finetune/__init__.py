@@ -1,0 +1,51 @@
+"""Fine-tuning tools: head surgery, freezing masks (optax), discriminative learning rates, linear
+probe vs full fine-tuning, orbax backbone loading, and torchvision-style state-dict import from
+``.npz`` / ``.safetensors`` (no torch needed)."""
+
+from gendl_jax.finetune.state_dict import (
+    StateDictMismatch,
+    from_state_dict,
+    load_state_dict,
+    read_safetensors,
+    read_state_dict,
+    to_state_dict,
+    torch_keys,
+    write_safetensors,
+)
+from gendl_jax.finetune.step import FinetuneState, accuracy, init_finetune, make_step, predict
+from gendl_jax.finetune.surgery import (
+    MODES,
+    finetune_optimizer,
+    freeze_batch_norm,
+    frozen_for_mode,
+    label_tree,
+    load_backbone,
+    replace_head,
+    save_backbone,
+    subtree_names,
+)
+
+__all__ = [
+    "MODES",
+    "FinetuneState",
+    "StateDictMismatch",
+    "accuracy",
+    "finetune_optimizer",
+    "freeze_batch_norm",
+    "from_state_dict",
+    "frozen_for_mode",
+    "init_finetune",
+    "label_tree",
+    "load_backbone",
+    "load_state_dict",
+    "make_step",
+    "predict",
+    "read_safetensors",
+    "read_state_dict",
+    "replace_head",
+    "save_backbone",
+    "subtree_names",
+    "to_state_dict",
+    "torch_keys",
+    "write_safetensors",
+]
