@@ -41,3 +41,24 @@ def test_eval_rejects_bad_n(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["eval", str(tmp_path / "missing"), "--n", "1"])
     assert "n must be an int >= 2" in capsys.readouterr().err
+
+
+def test_eval_mnist_run(tmp_path, mnist_dir):
+    from gendl_jax.data import load_dataset
+    from gendl_jax.metrics import fid, inception_score, mnist_classifier
+
+    run = tmp_path / "mnist"
+    train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,)), TrainConfig(
+        data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(run), log_every=1,
+        sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
+    cli.main(["eval", str(run), "-n", "300"])
+    result = json.loads((run / "eval.json").read_text())
+    samples = _samples(run, 300, 0)
+    net = mnist_classifier()
+    logits, feats = net.logits_and_features(samples)
+    _, real_feats = net.logits_and_features(load_dataset("mnist", split="test", data_dir=mnist_dir).images[:300])
+    np.testing.assert_allclose(result["fid"], fid(real_feats, feats), rtol=1e-9)
+    np.testing.assert_allclose(result["inception_score"], inception_score(logits, 10)[0], rtol=1e-9)
+    for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
+        assert np.isfinite(result[name])
+    assert (run / "nearest_neighbours.png").stat().st_size > 1000
