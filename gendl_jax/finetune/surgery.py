@@ -44,9 +44,11 @@ def _check_names(params, names: Sequence[str], argument: str) -> None:
     unknown = [n for n in names if n not in valid]
     if unknown:
         top = [n for n in valid if "/" not in n]
+        nested = [n for n in valid if "/" in n]
+        example = f", e.g. {nested[0]!r}" if nested else ""
         raise ValueError(
             f"{argument} has unknown sub-tree names {unknown}; valid top-level names: {top} "
-            f"(nested names join module names with '/', e.g. {valid[min(2, len(valid) - 1)]!r})"
+            f"(nested names join module names with '/'{example})"
         )
 
 
@@ -105,7 +107,7 @@ def finetune_optimizer(
     for name, lr in [("learning_rate", learning_rate), *((f"stage_learning_rates[{k!r}]", v) for k, v in stage_learning_rates.items())]:
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
             raise ValueError(f"{name} must be a positive number, got {lr!r}")
-    _check_names(params, list(frozen), "frozen")
+    _check_names(params, frozen, "frozen")
     assignments = {name: f"lr:{name}" for name in stage_learning_rates}
     assignments.update({name: FROZEN for name in frozen})
     labels = label_tree(params, assignments)
