@@ -45,7 +45,7 @@ def test_batches_and_head_agree_with_direct_apply(mnist_dir):
     net = mnist_classifier()
     images = load_dataset("mnist", split="test", data_dir=mnist_dir).images[:23]
     logits, feats = net.logits_and_features(images, batch_size=7)  # 4 batches, the last padded
-    x = images[..., None].astype(np.float32) / 127.5 - 1.0
+    x = images.astype(np.float32) / 127.5 - 1.0  # (23, 28, 28, 1) uint8 -> [-1, 1]
     direct_logits, direct_feats = net.model.apply(net.params, x)
     np.testing.assert_allclose(logits, direct_logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(feats, direct_feats, rtol=1e-5, atol=1e-5)
