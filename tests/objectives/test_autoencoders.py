@@ -203,9 +203,10 @@ def test_step_compiles_once_and_is_deterministic(name, config, shape):
 
 
 def test_step_loss_is_the_written_out_objective():
-    """The contractive loss equals reconstruction + lambda * ||J||_F^2 computed outside the step."""
+    """The contractive loss equals reconstruction + lambda * ||J||_F^2 computed outside the step
+    (the penalty on the first ``penalty_examples`` rows)."""
     rng = np.random.default_rng(14)
-    config = ae.ContractiveAEConfig(hidden=(), latent_dim=4, contractive_weight=0.3)
+    config = ae.ContractiveAEConfig(hidden=(), latent_dim=4, contractive_weight=0.3, penalty_examples=3)
     x = rng.random((5, 6)).astype(np.float32)
     state = ae.init(jax.random.PRNGKey(1), config, {"x": x})
     _, metrics = jax.jit(ae.step)(state, {"x": x})
@@ -214,7 +215,7 @@ def test_step_loss_is_the_written_out_objective():
     h = special.expit(np.float64(x) @ kernel + bias)
     logits = h @ np.float64(p["decoder"]["output"]["kernel"]) + np.float64(p["decoder"]["output"]["bias"])
     recon = -np.mean(np.sum(x * np.log(special.expit(logits)) + (1 - x) * np.log(special.expit(-logits)), 1))
-    jac = np.mean(np.square(h * (1 - h)) @ np.sum(np.square(kernel), 0))
+    jac = np.mean((np.square(h * (1 - h)) @ np.sum(np.square(kernel), 0))[:3])  # first 3 examples only
     np.testing.assert_allclose(float(metrics["reconstruction"]), recon, rtol=1e-5)
     np.testing.assert_allclose(float(metrics["jacobian_frobenius_sq"]), jac, rtol=1e-5)
     np.testing.assert_allclose(float(metrics["loss"]), recon + 0.3 * jac, rtol=1e-5)
@@ -295,6 +296,7 @@ def test_fit_loop_feeds_images_in_unit_range(tmp_path):
     (ae.DenoisingAEConfig(noise_level=1.5), "noise_level"),
     (ae.DenoisingAEConfig(corruption="blur"), "corruption"),
     (ae.ContractiveAEConfig(contractive_weight=-1.0), "contractive_weight"),
+    (ae.ContractiveAEConfig(penalty_examples=-1), "penalty_examples"),
     (ae.AutoencoderConfig(learning_rate=0.0), "learning_rate"),
     (ae.AutoencoderConfig(lr_schedule="cosine"), "lr_schedule_steps"),
 ])
