@@ -12,7 +12,7 @@ Cases (each: warm-up, ``block_until_ready``, compile time reported apart, median
   (4) MNIST feature extraction (shipped LeNet, batch 500, 10,000 test images): images/s vs PyTorch
       eager with the same weights (if torch is importable).
 
-    python benchmarks/metrics.py [--repeats 3] [--skip-sqrtm]
+    python benchmarks/metrics.py [--repeats 3] [--skip-sqrtm] [--only fid kid prdc features]
 
 Writes ``benchmarks/results/metrics.json``.
 """
@@ -36,11 +36,15 @@ from gendl_jax import metrics
 from gendl_jax.metrics.kernel import kid_subset_indices
 
 
-def _timed(fn, repeats: int) -> dict:
-    """First call (compile + run), then ``repeats`` timed calls; compile time = first - median."""
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
+def _timed(fn, repeats: int, warmup: bool = True) -> dict:
+    """First call (compile + run), then ``repeats`` timed calls; compile time = first - median.
+
+    ``warmup=False`` (numpy / scipy references, nothing to compile): only the ``repeats`` calls."""
+    first, out = None, None
+    if warmup:
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        first = time.perf_counter() - t0
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -48,7 +52,7 @@ def _timed(fn, repeats: int) -> dict:
         times.append(time.perf_counter() - t0)
     median = statistics.median(times)
     return {"median_s": median, "min_s": min(times), "first_call_s": first,
-            "compile_s": max(first - median, 0.0), "out": out}
+            "compile_s": max(first - median, 0.0) if first is not None else None, "out": out}
 
 
 def _spd(rng, d, n):
@@ -66,7 +70,7 @@ def bench_fid_trace(repeats: int, skip_sqrtm: bool, d: int = 2048) -> dict:
     row = {"case": f"FID trace term, d={d}", "ours": "trace_sqrt_product (eigh, float64, jit)",
            "ours_median_s": ours["median_s"], "ours_compile_s": ours["compile_s"], "ours_value": ours["out"]}
     if not skip_sqrtm:
-        ref = _timed(lambda: float(np.trace(scipy.linalg.sqrtm(s1 @ s2)).real), max(1, min(repeats, 3)))
+        ref = _timed(lambda: float(np.trace(scipy.linalg.sqrtm(s1 @ s2)).real), max(1, min(repeats, 2)), warmup=False)
         row.update({"reference": "np.trace(scipy.linalg.sqrtm(S1 @ S2)).real", "reference_median_s": ref["median_s"],
                     "reference_value": ref["out"], "speedup": ref["median_s"] / ours["median_s"],
                     "relative_difference": abs(ours["out"] - ref["out"]) / abs(ref["out"])})
@@ -93,7 +97,7 @@ def bench_kid(repeats: int, n: int = 10000, d: int = 128) -> dict:
     key = jax.random.PRNGKey(0)
     ours = _timed(lambda: metrics.kid(real, fake, key=key)[0], repeats)
     ri, fi = kid_subset_indices(key, n, n, 100, 1000)
-    ref = _timed(lambda: _kid_numpy(real, fake, ri, fi), max(1, min(repeats, 3)))
+    ref = _timed(lambda: _kid_numpy(real, fake, ri, fi), repeats, warmup=False)
     return {"case": f"KID {n} x {n}, d={d}, 100 subsets of 1000", "ours": "kid (float64, jit)",
             "ours_median_s": ours["median_s"], "ours_compile_s": ours["compile_s"], "ours_value": ours["out"],
             "reference": "numpy float64, same subsets", "reference_median_s": ref["median_s"],
@@ -119,7 +123,7 @@ def bench_prdc(repeats: int, n: int = 10000, d: int = 128) -> dict:
     real, fake = rng.normal(size=(n, d)), rng.normal(size=(n, d)) * 1.1
     ours = _timed(lambda: {**metrics.precision_recall(real, fake, k=3), **metrics.density_coverage(real, fake, k=5)},
                   repeats)
-    ref = _timed(lambda: _prdc_numpy(real, fake), max(1, min(repeats, 2)))
+    ref = _timed(lambda: _prdc_numpy(real, fake), max(1, min(repeats, 2)), warmup=False)
     return {"case": f"precision/recall (k=3) + density/coverage (k=5), {n} x {n}, d={d}",
             "ours": "blocked kNN (float64, jit, 1024 x 1024 blocks)", "ours_median_s": ours["median_s"],
             "ours_compile_s": ours["compile_s"], "ours_value": ours["out"],
@@ -168,7 +172,7 @@ def bench_features(repeats: int, data_dir=None) -> dict:
                 logits.append(out(h).numpy())
         return np.concatenate(logits), np.concatenate(feats)
 
-    ref = _timed(torch_features, repeats)
+    ref = _timed(torch_features, repeats)  # first call warms torch up
     row.update({"reference": f"PyTorch {torch.__version__} eager, same weights ({torch.get_num_threads()} threads)",
                 "reference_median_s": ref["median_s"], "reference_images_per_s": len(images) / ref["median_s"],
                 "speedup": ref["median_s"] / ours["median_s"],
@@ -186,20 +190,23 @@ def main() -> None:
     args = parser.parse_args()
     cases = {"fid": lambda: bench_fid_trace(args.repeats, args.skip_sqrtm), "kid": lambda: bench_kid(args.repeats),
              "prdc": lambda: bench_prdc(args.repeats), "features": lambda: bench_features(args.repeats, args.data_dir)}
-    rows = []
+    # Rows already in --out for cases not re-run are kept (each case can be run on its own).
+    previous = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
+    rows = [r for r in previous if r.get("key") not in args.only]
     for name in args.only:
-        row = cases[name]()
+        row = {"key": name, **cases[name]()}
         rows.append(row)
         ref = f"{row['reference_median_s']:.3f} s" if "reference_median_s" in row else "-"
         speed = f"{row['speedup']:.1f}x" if "speedup" in row else "-"
         print(f"{row['case']:70s} ours {row['ours_median_s']:.3f} s (compile {row['ours_compile_s']:.2f} s)  "
               f"reference {ref}  speedup {speed}", flush=True)
-    payload = {"benchmark": "metrics", "repeats": args.repeats, "jax": jax.__version__,
-               "backend": jax.devices()[0].platform, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-               "load_average_at_end": os.getloadavg(), "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2, default=float) + "\n")
-    print(f"wrote {args.out}")
+        row["load_average"] = os.getloadavg()
+        payload = {"benchmark": "metrics", "repeats": args.repeats, "jax": jax.__version__,
+                   "backend": jax.devices()[0].platform, "cpu_count": os.cpu_count(), "machine": platform.machine(),
+                   "rows": rows}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2, default=float) + "\n")  # after every case
+        print(f"wrote {args.out}", flush=True)
 
 
 if __name__ == "__main__":
