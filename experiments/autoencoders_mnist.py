@@ -12,7 +12,7 @@ cross-entropy), same steps and batches; on the 10,000 test digits we measure:
 * linear-probe accuracy: softmax regression (L2 1e-4, full-batch Adam) trained on the codes of the
   60,000 training digits, accuracy on the test codes (raw pixels as a baseline).
 
-    GENDL_DATA_DIR=../shared/data/mnist python experiments/autoencoders_mnist.py    # ~25 min on 2 busy cores
+    GENDL_DATA_DIR=../shared/data/mnist python experiments/autoencoders_mnist.py    # ~20 min on 2 busy cores
 
 Writes ``models/<name>.json`` per model, and ``autoencoders_mnist.json``, ``table.md`` and
 ``reconstructions.png`` (rows: inputs, then each model's reconstructions of clean and masked
