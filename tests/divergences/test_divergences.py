@@ -210,7 +210,8 @@ def test_bad_parameters_raise():
 
 # --- properties ----------------------------------------------------------------------------------------------
 
-_probs = st.lists(st.floats(0.0, 1.0), min_size=2, max_size=12).filter(lambda v: sum(v) > 1e-3)
+# A fixed number of bins keeps every example on the same compiled shapes.
+_probs = st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8).filter(lambda v: sum(v) > 1e-3)
 
 
 def _pair(draw_p, draw_q):
