@@ -12,7 +12,10 @@ Host solvers (chosen by measurement, see ``benchmarks/transport.py``):
     from shortest paths on the reduced costs of that permutation;
   * any other weights: ``scipy.optimize.linprog(method="highs-ipm")`` (interior point + crossover),
     whose equality-constraint marginals are the dual potentials. This LP has n*m variables and is
-    far slower than a network simplex (measured: 4 s at n = m = 500).
+    far slower than a network simplex (see ``benchmarks/transport.py``).
+
+The totals of a and b are checked (before tracing) to agree within ``MASS_TOLERANCE``; on the host,
+b is then scaled by sum(a) / sum(b) so that float32 round-off cannot make the LP infeasible.
 """
 
 from __future__ import annotations

@@ -50,4 +50,5 @@ def gaussian_w2(m1, S1, m2, S2):
     root1 = _psd_sqrt(S1)
     cross = jnp.linalg.eigvalsh(root1 @ S2 @ root1)
     bures = jnp.trace(S1) + jnp.trace(S2) - 2.0 * jnp.sum(jnp.sqrt(jnp.maximum(cross, 0.0)))
+    # Equal Gaussians give bures = -1e-7 by round-off rather than 0.
     return jnp.sqrt(jnp.maximum(jnp.sum((m1 - m2) ** 2) + bures, 0.0))

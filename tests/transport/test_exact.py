@@ -86,6 +86,15 @@ def test_gradient_in_x_matches_finite_differences_of_emd2(rng, p):
         assert float(np.sum(grad * direction)) == pytest.approx(want, rel=1e-3, abs=1e-6)
 
 
+def test_gradient_in_y_matches_finite_differences_of_emd2(rng):
+    x, y = rng.normal(size=(14, 3)), rng.normal(size=(19, 3))
+    a, b = np.full(14, 1 / 14), np.full(19, 1 / 19)
+    grad = np.asarray(jax.jit(jax.grad(lambda y: wasserstein(x, y) ** 2))(y))
+    direction = rng.normal(size=y.shape)
+    want = _fd(lambda t: ot.emd2(a, b, _cost(x, t, 2)), y, direction, 1e-6)
+    assert float(np.sum(grad * direction)) == pytest.approx(want, rel=1e-3, abs=1e-6)
+
+
 def test_gradient_of_w2_itself_chains_through_the_power(rng):
     x, y = rng.normal(size=(12, 2)), rng.normal(size=(12, 2)) + 1
     u = np.full(12, 1 / 12)
