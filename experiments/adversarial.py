@@ -1,6 +1,6 @@
 """FGSM (and PGD) against the shipped MNIST LeNet, next to Goodfellow et al. (2014)'s MNIST numbers.
 
-    GENDL_DATA_DIR=/path/to/mnist python experiments/adversarial.py [--n 10000] [--pgd-steps 20]
+    GENDL_DATA_DIR=/path/to/mnist python experiments/adversarial.py [--n 10000] [--pgd-steps 10] [--pgd-n 1000]
 
 Pixels are in [0, 1] (the classifier's [-1, 1] input is 2x - 1); for each eps the script
 reports the test error and the mean confidence (softmax probability of the predicted class) on
@@ -81,7 +81,8 @@ def main(args):
 
     clean_logits = attack_in_batches(lambda xb, yb: logits_fn(xb), x, y, args.batch_size)
     results = {"command": args.command, "n": int(len(x)), "clean": summarize(clean_logits, y),
-               "fgsm": {}, "pgd": {}, "goodfellow_2014": GOODFELLOW_2014, "pgd_steps": args.pgd_steps}
+               "fgsm": {}, "pgd": {}, "goodfellow_2014": GOODFELLOW_2014, "pgd_steps": args.pgd_steps,
+               "pgd_n": int(min(args.pgd_n, len(x)))}
     t0 = time.perf_counter()
     for eps in args.eps:
         x_adv = attack_in_batches(lambda xb, yb: fgsm(logits_fn, xb, yb, eps), x, y, args.batch_size)
@@ -91,11 +92,12 @@ def main(args):
             picture_rows(x, x_adv, clean_logits.argmax(-1), adv_logits.argmax(-1), y, eps, out / "fgsm_examples.png")
         if args.pgd_steps:
             key = jax.random.PRNGKey(args.seed)
+            xs, ys = x[: args.pgd_n], y[: args.pgd_n]
             x_pgd = attack_in_batches(lambda xb, yb: pgd(logits_fn, xb, yb, eps, steps=args.pgd_steps, key=key),
-                                      x, y, args.batch_size)
-            assert np.abs(x_pgd - x).max() <= eps + 1e-6
-            results["pgd"][str(eps)] = summarize(attack_in_batches(lambda xb, yb: logits_fn(xb), x_pgd, y,
-                                                                   args.batch_size), y)
+                                      xs, ys, args.batch_size)
+            assert np.abs(x_pgd - xs).max() <= eps + 1e-6
+            results["pgd"][str(eps)] = summarize(attack_in_batches(lambda xb, yb: logits_fn(xb), x_pgd, ys,
+                                                                   args.batch_size), ys)
         print(f"eps={eps}: FGSM {results['fgsm'][str(eps)]}" + (f"; PGD {results['pgd'][str(eps)]}" if args.pgd_steps else ""),
               flush=True)
     results["attack_seconds"] = time.perf_counter() - t0
@@ -112,7 +114,8 @@ if __name__ == "__main__":
     p.add_argument("--n", type=int, default=10000, help="test images attacked (the first n)")
     p.add_argument("--eps", type=float, nargs="+", default=[0.1, 0.2, 0.25])
     p.add_argument("--picture-eps", type=float, default=0.25)
-    p.add_argument("--pgd-steps", type=int, default=20, help="0: FGSM only")
+    p.add_argument("--pgd-steps", type=int, default=10, help="0: FGSM only")
+    p.add_argument("--pgd-n", type=int, default=1000, help="test images attacked by PGD (the first pgd_n)")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()

@@ -17,6 +17,7 @@ seeds. Writes ``results.json`` and ``transfer.png`` into ``experiments/results/t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -64,6 +65,11 @@ def per_class_subset(y: np.ndarray, n_per_class: int | None, rng: np.random.Gene
     return rng.permutation(np.concatenate(idx))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def init_model(model, key, example):
+    return model.init(key, example)
+
+
 def train(model, variables, frozen, x, y, steps, lr, seed, step_cache):
     opt = ft.finetune_optimizer(variables["params"], lr, frozen=frozen)
     key = (model.num_classes, frozen, min(64, len(x)))
@@ -87,7 +93,7 @@ def run_condition(method, pretrained, x, y, x_test, y_test, num_classes, args, s
     base = LeNet(num_classes=5)
     if METHODS[method] is None:
         model = base.clone(num_classes=num_classes)
-        variables = jax.jit(model.init)(jax.random.PRNGKey(seed), example)
+        variables = init_model(model, jax.random.PRNGKey(seed), example)
         frozen = ()
     else:
         model, variables = ft.replace_head(base, pretrained, jax.random.PRNGKey(seed), num_classes, example, head=HEAD)
@@ -99,7 +105,7 @@ def run_condition(method, pretrained, x, y, x_test, y_test, num_classes, args, s
 
 def pretrain(x, y, args):
     model = LeNet(num_classes=5)
-    variables = jax.jit(model.init)(jax.random.PRNGKey(args.seed), jnp.zeros((1, 28, 28, 1)))
+    variables = init_model(model, jax.random.PRNGKey(args.seed), jnp.zeros((1, 28, 28, 1)))
     state = train(model, variables, (), x, y, args.pretrain_steps, args.lr, args.seed, {})
     return {"params": state.params}
 
@@ -177,7 +183,7 @@ if __name__ == "__main__":
     p.add_argument("--out", default="experiments/results/transfer")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=200, help="Adam steps per fine-tuning run")
-    p.add_argument("--pretrain-steps", type=int, default=1500)
+    p.add_argument("--pretrain-steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])

@@ -8,6 +8,7 @@ Models may return logits or ``(logits, features)`` (LeNet); models with a ``trai
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -68,6 +69,12 @@ def make_step(model: nn.Module, optimizer: optax.GradientTransformation) -> Call
     return step
 
 
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _inference_logits(model: nn.Module, variables, x, takes_train: bool):
+    # The model is a static argument (modules hash by their fields): one compile per model and shape.
+    return _logits(model.apply(variables, x, train=False) if takes_train else model.apply(variables, x))
+
+
 def predict(model: nn.Module, state_or_variables, x, *, batch_size: int = 500) -> np.ndarray:
     """Logits (N, num_classes) in inference mode, in jitted batches (last one padded)."""
     if isinstance(state_or_variables, FinetuneState):
@@ -76,8 +83,7 @@ def predict(model: nn.Module, state_or_variables, x, *, batch_size: int = 500) -
             variables["batch_stats"] = state_or_variables.batch_stats
     else:
         variables = state_or_variables
-    kwargs = {"train": False} if _takes_train(model) else {}
-    apply = jax.jit(lambda v, xb: _logits(model.apply(v, xb, **kwargs)))
+    takes_train = _takes_train(model)
     x = np.asarray(x)
     out = []
     for start in range(0, len(x), batch_size):
@@ -85,7 +91,7 @@ def predict(model: nn.Module, state_or_variables, x, *, batch_size: int = 500) -
         m = len(chunk)
         if m < batch_size and len(x) > batch_size:
             chunk = np.concatenate([chunk, np.zeros((batch_size - m, *chunk.shape[1:]), chunk.dtype)])
-        out.append(np.asarray(apply(variables, chunk))[:m])
+        out.append(np.asarray(_inference_logits(model, variables, chunk, takes_train))[:m])
     return np.concatenate(out)
 
 

@@ -9,6 +9,7 @@ as :class:`gendl_jax.models.ResNet`).
 
 from __future__ import annotations
 
+import functools
 import pathlib
 from typing import Any, Callable, Mapping, Sequence
 
@@ -128,6 +129,11 @@ def freeze_batch_norm(model: nn.Module, frozen: Sequence[str]) -> nn.Module:
     return model.clone(frozen_bn=tuple(n for n in top if n in valid))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _init(model: nn.Module, key: jax.Array, example):
+    return model.init(key, example)
+
+
 def replace_head(model: nn.Module, variables: Mapping[str, Any], key: jax.Array, num_classes: int, example,
                  *, head: str = "fc") -> tuple[nn.Module, dict]:
     """A new classification head for ``num_classes`` classes; every other variable is kept.
@@ -147,7 +153,7 @@ def replace_head(model: nn.Module, variables: Mapping[str, Any], key: jax.Array,
         raise TypeError(f"model must have a num_classes attribute, got {type(model).__name__}")
     _check_names(variables["params"], [head], "head")
     new_model = model.clone(num_classes=num_classes)
-    fresh = unfreeze(jax.jit(new_model.init)(key, example))
+    fresh = unfreeze(_init(new_model, key, example))
     out = unfreeze(jax.tree_util.tree_map(lambda a: a, dict(variables)))
     out["params"][head] = fresh["params"][head]
     for collection, tree in fresh.items():

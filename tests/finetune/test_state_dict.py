@@ -81,14 +81,14 @@ def torch_model_and_state():
 @pytest.fixture(scope="module")
 def flax_like():
     model = resnet.resnet18(num_classes=10)
-    return model, jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
+    return jax.jit(model.apply), jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
 def test_torch_resnet18_logits_match_after_import(tmp_path, torch_model_and_state, flax_like, suffix):
     torch = pytest.importorskip("torch")
     net, state = torch_model_and_state
-    model, like = flax_like
+    apply, like = flax_like
     path = tmp_path / f"resnet18{suffix}"
     if suffix == ".npz":
         np.savez(path, **state)
@@ -98,7 +98,7 @@ def test_torch_resnet18_logits_match_after_import(tmp_path, torch_model_and_stat
     x = np.random.default_rng(1).normal(size=(1, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
-    logits = jax.jit(model.apply)(variables, np.transpose(x, (0, 2, 3, 1)))
+    logits = apply(variables, np.transpose(x, (0, 2, 3, 1)))
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
 
 

@@ -64,10 +64,15 @@ def test_parameter_counts_match_papers(name, build, shape, published, half_ulp):
     assert abs(count_params(build(), shape) - published) <= half_ulp
 
 
-def test_basic_resnet_tiny_forward_train_and_eval():
+@pytest.fixture(scope="module")
+def tiny_resnet():
     model = resnet.ResNet((1, 1, 1, 1), "basic", num_classes=7)
     x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 3))
-    variables = jit_init(model, x)
+    return model, x, jit_init(model, x)
+
+
+def test_basic_resnet_tiny_forward_train_and_eval(tiny_resnet):
+    model, x, variables = tiny_resnet
     logits, features = jax.jit(lambda v, x: model.apply(v, x, return_features=True))(variables, x)
     assert logits.shape == (2, 7) and features.shape == (2, 512)
     # The head is a linear map of the pooled features.
@@ -80,10 +85,8 @@ def test_basic_resnet_tiny_forward_train_and_eval():
     assert not np.allclose(old, new)
 
 
-def test_frozen_bn_stage_uses_running_statistics_in_train_mode():
-    x = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 3))
-    free = resnet.ResNet((1, 1, 1, 1), "basic", num_classes=3)
-    variables = jit_init(free, x)
+def test_frozen_bn_stage_uses_running_statistics_in_train_mode(tiny_resnet):
+    free, x, variables = tiny_resnet
     frozen = free.clone(frozen_bn=("bn1", "layer1", "layer2", "layer3", "layer4"))
     out_train, updates = jax.jit(lambda v, x: frozen.apply(v, x, train=True, mutable=["batch_stats"]))(variables, x)
     np.testing.assert_allclose(out_train, jax.jit(free.apply)(variables, x), rtol=1e-5, atol=1e-5)
