@@ -161,7 +161,7 @@ def bench_features(repeats: int, data_dir=None) -> dict:
     pool = torch.nn.functional.max_pool2d
 
     def torch_features():
-        x = torch.from_numpy(images[:, None].astype(np.float32) / 127.5 - 1.0)
+        x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32) / 127.5 - 1.0)
         logits, feats = [], []
         with torch.no_grad():
             for chunk in torch.split(x, 500):

@@ -2,11 +2,11 @@
 
 Each model is trained with the project's objectives through ``gendl_jax.train.train_and_evaluate``
 (batch 64, images in [-1, 1]) for a fixed number of generator steps (``--steps``, a CPU budget, not
-convergence), then 10,000 samples are scored against the 10,000 MNIST test images with the shipped
+convergence), then ``--n-eval`` samples are scored against as many MNIST test images with the shipped
 LeNet features (:func:`gendl_jax.metrics.evaluate.image_measures`, what ``gendl eval`` writes). The
-real-data floor row scores 10,000 MNIST train images the same way.
+real-data floor row scores ``--n-eval`` MNIST train images the same way.
 
-    GENDL_DATA_DIR=/path/to/mnist python experiments/mnist_gans.py --steps 3000
+    GENDL_DATA_DIR=/path/to/mnist python experiments/mnist_gans.py --steps 4000 --dcgan-fraction 0.05
     python experiments/mnist_gans.py --models dcgan --steps 1000    # a subset
 
 Writes ``mnist_gans.json``, ``samples_<model>.png``, ``nearest_<model>.png`` into ``--out``; run
@@ -33,46 +33,57 @@ MODELS = {
     "ns-gan": ("gan", gan.GANConfig(**MLP, generator_loss="non-saturating")),
     "wgan": ("wgan", wgan.WGANConfig(**MLP)),
     "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(**MLP)),
-    "dcgan": ("gan", gan.GANConfig(model="dcgan", generator_loss="non-saturating")),
+    "dcgan": ("gan", gan.GANConfig(model="dcgan", base_features=32, generator_loss="non-saturating")),
 }
-"""Name -> (objective, config). MLPs: 2 x 512 hidden units, LeakyReLU(0.2) discriminator / critic."""
+"""Name -> (objective, config). MLPs: 2 x 512 hidden units, LeakyReLU(0.2) discriminator / critic;
+DCGAN at half the default width (base_features 32) to fit a CPU budget."""
 
-N_EVAL = 10000
+
+
+def train_model(name: str, args) -> tuple[pathlib.Path, dict]:
+    """Trains one model (or reuses a finished run folder); returns the folder and its training summary."""
+    objective, config = MODELS[name]
+    steps = max(1, int(args.steps * (args.dcgan_fraction if name == "dcgan" else 1)))
+    run = pathlib.Path(args.runs) / f"{name}-seed{args.seed}-steps{steps}"
+    summary_path = run / "train_summary.json"
+    if summary_path.is_file():
+        return run, json.loads(summary_path.read_text())
+    summary = train_and_evaluate(objective, config, TrainConfig(
+        data="mnist", data_dir=args.data_dir, steps=steps, batch_size=64, seed=args.seed, out=str(run),
+        log_every=100, sample_every=0, checkpoint_every=steps, n_samples=64, progress=False))
+    summary_path.write_text(json.dumps(summary, indent=2))
+    print(json.dumps({"trained": name, **summary}), flush=True)
+    return run, summary
 
 
 def main(args) -> None:
-    out, runs = pathlib.Path(args.out), pathlib.Path(args.runs)
+    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    trained = {name: train_model(name, args) for name in args.models}  # all training first
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     train = load_dataset("mnist", split="train", data_dir=args.data_dir)
     results_path = out / "mnist_gans.json"
     record = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
     if "real" not in record["rows"]:
-        idx = np.random.default_rng(0).choice(len(train), N_EVAL, replace=False)
-        row = image_measures(train.images[idx], test.images, key=jax.random.PRNGKey(0))
+        idx = np.random.default_rng(0).choice(len(train), args.n_eval, replace=False)
+        row = image_measures(train.images[idx], test.images[: args.n_eval], key=jax.random.PRNGKey(0))
         record["rows"]["real"] = {"model": "MNIST train (real-data floor)", **row}
         print(json.dumps(record["rows"]["real"]), flush=True)
-    for name in args.models:
+    for name, (run, summary) in trained.items():
         objective, config = MODELS[name]
-        steps = args.steps * (args.dcgan_fraction if name == "dcgan" else 1)
-        steps = max(1, int(steps))
-        run = runs / f"{name}-seed{args.seed}"
-        summary = train_and_evaluate(objective, config, TrainConfig(
-            data="mnist", data_dir=args.data_dir, steps=steps, batch_size=64, seed=args.seed, out=str(run),
-            log_every=100, sample_every=0, checkpoint_every=steps, n_samples=64, progress=False, resume=True))
         obj, state, _ = load_run(run)
-        samples = np.asarray(jax.jit(obj.sample, static_argnums=2)(state, jax.random.PRNGKey(args.seed + 7), N_EVAL))
-        plots.image_grid(samples[:100], out / f"samples_{name}.png", title=f"{name}, {steps} steps")
-        row = image_measures(samples, test.images, key=jax.random.PRNGKey(1), train_images=train.images,
+        samples = np.asarray(jax.jit(obj.sample, static_argnums=2)(state, jax.random.PRNGKey(args.seed + 7), args.n_eval))
+        plots.image_grid(samples[:100], out / f"samples_{name}.png", title=f"{name}, {summary['steps']} steps")
+        row = image_measures(samples, test.images[: args.n_eval], key=jax.random.PRNGKey(1), train_images=train.images,
                              picture_path=out / f"nearest_{name}.png")
-        record["rows"][name] = {"model": name, "objective": objective, "config": _jsonable(config), "steps": steps,
-                                "batch_size": 64, "seed": args.seed, "train_seconds": summary["train_seconds"],
+        record["rows"][name] = {"model": name, "objective": objective, "config": _jsonable(config),
+                                "steps": summary["steps"], "batch_size": 64, "seed": args.seed,
+                                "train_seconds": summary["train_seconds"],
                                 "compile_seconds": summary["compile_seconds"], **row}
         print(json.dumps({k: v for k, v in record["rows"][name].items() if k != "config"}), flush=True)
         record["command"] = (f"python experiments/mnist_gans.py --steps {args.steps} "
-                             f"--dcgan-fraction {args.dcgan_fraction} --seed {args.seed}")
+                             f"--dcgan-fraction {args.dcgan_fraction} --seed {args.seed} --n-eval {args.n_eval}")
         results_path.write_text(json.dumps(record, indent=2))
-    results_path.write_text(json.dumps(record, indent=2))
 
 
 def _jsonable(config):
@@ -84,8 +95,9 @@ def _jsonable(config):
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
-    p.add_argument("--steps", type=int, default=3000, help="generator steps per model")
-    p.add_argument("--dcgan-fraction", type=float, default=0.5, help="DCGAN gets this fraction of --steps")
+    p.add_argument("--steps", type=int, default=4000, help="generator steps per model")
+    p.add_argument("--dcgan-fraction", type=float, default=0.05, help="DCGAN gets this fraction of --steps")
+    p.add_argument("--n-eval", type=int, default=10000, help="samples scored against as many MNIST test images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="experiments/results/mnist_gans")
