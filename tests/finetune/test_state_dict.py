@@ -174,3 +174,27 @@ def test_bad_files(tmp_path):
         read_safetensors(tmp_path / "short.safetensors")
     with pytest.raises(TypeError, match="state_dict must be a mapping"):
         from_state_dict([1, 2], {})
+
+
+def test_torch_vgg_style_import_flattens_channel_major():
+    """A small torchvision-layout VGG (one conv stage, the 4096-wide classifier): the adaptive 7x7
+    pool (16 -> 7, uneven windows) and torch's NCHW flatten order must line up with the imported Linear."""
+    torch = pytest.importorskip("torch")
+    from gendl_jax.models import classic
+
+    tnn = torch.nn
+    torch.manual_seed(1)
+    net = tnn.Module()
+    net.features = tnn.Sequential(tnn.Conv2d(3, 8, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2, 2))
+    net.classifier = tnn.Sequential(tnn.Linear(8 * 49, 4096), tnn.ReLU(), tnn.Dropout(), tnn.Linear(4096, 4096),
+                                    tnn.ReLU(), tnn.Dropout(), tnn.Linear(4096, 10))
+    net.eval()
+    x = np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        h = tnn.AdaptiveAvgPool2d((7, 7))(net.features(torch.from_numpy(x)))
+        expected = net.classifier(torch.flatten(h, 1)).numpy()
+    model = classic.VGG(num_classes=10, layout=(8, "M"))
+    like = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3))))
+    variables = from_state_dict({k: v.detach().numpy() for k, v in net.state_dict().items()}, like)
+    logits = jax.jit(model.apply)(variables, np.transpose(x, (0, 2, 3, 1)))
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
