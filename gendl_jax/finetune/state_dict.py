@@ -78,6 +78,12 @@ def torch_keys(variables: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     return keys
 
 
+def _get(tree, path):
+    for p in path:
+        tree = tree[p]
+    return tree
+
+
 def to_state_dict(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Flax variables -> torch-layout state dict of float numpy arrays (e.g. to ``np.savez``)."""
     out = {}
@@ -94,7 +100,8 @@ def from_state_dict(state_dict: Mapping[str, Any], like: Mapping[str, Any], *, s
 
     Args:
       state_dict: torch key -> array (numpy, or anything ``np.asarray`` accepts).
-      like: variables of the target model (e.g. from ``jax.eval_shape(model.init, ...)``).
+      like: variables of the target model (``jax.eval_shape(model.init, ...)`` suffices without
+        ``skip``; with ``skip``, real arrays, since the skipped leaves are copied from it).
       skip: torch-key prefixes to leave out on both sides (e.g. ``("fc",)`` to keep ``like``'s
         freshly initialised head when the class count differs); those leaves are taken from ``like``.
     Returns:
@@ -136,6 +143,10 @@ def from_state_dict(state_dict: Mapping[str, Any], like: Mapping[str, Any], *, s
         if wrong:
             parts.append(f"wrong shapes ({len(wrong)}): {wrong}")
         raise StateDictMismatch("state dict does not fit the model; " + "; ".join(parts))
+    kept = [".".join(p[1:]) for k, p in expected.items() if skipped(k) and isinstance(_get(like, p), jax.ShapeDtypeStruct)]
+    if kept:
+        raise TypeError(f"like must hold arrays (not jax.eval_shape structs) for the skipped leaves {kept}: "
+                        "they are copied from it")
     out = unfreeze(jax.tree_util.tree_map(lambda a: a, dict(like)))
     for path, value in converted.items():
         node = out

@@ -121,8 +121,10 @@ def freeze_batch_norm(model: nn.Module, frozen: Sequence[str]) -> nn.Module:
     """``model`` whose BatchNorm layers in the frozen top-level parts use and keep their running statistics.
 
     Needs a model with a ``frozen_bn`` attribute (ResNet); models without BatchNorm are returned as is.
+    Only whole top-level parts ("bn1", "layer1", ...) are frozen this way: a nested name such as
+    "layer2/0/conv1" freezes those parameters, while layer2's BatchNorm statistics keep updating.
     """
-    top = tuple(dict.fromkeys(name.split("/")[0] for name in frozen))
+    top = tuple(dict.fromkeys(name for name in frozen if "/" not in name))
     if not hasattr(model, "frozen_bn"):
         return model
     valid = ("bn1", *getattr(model, "STAGE_NAMES", ()))

@@ -198,3 +198,10 @@ def test_torch_vgg_style_import_flattens_channel_major():
     variables = from_state_dict({k: v.detach().numpy() for k, v in net.state_dict().items()}, like)
     logits = jax.jit(model.apply)(variables, np.transpose(x, (0, 2, 3, 1)))
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_skip_needs_real_arrays_for_the_kept_leaves(torch_model_and_state, flax_like):
+    _, state = torch_model_and_state
+    _, like = flax_like
+    with pytest.raises(TypeError, match="like must hold arrays"):
+        from_state_dict(state, like, skip=("fc",))
