@@ -34,6 +34,7 @@ import optax  # noqa: E402
 
 from gendl_jax import finetune as ft  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
+from gendl_jax.finetune.command import digits_as_mnist  # noqa: E402
 from gendl_jax.models.lenet import LeNet  # noqa: E402
 
 METHODS = {
@@ -48,14 +49,6 @@ HEAD = "classifier"
 def to_unit(images: np.ndarray, max_value: int) -> np.ndarray:
     """uint8 (N, H, W, 1) -> float32 in [-1, 1]."""
     return (images.astype(np.float32) / max_value * 2.0 - 1.0).astype(np.float32)
-
-
-def digits_as_mnist(images: np.ndarray, max_value: int) -> np.ndarray:
-    """sklearn 8x8 digits -> (N, 28, 28, 1) in [-1, 1]: resized to 20x20, centred on a -1 background."""
-    x = images.astype(np.float32) / max_value
-    x = np.asarray(jax.image.resize(jnp.asarray(x), (x.shape[0], 20, 20, 1), "bilinear"))
-    x = np.pad(np.clip(x, 0.0, 1.0), ((0, 0), (4, 4), (4, 4), (0, 0)))  # bilinear stays in [0, 1] up to rounding
-    return x * 2.0 - 1.0
 
 
 def per_class_subset(y: np.ndarray, n_per_class: int | None, rng: np.random.Generator) -> np.ndarray:

@@ -25,6 +25,7 @@ USAGE = f"""usage: gendl {{train,sample,eval}} ...
   gendl train OBJECTIVE [options]   train one of: {', '.join(OBJECTIVES)} (gendl train OBJECTIVE --help)
   gendl sample RUN_DIR -n N         draw new samples from a trained run (gendl sample --help)
   gendl eval RUN_DIR [--n 10000]    score a trained run, write RUN_DIR/eval.json (gendl eval --help)
+  gendl finetune --backbone CKPT_OR_FILE [--data digits] [--freeze ...] [--head N]   (gendl finetune --help)
 """
 
 
@@ -112,6 +113,10 @@ def _dispatch(command: str, rest: list[str]) -> None:
         tyro.cli(sample, args=rest, prog="gendl sample")
     elif command == "eval":
         tyro.cli(evaluate, args=rest, prog="gendl eval")
+    elif command == "finetune":
+        from gendl_jax.finetune.command import FinetuneConfig, run_finetune
+
+        print(json.dumps(run_finetune(tyro.cli(FinetuneConfig, args=rest, prog="gendl finetune")), indent=2))
     else:
         print(f"gendl: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
