@@ -2,7 +2,7 @@
 
 Each model is trained with the project's objectives through ``gendl_jax.train.train_and_evaluate``
 (batch 64, images in [-1, 1]) for a fixed number of generator steps (``--steps``, a CPU budget, not
-convergence), then ``--n-eval`` samples are scored against as many MNIST test images with the shipped
+convergence), then ``--n-eval`` samples are scored against as many random MNIST test images with the shipped
 LeNet features (:func:`gendl_jax.metrics.evaluate.image_measures`, what ``gendl eval`` writes). The
 real-data floor row scores ``--n-eval`` MNIST train images the same way.
 
@@ -62,11 +62,13 @@ def main(args) -> None:
     trained = {name: train_model(name, args) for name in args.models}  # all training first
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     train = load_dataset("mnist", split="train", data_dir=args.data_dir)
+    # A random subset of MNIST test (its first images are not representative of the whole).
+    real = test.images[np.random.default_rng(1).choice(len(test), min(args.n_eval, len(test)), replace=False)]
     results_path = out / "mnist_gans.json"
     record = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
     if "real" not in record["rows"]:
         idx = np.random.default_rng(0).choice(len(train), args.n_eval, replace=False)
-        row = image_measures(train.images[idx], test.images[: args.n_eval], key=jax.random.PRNGKey(0))
+        row = image_measures(train.images[idx], real, key=jax.random.PRNGKey(0))
         record["rows"]["real"] = {"model": "MNIST train (real-data floor)", **row}
         print(json.dumps(record["rows"]["real"]), flush=True)
     for name, (run, summary) in trained.items():
@@ -74,7 +76,7 @@ def main(args) -> None:
         obj, state, _ = load_run(run)
         samples = np.asarray(jax.jit(obj.sample, static_argnums=2)(state, jax.random.PRNGKey(args.seed + 7), args.n_eval))
         plots.image_grid(samples[:100], out / f"samples_{name}.png", title=f"{name}, {summary['steps']} steps")
-        row = image_measures(samples, test.images[: args.n_eval], key=jax.random.PRNGKey(1), train_images=train.images,
+        row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
                              picture_path=out / f"nearest_{name}.png")
         record["rows"][name] = {"model": name, "objective": objective, "config": _jsonable(config),
                                 "steps": summary["steps"], "batch_size": 64, "seed": args.seed,
