@@ -1,10 +1,12 @@
 """Frechet distance between Gaussians fitted to features (FID; Heusel et al. 2017).
 
 ``d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1^1/2 S2 S1^1/2)^1/2)``, the squared 2-Wasserstein
-distance between N(mu1, S1) and N(mu2, S2). The trace term uses two symmetric eigendecompositions
-(``eigh``): S1^1/2 = V diag(sqrt(w)) V^T, then the eigenvalues of the symmetric PSD matrix
-S1^1/2 S2 S1^1/2, whose square roots sum to tr((S1 S2)^1/2). This avoids ``scipy.linalg.sqrtm``
-of the non-symmetric S1 S2 and its spurious complex parts, and stays on the accelerator.
+distance between N(mu1, S1) and N(mu2, S2). The trace term is tr((S1 S2)^1/2) = sum_i sqrt(l_i),
+l_i the eigenvalues of the symmetric PSD matrix F^T S2 F, where S1 = F F^T: F is the Cholesky
+factor of S1, or, when S1 is singular, its symmetric square root V diag(sqrt(w)) V^T from ``eigh``
+(the DESIGN protocol's S1^1/2 S2 S1^1/2). Only symmetric eigenvalue problems (``eigvalsh``), so
+no ``scipy.linalg.sqrtm`` of the non-symmetric S1 S2 and its spurious complex parts; it stays on
+the accelerator.
 Eigenvalues that round-off makes slightly negative (the matrices are PSD) are taken as 0.
 Float64 throughout; covariances use N - 1.
 """
@@ -32,13 +34,28 @@ def _psd_sqrt(s: jax.Array) -> jax.Array:
     return (v * jnp.sqrt(jnp.maximum(w, 0.0))) @ v.T
 
 
-@jax.jit
-def trace_sqrt_product(sigma1: jax.Array, sigma2: jax.Array) -> jax.Array:
-    """tr((S1 S2)^1/2) for symmetric PSD (d, d) matrices, via ``eigh`` (see the module docstring)."""
-    root1 = _psd_sqrt(sigma1)
-    m = root1 @ sigma2 @ root1
+def _trace_sqrt_of_congruence(factor: jax.Array, sigma2: jax.Array) -> jax.Array:
+    """sum sqrt(eigenvalues of F^T S2 F): tr((S1 S2)^1/2) when S1 = F F^T."""
+    m = factor.T @ sigma2 @ factor
     eig = jnp.linalg.eigvalsh((m + m.T) / 2)
     return jnp.sum(jnp.sqrt(jnp.maximum(eig, 0.0)))
+
+
+@jax.jit
+def trace_sqrt_product(sigma1: jax.Array, sigma2: jax.Array) -> jax.Array:
+    """tr((S1 S2)^1/2) for symmetric PSD (d, d) matrices (see the module docstring).
+
+    S1 S2 is similar to the symmetric PSD matrix F^T S2 F for any F with S1 = F F^T, so the trace
+    is the sum of the square roots of its eigenvalues (``eigvalsh``). F is the Cholesky factor of
+    S1 when S1 is positive definite (fast); when the factorisation fails (S1 singular, e.g. fewer
+    samples than dimensions), F is the symmetric square root of S1 from ``eigh``.
+    """
+    chol = jnp.linalg.cholesky(sigma1)
+    return jax.lax.cond(
+        jnp.all(jnp.isfinite(chol)),
+        lambda: _trace_sqrt_of_congruence(chol, sigma2),
+        lambda: _trace_sqrt_of_congruence(_psd_sqrt(sigma1), sigma2),
+    )
 
 
 @jax.jit

@@ -37,6 +37,18 @@ def test_frechet_distance_closed_form_for_diagonal_gaussians():
     np.testing.assert_allclose(frechet_distance(mu1, np.diag(a), mu2, np.diag(b)), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("singular_first", [False, True])
+def test_trace_sqrt_product_cholesky_and_eigh_paths(singular_first):
+    rng = np.random.default_rng(5)
+    full, low = _random_spd(rng, 12), _random_spd(rng, 12, rank=4) - 1e-3 * np.eye(12)
+    s1, s2 = (low, full) if singular_first else (full, low)  # singular S1: Cholesky fails, eigh path
+    expected = np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+    import jax
+
+    with jax.enable_x64(True):
+        np.testing.assert_allclose(float(trace_sqrt_product(s1, s2)), expected, rtol=1e-6)
+
+
 def test_trace_sqrt_product_of_rank_deficient_matrices():
     rng = np.random.default_rng(3)
     s1, s2 = _random_spd(rng, 20, rank=5) - 1e-3 * np.eye(20), _random_spd(rng, 20)
