@@ -99,13 +99,14 @@ def test_nn_two_sample_matches_reference(seed):
                                [correct.mean(), correct[:90].mean(), correct[90:].mean()])
 
 
-def test_nearest_neighbours_match_reference():
+@pytest.mark.parametrize("k", [3, 20])  # argmin passes (k <= 16) and lax.top_k
+def test_nearest_neighbours_match_reference(k):
     rng = np.random.default_rng(9)
     train = rng.normal(size=(300, 4, 4, 1))
     fake = rng.normal(size=(25, 4, 4, 1))
-    dist, idx = nearest_neighbours(fake, train, k=3, block_size=64)
+    dist, idx = nearest_neighbours(fake, train, k=k, block_size=64)
     d = cdist(fake.reshape(25, -1), train.reshape(300, -1))
-    ref_idx = np.argsort(d, axis=1)[:, :3]
+    ref_idx = np.argsort(d, axis=1)[:, :k]
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(dist, np.take_along_axis(d, ref_idx, 1), rtol=1e-9)
 
