@@ -2,7 +2,7 @@
 
 * Image runs on MNIST (28x28x1): with the shipped LeNet (:func:`mnist_classifier`), the Inception
   Score of the samples (and of as many MNIST test images, for reference), FID and KID against the
-  MNIST test set, precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
+  MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
   (``nearest_neighbours.png``) and their mean distance.
 * 2-D runs on a mixture with known modes: the PacGAN mode coverage, and the exact W1 and W2 between
@@ -87,6 +87,15 @@ def toy_measures(samples, distribution, *, seed: int = 0) -> dict:
             "w1_to_true_mixture": w1, "w2_to_true_mixture": w2, "transport_points": m}
 
 
+def mnist_test_subset(n: int, seed: int, size: int = 10000) -> np.ndarray:
+    """Indices of the MNIST test images a run's n samples are compared with: all of them when
+    n >= 10,000, else n drawn without replacement with ``default_rng(seed)`` (the first test images
+    are not representative of the whole set)."""
+    if n >= size:
+        return np.arange(size)
+    return np.random.default_rng(seed).choice(size, n, replace=False)
+
+
 def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
     """Draws ``n`` samples from the latest checkpoint of ``run`` and writes ``eval.json`` (and a picture).
 
@@ -116,7 +125,7 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
     elif data_name == "mnist":
         test = gdata.load_dataset("mnist", split="test", data_dir=data_dir)
         train = gdata.load_dataset("mnist", split="train", data_dir=data_dir)
-        result.update(image_measures(samples, test.images[:n], key=jax.random.PRNGKey(seed + 1),
+        result.update(image_measures(samples, test.images[mnist_test_subset(n, seed)], key=jax.random.PRNGKey(seed + 1),
                                      train_images=train.images, picture_path=out.with_name("nearest_neighbours.png")))
     else:
         raise ValueError(f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "

@@ -56,7 +56,10 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     samples = _samples(run, 300, 0)
     net = mnist_classifier()
     logits, feats = net.logits_and_features(samples)
-    _, real_feats = net.logits_and_features(load_dataset("mnist", split="test", data_dir=mnist_dir).images[:300])
+    from gendl_jax.metrics.evaluate import mnist_test_subset
+
+    test_images = load_dataset("mnist", split="test", data_dir=mnist_dir).images
+    _, real_feats = net.logits_and_features(test_images[mnist_test_subset(300, 0)])
     np.testing.assert_allclose(result["fid"], fid(real_feats, feats), rtol=1e-9)
     np.testing.assert_allclose(result["inception_score"], inception_score(logits, 10)[0], rtol=1e-9)
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
