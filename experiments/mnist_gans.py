@@ -83,8 +83,9 @@ def main(args) -> None:
                                 "train_seconds": summary["train_seconds"],
                                 "compile_seconds": summary["compile_seconds"], **row}
         print(json.dumps({k: v for k, v in record["rows"][name].items() if k != "config"}), flush=True)
-        record["command"] = (f"python experiments/mnist_gans.py --steps {args.steps} "
-                             f"--dcgan-fraction {args.dcgan_fraction} --seed {args.seed} --n-eval {args.n_eval}")
+        record["command"] = (f"python experiments/mnist_gans.py --models {' '.join(args.models)} --steps {args.steps} "
+                             f"--dcgan-fraction {args.dcgan_fraction} --seed {args.seed} --n-eval {args.n_eval} "
+                             f"--out {args.out}")
         results_path.write_text(json.dumps(record, indent=2))
 
 
