@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from gendl_jax import data as gdata
-from gendl_jax.metrics.classifier import mnist_classifier
+from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import fid
 from gendl_jax.metrics.inception import inception_score
 from gendl_jax.metrics.kernel import kid
@@ -38,14 +38,15 @@ TRANSPORT_MAX_POINTS = 2500
 
 
 def image_measures(fake_images, real_images, *, key, train_images=None, n_neighbour_rows: int = 8,
-                   picture_path=None) -> dict:
-    """The MNIST measures of ``fake_images`` against ``real_images``, both (N, 28, 28[, 1]) in [-1, 1] or uint8.
+                   picture_path=None, value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
+    """The MNIST measures of ``fake_images`` against ``real_images``, both (N, 28, 28[, 1]) uint8 or
+    floating point in ``value_range`` ((0, 1) for the VAE's Bernoulli means).
 
     ``train_images`` (uint8 MNIST train): for the nearest-neighbour check, drawn into
     ``picture_path`` if given.
     """
     net = mnist_classifier()
-    fake_logits, fake_feat = net.logits_and_features(fake_images)
+    fake_logits, fake_feat = net.logits_and_features(fake_images, value_range=value_range)
     real_logits, real_feat = net.logits_and_features(real_images)
     n_splits = 10 if min(len(fake_feat), len(real_feat)) >= 10 else 1
     subset = min(1000, len(fake_feat), len(real_feat))
@@ -63,7 +64,7 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
     }
     if train_images is not None:
         rows = min(n_neighbour_rows, len(fake_feat))
-        fake = np.asarray(fake_images)[:rows].reshape(rows, 28, 28, 1)
+        fake = prepare_images(np.asarray(fake_images)[:rows], value_range)  # in [-1, 1]
         train = np.asarray(train_images).reshape(-1, 28, 28, 1)
         train_scaled = train.astype(np.float32) / 127.5 - 1.0 if train.dtype == np.uint8 else train
         dist, idx = nearest_neighbours(fake, train_scaled, k=3)
@@ -109,6 +110,9 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
     run = pathlib.Path(run)
     out = pathlib.Path(out) if out is not None else run / "eval.json"
     objective, state, record = load_run(run)
+    if objective.sample is None:
+        raise ValueError(f"{run} was trained as {record['objective']!r}, which has no prior to sample from; "
+                         "gendl eval scores generative models (GANs, WGANs, the VAE)")
     data_name = record["train"]["data"]
     data_dir = record["train"].get("data_dir")
     t0 = time.perf_counter()
@@ -126,7 +130,8 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
         test = gdata.load_dataset("mnist", split="test", data_dir=data_dir)
         train = gdata.load_dataset("mnist", split="train", data_dir=data_dir)
         result.update(image_measures(samples, test.images[mnist_test_subset(n, seed)], key=jax.random.PRNGKey(seed + 1),
-                                     train_images=train.images, picture_path=out.with_name("nearest_neighbours.png")))
+                                     train_images=train.images, picture_path=out.with_name("nearest_neighbours.png"),
+                                     value_range=objective.value_range))
     else:
         raise ValueError(f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
                          "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)")

@@ -112,9 +112,11 @@ class VAEConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.beta >= 0:
             raise ValueError(f"beta must be >= 0, got {self.beta}")
-        for name in ("eval_importance_samples", "eval_examples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_importance_samples < 1:
+            raise ValueError(f"eval_importance_samples must be >= 1, got {self.eval_importance_samples}")
+        if self.eval_examples < 32:
+            raise ValueError(f"eval_examples must be >= 32 (the end-of-run pictures show 32 test digits), "
+                             f"got {self.eval_examples}")
         if self.lr_schedule not in ("constant", "cosine", "burda"):
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'burda', got {self.lr_schedule!r}")
         if self.lr_schedule != "constant" and self.lr_schedule_steps < 1:

@@ -65,3 +65,30 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
         assert np.isfinite(result[name])
     assert (run / "nearest_neighbours.png").stat().st_size > 1000
+
+
+def test_eval_vae_run_maps_its_value_range(tmp_path, mnist_dir):
+    """VAE samples are Bernoulli means in [0, 1]: eval maps them to the classifier's [-1, 1]."""
+    from gendl_jax.metrics import inception_score, mnist_classifier
+    from gendl_jax.objectives import autoencoders, vae
+
+    run = tmp_path / "vae"
+    train_and_evaluate("vae", vae.VAEConfig(latent_dim=2, hidden=(16,), eval_importance_samples=2,
+                                            eval_examples=32), TrainConfig(
+        data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(run), log_every=1,
+        sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
+    cli.main(["eval", str(run), "-n", "50"])
+    result = json.loads((run / "eval.json").read_text())
+    samples = _samples(run, 50, 0)
+    assert samples.min() >= 0.0 and samples.max() <= 1.0
+    logits, _ = mnist_classifier().logits_and_features(samples, value_range=(0.0, 1.0))
+    np.testing.assert_allclose(result["inception_score"], inception_score(logits, 10)[0], rtol=1e-6)
+
+    ae_run = tmp_path / "ae"
+    train_and_evaluate("ae", autoencoders.AutoencoderConfig(hidden=(16,), latent_dim=2), TrainConfig(
+        data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(ae_run), log_every=1,
+        sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
+    with pytest.raises(ValueError, match="no prior to sample from"):
+        from gendl_jax.metrics.evaluate import evaluate_run
+
+        evaluate_run(ae_run, n=50)
