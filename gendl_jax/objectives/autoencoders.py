@@ -50,6 +50,18 @@ SPARSITY_PENALTIES = ("l1", "kl")
 # ----------------------------------------------------------------------------------------------
 
 
+def check_architecture(latent_dim, hidden, model) -> None:
+    """The encoder / decoder settings shared by the autoencoder and VAE configs (ValueError if bad)."""
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"latent_dim must be an int >= 1, got {latent_dim!r}")
+    if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in hidden):
+        raise ValueError(f"hidden must be a tuple of positive ints, got {hidden!r}")
+    if model not in ("mlp", "conv"):
+        raise ValueError(f"model must be 'mlp' or 'conv', got {model!r}")
+    if model == "conv" and not hidden:
+        raise ValueError("model='conv' needs hidden=(width, ...) for its dense layer, got ()")
+
+
 @dataclasses.dataclass(frozen=True)
 class AutoencoderConfig:
     """Undercomplete autoencoder (eq. 14): architecture, reconstruction loss and optimiser.
@@ -82,14 +94,7 @@ class AutoencoderConfig:
         return 1
 
     def validate(self) -> None:
-        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be an int >= 1, got {self.latent_dim!r}")
-        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.hidden):
-            raise ValueError(f"hidden must be a tuple of positive ints, got {self.hidden!r}")
-        if self.model not in ("mlp", "conv"):
-            raise ValueError(f"model must be 'mlp' or 'conv', got {self.model!r}")
-        if self.model == "conv" and not self.hidden:
-            raise ValueError("model='conv' needs hidden=(width, ...) for its dense layer, got ()")
+        check_architecture(self.latent_dim, self.hidden, self.model)
         if self.reconstruction not in ("bernoulli", "mse"):
             raise ValueError(f"reconstruction must be 'bernoulli' or 'mse', got {self.reconstruction!r}")
         if self.decoder_output not in ("sigmoid", "linear"):

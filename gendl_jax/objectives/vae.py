@@ -92,14 +92,7 @@ class VAEConfig:
         return "linear"
 
     def validate(self) -> None:
-        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be an int >= 1, got {self.latent_dim!r}")
-        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.hidden):
-            raise ValueError(f"hidden must be a tuple of positive ints, got {self.hidden!r}")
-        if self.model not in ("mlp", "conv"):
-            raise ValueError(f"model must be 'mlp' or 'conv', got {self.model!r}")
-        if self.model == "conv" and not self.hidden:
-            raise ValueError("model='conv' needs hidden=(width, ...) for its dense layer, got ()")
+        ae.check_architecture(self.latent_dim, self.hidden, self.model)
         if self.likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
         if self.binarization not in BINARIZATIONS:
