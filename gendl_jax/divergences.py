@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gendl_jax.transport.gaussian import check_gaussian
+
 __all__ = [
     "SUM_TOLERANCE",
     "kl",
@@ -196,33 +198,13 @@ def total_variation(p, q, *, normalize: bool = False):
     return 0.5 * jnp.abs(p - q).sum(-1)
 
 
-def _check_gaussian(m, S, name_m: str, name_S: str):
-    m, S = jnp.asarray(m), jnp.asarray(S)
-    if m.ndim != 1 or m.shape[0] == 0:
-        raise ValueError(f"{name_m} must be a mean vector of shape (d,) with d >= 1, got {m.shape}")
-    d = m.shape[0]
-    if S.shape != (d, d):
-        raise ValueError(f"{name_S} must be a covariance of shape (d, d) = ({d}, {d}), got {S.shape}")
-    if _is_concrete(m, S):
-        Sn = np.asarray(S, np.float64)
-        if not (np.all(np.isfinite(np.asarray(m))) and np.all(np.isfinite(Sn))):
-            raise ValueError(f"{name_m} and {name_S} must be finite")
-        if not np.allclose(Sn, Sn.T, atol=1e-6 * max(1.0, float(np.abs(Sn).max()))):
-            raise ValueError(f"{name_S} must be symmetric")
-        if np.linalg.eigvalsh(Sn)[0] <= 0:
-            raise ValueError(f"{name_S} must be positive definite (KL between Gaussians needs a density)")
-    if not jnp.issubdtype(m.dtype, jnp.inexact):
-        m = m.astype(jnp.result_type(float))
-    return m, S.astype(m.dtype)
-
-
 def kl_gaussians(m1, S1, m2, S2):
     """KL(N(m1, S1) || N(m2, S2)) in closed form; means (d,), positive-definite covariances (d, d).
 
     0.5 * (tr(S2^-1 S1) + (m2 - m1)^T S2^-1 (m2 - m1) - d + log det S2 - log det S1), by Cholesky factors.
     """
-    m1, S1 = _check_gaussian(m1, S1, "m1", "S1")
-    m2, S2 = _check_gaussian(m2, S2, "m2", "S2")
+    m1, S1 = check_gaussian(m1, S1, "m1", "S1", positive_definite=True)
+    m2, S2 = check_gaussian(m2, S2, "m2", "S2", positive_definite=True)
     if m1.shape != m2.shape:
         raise ValueError(f"m1 and m2 must have the same dimension, got {m1.shape} and {m2.shape}")
     d = m1.shape[0]

@@ -10,7 +10,9 @@ from gendl_jax.transport import _checks
 __all__ = ["gaussian_w2"]
 
 
-def _check_gaussian(m, S, name_m: str, name_S: str):
+def check_gaussian(m, S, name_m: str, name_S: str, *, positive_definite: bool = False):
+    """(m, S) as arrays of one floating dtype after checking shapes (d,), (d, d) and, on concrete
+    inputs, finiteness, symmetry and positive semi-definiteness (definiteness if asked)."""
     m, S = jnp.asarray(m), jnp.asarray(S)
     if m.ndim != 1 or m.shape[0] == 0:
         raise ValueError(f"{name_m} must be a mean vector of shape (d,) with d >= 1, got {m.shape}")
@@ -25,6 +27,9 @@ def _check_gaussian(m, S, name_m: str, name_S: str):
         if not np.allclose(Sn, Sn.T, atol=1e-6 * scale):
             raise ValueError(f"{name_S} must be symmetric")
         smallest = float(np.linalg.eigvalsh(Sn)[0])
+        if positive_definite and smallest <= 0:
+            raise ValueError(f"{name_S} must be positive definite (a Gaussian density); "
+                             f"its smallest eigenvalue is {smallest:.3g}")
         if smallest < -1e-6 * scale:
             raise ValueError(f"{name_S} must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}")
     if not jnp.issubdtype(m.dtype, jnp.inexact):
@@ -43,8 +48,8 @@ def gaussian_w2(m1, S1, m2, S2):
 
     Means (d,), symmetric PSD covariances (d, d). Returns W2 (not squared).
     """
-    m1, S1 = _check_gaussian(m1, S1, "m1", "S1")
-    m2, S2 = _check_gaussian(m2, S2, "m2", "S2")
+    m1, S1 = check_gaussian(m1, S1, "m1", "S1")
+    m2, S2 = check_gaussian(m2, S2, "m2", "S2")
     if m1.shape != m2.shape:
         raise ValueError(f"m1 and m2 must have the same dimension, got {m1.shape} and {m2.shape}")
     root1 = _psd_sqrt(S1)
