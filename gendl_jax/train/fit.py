@@ -62,9 +62,14 @@ class TrainConfig:
     resume: bool = False
     """Continue from the latest checkpoint in the run folder."""
     progress: bool = True
+    seeds: int = 1
+    """Train this many models at once (seeds seed .. seed + seeds - 1, vmapped in one compiled step);
+    each gets a summary in <out>/seed<s>/ and <out>/summary.json holds their mean and standard error."""
+    devices: int = 1
+    """Data-parallel over this many devices (a Mesh with the batch sharded on its ``data`` axis)."""
 
     def validate(self) -> None:
-        for name in ("steps", "log_every", "keep_checkpoints", "n_samples", "checkpoint_every"):
+        for name in ("steps", "log_every", "keep_checkpoints", "n_samples", "checkpoint_every", "seeds", "devices"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.sample_every < 0:
