@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gendl_jax.train.logger import image_grid_array  # noqa: E402
+
 
 def scatter_with_modes(samples, modes, path: str | pathlib.Path, *, title: str = "", ax=None) -> None:
     """Scatter of 2-D ``samples`` (n, 2) with the true ``modes`` (K, 2) marked; saved as PNG at ``path``.
@@ -37,18 +39,12 @@ def scatter_with_modes(samples, modes, path: str | pathlib.Path, *, title: str =
 
 def image_grid(images, path: str | pathlib.Path, *, value_range=(-1.0, 1.0), title: str = "") -> None:
     """Saves (n, H, W, C) images as a square-ish grid PNG; pixel values are mapped from ``value_range``."""
-    images = np.asarray(images, np.float32)
-    lo, hi = value_range
-    images = (images - lo) / (hi - lo)
-    n, h, w, c = images.shape
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    grid = np.ones((rows * (h + 1) + 1, cols * (w + 1) + 1, c), np.float32)
-    for i in range(n):
-        r, col = divmod(i, cols)
-        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = images[i]
+    images = np.asarray(images)
+    cols = max(1, int(np.ceil(np.sqrt(len(images))))) if images.ndim else 1
     # Values outside the range are shown saturated; the arrays written to .npy are never altered.
-    grid = np.clip(grid, 0.0, 1.0)
+    grid = image_grid_array(images, value_range, ncols=cols)
+    n, h, w, c = images.shape
+    rows = int(np.ceil(n / cols))
     fig, ax = plt.subplots(figsize=(cols * w / 24 + 0.5, rows * h / 24 + 0.5), dpi=100)
     ax.imshow(grid[..., 0] if c == 1 else grid, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
     ax.axis("off")
