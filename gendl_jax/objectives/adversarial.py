@@ -13,6 +13,12 @@ An adversarial objective is four small pure functions:
 The real batch carries the ``k`` minibatches on its leading axis: ``batch["x"]`` has shape
 ``(k, m, *data_shape)``.
 
+Hyper-parameters that may differ between models trained together (learning rates, the WGAN-GP
+weight, the WGAN clipping bound) are float32 leaves of ``state.hparams``, initialised from the config
+and read by the step from the state, so that ``vmap`` over a leading axis of states trains models
+with different values in one compiled step (:mod:`gendl_jax.train.sweep`); :func:`with_hparams`
+sets them. The config's values are only the initial ones.
+
 Multi-device: pass ``axis_name`` when the step runs under ``pmap`` / ``shard_map``. Gradients and
 BatchNorm statistics are then averaged over that axis, and the latents / interpolation weights are
 drawn for the global batch and sliced per device, so that N devices reproduce one device on the
@@ -27,6 +33,7 @@ from typing import Any, Callable, Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -98,12 +105,17 @@ class NetState:
 
 @struct.dataclass
 class AdversarialState:
-    """Train state of a GAN-like objective; a pytree whose static part is the config and data shape."""
+    """Train state of a GAN-like objective; a pytree whose static part is the config and data shape.
+
+    ``hparams`` maps names to float32 scalars (leading axes when states are stacked): always
+    ``g_learning_rate`` and ``d_learning_rate``; ``gp_weight`` for WGAN-GP, ``clip`` for WGAN.
+    """
 
     step: Array
     generator: NetState
     discriminator: NetState
     key: Array
+    hparams: dict[str, Array]
     config: Any = struct.field(pytree_node=False)
     data_shape: tuple[int, ...] = struct.field(pytree_node=False)
 
@@ -153,26 +165,78 @@ def build_networks(
     return gen, disc
 
 
-def _schedule(lr: float, decay_updates: int):
-    return optax.linear_schedule(lr, 0.0, decay_updates) if decay_updates else lr
+def _schedule(decay_updates: int):
+    """The learning-rate factor: 1, or a linear decay from 1 to 0 over ``decay_updates`` updates."""
+    return optax.linear_schedule(1.0, 0.0, decay_updates) if decay_updates else 1.0
 
 
 def make_optimizers(config: NetworkConfig) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
-    """(generator, discriminator) optimisers; rebuilt from the (hashable) config inside each trace.
+    """(generator, discriminator) optimisers with learning rate 1; rebuilt from the (hashable) config
+    inside each trace.
 
-    ``lr_decay_steps`` counts train steps: the discriminator makes ``inner_steps`` updates per
-    train step, so its schedule is that many times longer and both reach 0 together.
+    The step multiplies their updates by the state's learning rates (``state.hparams``), which gives
+    ``optax.adam(lr * schedule)`` / ``optax.rmsprop(lr * schedule)`` up to float32 rounding while
+    letting stacked states carry different rates. ``lr_decay_steps`` counts train steps: the
+    discriminator makes ``inner_steps`` updates per train step, so its schedule is that many times
+    longer and both reach 0 together.
     """
     g_decay = config.lr_decay_steps
     d_decay = config.lr_decay_steps * config.inner_steps
     if config.optimizer == "adam":
-        make = lambda lr, n: optax.adam(_schedule(lr, n), b1=config.beta1, b2=config.beta2)  # noqa: E731
+        make = lambda n: optax.adam(_schedule(n), b1=config.beta1, b2=config.beta2)  # noqa: E731
     elif config.optimizer == "rmsprop":
         # PyTorch's RMSprop (used by Arjovsky et al.'s reference code): alpha 0.99, eps 1e-8 outside the sqrt.
-        make = lambda lr, n: optax.rmsprop(_schedule(lr, n), decay=0.99, eps=1e-8)  # noqa: E731
+        make = lambda n: optax.rmsprop(_schedule(n), decay=0.99, eps=1e-8)  # noqa: E731
     else:
         raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {config.optimizer!r}")
-    return make(config.g_learning_rate, g_decay), make(config.d_learning_rate, d_decay)
+    return make(g_decay), make(d_decay)
+
+
+def _scaled_update(tx: optax.GradientTransformation, grads: PyTree, net: NetState, learning_rate: Array):
+    """(new params, new optimiser state) of one update of ``tx`` (learning rate 1) scaled by ``learning_rate``."""
+    updates, opt_state = tx.update(grads, net.opt_state, net.params)
+    updates = jax.tree_util.tree_map(lambda u: (learning_rate * u).astype(u.dtype), updates)
+    return optax.apply_updates(net.params, updates), opt_state
+
+
+# name -> (must be > 0 (else >= 0)); the hyper-parameters a state may carry.
+HPARAM_POSITIVE = {"g_learning_rate": True, "d_learning_rate": True, "gp_weight": False, "clip": True}
+
+
+def initial_hparams(config: NetworkConfig, **extra: float) -> dict[str, Array]:
+    """``state.hparams`` at init: the config's learning rates plus ``extra``, as float32 scalars."""
+    values = {"g_learning_rate": config.g_learning_rate, "d_learning_rate": config.d_learning_rate, **extra}
+    return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+
+
+def with_hparams(state: AdversarialState, **values) -> AdversarialState:
+    """``state`` with some of its ``hparams`` leaves replaced (e.g. ``d_learning_rate=1e-3``).
+
+    Each value is a number or an array of the leaf's shape (for stacked states, one value per
+    model: shape ``(K,)``); numbers are broadcast. Values are checked on the host: finite, and > 0
+    (learning rates, ``clip``) or >= 0 (``gp_weight``). Unknown names raise a ``ValueError`` listing
+    the state's names.
+    """
+    unknown = sorted(set(values) - set(state.hparams))
+    if unknown:
+        raise ValueError(f"unknown hyper-parameters {unknown} for this state; valid: {sorted(state.hparams)}")
+    new = dict(state.hparams)
+    for name, value in values.items():
+        try:
+            host = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"hyper-parameter {name} must be a number or an array of numbers, got {value!r}") from None
+        if not np.all(np.isfinite(host)):
+            raise ValueError(f"hyper-parameter {name} must be finite, got {value!r}")
+        positive = HPARAM_POSITIVE.get(name, True)
+        if np.any(host <= 0) if positive else np.any(host < 0):
+            raise ValueError(f"hyper-parameter {name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
+        shape = np.shape(state.hparams[name])
+        if host.shape not in ((), shape):
+            raise ValueError(f"hyper-parameter {name} must be a number or an array of shape {shape}, "
+                             f"got shape {host.shape}")
+        new[name] = jnp.broadcast_to(jnp.asarray(host, jnp.float32), shape)
+    return state.replace(hparams=new)
 
 
 def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, *, train: bool) -> tuple[Array, PyTree]:
@@ -186,8 +250,14 @@ def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, 
     return module.apply(variables, x, train=train), batch_stats
 
 
-def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, batch_norm_in_d: bool) -> AdversarialState:
-    """Initial state for data shaped like ``example_batch["x"]``: ``(k, m, *data_shape)`` or ``(m, *data_shape)``."""
+def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, batch_norm_in_d: bool,
+                     extra_hparams: dict[str, float] | Callable[[tuple[int, ...]], dict[str, float]] | None = None,
+                     ) -> AdversarialState:
+    """Initial state for data shaped like ``example_batch["x"]``: ``(k, m, *data_shape)`` or ``(m, *data_shape)``.
+
+    ``extra_hparams`` (or a function of the data shape giving them) adds objective-specific entries
+    to ``state.hparams`` next to the two learning rates.
+    """
     config.validate()
     x = jnp.asarray(example_batch["x"])
     if x.ndim < 2:
@@ -210,6 +280,8 @@ def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, 
         generator=net_state(g_vars, g_tx),
         discriminator=net_state(d_vars, d_tx),
         key=key,
+        hparams=initial_hparams(config, **(extra_hparams(data_shape) if callable(extra_hparams)
+                                           else extra_hparams or {})),
         config=config,
         data_shape=data_shape,
     )
@@ -236,11 +308,17 @@ def adversarial_step(
     generator_loss: Callable[[Array], Array],
     batch_norm_in_d: bool,
     penalty: Callable[..., tuple[Array, dict]] | None = None,
-    penalty_weight: float = 0.0,
+    penalty_weight: Array | float = 0.0,
     projection: Callable[[PyTree], PyTree] | None = None,
     axis_name: str | None = None,
 ) -> tuple[AdversarialState, dict]:
     """One generator update preceded by ``k`` discriminator updates; see the module docstring.
+
+    The learning rates are ``state.hparams["g_learning_rate"]`` and ``["d_learning_rate"]``;
+    objectives pass ``penalty_weight`` and ``projection`` built from their own ``state.hparams``.
+    Metrics: the discriminator's (means over the ``k`` updates), ``d_grad_norm`` (global norm of the
+    discriminator's loss gradient, device-averaged, mean over the ``k`` updates), ``g_loss`` and
+    ``g_grad_norm`` (global norm of the generator's gradient).
 
     Random stream (fixed, so that runs are reproducible and testable): ``state.key`` splits into
     (next key, discriminator key, generator key); the discriminator key splits into one key per
@@ -283,11 +361,10 @@ def adversarial_step(
 
         (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_net.params)
         grads, stats = _mean_over_devices((grads, stats), axis_name)
-        updates, opt_state = d_tx.update(grads, d_net.opt_state, d_net.params)
-        params = optax.apply_updates(d_net.params, updates)
+        params, opt_state = _scaled_update(d_tx, grads, d_net, state.hparams["d_learning_rate"])
         if projection is not None:
             params = projection(params)
-        metrics = {"d_loss": loss, **metrics}
+        metrics = {"d_loss": loss, **metrics, "d_grad_norm": optax.tree.norm(grads)}
         return NetState(params, stats, opt_state), _mean_over_devices(metrics, axis_name)
 
     d_keys = jax.random.split(d_key, k)
@@ -308,8 +385,7 @@ def adversarial_step(
 
     (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_net.params)
     g_grads, g_stats, g_loss = _mean_over_devices((g_grads, g_stats, g_loss), axis_name)
-    updates, g_opt = g_tx.update(g_grads, g_net.opt_state, g_net.params)
-    g_params = optax.apply_updates(g_net.params, updates)
+    g_params, g_opt = _scaled_update(g_tx, g_grads, g_net, state.hparams["g_learning_rate"])
 
     metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads)}
     new_state = state.replace(

@@ -80,8 +80,9 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
         statistics are averaged over it).
 
     Returns:
-      ``(new_state, metrics)``; metrics: ``d_loss``, ``d_real``, ``d_fake`` (means over the
-      discriminator updates), ``g_loss``, ``g_grad_norm``.
+      ``(new_state, metrics)``; metrics: ``d_loss``, ``d_real``, ``d_fake``, ``d_grad_norm`` (means
+      over the discriminator updates), ``g_loss``, ``g_grad_norm``. The learning rates are read from
+      ``state.hparams`` (see :func:`adversarial.with_hparams`).
     """
     return adversarial.adversarial_step(
         state,

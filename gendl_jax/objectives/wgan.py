@@ -109,28 +109,39 @@ def gradient_penalty(critic: Callable[[Array], Array], real: Array, fake: Array,
     return penalty, {"gp": penalty, "grad_norm_interp": jnp.mean(norms)}
 
 
-def clip_params(params, clip: float):
+def clip_params(params, clip: float | Array):
     """Every parameter clipped to ``[-clip, clip]`` (Algorithm 2, line 8)."""
     return jax.tree_util.tree_map(lambda p: jnp.clip(p, -clip, clip), params)
 
 
 def init_wgan(key: Array, config: WGANConfig, example_batch: dict) -> adversarial.AdversarialState:
-    """Initial WGAN (clipping) state; the critic starts inside the clipping box."""
-    state = adversarial.init_adversarial(key, config, example_batch, batch_norm_in_d=False)
+    """Initial WGAN (clipping) state; the critic starts inside the clipping box.
+
+    ``state.hparams``: ``g_learning_rate``, ``d_learning_rate`` and ``clip`` (set by
+    :func:`adversarial.with_hparams`; the critic is re-clipped at every update with the state's value).
+    """
+    state = adversarial.init_adversarial(key, config, example_batch, batch_norm_in_d=False,
+                                         extra_hparams={"clip": config.clip})
     d = state.discriminator
-    return state.replace(discriminator=d.replace(params=clip_params(d.params, config.clip)))
+    return state.replace(discriminator=d.replace(params=clip_params(d.params, state.hparams["clip"])))
 
 
 def init_wgan_gp(key: Array, config: WGANGPConfig, example_batch: dict) -> adversarial.AdversarialState:
-    return adversarial.init_adversarial(key, config, example_batch, batch_norm_in_d=False)
+    """Initial WGAN-GP state; ``state.hparams``: ``g_learning_rate``, ``d_learning_rate`` and
+    ``gp_weight`` (the resolved lambda, see :func:`resolved_gp_weight`)."""
+    return adversarial.init_adversarial(
+        key, config, example_batch, batch_norm_in_d=False,
+        extra_hparams=lambda data_shape: {"gp_weight": resolved_gp_weight(config, data_shape)},
+    )
 
 
 def step_wgan(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | None = None):
     """``n_critic`` clipped critic updates then one generator update; batch["x"]: (n_critic, m, *shape).
 
-    Metrics: ``d_loss``, ``w1_estimate``, ``d_real``, ``d_fake`` (critic means), ``g_loss``, ``g_grad_norm``.
+    The clipping bound is ``state.hparams["clip"]``. Metrics: ``d_loss``, ``w1_estimate``, ``d_real``,
+    ``d_fake``, ``d_grad_norm`` (critic means), ``g_loss``, ``g_grad_norm``.
     """
-    clip = state.config.clip
+    clip = state.hparams["clip"]
     return adversarial.adversarial_step(
         state,
         batch,
@@ -145,7 +156,8 @@ def step_wgan(state: adversarial.AdversarialState, batch: dict, *, axis_name: st
 def step_wgan_gp(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | None = None):
     """``n_critic`` gradient-penalised critic updates then one generator update.
 
-    Metrics as :func:`step_wgan` plus ``gp`` (the penalty before weighting) and ``grad_norm_interp``.
+    The penalty weight is ``state.hparams["gp_weight"]``. Metrics as :func:`step_wgan` plus ``gp``
+    (the penalty before weighting) and ``grad_norm_interp``.
     """
     return adversarial.adversarial_step(
         state,
@@ -154,7 +166,7 @@ def step_wgan_gp(state: adversarial.AdversarialState, batch: dict, *, axis_name:
         generator_loss=generator_loss,
         batch_norm_in_d=False,
         penalty=gradient_penalty,
-        penalty_weight=resolved_gp_weight(state.config, state.data_shape),
+        penalty_weight=state.hparams["gp_weight"],
         axis_name=axis_name,
     )
 

@@ -54,7 +54,7 @@ def test_step_compiles_once_and_is_deterministic(name, config, shape):
     chex.assert_trees_all_equal(m_again, m1)
     assert int(state.step) == 3
     assert all(np.isfinite(v) for v in jax.device_get(metrics).values())
-    expected = {"d_loss", "d_real", "d_fake", "g_loss", "g_grad_norm"}
+    expected = {"d_loss", "d_real", "d_fake", "d_grad_norm", "g_loss", "g_grad_norm"}
     if name != "gan":
         expected |= {"w1_estimate"}
     if name == "wgan-gp":
@@ -101,17 +101,33 @@ def test_bad_config_raises():
         wgan.init_wgan(jax.random.PRNGKey(0), wgan.WGANConfig(clip=-1.0), _batch(rng, 5))
 
 
-def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0):
-    """Algorithm 1 written out with Python loops, for MLP networks without BatchNorm.
+def _previous_optimizers(config, g_lr, d_lr):
+    """The optimisers as they were built before the learning rates moved into ``state.hparams``:
+    ``optax.adam`` / ``optax.rmsprop`` with the learning rate (times the linear decay) inside."""
+    def schedule(lr, n):
+        return optax.linear_schedule(lr, 0.0, n) if n else lr
+
+    n_g, n_d = config.lr_decay_steps, config.lr_decay_steps * config.inner_steps
+    if config.optimizer == "adam":
+        make = lambda lr, n: optax.adam(schedule(lr, n), b1=config.beta1, b2=config.beta2)  # noqa: E731
+    else:
+        make = lambda lr, n: optax.rmsprop(schedule(lr, n), decay=0.99, eps=1e-8)  # noqa: E731
+    return make(g_lr, n_g), make(d_lr, n_d)
+
+
+def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip=None):
+    """Algorithm 1 written out with Python loops, for MLP networks without BatchNorm; returns
+    ``(new_state, mean d_loss, g_loss)``.
 
     It follows the step's documented random stream: key -> (next, d_key, g_key); d_key -> one key
-    per discriminator update -> (z_key, penalty_key).
+    per discriminator update -> (z_key, penalty_key). Learning rates are the state's, as Python floats.
     """
     config = state.config
     gen, disc = adversarial.build_networks(config, state.data_shape, batch_norm_in_d=False)
-    g_tx, d_tx = adversarial.make_optimizers(config)
+    g_tx, d_tx = _previous_optimizers(config, float(state.hparams["g_learning_rate"]),
+                                      float(state.hparams["d_learning_rate"]))
     z_dim = config.latent_dim
-    _, d_key, g_key = jax.random.split(state.key, 3)
+    key, d_key, g_key = jax.random.split(state.key, 3)
     g_params, d_params, d_opt = state.generator.params, state.discriminator.params, state.discriminator.opt_state
     d_losses = []
     for real, step_key in zip(batch["x"], jax.random.split(d_key, config.inner_steps)):
@@ -130,35 +146,125 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0):
         d_losses.append(value)
         updates, d_opt = d_tx.update(grads, d_opt, d_params)
         d_params = optax.apply_updates(d_params, updates)
+        if clip is not None:
+            d_params = jax.tree_util.tree_map(lambda w: np.clip(w, -clip, clip), d_params)
     z = jax.random.normal(g_key, (batch["x"].shape[1], z_dim))
     g_loss, g_grads = jax.value_and_grad(
         lambda p: g_loss_fn(disc.apply({"params": d_params}, gen.apply({"params": p}, z, train=True), train=True))
     )(g_params)
-    updates, _ = g_tx.update(g_grads, state.generator.opt_state, g_params)
-    return optax.apply_updates(g_params, updates), d_params, np.mean(d_losses), g_loss
+    updates, g_opt = g_tx.update(g_grads, state.generator.opt_state, g_params)
+    new_state = state.replace(
+        step=state.step + 1, key=key,
+        generator=state.generator.replace(params=optax.apply_updates(g_params, updates), opt_state=g_opt),
+        discriminator=state.discriminator.replace(params=d_params, opt_state=d_opt),
+    )
+    return new_state, np.mean(d_losses), g_loss
 
 
 @pytest.mark.parametrize(
-    "name,config,d_loss_fn,g_loss_fn,weight",
+    "name,config,d_loss_fn,g_loss_fn,weight,clip,hparams",
     [
-        ("gan", gan.GANConfig(d_steps=3, **TINY), gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0),
+        ("gan", gan.GANConfig(d_steps=3, **TINY), gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0,
+         None, {}),
         ("wgan-gp", wgan.WGANGPConfig(n_critic=2, gp_weight=10.0, **TINY), wgan.critic_loss, wgan.generator_loss,
-         10.0),
+         10.0, None, {}),
         # gp_weight=None resolves to 0.1 for vector data.
-        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 0.1),
+        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 0.1, None, {}),
+        # Linear decay; RMSprop and clipping.
+        ("gan", gan.GANConfig(d_steps=2, lr_decay_steps=4, g_learning_rate=1e-3, d_learning_rate=3e-3, **TINY),
+         gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0, None, {}),
+        ("wgan", wgan.WGANConfig(n_critic=2, lr_decay_steps=5, clip=0.05, d_learning_rate=1e-3, **TINY),
+         wgan.critic_loss, wgan.generator_loss, 0.0, 0.05, {}),
+        # Values set on the state (not the config) are the ones used.
+        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 3.0, None,
+         {"gp_weight": 3.0, "g_learning_rate": 2e-3, "d_learning_rate": 5e-4}),
+        ("wgan", wgan.WGANConfig(n_critic=2, d_learning_rate=1e-3, **TINY), wgan.critic_loss, wgan.generator_loss,
+         0.0, 0.03, {"clip": 0.03}),
     ],
 )
-def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, weight):
+def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, weight, clip, hparams):
+    """Three steps of the objective equal the algorithm with ``optax.adam(lr * decay)`` /
+    ``optax.rmsprop`` as before the learning rates became state leaves (float32 rounding)."""
     obj = get_objective(name)
     rng = np.random.default_rng(4)
     batch = _batch(rng, config.inner_steps, m=16)
-    state = obj.init(jax.random.PRNGKey(5), config, batch)
-    new_state, metrics = jax.jit(obj.step)(state, batch)
-    g_ref, d_ref, d_loss_ref, g_loss_ref = _reference_step(state, batch, d_loss_fn, g_loss_fn, weight)
-    chex.assert_trees_all_close(new_state.generator.params, g_ref, rtol=2e-4, atol=1e-6)
-    chex.assert_trees_all_close(new_state.discriminator.params, d_ref, rtol=2e-4, atol=1e-6)
-    np.testing.assert_allclose(metrics["d_loss"], d_loss_ref, rtol=1e-4)
-    np.testing.assert_allclose(metrics["g_loss"], g_loss_ref, rtol=1e-4)
+    state = adversarial.with_hparams(obj.init(jax.random.PRNGKey(5), config, batch), **hparams)
+    ref = state
+    step = jax.jit(obj.step)
+    for _ in range(3):
+        batch = _batch(rng, config.inner_steps, m=16)
+        state, metrics = step(state, batch)
+        ref, d_loss_ref, g_loss_ref = _reference_step(ref, batch, d_loss_fn, g_loss_fn, weight, clip)
+        chex.assert_trees_all_close(state.generator.params, ref.generator.params, rtol=2e-4, atol=1e-6)
+        chex.assert_trees_all_close(state.discriminator.params, ref.discriminator.params, rtol=2e-4, atol=1e-6)
+        chex.assert_trees_all_close(state.generator.opt_state, ref.generator.opt_state, rtol=2e-4, atol=1e-6)
+        chex.assert_trees_all_close(state.discriminator.opt_state, ref.discriminator.opt_state, rtol=2e-4, atol=1e-6)
+        np.testing.assert_allclose(metrics["d_loss"], d_loss_ref, rtol=1e-4)
+        np.testing.assert_allclose(metrics["g_loss"], g_loss_ref, rtol=1e-4)
+
+
+def test_hparams_are_state_leaves():
+    rng = np.random.default_rng(7)
+    b5 = _batch(rng, 5)
+    state = wgan.init_wgan_gp(jax.random.PRNGKey(0), wgan.WGANGPConfig(**TINY), b5)
+    assert set(state.hparams) == {"g_learning_rate", "d_learning_rate", "gp_weight"}
+    assert all(v.dtype == jnp.float32 and v.shape == () for v in state.hparams.values())
+    np.testing.assert_allclose(state.hparams["gp_weight"], 0.1)  # resolved default for vector data
+    state_w = wgan.init_wgan(jax.random.PRNGKey(0), wgan.WGANConfig(clip=0.02, **TINY), b5)
+    assert set(state_w.hparams) == {"g_learning_rate", "d_learning_rate", "clip"}
+    np.testing.assert_allclose(state_w.hparams["d_learning_rate"], 5e-5)
+    assert set(gan.init(jax.random.PRNGKey(0), gan.GANConfig(**TINY), _batch(rng, 1)).hparams) == {
+        "g_learning_rate", "d_learning_rate"}
+    # A new value does not retrace the step: it is data, not part of the static config.
+    step = jax.jit(chex.assert_max_traces(n=1)(wgan.step_wgan_gp))
+    s1, m1 = step(state, b5)
+    s2, m2 = step(adversarial.with_hparams(state, d_learning_rate=1e-2, gp_weight=5.0), b5)
+    chex.clear_trace_counter()
+    assert not np.allclose(m1["d_loss"], m2["d_loss"])  # same critic, same data: the penalty weight differs
+    # (The critic's output bias has a zero gradient under the WGAN losses, so only the kernels move.)
+    assert all(bool(jnp.any(s1.discriminator.params[layer]["kernel"] != s2.discriminator.params[layer]["kernel"]))
+               for layer in s1.discriminator.params)
+
+
+def test_with_hparams_checks_its_input():
+    rng = np.random.default_rng(8)
+    state = gan.init(jax.random.PRNGKey(0), gan.GANConfig(**TINY), _batch(rng, 1))
+    with pytest.raises(ValueError, match=r"unknown hyper-parameters \['gp_weight'\].*valid: \['d_learning_rate', "
+                                         r"'g_learning_rate'\]"):
+        adversarial.with_hparams(state, gp_weight=1.0)
+    with pytest.raises(ValueError, match="g_learning_rate must be > 0"):
+        adversarial.with_hparams(state, g_learning_rate=0.0)
+    with pytest.raises(ValueError, match="d_learning_rate must be finite"):
+        adversarial.with_hparams(state, d_learning_rate=float("nan"))
+    with pytest.raises(ValueError, match=r"shape \(\)"):
+        adversarial.with_hparams(state, d_learning_rate=[1e-3, 2e-3])
+    gp_state = wgan.init_wgan_gp(jax.random.PRNGKey(0), wgan.WGANGPConfig(**TINY), _batch(rng, 5))
+    assert float(adversarial.with_hparams(gp_state, gp_weight=0.0).hparams["gp_weight"]) == 0.0  # >= 0 is allowed
+    with pytest.raises(ValueError, match="gp_weight must be >= 0"):
+        adversarial.with_hparams(gp_state, gp_weight=-1.0)
+    # Stacked states take one value per model.
+    stacked = jax.tree_util.tree_map(lambda leaf: jnp.stack([leaf] * 3), state)
+    new = adversarial.with_hparams(stacked, d_learning_rate=[1e-3, 2e-3, 3e-3], g_learning_rate=1e-4)
+    np.testing.assert_allclose(new.hparams["d_learning_rate"], [1e-3, 2e-3, 3e-3], rtol=1e-7)
+    np.testing.assert_allclose(new.hparams["g_learning_rate"], [1e-4] * 3, rtol=1e-7)
+
+
+def test_d_grad_norm_is_the_mean_critic_gradient_norm():
+    """With n_critic = 1 the metric is the norm of the critic's loss gradient at the initial state."""
+    rng = np.random.default_rng(9)
+    config = wgan.WGANGPConfig(n_critic=1, gp_weight=0.0, **TINY)
+    batch = _batch(rng, 1, m=16)
+    state = wgan.init_wgan_gp(jax.random.PRNGKey(3), config, batch)
+    _, metrics = jax.jit(wgan.step_wgan_gp)(state, batch)
+    gen, disc = adversarial.build_networks(config, state.data_shape, batch_norm_in_d=False)
+    _, d_key, _ = jax.random.split(state.key, 3)
+    z_key, _ = jax.random.split(jax.random.split(d_key, 1)[0])
+    fake = gen.apply({"params": state.generator.params}, jax.random.normal(z_key, (16, 3)), train=True)
+    grads = jax.grad(lambda p: wgan.critic_loss(disc.apply({"params": p}, batch["x"][0], train=True),
+                                                disc.apply({"params": p}, fake, train=True))[0])(
+        state.discriminator.params)
+    expected = np.sqrt(sum(np.sum(np.square(np.asarray(g, np.float64))) for g in jax.tree_util.tree_leaves(grads)))
+    np.testing.assert_allclose(metrics["d_grad_norm"], expected, rtol=1e-5)
 
 
 def test_learning_rates_decay_together_in_train_steps():
