@@ -161,6 +161,33 @@ class BatchIterator:
             out["y"] = ds.labels[idx].astype(np.int32)
         return out
 
+    def position(self, step: int) -> dict:
+        """Everything that fixes the batch stream, and where in it ``step`` is (JSON-serialisable).
+
+        A checkpoint stores this; :meth:`check_resumable` compares it on resume, so a run is never
+        continued on a different stream (another seed, batch size or dataset) without an error.
+        """
+        step = _check_int(step, "step", 0)
+        position = {
+            "dataset": self.dataset.name,
+            "dataset_size": len(self.dataset) if isinstance(self.dataset, ArrayDataset) else None,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "inner_steps": self.inner_steps,
+            "next_step": step,
+        }
+        if self._steps_per_epoch is not None:
+            position["epoch"], position["step_in_epoch"] = divmod(step, self._steps_per_epoch)
+        return position
+
+    def check_resumable(self, saved: dict) -> None:
+        """``ValueError`` naming the fields where a saved :meth:`position` and this iterator differ."""
+        current = self.position(saved.get("next_step", 0))
+        differ = [f"{k}: saved {saved.get(k)!r}, now {current[k]!r}"
+                  for k in ("dataset", "dataset_size", "seed", "batch_size", "inner_steps") if saved.get(k) != current[k]]
+        if differ:
+            raise ValueError("cannot resume on a different data stream; " + "; ".join(differ))
+
     def iterate(self, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
         """Yields ``batch_at(s)`` for s = start_step, start_step + 1, ... (forever)."""
         step = _check_int(start_step, "start_step", 0)

@@ -201,8 +201,24 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _truncate_jsonl(path: pathlib.Path, last_step: int) -> None:
+    """Drops the lines of ``path`` logged after ``last_step`` (a run resumed from that checkpoint
+    logs those steps again); rewrites the file atomically."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    if len(kept) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        tmp.replace(path)
+
+
 class RunLogger:
     """Writes a run's metrics to ``out_dir/metrics.jsonl`` and TensorBoard files in ``out_dir/tensorboard``.
+
+    ``resume_step``: the run continues from the checkpoint of that step; lines of metrics.jsonl
+    after it are dropped and TensorBoard is told to purge events after it, so each step is logged once.
 
     With ``enabled=False`` (processes other than 0) every method does nothing and no file or
     folder is created. With ``tensorboard=False`` only the JSONL files are written and
@@ -210,7 +226,14 @@ class RunLogger:
     :meth:`close`.
     """
 
-    def __init__(self, out_dir: str | pathlib.Path, *, enabled: bool = True, tensorboard: bool = True):
+    def __init__(
+        self,
+        out_dir: str | pathlib.Path,
+        *,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        resume_step: int | None = None,
+    ):
         self.out_dir = pathlib.Path(out_dir)
         self.enabled = bool(enabled)
         self.tensorboard = bool(tensorboard)
@@ -220,6 +243,8 @@ class RunLogger:
         if not self.enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None:
+            _truncate_jsonl(self.out_dir / "metrics.jsonl", _check_step(resume_step))
         self._jsonl = open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         if self.tensorboard:
             from tensorboardX import SummaryWriter
@@ -227,7 +252,8 @@ class RunLogger:
             # tensorboardX names files by the second and host only; a restart within the same
             # second would overwrite the previous file without a unique suffix.
             suffix = f".{os.getpid()}.{uuid.uuid4().hex[:8]}"
-            self._writer = SummaryWriter(logdir=str(self.tensorboard_dir), flush_secs=30, filename_suffix=suffix)
+            self._writer = SummaryWriter(logdir=str(self.tensorboard_dir), flush_secs=30, filename_suffix=suffix,
+                                         purge_step=resume_step + 1 if resume_step else None)
 
     @property
     def tensorboard_dir(self) -> pathlib.Path:
