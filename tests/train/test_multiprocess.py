@@ -1,0 +1,118 @@
+"""Two processes on localhost (``jax.distributed``, CPU collectives over gloo), 2 CPU devices each.
+
+Each process reads its own rows of the global batch (``BatchIterator(process_index, process_count)``),
+builds the global 4-device mesh, replicates the same initial state and runs ``jit_step`` for 5 steps;
+process 0 writes the final state. It must match one process training on the global batch.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from gendl_jax.data.iterator import BatchIterator
+from gendl_jax.data.registry import load_dataset
+from gendl_jax.objectives import gan, get_objective, wgan
+
+STEPS, BATCH_SIZE, SEED = 5, 16, 3
+RTOL, ATOL = 1e-4, 2e-6
+CASES = {
+    "gan-mlp-bn": ("gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, g_batch_norm=True, d_steps=2)),
+    "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), latent_dim=3, n_critic=2)),
+}
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time
+    start = time.perf_counter()
+    import jax, numpy as np
+    process_id, port, out_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", 2)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # the default; explicit
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2, process_id=process_id,
+                               initialization_timeout=60, shutdown_timeout_seconds=30)
+    assert jax.process_count() == 2 and jax.device_count() == 4 and jax.local_device_count() == 2
+
+    from gendl_jax.data.iterator import BatchIterator
+    from gendl_jax.data.registry import load_dataset
+    from gendl_jax.objectives import get_objective
+    from gendl_jax.train import parallel
+    from tests.train.test_multiprocess import BATCH_SIZE, CASES, SEED, STEPS
+
+    mesh = parallel.make_mesh()
+    for case, (name, config) in CASES.items():
+        obj = get_objective(name)
+        data = BatchIterator(load_dataset("ring8"), BATCH_SIZE, seed=SEED, inner_steps=config.inner_steps,
+                             process_index=jax.process_index(), process_count=jax.process_count())
+        state = parallel.replicate(obj.init(jax.random.PRNGKey(1), config, data.batch_at(0)), mesh)
+        step = parallel.jit_step(obj.step, mesh)
+        for s in range(STEPS):
+            state, metrics = step(state, parallel.shard_batch(data.batch_at(s), mesh))
+        metrics = parallel.host_metrics(metrics)
+        leaves = [np.asarray(leaf.addressable_data(0)) for leaf in jax.tree_util.tree_leaves(state)]
+        if jax.process_index() == 0:
+            np.savez(f"{out_path}-{case}.npz", *leaves, **{"metric_" + k: v for k, v in metrics.items()})
+        print(f"process {jax.process_index()}: {case} done at {time.perf_counter() - start:.1f} s", flush=True)
+    jax.distributed.shutdown()
+    """
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _one_process(name, config):
+    """Reference: one process, one device, the global batch."""
+    obj = get_objective(name)
+    data = BatchIterator(load_dataset("ring8"), BATCH_SIZE, seed=SEED, inner_steps=config.inner_steps)
+    state = obj.init(jax.random.PRNGKey(1), config, data.batch_at(0))
+    step = jax.jit(obj.step)
+    for s in range(STEPS):
+        state, metrics = step(state, data.batch_at(s))
+    return state, metrics
+
+
+def test_two_processes_match_one_process(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("XLA_FLAGS", None)
+    port, out = _free_port(), str(tmp_path / "state")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, str(i), str(port), out], cwd=root, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    deadline, logs = time.monotonic() + 150, []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        logs = [p.communicate()[0] for p in procs]
+        pytest.fail("the two processes did not finish within 150 s:\n" + "\n---\n".join(logs))
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(logs)
+    print("".join(logs))
+
+    for case, (name, config) in CASES.items():
+        reference, metrics = _one_process(name, config)
+        saved = np.load(f"{out}-{case}.npz")
+        leaves = jax.tree_util.tree_leaves(reference)
+        assert len([k for k in saved.files if k.startswith("arr_")]) == len(leaves)
+        max_abs = 0.0
+        for i, leaf in enumerate(leaves):
+            np.testing.assert_allclose(saved[f"arr_{i}"], np.asarray(leaf), rtol=RTOL, atol=ATOL)
+            max_abs = max(max_abs, float(np.abs(saved[f"arr_{i}"].astype(np.float64) - np.asarray(leaf)).max(initial=0)))
+        for key, value in metrics.items():
+            np.testing.assert_allclose(saved[f"metric_{key}"], np.asarray(value), rtol=RTOL, atol=ATOL, err_msg=key)
+        print(f"{case}: 2 processes x 2 devices vs 1 device, {STEPS} steps, max abs error {max_abs:.3g}")
