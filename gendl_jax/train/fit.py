@@ -301,6 +301,9 @@ def train_and_evaluate(
                 host = parallel.host_metrics(metrics)
                 host[guard.FINITE] = float(host[guard.FINITE])
                 host["skipped_updates"] = float(skipped)
+                if train.best_metric is not None and train.best_metric not in host:
+                    raise ValueError(f"best_metric {train.best_metric!r} is not a metric of {obj.name}; "
+                                     f"logged metrics: {sorted(host)}")
                 log.scalars(done, host)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in host.items() if k != guard.FINITE}, refresh=False)
                 if is_checkpoint:
