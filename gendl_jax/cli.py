@@ -35,7 +35,12 @@ def _train(name: str, argv: list[str]) -> dict:
     objective = OBJECTIVES[name]
 
     def run(config, train):
-        summary = train_and_evaluate(objective, config, train)
+        if train.seeds > 1:
+            from gendl_jax.train.sweep import train_seeds_and_summarize
+
+            summary = train_seeds_and_summarize(objective, config, train)
+        else:
+            summary = train_and_evaluate(objective, config, train)
         print(json.dumps(summary, indent=2))
         return summary
 

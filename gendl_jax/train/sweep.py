@@ -1,11 +1,22 @@
-"""Several seeds of one objective trained in one compiled program: ``vmap`` of the pure step over a
-leading axis of states (one state, and one data stream, per seed).
+"""Several models of one objective trained in one compiled program: ``vmap`` of the pure step over a
+leading axis of states (one state, and one data stream, per model).
+
+* :func:`train_sweep`: K models with their own seeds (which may repeat) and, for the adversarial
+  objectives, their own hyper-parameters (learning rates, the WGAN-GP weight, the WGAN clipping
+  bound: the leaves of ``state.hparams``, see :func:`gendl_jax.objectives.adversarial.with_hparams`).
+* :func:`train_seeds`: the same for seeds only (kept for the experiments).
+* :func:`train_seeds_and_summarize`: ``gendl train ... --seeds K``: one run folder per seed and the
+  mean and standard error of every score.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+import pathlib
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -13,13 +24,105 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gendl_jax import data as gdata
-from gendl_jax.objectives import Objective, get_objective
+from gendl_jax.objectives import Objective, adversarial, get_objective
+from gendl_jax.train import fit
 
 
 def stack_batches(iterators: Sequence[gdata.BatchIterator], step: int) -> dict:
     """The batches of ``step`` from each iterator, stacked on a new leading axis."""
     batches = [it.batch_at(step) for it in iterators]
     return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def unstack(states: Any, i: int) -> Any:
+    """The ``i``-th state of a stacked (vmapped) state."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[i], states)
+
+
+def init_sweep(obj: Objective, config: Any, example_batch: dict, seeds: Sequence[int],
+               hparams: Mapping[str, Sequence[float]] | None = None) -> Any:
+    """Stacked initial states: model ``i`` initialised from ``PRNGKey(seeds[i])`` (exactly the
+    single-model ``obj.init``), then its ``state.hparams`` set to ``hparams[name][i]``."""
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
+    states = jax.vmap(lambda k: obj.init(k, config, example_batch))(keys)
+    if hparams:
+        if not hasattr(states, "hparams"):
+            raise ValueError(f"objective {obj.name!r} keeps no hyper-parameters in its state; "
+                             f"hparams {sorted(hparams)} cannot be swept")
+        for name, values in hparams.items():
+            if np.ndim(values) != 1 or len(values) != len(seeds):
+                raise ValueError(f"hparams[{name!r}] must hold one value per model ({len(seeds)} seeds), "
+                                 f"got {values!r}")
+        states = adversarial.with_hparams(states, **{k: np.asarray(v, np.float64) for k, v in hparams.items()})
+    return states
+
+
+def train_sweep(
+    objective: str | Objective,
+    config: Any,
+    dataset,
+    *,
+    seeds: Sequence[int],
+    hparams: Mapping[str, Sequence[float]] | None = None,
+    steps: int,
+    batch_size: int | None,
+    progress: bool = True,
+    desc: str | None = None,
+    log_every: int = 200,
+    on_log: Callable[[int, dict], None] | None = None,
+) -> tuple[Any, dict]:
+    """Trains ``K = len(seeds)`` models at once with ``jax.jit(jax.vmap(step))``.
+
+    Model ``i`` draws its initial parameters from ``PRNGKey(seeds[i])`` and its data stream from
+    seed ``seeds[i]`` (:func:`gendl_jax.train.fit.make_iterator`, the objective's value range), so
+    it follows the same trajectory as a single-model run with that seed (up to float32 rounding).
+    ``hparams`` maps names of ``state.hparams`` leaves to K values each (e.g.
+    ``{"d_learning_rate": [1e-4, 3e-4, 1e-3]}``); unnamed leaves keep the config's value.
+
+    Every ``log_every`` steps and at the end, ``on_log(done, metrics)`` gets the host metrics,
+    each an array of shape (K,) (it may raise to stop the run).
+
+    Returns ``(states, info)``: ``states`` has a leading axis of size K on every array leaf;
+    ``info`` holds ``compile_seconds`` (the first step, compile included), ``train_seconds`` (the
+    other steps) and ``last_metrics`` (lists of K values).
+    """
+    obj = get_objective(objective) if isinstance(objective, str) else objective
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must be a non-empty sequence of integers")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if log_every < 1:
+        raise ValueError(f"log_every must be >= 1, got {log_every}")
+    config.validate()
+    iterators = [fit.make_iterator(dataset, batch_size, s, config.inner_steps, obj.value_range) for s in seeds]
+    states = init_sweep(obj, config, iterators[0].batch_at(0), seeds, hparams)
+    step = jax.jit(jax.vmap(obj.step), donate_argnums=0)
+    t0 = time.perf_counter()
+    compile_s = train_s = None
+    with tqdm(total=steps, disable=not progress, desc=desc or f"{obj.name} x{len(seeds)}",
+              dynamic_ncols=True) as bar:
+        for s in range(steps):
+            states, metrics = step(states, stack_batches(iterators, s))
+            if s == 0:
+                jax.block_until_ready(states)
+                compile_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+            done = s + 1
+            if done % log_every == 0 or done == steps:
+                host = {k: np.asarray(v) for k, v in jax.device_get(metrics).items()}
+                if on_log is not None:
+                    on_log(done, host)
+                bar.set_postfix({k: f"{np.mean(v):.3g}" for k, v in host.items()}, refresh=False)
+            bar.update(1)
+        jax.block_until_ready(states)
+        train_s = time.perf_counter() - t0
+    info = {
+        "compile_seconds": compile_s,
+        "train_seconds": train_s,
+        "last_metrics": {k: np.asarray(v).tolist() for k, v in jax.device_get(metrics).items()},
+    }
+    return states, info
 
 
 def train_seeds(
@@ -33,44 +136,122 @@ def train_seeds(
     progress: bool = True,
     desc: str | None = None,
 ) -> tuple[Any, dict]:
-    """Trains ``len(seeds)`` models at once; seed ``s`` draws its initial parameters and its data from ``s``.
+    """:func:`train_sweep` over seeds only (every model with the config's hyper-parameters)."""
+    return train_sweep(objective, config, dataset, seeds=seeds, steps=steps, batch_size=batch_size,
+                       progress=progress, desc=desc)
 
-    Returns ``(states, info)``: ``states`` has a leading axis of size ``len(seeds)`` on every array
-    leaf; ``info`` holds compile and train seconds and the last metrics per seed.
+
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and standard error ``std(ddof=1) / sqrt(K)``; the stderr is None for K = 1 or when a
+    value is not finite (e.g. an infinite reverse KL of a run that covers no mode; the mean is then
+    the plain mean, inf or nan)."""
+    values = np.asarray(values, np.float64)
+    if values.size < 2 or not np.all(np.isfinite(values)):
+        return float(values.mean()), None
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def train_seeds_and_summarize(objective: str | Objective, config: Any, train: fit.TrainConfig, *,
+                              dataset=None) -> dict:
+    """``gendl train OBJECTIVE --seeds K``: seeds ``train.seed .. train.seed + K - 1`` trained vmapped
+    for ``train.steps`` steps (:func:`train_sweep`).
+
+    Writes into the run folder (``train.out``; default ``runs/<objective>-<data>-seeds<a>-<b>``):
+
+    * ``config.json``: objective, config, train settings, data shape and the seeds;
+    * ``seed<s>/``: ``metrics.jsonl`` (every ``log_every`` steps), ``samples.npy`` (``n_samples``
+      samples drawn with ``PRNGKey(s + 2)``), the final samples picture (latents from
+      ``PRNGKey(s + 1)``) and ``summary.json``: the scores of a single run with seed ``s`` (the
+      objective's report included) and the model's ``hparams``;
+    * ``summary.json``: timings, and for every numeric score its per-seed ``values``, ``mean`` and
+      ``stderr`` (``std(ddof=1) / sqrt(K)``; None for K = 1 or a non-finite value, see
+      :func:`mean_and_stderr`). Returned as well.
+
+    A non-finite metric stops the run with a ``FloatingPointError`` naming the seed, metric and step.
+    Not supported together with ``--resume`` or ``--devices > 1`` (``ValueError``); no checkpoints
+    are written.
     """
     obj = get_objective(objective) if isinstance(objective, str) else objective
-    if not seeds:
-        raise ValueError("seeds must be a non-empty sequence of integers")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    train.validate()
     config.validate()
-    iterators = [
-        gdata.BatchIterator(dataset, batch_size, seed=s, inner_steps=config.inner_steps) for s in seeds
-    ]
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    states = jax.vmap(lambda k: obj.init(k, config, iterators[0].batch_at(0)))(keys)
-    step = jax.jit(jax.vmap(obj.step), donate_argnums=0)
-    t0 = time.perf_counter()
-    states, metrics = step(states, stack_batches(iterators, 0))
-    jax.block_until_ready(states)
-    compile_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    with tqdm(total=steps, initial=1, disable=not progress, desc=desc or obj.name, dynamic_ncols=True) as bar:
-        for s in range(1, steps):
-            states, metrics = step(states, stack_batches(iterators, s))
-            if s % 200 == 0 or s == steps - 1:
-                host = jax.device_get(metrics)
-                bar.set_postfix({k: f"{np.mean(v):.3g}" for k, v in host.items()}, refresh=False)
-            bar.update(1)
-    jax.block_until_ready(states)
-    info = {
-        "compile_seconds": compile_s,
-        "train_seconds": time.perf_counter() - t0,
-        "last_metrics": {k: np.asarray(v).tolist() for k, v in jax.device_get(metrics).items()},
+    if getattr(train, "resume", False):
+        raise ValueError("resume is not supported with seeds > 1 (a seed sweep writes no checkpoints)")
+    if getattr(train, "devices", 1) > 1:
+        raise ValueError(f"seeds > 1 and devices > 1 cannot be combined yet, got seeds={train.seeds}, "
+                         f"devices={train.devices}")
+    seeds = list(range(train.seed, train.seed + train.seeds))
+    out = fit.run_dir(obj.name, train) if train.out else pathlib.Path(
+        f"runs/{obj.name}-{train.data}-seeds{seeds[0]}-{seeds[-1]}")
+    if dataset is None:
+        dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
+    if obj.prepare_dataset is not None:
+        dataset = obj.prepare_dataset(dataset, config)
+    seed_dirs = [out / f"seed{s}" for s in seeds]
+    for d in seed_dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    for d in seed_dirs:
+        (d / "metrics.jsonl").write_text("")
+
+    def on_log(done: int, metrics: dict) -> None:
+        for i, (s, d) in enumerate(zip(seeds, seed_dirs)):
+            row = {k: float(np.asarray(v)[i]) for k, v in metrics.items()}
+            with open(d / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": done, **row}) + "\n")
+            bad = {k: v for k, v in row.items() if not math.isfinite(v)}
+            if bad:
+                shown = ", ".join(f"{k}={v}" for k, v in bad.items())
+                raise FloatingPointError(f"non-finite {shown} at step {done} for seed {s}; stopping the sweep "
+                                         f"(its metrics are in {d / 'metrics.jsonl'}).")
+
+    states, info = train_sweep(obj, config, dataset, seeds=seeds, steps=train.steps, batch_size=train.batch_size,
+                               progress=train.progress, desc=f"{obj.name} {train.data} x{len(seeds)}",
+                               log_every=train.log_every, on_log=on_log)
+    record = {"objective": obj.name, "config": fit._jsonable(config), "train": fit._jsonable(train),
+              "data_shape": list(states.data_shape), "seeds": seeds}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(record, indent=2))
+
+    sample_fn = jax.jit(obj.sample, static_argnums=2) if obj.sample is not None else None
+    n_picture = 2500 if isinstance(dataset, gdata.ToyDataset) else 64
+    per_seed = []
+    for i, (s, d) in enumerate(zip(seeds, seed_dirs)):
+        state = unstack(states, i)
+        scores = {}
+        if sample_fn is not None:
+            samples = np.asarray(sample_fn(state, jax.random.PRNGKey(s + 2), train.n_samples))
+            np.save(d / "samples.npy", samples)
+            picture = np.asarray(sample_fn(state, jax.random.PRNGKey(s + 1), n_picture))
+            fit._write_samples_picture(d / f"samples_{train.steps:07d}.png", picture, dataset,
+                                       f"{obj.name} seed {s} step {train.steps}", obj.value_range)
+            scores = fit.summarize(samples, dataset)
+        if obj.report is not None:
+            seed_train = dataclasses.replace(train, seed=s, seeds=1, out=str(d))
+            scores = {**scores, **obj.report(state, d, seed_train, dataset)}
+        summary = {"objective": obj.name, "data": train.data, "seed": s, "steps": train.steps, **scores}
+        if hasattr(state, "hparams"):
+            summary["hparams"] = {k: float(v) for k, v in jax.device_get(state.hparams).items()}
+        (d / "summary.json").write_text(json.dumps(summary, indent=2))
+        per_seed.append(summary)
+
+    names = [k for k, v in per_seed[0].items() if k not in ("seed", "steps") and _is_number(v)]
+    metrics = {}
+    for name in names:
+        values = [float(p[name]) for p in per_seed]
+        mean, stderr = mean_and_stderr(values)
+        metrics[name] = {"values": values, "mean": mean, "stderr": stderr}
+    summary = {
+        "objective": obj.name,
+        "data": train.data,
+        "seeds": seeds,
+        "steps": train.steps,
+        "compile_seconds": info["compile_seconds"],
+        "train_seconds": info["train_seconds"],
+        "steps_per_second": (train.steps - 1) / info["train_seconds"] if train.steps > 1 else None,
+        "metrics": metrics,
     }
-    return states, info
-
-
-def unstack(states: Any, i: int) -> Any:
-    """The ``i``-th state of a stacked (vmapped) state."""
-    return jax.tree_util.tree_map(lambda leaf: leaf[i], states)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
