@@ -11,6 +11,7 @@ the library itself reads no flags.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import sys
@@ -29,26 +30,54 @@ USAGE = f"""usage: gendl {{train,sample,eval}} ...
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    """Multi-process (multi-host) settings: ``jax.distributed.initialize`` before training.
+
+    On a TPU pod or a SLURM / Open MPI / Kubernetes GPU cluster pass ``--distributed`` alone and
+    jax discovers the coordinator and the process ids; elsewhere give all three values.
+    """
+
+    distributed: bool = False
+    """Join a multi-process job (implied by --coordinator-address)."""
+    coordinator_address: str | None = None
+    """host:port of process 0's coordinator, e.g. localhost:12345."""
+    num_processes: int | None = None
+    process_id: int | None = None
+
+    def initialize(self) -> None:
+        if not (self.distributed or self.coordinator_address):
+            return
+        import jax
+
+        given = {"coordinator_address": self.coordinator_address, "num_processes": self.num_processes,
+                 "process_id": self.process_id}
+        if self.coordinator_address and None in given.values():
+            missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
+            raise ValueError(f"--coordinator-address needs {' and '.join(missing)} too")
+        if self.num_processes is not None and not 0 <= (self.process_id or 0) < self.num_processes:
+            raise ValueError(f"process_id must be in [0, {self.num_processes}), got {self.process_id}")
+        jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+
+
 def _train(name: str, argv: list[str]) -> dict:
     from gendl_jax.train import TrainConfig, train_and_evaluate
 
     objective = OBJECTIVES[name]
 
-    def run(config, train):
-        if train.seeds > 1:
-            from gendl_jax.train.sweep import train_seeds_and_summarize
-
-            summary = train_seeds_and_summarize(objective, config, train)
-        else:
-            summary = train_and_evaluate(objective, config, train)
-        print(json.dumps(summary, indent=2))
+    def run(config, train, cluster):
+        cluster.initialize()
+        summary = train_and_evaluate(objective, config, train)  # --seeds K > 1: K models vmapped
+        if summary:  # processes other than 0 return {}
+            print(json.dumps(summary, indent=2))
         return summary
 
     run.__annotations__ = {
         "config": tyro.conf.OmitArgPrefixes[objective.config_cls],
         "train": tyro.conf.OmitArgPrefixes[TrainConfig],
+        "cluster": tyro.conf.OmitArgPrefixes[Cluster],
     }
-    run.__defaults__ = (objective.config_cls(), TrainConfig(**objective.train_defaults))
+    run.__defaults__ = (objective.config_cls(), TrainConfig(**objective.train_defaults), Cluster())
     run.__doc__ = f"Train {name} (hyper-parameters first, then the run settings)."
     return tyro.cli(run, args=argv, prog=f"gendl train {name}")
 

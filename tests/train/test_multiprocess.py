@@ -5,6 +5,7 @@ builds the global 4-device mesh, replicates the same initial state and runs ``ji
 process 0 writes the final state. It must match one process training on the global batch.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -116,3 +117,52 @@ def test_two_processes_match_one_process(tmp_path):
         for key, value in metrics.items():
             np.testing.assert_allclose(saved[f"metric_{key}"], np.asarray(value), rtol=RTOL, atol=ATOL, err_msg=key)
         print(f"{case}: 2 processes x 2 devices vs 1 device, {STEPS} steps, max abs error {max_abs:.3g}")
+
+
+CLI_ARGS = ["gan", "--hidden", "16", "16", "--g-batch-norm", "--data", "ring8", "--batch-size", "32", "--steps", "12",
+            "--log-every", "3", "--checkpoint-every", "6", "--sample-every", "0", "--n-samples", "200", "--no-progress"]
+
+
+def test_gendl_train_on_two_processes_matches_one_process(tmp_path):
+    """`gendl train --coordinator-address ...` in two processes: each reads its rows, only process 0 writes
+    logs and summaries, orbax checkpoints are written once, and the result equals one process."""
+    from gendl_jax.train import load_run
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="2")
+    env.pop("XLA_FLAGS", None)
+    port, run = _free_port(), tmp_path / "two"
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "gendl_jax.cli", "train", *CLI_ARGS, "--out", str(run),
+                          "--coordinator-address", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
+                         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(2)
+    ]
+    deadline, logs = time.monotonic() + 240, []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        logs = [p.communicate()[0] for p in procs]
+        pytest.fail("the two processes did not finish within 240 s:\n" + "\n---\n".join(logs))
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(logs)
+    assert '"processes": 2' in logs[0] and '"devices": 4' in logs[0]
+    assert '"objective"' not in logs[1]  # process 1 prints and writes no summary
+
+    from gendl_jax import cli
+
+    cli.main(["train", *CLI_ARGS, "--out", str(tmp_path / "one")])
+    _, two, _ = load_run(run)
+    _, one, _ = load_run(tmp_path / "one")
+    max_abs = 0.0
+    for a, b in zip(jax.tree_util.tree_leaves(one), jax.tree_util.tree_leaves(two)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=RTOL, atol=ATOL)
+        max_abs = max(max_abs, float(np.abs(np.asarray(b, np.float64) - np.asarray(a)).max(initial=0)))
+    print(f"gendl train, 2 processes x 2 devices vs 1 process, 12 steps: max abs error {max_abs:.3g}")
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [3, 6, 9, 12]  # written once, by process 0
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert len((run / "run_info.jsonl").read_text().splitlines()) == 1
+    assert json.loads((run / "summary.json").read_text())["processes"] == 2
