@@ -148,9 +148,9 @@ def _dispatch(command: str, rest: list[str]) -> None:
     elif command == "eval":
         tyro.cli(evaluate, args=rest, prog="gendl eval")
     elif command == "finetune":
-        from gendl_jax.finetune.command import FinetuneConfig, run_finetune
+        from gendl_jax.finetune.command import main as finetune
 
-        print(json.dumps(run_finetune(tyro.cli(FinetuneConfig, args=rest, prog="gendl finetune")), indent=2))
+        finetune(rest)
     else:
         print(f"gendl: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)

@@ -1,6 +1,7 @@
 """Fine-tuning tools: head surgery, freezing masks (optax), discriminative learning rates, linear
-probe vs full fine-tuning, orbax backbone loading, and torchvision-style state-dict import from
-``.npz`` / ``.safetensors`` (no torch needed)."""
+probe vs full fine-tuning, orbax backbone loading (also from a ``gendl finetune`` run folder),
+torchvision-style state-dict import from ``.npz`` / ``.safetensors`` (no torch needed), and
+fine-tuning as an objective of the fit loop (``FINETUNE``, what ``gendl finetune`` trains)."""
 
 from gendl_jax.finetune.state_dict import (
     StateDictMismatch,
@@ -12,6 +13,7 @@ from gendl_jax.finetune.state_dict import (
     torch_keys,
     write_safetensors,
 )
+from gendl_jax.finetune.objective import FINETUNE, FinetuneConfig, run_variables
 from gendl_jax.finetune.step import FinetuneState, accuracy, init_finetune, make_step, predict
 from gendl_jax.finetune.surgery import (
     MODES,
@@ -20,13 +22,16 @@ from gendl_jax.finetune.surgery import (
     frozen_for_mode,
     label_tree,
     load_backbone,
+    merge_backbone,
     replace_head,
     save_backbone,
     subtree_names,
 )
 
 __all__ = [
+    "FINETUNE",
     "MODES",
+    "FinetuneConfig",
     "FinetuneState",
     "StateDictMismatch",
     "accuracy",
@@ -39,10 +44,12 @@ __all__ = [
     "load_backbone",
     "load_state_dict",
     "make_step",
+    "merge_backbone",
     "predict",
     "read_safetensors",
     "read_state_dict",
     "replace_head",
+    "run_variables",
     "save_backbone",
     "subtree_names",
     "to_state_dict",

@@ -1,120 +1,93 @@
-"""``gendl finetune``: fine-tune a LeNet backbone on MNIST or scikit-learn's 8x8 digits.
+"""``gendl finetune``: fine-tune a LeNet backbone on MNIST or scikit-learn's 8x8 digits with the fit loop.
 
     gendl finetune --backbone gendl_jax/metrics/assets/mnist_lenet --model mnist-lenet \\
         --data digits --head 10 --freeze conv1 conv2 --steps 500 --out runs/ft
+    gendl finetune --backbone gendl_jax/metrics/assets/mnist_lenet --freeze conv1 conv2 \\
+        --steps 1000 --out runs/ft --resume     # continue runs/ft from its latest checkpoint
 
 The backbone is an orbax checkpoint of variables (this project's, e.g. the shipped MNIST
-classifier) or a torch-style state dict (``.npz`` / ``.safetensors``); everything but the head is
-loaded. Images are 28x28x1 in [-1, 1]; the 8x8 digits are resized to 20x20 in a 28x28 frame.
-Writes ``OUT/config.json``, ``OUT/summary.json`` (test accuracy) and the fine-tuned variables as
-an orbax checkpoint ``OUT/checkpoint``.
+classifier), the run folder of an earlier ``gendl finetune`` (its latest checkpoint; or
+``RUN/checkpoints/STEP``), or a torch-style state dict (``.npz`` / ``.safetensors``); everything
+but the head is loaded. Images are 28x28x1 in [-1, 1]; the 8x8 digits are resized to 20x20 in a
+28x28 frame.
+
+Training runs in :func:`gendl_jax.train.train_and_evaluate` with the objective
+:data:`gendl_jax.finetune.objective.FINETUNE`, so the run folder is the fit loop's:
+``config.json``, ``metrics.jsonl`` (loss, accuracy), TensorBoard events, ``run_info.jsonl``,
+``checkpoints/<step>`` (the whole state, with the data position and a digest; ``--resume``
+continues bit for bit) and ``summary.json`` (test and train accuracy). Every flag of
+``gendl train`` (``--checkpoint-every``, ``--log-every``, ``--best-metric``, ``--devices``,
+``--seeds``, ``--skip-nonfinite``, ...) applies.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import pathlib
-from typing import Literal
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from gendl_jax.finetune.objective import (
+    FINETUNE,
+    HEAD,
+    MODEL_WIDTHS,
+    TRAIN_DEFAULTS,
+    FinetuneConfig,
+    digits_as_mnist,
+    run_variables,
+)
 
-from gendl_jax.finetune.state_dict import load_state_dict
-from gendl_jax.finetune.step import accuracy, init_finetune, make_step
-from gendl_jax.finetune.surgery import MODES, finetune_optimizer, frozen_for_mode, load_backbone, save_backbone
-from gendl_jax.models.lenet import LeNet
-
-MODEL_WIDTHS = {
-    "lenet": {"channels": (6, 16), "hidden": (120, 84)},  # LeNet-5
-    "mnist-lenet": {"channels": (32, 64), "hidden": (128,)},  # the shipped MNIST classifier
-}
-HEAD = "classifier"
+__all__ = ["FINETUNE", "HEAD", "MODEL_WIDTHS", "FinetuneConfig", "digits_as_mnist", "main", "run_finetune",
+           "run_variables", "train_config"]
 
 
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    """Settings of ``gendl finetune``."""
+def train_config(**overrides):
+    """:class:`gendl_jax.train.TrainConfig` with the fine-tuning defaults (digits, 500 steps, batch 64), then ``overrides``."""
+    from gendl_jax.train import TrainConfig
 
-    backbone: str
-    """orbax checkpoint folder, or a .npz / .safetensors state dict."""
-    head: int = 10
-    """classes of the new head."""
-    data: Literal["mnist", "digits"] = "digits"
-    model: Literal["lenet", "mnist-lenet"] = "mnist-lenet"
-    freeze: tuple[str, ...] = ()
-    """sub-tree names to freeze (e.g. conv1 conv2); with --mode linear_probe everything but the head."""
-    mode: Literal["full", "linear_probe"] = "full"
-    steps: int = 500
-    lr: float = 1e-3
-    batch_size: int = 64
-    seed: int = 0
-    out: str = "runs/finetune"
-    data_dir: str | None = None
+    return TrainConfig(**{**TRAIN_DEFAULTS, **overrides})
 
 
-def digits_as_mnist(images: np.ndarray, max_value: int) -> np.ndarray:
-    """sklearn 8x8 digits (N, 8, 8, 1) uint8 -> (N, 28, 28, 1) in [-1, 1]: bilinear 20x20, centred."""
-    x = images.astype(np.float32) / max_value
-    x = np.asarray(jax.image.resize(jnp.asarray(x), (x.shape[0], 20, 20, 1), "bilinear"))
-    x = np.pad(np.clip(x, 0.0, 1.0), ((0, 0), (4, 4), (4, 4), (0, 0)))  # bilinear overshoots by rounding only
-    return x * 2.0 - 1.0
+def run_finetune(config: FinetuneConfig, train=None, *, dataset=None) -> dict:
+    """Fine-tunes as ``config`` says through the fit loop; returns the summary (also OUT/summary.json).
+
+    Args:
+      config: the fine-tuning hyper-parameters.
+      train: a :class:`gendl_jax.train.TrainConfig` (None: :func:`train_config` defaults).
+      dataset: the training set (None: ``train.data``'s train split).
+    """
+    return _train_and_evaluate(config, train if train is not None else train_config(), dataset)
 
 
-def _split(data: str, split: str, data_dir) -> tuple[np.ndarray, np.ndarray]:
-    from gendl_jax.data import load_dataset
+def _train_and_evaluate(config, train, dataset=None) -> dict:
+    from gendl_jax.train import train_and_evaluate
 
-    ds = load_dataset(data, split=split, data_dir=data_dir)
-    if data == "digits":
-        x = digits_as_mnist(ds.images, ds.max_value)
-    else:
-        x = ds.images.astype(np.float32) / ds.max_value * 2.0 - 1.0
-    return x.astype(np.float32), ds.labels.astype(np.int32)
+    return train_and_evaluate(FINETUNE, config, train, dataset=dataset)
 
 
-def run_finetune(config: FinetuneConfig) -> dict:
-    """Loads the backbone, trains ``config.steps`` steps, writes the run folder; returns the summary."""
-    if config.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
-    if config.steps < 1 or config.batch_size < 1:
-        raise ValueError(f"steps and batch_size must be positive, got {config.steps}, {config.batch_size}")
-    if config.model not in MODEL_WIDTHS:
-        raise ValueError(f"model must be one of {list(MODEL_WIDTHS)}, got {config.model!r}")
-    out = pathlib.Path(config.out)
-    if (out / "checkpoint").exists():
-        raise FileExistsError(f"{out / 'checkpoint'} exists; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+def main(argv: list[str]) -> dict:
+    """Parses ``gendl finetune`` flags (fine-tuning hyper-parameters, then the fit loop's settings), trains, prints the summary."""
+    import tyro
 
-    model = LeNet(num_classes=config.head, **MODEL_WIDTHS[config.model])
-    variables = jax.jit(model.init)(jax.random.PRNGKey(config.seed), jnp.zeros((1, 28, 28, 1)))
-    backbone = pathlib.Path(config.backbone)
-    if backbone.suffix in (".npz", ".safetensors"):
-        variables = load_state_dict(backbone, variables, skip=(HEAD,))
-    else:
-        variables = load_backbone(backbone, variables, exclude=(HEAD,))
-    frozen = frozen_for_mode(variables["params"], config.mode, head=HEAD) if config.mode == "linear_probe" else config.freeze
-    optimizer = finetune_optimizer(variables["params"], config.lr, frozen=tuple(frozen))
-    step = jax.jit(make_step(model, optimizer))
-    state = init_finetune(variables, optimizer)
+    from gendl_jax.cli import Cluster
+    from gendl_jax.train import TrainConfig
 
-    x, y = _split(config.data, "train", config.data_dir)
-    x_test, y_test = _split(config.data, "test", config.data_dir)
-    if y.max() >= config.head:
-        raise ValueError(f"head must be > the largest label {int(y.max())} of {config.data}, got {config.head}")
-    rng = np.random.default_rng(config.seed)
-    batch = min(config.batch_size, len(x))
-    order = np.array([], int)
-    losses = []
-    for _ in range(config.steps):
-        if len(order) < batch:
-            order = np.concatenate([order, rng.permutation(len(x))])
-        idx, order = order[:batch], order[batch:]
-        state, metrics = step(state, {"x": x[idx], "y": y[idx]})
-        losses.append(float(metrics["loss"]))
-    save_backbone(out / "checkpoint", {"params": state.params})
-    summary = {"test_accuracy": accuracy(model, state, x_test, y_test), "final_loss": losses[-1],
-               "frozen": list(frozen), "steps": config.steps, "train_size": int(len(x)), "test_size": int(len(x_test))}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    def run(config, train, cluster):
+        cluster.initialize()
+        summary = _train_and_evaluate(config, train)
+        if summary:  # processes other than 0 return {}
+            print(json.dumps(summary, indent=2))
+        return summary
+
+    run.__annotations__ = {
+        "config": tyro.conf.OmitArgPrefixes[FinetuneConfig],
+        "train": tyro.conf.OmitArgPrefixes[TrainConfig],
+        "cluster": tyro.conf.OmitArgPrefixes[Cluster],
+    }
+    run.__defaults__ = (train_config(), Cluster())  # the config has a required --backbone
+    run.__doc__ = ("Fine-tune a LeNet backbone (an orbax folder, a gendl finetune run, or a .npz / .safetensors "
+                   "state dict) through the fit loop: hyper-parameters first, then the run settings.")
+    return tyro.cli(run, args=argv, prog="gendl finetune")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    import sys
+
+    main(sys.argv[1:])

@@ -22,12 +22,18 @@ import optax
 
 @flax.struct.dataclass
 class FinetuneState:
-    """step (), params, batch_stats ({} without BatchNorm), opt_state."""
+    """step (), params, batch_stats ({} without BatchNorm), opt_state.
+
+    ``config`` and ``data_shape`` are static fields set by the fit-loop objective
+    (:mod:`gendl_jax.finetune.objective`); the step itself does not read them.
+    """
 
     step: jax.Array
     params: Any
     batch_stats: Any
     opt_state: Any
+    config: Any = flax.struct.field(pytree_node=False, default=None)
+    data_shape: tuple[int, ...] = flax.struct.field(pytree_node=False, default=())
 
 
 def _takes_train(model: nn.Module) -> bool:
@@ -63,7 +69,7 @@ def make_step(model: nn.Module, optimizer: optax.GradientTransformation) -> Call
         (loss, (stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        new = FinetuneState(state.step + 1, params, stats, opt_state)
+        new = state.replace(step=state.step + 1, params=params, batch_stats=stats, opt_state=opt_state)
         return new, {"loss": loss, "accuracy": acc}
 
     return step

@@ -175,20 +175,45 @@ def save_backbone(path: str | pathlib.Path, variables: Mapping[str, Any]) -> Non
 
 
 def load_backbone(path: str | pathlib.Path, variables: Mapping[str, Any], *, exclude: Sequence[str] = ("fc",)) -> dict:
-    """``variables`` with every sub-tree but ``exclude`` replaced by the one saved at ``path`` (orbax).
+    """``variables`` with every sub-tree but ``exclude`` replaced by the one saved at ``path``.
 
-    The checkpoint holds a variables dict (``{"params": ..., "batch_stats": ...}``) as written by
-    :func:`save_backbone` or :func:`gendl_jax.metrics.classifier.save_classifier`.
+    ``path`` is one of:
+
+    * an orbax checkpoint of a variables dict (``{"params": ..., "batch_stats": ...}``) as written
+      by :func:`save_backbone` or :func:`gendl_jax.metrics.classifier.save_classifier`;
+    * a run folder written by ``gendl finetune`` (its latest intact checkpoint), or one of its
+      checkpoints ``RUN/checkpoints/<step>`` (see :func:`gendl_jax.finetune.objective.run_variables`).
+
     Raises:
+      FileNotFoundError: nothing at ``path``.
       ValueError: the checkpoint lacks a needed sub-tree or has other shapes (listed).
     """
-    import orbax.checkpoint as ocp
-
     path = pathlib.Path(path).absolute()
     if not path.is_dir():
-        raise FileNotFoundError(f"no orbax checkpoint at {path}")
-    with ocp.StandardCheckpointer() as ckptr:
-        saved = ckptr.restore(path)
+        raise FileNotFoundError(f"no orbax checkpoint or run folder at {path}")
+    if (path / "config.json").is_file() and (path / "checkpoints").is_dir():
+        from gendl_jax.finetune.objective import run_variables
+
+        saved = run_variables(path)
+    elif path.parent.name == "checkpoints" and path.name.isdigit() and (path.parent.parent / "config.json").is_file():
+        from gendl_jax.finetune.objective import run_variables
+
+        saved = run_variables(path.parent.parent, step=int(path.name))
+    else:
+        import orbax.checkpoint as ocp
+
+        with ocp.StandardCheckpointer() as ckptr:
+            saved = ckptr.restore(path)
+    return merge_backbone(saved, variables, exclude=exclude, source=str(path))
+
+
+def merge_backbone(saved: Mapping[str, Any], variables: Mapping[str, Any], *, exclude: Sequence[str] = ("fc",),
+                   source: str = "the backbone") -> dict:
+    """``variables`` with every top-level sub-tree of each collection but ``exclude`` taken from ``saved``.
+
+    Raises:
+      ValueError: ``saved`` lacks a needed sub-tree or has other shapes (listed).
+    """
     out = unfreeze(jax.tree_util.tree_map(lambda a: a, dict(variables)))
     problems = []
     for collection, tree in out.items():
@@ -206,5 +231,5 @@ def load_backbone(path: str | pathlib.Path, variables: Mapping[str, Any], *, exc
                 continue
             tree[name] = jax.tree_util.tree_map(lambda a, b: jax.numpy.asarray(a, b.dtype), got, tree[name])
     if problems:
-        raise ValueError(f"checkpoint at {path} does not fit the model: {problems}")
+        raise ValueError(f"checkpoint at {source} does not fit the model: {problems}")
     return out
