@@ -1,0 +1,135 @@
+"""K models in one vmapped step against K sequential single-model steps (gendl_jax.train.sweep).
+
+For each case and K in (1, 4, 8, 16): (a) ``jax.jit(jax.vmap(step))`` on K stacked states (seeds
+0..K-1) and K stacked batches; (b) the single-model ``jax.jit(step)`` called K times, once per
+state (dispatched back to back, one ``block_until_ready`` at the end), which is what K sequential
+runs cost per train step. Compile times are measured apart (``lower().compile()``); then 3 warm-up
+calls and the median of ``--repeats`` timed calls. The ratio is sequential / vmapped (> 1: the
+vmapped sweep is faster). Cases: the toy ring, MLPs 3 x 256, batch 256: WGAN-GP (n_critic 5) and
+the GAN (1 D step).
+
+    python benchmarks/sweeps.py [--repeats 20] [--ks 1 4 8 16]
+
+Writes ``benchmarks/results/sweeps.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+import jax
+import numpy as np
+
+from gendl_jax.data import BatchIterator, load_dataset
+from gendl_jax.objectives import gan, get_objective, wgan
+from gendl_jax.train import sweep
+
+HIDDEN = (256, 256, 256)
+CASES = {
+    # label: (objective, config); data ring8, batch 256
+    "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=HIDDEN, n_critic=5)),
+    "gan": ("gan", gan.GANConfig(hidden=HIDDEN)),
+}
+BATCH = 256
+
+
+def _median_ms(fn, repeats: int) -> tuple[float, list[float]]:
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times), [1e3 * t for t in times]
+
+
+def time_case(objective: str, config, dataset, k: int, repeats: int) -> dict:
+    obj = get_objective(objective)
+    jax.clear_caches()  # the single step's compile time is measured afresh for every K, not read from the cache
+    seeds = list(range(k))
+    its = [BatchIterator(dataset, BATCH, seed=s, inner_steps=config.inner_steps) for s in seeds]
+    stacked_batches = [jax.device_put(sweep.stack_batches(its, s)) for s in range(3)]
+    single_batches = [[jax.device_put(it.batch_at(s)) for it in its] for s in range(3)]
+
+    # (a) vmapped
+    states = sweep.init_sweep(obj, config, single_batches[0][0], seeds)
+    vstep = jax.jit(jax.vmap(obj.step), donate_argnums=0)
+    t0 = time.perf_counter()
+    vcompiled = vstep.lower(states, stacked_batches[0]).compile()
+    v_compile = time.perf_counter() - t0
+    for i in range(3):
+        states, _ = vcompiled(states, stacked_batches[i % 3])
+    jax.block_until_ready(states)
+
+    def run_vmapped(i):
+        nonlocal states
+        states, metrics = vcompiled(states, stacked_batches[i % 3])
+        jax.block_until_ready((states, metrics))
+
+    v_ms, v_times = _median_ms(run_vmapped, repeats)
+
+    # (b) K sequential single-model steps
+    singles = [obj.init(jax.random.PRNGKey(s), config, single_batches[0][0]) for s in seeds]
+    step = jax.jit(obj.step, donate_argnums=0)
+    t0 = time.perf_counter()
+    compiled = step.lower(singles[0], single_batches[0][0]).compile()
+    s_compile = time.perf_counter() - t0
+    for i in range(3):
+        singles = [compiled(st, single_batches[i % 3][j])[0] for j, st in enumerate(singles)]
+    jax.block_until_ready(singles)
+
+    def run_sequential(i):
+        nonlocal singles
+        out = [compiled(st, single_batches[i % 3][j]) for j, st in enumerate(singles)]
+        singles = [o[0] for o in out]
+        jax.block_until_ready(out)
+
+    s_ms, s_times = _median_ms(run_sequential, repeats)
+    return {"k": k, "vmapped_compile_s": v_compile, "single_compile_s": s_compile,
+            "vmapped_ms": v_ms, "sequential_ms": s_ms, "sequential_over_vmapped": s_ms / v_ms,
+            "vmapped_ms_per_model": v_ms / k, "vmapped_times_ms": v_times, "sequential_times_ms": s_times}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--only", choices=sorted(CASES), default=None)
+    parser.add_argument("--out", default="benchmarks/results/sweeps.json")
+    args = parser.parse_args()
+
+    dataset = load_dataset("ring8")
+    rows = []
+    for label, (objective, config) in CASES.items():
+        if args.only and label != args.only:
+            continue
+        for k in args.ks:
+            row = {"objective": label, "data": "ring8", "hidden": list(config.hidden), "batch": BATCH,
+                   "inner_steps": config.inner_steps, **time_case(objective, config, dataset, k, args.repeats)}
+            rows.append(row)
+            print(f"{label:8s} K={k:<3d} vmapped {row['vmapped_ms']:8.1f} ms (compile {row['vmapped_compile_s']:5.2f} s)"
+                  f"  sequential {row['sequential_ms']:8.1f} ms (compile {row['single_compile_s']:5.2f} s)"
+                  f"  ratio {row['sequential_over_vmapped']:.2f}", flush=True)
+
+    print("\n| objective | K | vmapped ms/step (median) | ms per model | K sequential ms/step (median) |"
+          " sequential / vmapped | vmapped compile s | single compile s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['objective']} | {r['k']} | {r['vmapped_ms']:.1f} | {r['vmapped_ms_per_model']:.2f} | "
+              f"{r['sequential_ms']:.1f} | {r['sequential_over_vmapped']:.2f} | {r['vmapped_compile_s']:.2f} | "
+              f"{r['single_compile_s']:.2f} |")
+    path = pathlib.Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                                            "jax": jax.__version__, "backend": jax.default_backend()},
+                                "repeats": args.repeats, "batch": BATCH, "rows": rows}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
