@@ -21,7 +21,15 @@ from gendl_jax.models.resnet import (
 from gendl_jax.models.autoencoders import CODE_ACTIVATIONS, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from gendl_jax.models.dcgan import SUPPORTED_IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator, conv_critic
 from gendl_jax.models.lenet import LENET_INPUT_SHAPE, LeNet
-from gendl_jax.models.layers import DCGAN_INIT, ConvTranspose, Maxout, conv_transpose, conv_transpose_reference
+from gendl_jax.models.layers import (
+    DCGAN_INIT,
+    Conv,
+    ConvTranspose,
+    Maxout,
+    conv,
+    conv_transpose,
+    conv_transpose_reference,
+)
 from gendl_jax.models.mlp import ACTIVATIONS, GENERATOR_OUTPUTS, MLPDiscriminator, MLPGenerator
 
 __all__ = [
@@ -49,12 +57,14 @@ __all__ = [
     "LENET_INPUT_SHAPE",
     "LeNet",
     "SUPPORTED_IMAGE_SIZES",
+    "Conv",
     "ConvTranspose",
     "DCGANDiscriminator",
     "DCGANGenerator",
     "MLPDiscriminator",
     "MLPGenerator",
     "Maxout",
+    "conv",
     "conv_critic",
     "conv_transpose",
     "conv_transpose_reference",

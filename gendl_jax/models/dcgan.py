@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gendl_jax.models.layers import DCGAN_INIT, ConvTranspose
+from gendl_jax.models.layers import DCGAN_INIT, Conv, ConvTranspose
 
 Array = jax.Array
 
@@ -117,8 +117,10 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """Images (N, H, W, C) -> logits / critic scores (N,).
 
-    Stride-2 convolutions (k=4, s=2, p=1) with LeakyReLU(0.2), doubling the channels from
-    ``base_features``: the first (input) layer has no normalisation, the others LayerNorm
+    Stride-2 convolutions (k=4, s=2, p=1; :class:`~gendl_jax.models.layers.Conv`, whose input gradient
+    is fast to differentiate again, as a gradient penalty does; reverse mode of any order and
+    ``jvp`` of a ``grad`` work, ``jax.jvp`` of the discriminator itself does not) with LeakyReLU(0.2),
+    doubling the channels from ``base_features``: the first (input) layer has no normalisation, the others LayerNorm
     (``layer_norm=True``; per sample over (H, W, C), with a per-channel scale and bias),
     else BatchNorm (``batch_norm=True``), else nothing. They go down to 7x7 (28x28 input) or 4x4 (32x32,
     64x64), then flatten -> ``Dense(1)``, squeezed. 28x28: 28 -> 14 (64) -> 7 (128) for
@@ -155,11 +157,11 @@ class DCGANDiscriminator(nn.Module):
         normalised = self.batch_norm or self.layer_norm
         h = x
         for i in range(n):
-            h = nn.Conv(
+            h = Conv(
                 self.base_features * 2**i,
                 kernel_size=(4, 4),
                 strides=(2, 2),
-                padding=((1, 1), (1, 1)),
+                padding=1,
                 use_bias=i == 0 or not normalised,
                 kernel_init=DCGAN_INIT,
                 name=f"conv{i}",
