@@ -6,7 +6,7 @@ state (dispatched back to back, one ``block_until_ready`` at the end), which is 
 runs cost per train step. Compile times are measured apart (``lower().compile()``); then 3 warm-up
 calls and the median of ``--repeats`` timed calls. The ratio is sequential / vmapped (> 1: the
 vmapped sweep is faster). Cases: the toy ring, MLPs 3 x 256, batch 256: WGAN-GP (n_critic 5) and
-the GAN (1 D step).
+the GAN (1 D step); and the same with MLPs 2 x 32 ('-small'), where per-call overhead dominates.
 
     python benchmarks/sweeps.py [--repeats 20] [--ks 1 4 8 16]
 
@@ -35,6 +35,9 @@ CASES = {
     # label: (objective, config); data ring8, batch 256
     "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=HIDDEN, n_critic=5)),
     "gan": ("gan", gan.GANConfig(hidden=HIDDEN)),
+    # Small networks, where a step is dominated by per-call overhead rather than matmul FLOPs.
+    "wgan-gp-small": ("wgan-gp", wgan.WGANGPConfig(hidden=(32, 32), n_critic=5)),
+    "gan-small": ("gan", gan.GANConfig(hidden=(32, 32))),
 }
 BATCH = 256
 

@@ -20,6 +20,7 @@ default train settings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -86,7 +87,12 @@ class TrainConfig:
 
 
 def run_dir(objective: str, train: TrainConfig) -> pathlib.Path:
-    return pathlib.Path(train.out or f"runs/{objective}-{train.data}-seed{train.seed}")
+    """``train.out``, or runs/<objective>-<data>-seed<s> (-seeds<a>-<b> for several seeds)."""
+    if train.out:
+        return pathlib.Path(train.out)
+    if train.seeds > 1:
+        return pathlib.Path(f"runs/{objective}-{train.data}-seeds{train.seed}-{train.seed + train.seeds - 1}")
+    return pathlib.Path(f"runs/{objective}-{train.data}-seed{train.seed}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -145,20 +151,24 @@ def _local_copy(tree: Any) -> Any:
     return jax.tree_util.tree_map(local, tree)
 
 
-def _first_nonfinite(pending: list[tuple[int, dict]]) -> tuple[int, dict] | None:
-    """The first ``(step, host metrics)`` of ``pending`` whose ``finite`` flag is false, if any."""
-    flags = jax.device_get([m[guard.FINITE] for _, m in pending])
-    for (step, metrics), ok in zip(pending, flags):
-        if not bool(ok):
-            return step, parallel.host_metrics(metrics)
+def _nonfinite_models(pending: list[tuple[int, dict]]) -> tuple[int, int, np.ndarray, list[int]] | None:
+    """For the first pending step with a non-finite metric: (step, index in ``pending``, its flags
+    (one per model), total count of bad updates per model over ``pending``); None if all finite."""
+    flags = [np.atleast_1d(np.asarray(f)).astype(bool) for f in jax.device_get([m[guard.FINITE] for _, m in pending])]
+    bad_counts = np.sum([~f for f in flags], axis=0)
+    for i, ((step, _), f) in enumerate(zip(pending, flags)):
+        if not f.all():
+            return step, i, f, bad_counts
     return None
 
 
-def _nonfinite_message(step: int, metrics: dict, last_checkpoint: int | None, ckpt_dir: pathlib.Path) -> str:
+def _nonfinite_message(step: int, metrics: dict, last_checkpoint: int | None, ckpt_dir: pathlib.Path,
+                       seed: int | None = None) -> str:
     bad = [name for name, value in metrics.items() if name != guard.FINITE and not math.isfinite(value)]
     where = f"{ckpt_dir}/{last_checkpoint}" if last_checkpoint is not None else "none saved yet"
     shown = ", ".join(f"{name}={metrics[name]}" for name in bad)
-    return (f"non-finite {shown} at step {step}; stopping. Last good checkpoint: {where} (left intact). "
+    model = f" for seed {seed}" if seed is not None else ""
+    return (f"non-finite {shown} at step {step}{model}; stopping. Last good checkpoint: {where} (left intact). "
             "Resume from it with --resume, or pass --skip-nonfinite to drop such updates.")
 
 
@@ -177,6 +187,8 @@ def _check_resume_config(out: pathlib.Path, record: dict) -> None:
             f"cannot resume {out}: it was trained as {saved['objective']} and these hyper-parameters differ "
             f"from its config.json: {changed}"
         )
+    if saved.get("seeds") != record.get("seeds"):
+        raise ValueError(f"cannot resume {out}: it trained seeds {saved.get('seeds')}, not {record.get('seeds')}")
 
 
 def _mesh_for(train: TrainConfig):
@@ -189,12 +201,36 @@ def _mesh_for(train: TrainConfig):
     return parallel.make_mesh(n)
 
 
+def _model_metrics(host: dict, i: int | None) -> dict[str, float]:
+    """Model ``i``'s scalars from metrics of shape (K,) (``i=None``: already scalars)."""
+    return {k: float(v if i is None else np.asarray(v)[i]) for k, v in host.items()}
+
+
+def _aggregate(per_seed: list[dict]) -> dict:
+    """Per-seed values, mean and standard error of every numeric score."""
+    from gendl_jax.train.sweep import mean_and_stderr
+
+    names = [k for k, v in per_seed[0].items()
+             if k not in ("seed", "steps") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    out = {}
+    for name in names:
+        values = [float(p[name]) for p in per_seed]
+        mean, stderr = mean_and_stderr(values)
+        out[name] = {"values": values, "mean": mean, "stderr": stderr}
+    return out
+
+
 def train_and_evaluate(
     objective: str | Objective, config: Any, train: TrainConfig, *, dataset=None
 ) -> dict:
     """Trains ``objective`` with ``config`` as ``train`` says; returns the summary (also in summary.json).
 
-    With ``train.seeds > 1`` the seeds train vmapped (:func:`gendl_jax.train.sweep.train_seeds_and_summarize`).
+    With ``train.seeds = K > 1``, seeds ``train.seed .. train.seed + K - 1`` train together in one
+    ``jax.jit(jax.vmap(step))`` (each with its own initialisation and data stream, as K single runs
+    would): the checkpoints hold the stacked state, ``seed<s>/`` holds each seed's metrics,
+    TensorBoard files, samples and ``summary.json``, and the run's ``summary.json`` gives every
+    score's per-seed values, mean and standard error.
+
     With ``train.devices > 1`` or several processes (``jax.distributed``), the step runs under
     ``jax.jit`` over a ``data`` mesh, the batch sharded and the state replicated; each process reads
     its own rows of every global batch, and only process 0 writes logs, pictures and summaries
@@ -203,24 +239,33 @@ def train_and_evaluate(
     obj = get_objective(objective) if isinstance(objective, str) else objective
     train.validate()
     config.validate()
-    if train.seeds > 1:
-        from gendl_jax.train import sweep
-
-        return sweep.train_seeds_and_summarize(obj, config, train, dataset=dataset)
+    n_models = train.seeds
+    seeds = list(range(train.seed, train.seed + n_models))
     out = run_dir(obj.name, train)
     ckpt_dir = out / "checkpoints"
     primary = jax.process_index() == 0
     mesh = _mesh_for(train)
+    if n_models > 1 and mesh is not None:
+        raise ValueError(f"--seeds {n_models} cannot be combined with several devices or processes yet "
+                         f"(--devices {train.devices}, {jax.process_count()} process(es))")
     if dataset is None:
         dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
     if obj.prepare_dataset is not None:
         dataset = obj.prepare_dataset(dataset, config)
-    iterator = make_iterator(dataset, train.batch_size, train.seed, config.inner_steps, obj.value_range,
-                             process_index=jax.process_index(), process_count=jax.process_count())
-    if mesh is not None and iterator.batch_size % mesh.size:
-        raise ValueError(f"batch_size={iterator.batch_size} must be divisible by the {mesh.size} devices of --devices")
+    iterators = [make_iterator(dataset, train.batch_size, s, config.inner_steps, obj.value_range,
+                               process_index=jax.process_index(), process_count=jax.process_count())
+                 for s in seeds]
+    if mesh is not None and iterators[0].batch_size % mesh.size:
+        raise ValueError(f"batch_size={iterators[0].batch_size} must be divisible by the {mesh.size} devices "
+                         "of --devices")
+    from gendl_jax.train import sweep
 
-    state = obj.init(jax.random.PRNGKey(train.seed), config, iterator.batch_at(0))
+    if n_models == 1:
+        batch_at = iterators[0].batch_at
+        state = obj.init(jax.random.PRNGKey(train.seed), config, batch_at(0))
+    else:
+        batch_at = lambda s: sweep.stack_batches(iterators, s)  # noqa: E731
+        state = sweep.init_sweep(obj, config, iterators[0].batch_at(0), seeds)
     data_shape = state.data_shape
     if mesh is not None:
         state = parallel.replicate(state, mesh)
@@ -230,6 +275,8 @@ def train_and_evaluate(
     )
     record = {"objective": obj.name, "config": _jsonable(config), "train": _jsonable(train),
               "data_shape": list(data_shape)}
+    if n_models > 1:
+        record["seeds"] = seeds
     start = 0
     if manager.latest_step() is not None:
         if not train.resume:
@@ -240,14 +287,18 @@ def train_and_evaluate(
         if primary and (out / "config.json").is_file():
             _check_resume_config(out, record)
         state, meta = checkpoints.restore_with_meta(manager, state)
-        if meta.get("data_position"):
-            iterator.check_resumable(meta["data_position"])
-        start = int(jax.device_get(_local_copy(state.step)))
+        positions = meta.get("data_position")
+        if positions:
+            for it, position in zip(iterators, positions if isinstance(positions, list) else [positions]):
+                it.check_resumable(position)
+        start = int(np.ravel(jax.device_get(_local_copy(state.step)))[0])
     if primary:
         out.mkdir(parents=True, exist_ok=True)
         _write_text_atomic(out / "config.json", json.dumps(record, indent=2))
 
     step = guard.guard_nonfinite(obj.step, skip=train.skip_nonfinite)
+    if n_models > 1:
+        step = jax.vmap(step)
     if mesh is None:
         step_fn = jax.jit(step, donate_argnums=0)
         place = lambda batch: batch  # noqa: E731
@@ -255,28 +306,35 @@ def train_and_evaluate(
         step_fn = parallel.jit_step(step, mesh)
         place = lambda batch: parallel.shard_batch(batch, mesh)  # noqa: E731
     sample_fn = jax.jit(obj.sample, static_argnums=2) if obj.sample is not None else None
-    picture_key = jax.random.PRNGKey(train.seed + 1)  # fixed latents for every picture of the run
     n_picture = 2500 if isinstance(dataset, gdata.ToyDataset) else 64
+    model_dirs = [out] if n_models == 1 else [out / f"seed{s}" for s in seeds]
+    model_index = [None] if n_models == 1 else list(range(n_models))
 
-    def write_picture(done: int, log: logger.RunLogger) -> None:
-        samples = np.asarray(sample_fn(_local_copy(state), picture_key, n_picture))
-        title = f"{obj.name} step {done}"
-        _write_samples_picture(out / f"samples_{done:07d}.png", samples, dataset, title, obj.value_range)
-        if samples.ndim == 4:
-            log.image(done, "samples", logger.image_grid_array(samples[:64], obj.value_range))
+    def model_state(i):
+        return _local_copy(state) if i is None else sweep.unstack(_local_copy(state), i)
+
+    def write_picture(done: int, logs) -> None:
+        for i, s, d, log in zip(model_index, seeds, model_dirs, logs):
+            # fixed latents (from seed + 1) for every picture of a run
+            samples = np.asarray(sample_fn(model_state(i), jax.random.PRNGKey(s + 1), n_picture))
+            title = f"{obj.name} step {done}" + (f" seed {s}" if i is not None else "")
+            _write_samples_picture(d / f"samples_{done:07d}.png", samples, dataset, title, obj.value_range)
+            if samples.ndim == 4:
+                log.image(done, "samples", logger.image_grid_array(samples[:64], obj.value_range))
 
     last_checkpoint = manager.latest_step()
     pending: list[tuple[int, dict]] = []
-    skipped = 0
+    skipped = np.zeros(n_models, np.int64)
     t0 = time.perf_counter()
     compile_s = None
-    with logger.RunLogger(out, enabled=primary, resume_step=start) as log, tqdm(
-        total=train.steps, initial=start, disable=not (train.progress and primary), desc=f"{obj.name} {train.data}",
-        dynamic_ncols=True,
-    ) as bar:
-        log.run_info(record)  # resolved config, package versions, devices, git revision: run_info.jsonl
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(logger.RunLogger(d, enabled=primary, resume_step=start)) for d in model_dirs]
+        bar = stack.enter_context(tqdm(
+            total=train.steps, initial=start, disable=not (train.progress and primary),
+            desc=f"{obj.name} {train.data}" + (f" x{n_models} seeds" if n_models > 1 else ""), dynamic_ncols=True))
+        logs[0].run_info(record)  # resolved config, package versions, devices, git revision: run_info.jsonl
         for s in range(start, train.steps):
-            state, metrics = step_fn(state, place(iterator.batch_at(s)))
+            state, metrics = step_fn(state, place(batch_at(s)))
             if compile_s is None:
                 jax.block_until_ready(state)
                 compile_s = time.perf_counter() - t0
@@ -285,64 +343,81 @@ def train_and_evaluate(
             pending.append((done, metrics))
             is_checkpoint = done % train.checkpoint_every == 0 or done == train.steps
             if done % train.log_every == 0 or is_checkpoint:
-                bad = _first_nonfinite(pending)
+                bad = _nonfinite_models(pending)
                 if bad is not None:
-                    bad_step, bad_metrics = bad
+                    bad_step, index, flags, counts = bad
+                    first = int(np.argmin(flags))
                     if not train.skip_nonfinite:
                         manager.wait_until_finished()
                         manager.close()
-                        raise FloatingPointError(_nonfinite_message(bad_step, bad_metrics, last_checkpoint, ckpt_dir))
-                    flags = jax.device_get([m[guard.FINITE] for _, m in pending])
-                    n_bad = sum(not bool(f) for f in flags)
-                    skipped += n_bad
-                    tqdm.write(f"skipped {n_bad} non-finite update(s) in steps {pending[0][0]}..{done} "
-                               f"(first at step {bad_step}); {skipped} so far")
+                        host = parallel.host_metrics(pending[index][1]) if n_models == 1 else _model_metrics(
+                            jax.device_get(pending[index][1]), first)
+                        raise FloatingPointError(_nonfinite_message(
+                            bad_step, host, last_checkpoint, ckpt_dir, None if n_models == 1 else seeds[first]))
+                    skipped += counts
+                    tqdm.write(f"skipped {int(counts.sum())} non-finite update(s) in steps {pending[0][0]}..{done} "
+                               f"(first at step {bad_step}); {int(skipped.sum())} so far")
                 pending = []
-                host = parallel.host_metrics(metrics)
-                host[guard.FINITE] = float(host[guard.FINITE])
-                host["skipped_updates"] = float(skipped)
-                if train.best_metric is not None and train.best_metric not in host:
+                host = parallel.host_metrics(metrics) if n_models == 1 else jax.device_get(metrics)
+                rows = []
+                for i, log, n_skipped in zip(model_index, logs, skipped):
+                    row = _model_metrics(host, i)
+                    row["skipped_updates"] = float(n_skipped)
+                    log.scalars(done, row)
+                    rows.append(row)
+                mean_row = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+                if train.best_metric is not None and train.best_metric not in mean_row:
                     raise ValueError(f"best_metric {train.best_metric!r} is not a metric of {obj.name}; "
-                                     f"logged metrics: {sorted(host)}")
-                log.scalars(done, host)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in host.items() if k != guard.FINITE}, refresh=False)
+                                     f"logged metrics: {sorted(mean_row)}")
+                bar.set_postfix({k: f"{v:.3g}" for k, v in mean_row.items() if k != guard.FINITE}, refresh=False)
                 if is_checkpoint:
-                    finite = {k: v for k, v in host.items() if math.isfinite(v)}
-                    checkpoints.save(manager, done, state, metrics=finite, data_position=iterator.position(done))
+                    finite = {k: v for k, v in mean_row.items() if math.isfinite(v)}
+                    positions = [it.position(done) for it in iterators]
+                    checkpoints.save(manager, done, state, metrics=finite,
+                                     data_position=positions[0] if n_models == 1 else positions)
                     last_checkpoint = done
             if sample_fn and primary and train.sample_every and done % train.sample_every == 0 and done != train.steps:
-                write_picture(done, log)
+                write_picture(done, logs)
             bar.update(1)
         jax.block_until_ready(state)
         train_s = time.perf_counter() - t0
         manager.wait_until_finished()
         if sample_fn is not None and primary:
-            write_picture(train.steps, log)
+            write_picture(train.steps, logs)
 
     summary = {}
     if primary:
-        local_state = _local_copy(state)
-        scores = {}
-        if sample_fn is not None:
-            samples = np.asarray(sample_fn(local_state, jax.random.PRNGKey(train.seed + 2), train.n_samples))
-            np.save(out / "samples.npy", samples)
-            scores = summarize(samples, dataset)
-        if obj.report is not None:
-            scores = {**scores, **obj.report(local_state, out, train, dataset)}
-        summary = {
-            "objective": obj.name,
-            "data": train.data,
-            "seed": train.seed,
-            "steps": train.steps,
+        per_model = []
+        for i, s, d, n_skipped in zip(model_index, seeds, model_dirs, skipped):
+            one = model_state(i)
+            scores = {}
+            if sample_fn is not None:
+                samples = np.asarray(sample_fn(one, jax.random.PRNGKey(s + 2), train.n_samples))
+                np.save(d / "samples.npy", samples)
+                scores = summarize(samples, dataset)
+            if obj.report is not None:
+                scores = {**scores, **obj.report(one, d, dataclasses.replace(train, seed=s, seeds=1, out=str(d)),
+                                                 dataset)}
+            model_summary = {"objective": obj.name, "data": train.data, "seed": s, "steps": train.steps,
+                             "skipped_updates": int(n_skipped), **scores}
+            if n_models > 1:
+                if hasattr(one, "hparams"):
+                    model_summary["hparams"] = {k: float(v) for k, v in jax.device_get(one.hparams).items()}
+                _write_text_atomic(d / "summary.json", json.dumps(model_summary, indent=2))
+            per_model.append(model_summary)
+        timing = {
             "resumed_from": start,
             "devices": 1 if mesh is None else mesh.size,
             "processes": jax.process_count(),
-            "skipped_updates": skipped,
             "compile_seconds": compile_s,
             "train_seconds": train_s,
             "steps_per_second": (train.steps - start - 1) / train_s if train.steps - start > 1 else None,
-            **scores,
         }
+        if n_models == 1:
+            summary = {**per_model[0], **timing}
+        else:
+            summary = {"objective": obj.name, "data": train.data, "seeds": seeds, "steps": train.steps, **timing,
+                       "metrics": _aggregate(per_model)}
         _write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     manager.close()
     return summary

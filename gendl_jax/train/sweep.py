@@ -5,16 +5,14 @@ leading axis of states (one state, and one data stream, per model).
   objectives, their own hyper-parameters (learning rates, the WGAN-GP weight, the WGAN clipping
   bound: the leaves of ``state.hparams``, see :func:`gendl_jax.objectives.adversarial.with_hparams`).
 * :func:`train_seeds`: the same for seeds only (kept for the experiments).
-* :func:`train_seeds_and_summarize`: ``gendl train ... --seeds K``: one run folder per seed and the
-  mean and standard error of every score.
+
+``gendl train ... --seeds K`` runs through the fit loop (:func:`gendl_jax.train.train_and_evaluate`),
+which vmaps the step the same way and adds checkpoints, resume and per-seed logs.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import pathlib
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -149,109 +147,3 @@ def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
     if values.size < 2 or not np.all(np.isfinite(values)):
         return float(values.mean()), None
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def train_seeds_and_summarize(objective: str | Objective, config: Any, train: fit.TrainConfig, *,
-                              dataset=None) -> dict:
-    """``gendl train OBJECTIVE --seeds K``: seeds ``train.seed .. train.seed + K - 1`` trained vmapped
-    for ``train.steps`` steps (:func:`train_sweep`).
-
-    Writes into the run folder (``train.out``; default ``runs/<objective>-<data>-seeds<a>-<b>``):
-
-    * ``config.json``: objective, config, train settings, data shape and the seeds;
-    * ``seed<s>/``: ``metrics.jsonl`` (every ``log_every`` steps), ``samples.npy`` (``n_samples``
-      samples drawn with ``PRNGKey(s + 2)``), the final samples picture (latents from
-      ``PRNGKey(s + 1)``) and ``summary.json``: the scores of a single run with seed ``s`` (the
-      objective's report included) and the model's ``hparams``;
-    * ``summary.json``: timings, and for every numeric score its per-seed ``values``, ``mean`` and
-      ``stderr`` (``std(ddof=1) / sqrt(K)``; None for K = 1 or a non-finite value, see
-      :func:`mean_and_stderr`). Returned as well.
-
-    A non-finite metric stops the run with a ``FloatingPointError`` naming the seed, metric and step.
-    Not supported together with ``--resume`` or ``--devices > 1`` (``ValueError``); no checkpoints
-    are written.
-    """
-    obj = get_objective(objective) if isinstance(objective, str) else objective
-    train.validate()
-    config.validate()
-    if getattr(train, "resume", False):
-        raise ValueError("resume is not supported with seeds > 1 (a seed sweep writes no checkpoints)")
-    if getattr(train, "devices", 1) > 1:
-        raise ValueError(f"seeds > 1 and devices > 1 cannot be combined yet, got seeds={train.seeds}, "
-                         f"devices={train.devices}")
-    seeds = list(range(train.seed, train.seed + train.seeds))
-    out = fit.run_dir(obj.name, train) if train.out else pathlib.Path(
-        f"runs/{obj.name}-{train.data}-seeds{seeds[0]}-{seeds[-1]}")
-    if dataset is None:
-        dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
-    if obj.prepare_dataset is not None:
-        dataset = obj.prepare_dataset(dataset, config)
-    seed_dirs = [out / f"seed{s}" for s in seeds]
-    for d in seed_dirs:
-        d.mkdir(parents=True, exist_ok=True)
-    for d in seed_dirs:
-        (d / "metrics.jsonl").write_text("")
-
-    def on_log(done: int, metrics: dict) -> None:
-        for i, (s, d) in enumerate(zip(seeds, seed_dirs)):
-            row = {k: float(np.asarray(v)[i]) for k, v in metrics.items()}
-            with open(d / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"step": done, **row}) + "\n")
-            bad = {k: v for k, v in row.items() if not math.isfinite(v)}
-            if bad:
-                shown = ", ".join(f"{k}={v}" for k, v in bad.items())
-                raise FloatingPointError(f"non-finite {shown} at step {done} for seed {s}; stopping the sweep "
-                                         f"(its metrics are in {d / 'metrics.jsonl'}).")
-
-    states, info = train_sweep(obj, config, dataset, seeds=seeds, steps=train.steps, batch_size=train.batch_size,
-                               progress=train.progress, desc=f"{obj.name} {train.data} x{len(seeds)}",
-                               log_every=train.log_every, on_log=on_log)
-    record = {"objective": obj.name, "config": fit._jsonable(config), "train": fit._jsonable(train),
-              "data_shape": list(states.data_shape), "seeds": seeds}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(record, indent=2))
-
-    sample_fn = jax.jit(obj.sample, static_argnums=2) if obj.sample is not None else None
-    n_picture = 2500 if isinstance(dataset, gdata.ToyDataset) else 64
-    per_seed = []
-    for i, (s, d) in enumerate(zip(seeds, seed_dirs)):
-        state = unstack(states, i)
-        scores = {}
-        if sample_fn is not None:
-            samples = np.asarray(sample_fn(state, jax.random.PRNGKey(s + 2), train.n_samples))
-            np.save(d / "samples.npy", samples)
-            picture = np.asarray(sample_fn(state, jax.random.PRNGKey(s + 1), n_picture))
-            fit._write_samples_picture(d / f"samples_{train.steps:07d}.png", picture, dataset,
-                                       f"{obj.name} seed {s} step {train.steps}", obj.value_range)
-            scores = fit.summarize(samples, dataset)
-        if obj.report is not None:
-            seed_train = dataclasses.replace(train, seed=s, seeds=1, out=str(d))
-            scores = {**scores, **obj.report(state, d, seed_train, dataset)}
-        summary = {"objective": obj.name, "data": train.data, "seed": s, "steps": train.steps, **scores}
-        if hasattr(state, "hparams"):
-            summary["hparams"] = {k: float(v) for k, v in jax.device_get(state.hparams).items()}
-        (d / "summary.json").write_text(json.dumps(summary, indent=2))
-        per_seed.append(summary)
-
-    names = [k for k, v in per_seed[0].items() if k not in ("seed", "steps") and _is_number(v)]
-    metrics = {}
-    for name in names:
-        values = [float(p[name]) for p in per_seed]
-        mean, stderr = mean_and_stderr(values)
-        metrics[name] = {"values": values, "mean": mean, "stderr": stderr}
-    summary = {
-        "objective": obj.name,
-        "data": train.data,
-        "seeds": seeds,
-        "steps": train.steps,
-        "compile_seconds": info["compile_seconds"],
-        "train_seconds": info["train_seconds"],
-        "steps_per_second": (train.steps - 1) / info["train_seconds"] if train.steps > 1 else None,
-        "metrics": metrics,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary

@@ -139,3 +139,87 @@ def test_mean_and_stderr_of_one_value_has_no_stderr():
     assert sweep.mean_and_stderr([1.0, float("inf")]) == (float("inf"), None)
     mean, se = sweep.mean_and_stderr([1.0, 2.0, 4.0])
     assert mean == pytest.approx(7 / 3) and se == pytest.approx(np.std([1, 2, 4], ddof=1) / np.sqrt(3))
+
+
+def test_seed_sweep_checkpoints_and_resumes_bitwise(tmp_path):
+    """--seeds K runs through the fit loop: stacked checkpoints, and a resumed sweep equals an uninterrupted one."""
+    import jax
+
+    from gendl_jax.objectives import wgan
+    from gendl_jax.train import TrainConfig, checkpoints, train_and_evaluate
+
+    config = wgan.WGANGPConfig(hidden=(8, 8), n_critic=2)
+
+    def run(name, steps, **kw):
+        return train_and_evaluate("wgan-gp", config, TrainConfig(
+            data="ring8", steps=steps, batch_size=16, seed=2, seeds=3, out=str(tmp_path / name), log_every=5,
+            checkpoint_every=5, sample_every=0, n_samples=50, progress=False, **kw))
+
+    straight = run("straight", 20)
+    run("split", 10)
+    with pytest.raises(FileExistsError):
+        run("split", 20)
+    resumed = run("split", 20, resume=True)
+    assert resumed["resumed_from"] == 10 and resumed["seeds"] == [2, 3, 4]
+
+    def final(name):
+        manager = checkpoints.checkpoint_manager(tmp_path / name / "checkpoints")
+        like = jax.tree_util.tree_map(np.asarray, checkpoints.restore(manager, _stacked_like(config)))
+        manager.close()
+        return like
+
+    for a, b in zip(jax.tree_util.tree_leaves(final("straight")), jax.tree_util.tree_leaves(final("split"))):
+        np.testing.assert_array_equal(a, b)
+    assert resumed["metrics"]["high_quality"] == straight["metrics"]["high_quality"]
+    for seed in (2, 3, 4):
+        steps = [json.loads(line)["step"] for line in
+                 (tmp_path / "split" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()]
+        assert steps == [5, 10, 15, 20]
+        assert list((tmp_path / "split" / f"seed{seed}" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def _stacked_like(config):
+    from gendl_jax.data import BatchIterator, load_dataset
+    from gendl_jax.objectives import get_objective
+    from gendl_jax.train import sweep
+
+    it = BatchIterator(load_dataset("ring8"), 16, inner_steps=config.inner_steps)
+    return sweep.init_sweep(get_objective("wgan-gp"), config, it.batch_at(0), [0, 1, 2])
+
+
+def test_seed_sweep_nonfinite_names_the_seed(tmp_path):
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from gendl_jax.objectives import gan, get_objective
+    from gendl_jax.train import TrainConfig, train_and_evaluate
+
+    def step(state, batch):  # model with lr 0.5 (seed 1 below) turns non-finite at its 3rd update
+        new, metrics = gan.step(state, batch)
+        bad = (state.step == 2) & (state.hparams["g_learning_rate"] > 0.1)
+        return new, {**metrics, "g_loss": jnp.where(bad, jnp.inf, metrics["g_loss"])}
+
+    obj = dataclasses.replace(get_objective("gan"), step=step)
+    original_init = obj.init
+
+    def init(key, config, batch):
+        state = original_init(key, config, batch)
+        # seed 1's key is PRNGKey(1): give that model a different learning rate to make it the bad one
+        lr = jnp.where(jnp.all(key == jax_key(1)), 0.5, 2e-4)
+        return state.replace(hparams={**state.hparams, "g_learning_rate": lr.astype(jnp.float32)})
+
+    obj = dataclasses.replace(obj, init=init)
+    train = TrainConfig(data="ring8", steps=6, batch_size=16, seed=0, seeds=3, out=str(tmp_path / "nan"), log_every=3,
+                        checkpoint_every=3, sample_every=0, n_samples=20, progress=False)
+    with pytest.raises(FloatingPointError, match=r"g_loss=inf at step 3 for seed 1"):
+        train_and_evaluate(obj, gan.GANConfig(hidden=(8, 8)), train)
+    summary = train_and_evaluate(obj, gan.GANConfig(hidden=(8, 8)),
+                                 dataclasses.replace(train, out=str(tmp_path / "skip"), skip_nonfinite=True))
+    assert summary["metrics"]["skipped_updates"]["values"] == [0, 1, 0]
+
+
+def jax_key(seed):
+    import jax
+
+    return jax.random.PRNGKey(seed)
