@@ -5,7 +5,7 @@ ours and the reference timed alternately so that load from other processes hits 
 
   exact W2, uniform weights, n = m in {500, 1000, 2000}, d = 2     vs POT ``ot.emd2`` (float64, C++ network simplex)
   exact W2 + gradient in x (same sizes)                             vs POT ``ot.emd2`` (value only)
-  exact W2, general weights, n = m = 200                            vs POT ``ot.emd2``
+  exact W2, general weights, n = m in {500, 1000, 2000}, d = 2      vs POT ``ot.emd2``
   exact W2 by optax.assignment.hungarian_algorithm (jit), n = 500   vs POT ``ot.emd2`` (the in-JAX alternative)
   Sinkhorn W2, n in {1000, 4000}, d in {2, 64}, eps = 0.1           vs POT ``sinkhorn2(method="sinkhorn_log")``
                                                                     and raw ott-jax (PointCloud + Sinkhorn,
@@ -13,9 +13,13 @@ ours and the reference timed alternately so that load from other processes hits 
   1-D W1, n = m = 10^6                                              vs ``scipy.stats.wasserstein_distance``
 
 Points are standard normal scaled by 1/sqrt(d) (so costs are O(1) in every d), y shifted by 0.5.
-Prints a table and writes ``benchmarks/results/transport.json``. Usage::
+The POT timing includes ``ot.dist`` (its cost matrix), as ours includes the cost matrix in JAX.
+Prints a table and writes ``benchmarks/results/transport.json``; with ``--sections`` only those
+sections are run and their rows replace the same sections' rows in the JSON (the others are kept,
+each row names its section and the command that measured it). Usage::
 
     python benchmarks/transport.py                 # full table (about 10 min on a loaded 2-core CPU)
+    python benchmarks/transport.py --sections exact exact_jax   # the exact solver rows only
     python benchmarks/transport.py --quick         # small sizes, to check the script
 """
 
@@ -228,26 +232,55 @@ def bench_1d(rng, n, repeats):
     ]
 
 
+SECTIONS = ("exact", "exact_jax", "sinkhorn", "1d")
+
+
+def _section_of(row) -> str:
+    """Section of a row (rows written before sections were named carry none)."""
+    if "section" in row:
+        return row["section"]
+    case = row["case"]
+    if case.startswith("exact W2 by optax"):
+        return "exact_jax"
+    return "exact" if case.startswith("exact") else "sinkhorn" if case.startswith("Sinkhorn") else "1d"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small sizes only (checks the script)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "transport.json")
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
     exact_sizes = (100, 200) if args.quick else (500, 1000, 2000)
     sinkhorn_sizes = (200,) if args.quick else (1000, 4000)
+    command = "python benchmarks/transport.py" + (" --quick" if args.quick else "")
+    if set(args.sections) != set(SECTIONS):
+        command += " --sections " + " ".join(args.sections)
+    if args.repeats != 5:
+        command += f" --repeats {args.repeats}"
     rows = []
-    for n in exact_sizes:
-        rows += bench_exact(rng, n, args.repeats if n < 2000 else max(1, args.repeats // 2))
+    # One generator per section, so that a section's data do not depend on which others run.
+    rngs = {section: np.random.default_rng(i) for i, section in enumerate(SECTIONS)}
+
+    def add(section, new_rows):
+        rows.extend(r | {"section": section, "command": command} for r in new_rows)
         print(rows[-1]["case"], "done", flush=True)
-    rows += bench_exact(rng, 50 if args.quick else 200, max(1, args.repeats // 2), with_weights=True)
-    rows += bench_exact_in_jax(rng, 100 if args.quick else 500, args.repeats)
-    for n in sinkhorn_sizes:
-        for d in (2, 64):
-            rows += bench_sinkhorn(rng, n, d, args.repeats if n < 4000 else max(1, args.repeats // 2))
-            print(rows[-1]["case"], "done", flush=True)
-    rows += bench_1d(rng, 10**4 if args.quick else 10**6, args.repeats)
+
+    if "exact" in args.sections:
+        for with_weights in (False, True):
+            for n in exact_sizes:
+                repeats = args.repeats if n < 2000 else max(1, args.repeats // 2)
+                add("exact", bench_exact(rngs["exact"], n, repeats, with_weights=with_weights))
+    if "exact_jax" in args.sections:
+        add("exact_jax", bench_exact_in_jax(rngs["exact_jax"], 100 if args.quick else 500, args.repeats))
+    if "sinkhorn" in args.sections:
+        for n in sinkhorn_sizes:
+            for d in (2, 64):
+                repeats = args.repeats if n < 4000 else max(1, args.repeats // 2)
+                add("sinkhorn", bench_sinkhorn(rngs["sinkhorn"], n, d, repeats))
+    if "1d" in args.sections:
+        add("1d", bench_1d(rngs["1d"], 10**4 if args.quick else 10**6, args.repeats))
 
     print(f"\n{'case':<42} {'ours (ms)':>10} {'reference':<30} {'ref (ms)':>10} {'speed-up':>9} {'compile s':>9}")
     for r in rows:
@@ -256,15 +289,25 @@ def main() -> None:
             f"{r['speedup']:>8.2f}x {r['compile_s']:>9.2f}"
         )
     meta = {
-        "command": "python benchmarks/transport.py" + (" --quick" if args.quick else ""),
+        "command": command,
         "repeats": args.repeats,
         "jax": jax.__version__,
         "pot": ot.__version__,
         "scipy": scipy.__version__,
         "backend": jax.default_backend(),
         "machine": platform.processor() or platform.machine(),
-        "exact_solver": "scipy.optimize.linear_sum_assignment (uniform, n = m); linprog highs-ipm otherwise",
+        "exact_solver": "gendl_jax.transport.netsimplex (our network simplex, C extension, float64); "
+        "scipy linear_sum_assignment for uniform weights with n = m <= 100",
     }
+    if set(args.sections) != set(SECTIONS) and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        old_command = previous.get("meta", {}).get("command", "unknown")
+        kept = [r for r in previous.get("rows", []) if _section_of(r) not in args.sections]
+        for r in kept:
+            r.setdefault("section", _section_of(r))
+            r.setdefault("command", old_command)
+        rows = sorted(kept + rows, key=lambda r: SECTIONS.index(r["section"]))
+        meta["note"] = "rows carry the command (and so the run) that measured them; meta describes the latest run"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {args.out}")

@@ -79,7 +79,8 @@ def wasserstein(
         within ``MASS_TOLERANCE``; ``normalize=True`` divides each given vector by its total.
       p: order >= 1.
       method:
-        "exact": the linear program, solved on the host (see ``gendl_jax.transport.exact``);
+        "exact": the linear program, solved on the host by a network simplex (C extension, see
+          ``gendl_jax.transport.exact`` and ``gendl_jax.transport.netsimplex``);
           ``jax.grad`` w.r.t. x, y (through the optimal plan) and a, b (through the centred dual
           potentials) works under ``jit``.
         "sinkhorn": ott-jax Sinkhorn with absolute regularisation ``epsilon`` (required), stopped at
@@ -96,7 +97,7 @@ def wasserstein(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     x, y, a, b, p = _prepare(x, y, a, b, p, normalize)
     if method == "exact":
-        value, _ = exact.transport_cost(_costs.cost_matrix(x, y, p), a, b)
+        value, _ = exact.transport_cost(_costs.cost_matrix(x, y, p), a, b, exact.projection_start(x, y))
         return value ** (1.0 / p)
     if method == "sinkhorn":
         epsilon = _checks.check_epsilon(epsilon)
@@ -136,7 +137,7 @@ def transport_plan(
         raise ValueError(f"method must be 'exact' or 'sinkhorn', got {method!r}")
     x, y, a, b, p = _prepare(x, y, a, b, p, normalize)
     if method == "exact":
-        _, plan = exact.transport_cost(_costs.cost_matrix(x, y, p), a, b)
+        _, plan = exact.transport_cost(_costs.cost_matrix(x, y, p), a, b, exact.projection_start(x, y))
         return plan
     epsilon = _checks.check_epsilon(epsilon)
     out = entropic.solve_sinkhorn(x, y, a, b, p=p, epsilon=epsilon, threshold=threshold, max_iterations=max_iterations)
