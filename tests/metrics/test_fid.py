@@ -106,3 +106,19 @@ def test_bad_input():
         frechet_distance(np.zeros(4), np.eye(4), np.zeros(4), np.eye(3))
     with pytest.raises(ValueError, match="symmetric"):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]]))
+
+
+def test_trace_term_keeps_float64_precision_at_feature_sizes():
+    """d = 2048 (Inception's size; large enough that XLA:CPU runs the host callback on a thread
+    without 64-bit mode, where jax casts float64 operands to float32): the trace term equals a float64
+    numpy evaluation to 1e-12, not to float32's 1e-7."""
+    import jax
+
+    rng = np.random.default_rng(11)
+    d = 2048
+    s1, s2 = _random_spd(rng, d), 1.5 * _random_spd(rng, d)
+    chol = np.linalg.cholesky(s1)
+    expected = np.sum(np.sqrt(np.maximum(np.linalg.eigvalsh(chol.T @ s2 @ chol), 0.0)))
+    with jax.enable_x64(True):
+        got = float(trace_sqrt_product(jax.numpy.asarray(s1), jax.numpy.asarray(s2)))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
