@@ -14,13 +14,20 @@ from typing import NamedTuple
 
 import numpy as np
 
-try:
-    from gendl_jax.transport import _netsimplex
-except ImportError as err:  # a source checkout used without building the extension
-    raise ImportError(
-        "gendl_jax.transport._netsimplex (the C network simplex) is not built: install the package with "
-        "`pip install .` or `pip install -e .` (needs a C compiler and the Python headers)"
-    ) from err
+
+
+def _extension():
+    """The compiled solver, imported on first use so that the rest of ``gendl_jax.transport``
+    (Sinkhorn, sliced, 1-D, Gaussian) works in a source checkout where it is not built."""
+    try:
+        from gendl_jax.transport import _netsimplex
+    except ImportError as err:
+        raise ImportError(
+            "gendl_jax.transport._netsimplex (the C network simplex behind method='exact') is not built: "
+            "install the package with `pip install .` or `pip install -e .` (needs a C compiler and the "
+            "Python headers)"
+        ) from err
+    return _netsimplex
 
 __all__ = ["NetworkSimplexResult", "network_simplex"]
 
@@ -102,7 +109,7 @@ def network_simplex(cost, a, b, *, max_iter: int | None = None, block: int | Non
         max_iter = max(10**7, 100 * (nn + mm) ** 2)
     if block is None:
         block = max(int(np.sqrt(nn * mm) / 2), 10)
-    r, c, f, u, v, iterations, converged = _netsimplex.solve(
+    r, c, f, u, v, iterations, converged = _extension().solve(
         sub,
         np.ascontiguousarray(a[rows]),
         np.ascontiguousarray(b[cols]),
