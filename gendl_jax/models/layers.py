@@ -292,7 +292,28 @@ def conv(x: Array, kernel: Array, strides: Sequence[int], padding: Sequence[Sequ
 # ----------------------------------------------------------------------------------------------
 
 
-class ConvTranspose(nn.Module):
+class _StridedConvFields(nn.Module):
+    """Fields and checks shared by :class:`ConvTranspose` and :class:`Conv` (see their docstrings)."""
+
+    features: int
+    kernel_size: int | tuple[int, int] = (4, 4)
+    strides: int | tuple[int, int] = (2, 2)
+    padding: int = 1
+    use_bias: bool = True
+    kernel_init: Initializer = DCGAN_INIT
+    bias_init: Initializer = nn.initializers.zeros
+
+    def __post_init__(self):
+        if not (isinstance(self.features, numbers.Integral) and self.features >= 1):
+            raise ValueError(f"features must be a positive int, got {self.features!r}")
+        if min(_pair(self.kernel_size, "kernel_size")) < 1 or min(_pair(self.strides, "strides")) < 1:
+            raise ValueError(f"kernel_size and strides must be positive, got {self.kernel_size!r}, {self.strides!r}")
+        if not (isinstance(self.padding, numbers.Integral) and self.padding >= 0):
+            raise ValueError(f"padding must be an int >= 0 (PyTorch-style symmetric padding), got {self.padding!r}")
+        super().__post_init__()
+
+
+class ConvTranspose(_StridedConvFields):
     """Transposed convolution layer (PyTorch ``ConvTranspose2d`` semantics) built on :func:`conv_transpose`.
 
     (N, H, W, C_in) -> (N, (H - 1) * sh - 2 p + kh, (W - 1) * sw - 2 p + kw, features).
@@ -314,22 +335,6 @@ class ConvTranspose(nn.Module):
     and ``bias`` (features,).
     """
 
-    features: int
-    kernel_size: int | tuple[int, int] = (4, 4)
-    strides: int | tuple[int, int] = (2, 2)
-    padding: int = 1
-    use_bias: bool = True
-    kernel_init: Initializer = DCGAN_INIT
-    bias_init: Initializer = nn.initializers.zeros
-
-    def __post_init__(self):
-        if not (isinstance(self.features, numbers.Integral) and self.features >= 1):
-            raise ValueError(f"features must be a positive int, got {self.features!r}")
-        if min(_pair(self.kernel_size, "kernel_size")) < 1 or min(_pair(self.strides, "strides")) < 1:
-            raise ValueError(f"kernel_size and strides must be positive, got {self.kernel_size!r}, {self.strides!r}")
-        if not (isinstance(self.padding, numbers.Integral) and self.padding >= 0):
-            raise ValueError(f"padding must be an int >= 0 (PyTorch-style symmetric padding), got {self.padding!r}")
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: Array, train: bool = True) -> Array:
@@ -355,7 +360,7 @@ class ConvTranspose(nn.Module):
         return y
 
 
-class Conv(nn.Module):
+class Conv(_StridedConvFields):
     """Strided convolution layer on :func:`conv`: ``nn.Conv`` with explicit padding, made for critics
     whose input gradient is differentiated again (WGAN-GP), where it is much faster on CPU.
 
@@ -374,22 +379,6 @@ class Conv(nn.Module):
       bias_init: initialiser of the bias; zeros.
     """
 
-    features: int
-    kernel_size: int | tuple[int, int] = (4, 4)
-    strides: int | tuple[int, int] = (2, 2)
-    padding: int = 1
-    use_bias: bool = True
-    kernel_init: Initializer = DCGAN_INIT
-    bias_init: Initializer = nn.initializers.zeros
-
-    def __post_init__(self):
-        if not (isinstance(self.features, numbers.Integral) and self.features >= 1):
-            raise ValueError(f"features must be a positive int, got {self.features!r}")
-        if min(_pair(self.kernel_size, "kernel_size")) < 1 or min(_pair(self.strides, "strides")) < 1:
-            raise ValueError(f"kernel_size and strides must be positive, got {self.kernel_size!r}, {self.strides!r}")
-        if not (isinstance(self.padding, numbers.Integral) and self.padding >= 0):
-            raise ValueError(f"padding must be an int >= 0, got {self.padding!r}")
-        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: Array, train: bool = True) -> Array:

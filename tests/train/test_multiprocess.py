@@ -72,6 +72,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_processes(commands, *, cwd, env, timeout: float) -> list[str]:
+    """Runs the commands at once; their combined outputs. Fails (killing all) past ``timeout`` seconds
+    or when one exits non-zero, so a hung collective cannot block the suite."""
+    procs = [subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for c in commands]
+    deadline, logs = time.monotonic() + timeout, []
+    try:
+        for p in procs:
+            logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        logs = [p.communicate()[0] for p in procs]
+        pytest.fail(f"the processes did not finish within {timeout} s:\n" + "\n---\n".join(logs))
+    assert [p.returncode for p in procs] == [0] * len(procs), "\n---\n".join(logs)
+    return logs
+
+
 def _one_process(name, config):
     """Reference: one process, one device, the global batch."""
     obj = get_objective(name)
@@ -88,21 +106,8 @@ def test_two_processes_match_one_process(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("XLA_FLAGS", None)
     port, out = _free_port(), str(tmp_path / "state")
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, str(i), str(port), out], cwd=root, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)
-    ]
-    deadline, logs = time.monotonic() + 150, []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        logs = [p.communicate()[0] for p in procs]
-        pytest.fail("the two processes did not finish within 150 s:\n" + "\n---\n".join(logs))
-    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(logs)
+    logs = _run_processes([[sys.executable, "-c", WORKER, str(i), str(port), out] for i in range(2)],
+                          cwd=root, env=env, timeout=150)
     print("".join(logs))
 
     for case, (name, config) in CASES.items():
@@ -132,22 +137,10 @@ def test_gendl_train_on_two_processes_matches_one_process(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="2")
     env.pop("XLA_FLAGS", None)
     port, run = _free_port(), tmp_path / "two"
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "gendl_jax.cli", "train", *CLI_ARGS, "--out", str(run),
-                          "--coordinator-address", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-                         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(2)
-    ]
-    deadline, logs = time.monotonic() + 240, []
-    try:
-        for p in procs:
-            logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        logs = [p.communicate()[0] for p in procs]
-        pytest.fail("the two processes did not finish within 240 s:\n" + "\n---\n".join(logs))
-    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(logs)
+    logs = _run_processes(
+        [[sys.executable, "-m", "gendl_jax.cli", "train", *CLI_ARGS, "--out", str(run), "--coordinator-address",
+          f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)] for i in range(2)],
+        cwd=root, env=env, timeout=240)
     assert '"processes": 2' in logs[0] and '"devices": 4' in logs[0]
     assert '"objective"' not in logs[1]  # process 1 prints and writes no summary
 
