@@ -165,7 +165,13 @@ def _path_name(path) -> str:
 def check_compatible(manager: ocp.CheckpointManager, step: int, like: Any) -> None:
     """``ValueError`` naming every leaf whose presence, shape or dtype differs between checkpoint
     ``step`` and ``like``."""
-    saved = manager.item_metadata(step)["state"]
+    legacy = _legacy_item(manager, step)
+    if legacy is not None:
+        with ocp.StandardCheckpointer() as checkpointer:
+            saved = checkpointer.metadata(legacy)
+        saved = getattr(saved, "item_metadata", saved)
+    else:
+        saved = manager.item_metadata(step)["state"]
     if saved is None:
         raise CorruptCheckpointError(f"checkpoint {manager.directory}/{step} has no readable state metadata")
     saved_tree = getattr(saved, "tree", saved)
@@ -232,7 +238,18 @@ def restore_with_meta(manager: ocp.CheckpointManager, like: Any, step: int | Non
     raise CorruptCheckpointError(f"no intact checkpoint in {manager.directory}:\n  " + "\n  ".join(errors))
 
 
+def _legacy_item(manager: ocp.CheckpointManager, step: int) -> pathlib.Path | None:
+    """The single ``default`` item of a checkpoint written before the state/meta layout, if it is one."""
+    step_dir = pathlib.Path(manager.directory) / str(step)
+    legacy = step_dir / "default"
+    return legacy if legacy.is_dir() and not (step_dir / "state").exists() else None
+
+
 def _restore_verified(manager: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict]:
+    legacy = _legacy_item(manager, step)
+    if legacy is not None:  # no digest or data position was saved: restored as is
+        with ocp.StandardCheckpointer() as checkpointer:
+            return checkpointer.restore(legacy, _abstract(like)), {"step": step}
     restored = manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like)), meta=ocp.args.JsonRestore())
     )

@@ -178,3 +178,22 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     # The resumed log has each step once: the lines written after the checkpoint were replaced.
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert steps == list(range(1, 3001))
+
+
+def test_checkpoints_of_the_earlier_single_item_layout_still_restore(tmp_path):
+    """Runs saved before the state/meta layout (one ``default`` item, no digest) resume."""
+    import orbax.checkpoint as ocp
+
+    state = _gan_state(seed=5)
+    old = ocp.CheckpointManager(tmp_path, options=ocp.CheckpointManagerOptions(create=True))
+    old.save(3, args=ocp.args.StandardSave(state))
+    old.wait_until_finished()
+    old.close()
+    assert (tmp_path / "3" / "default").is_dir()
+    manager = checkpoints.checkpoint_manager(tmp_path)
+    restored, meta = checkpoints.restore_with_meta(manager, _gan_state(seed=6))
+    _assert_same(restored, state)
+    assert meta == {"step": 3}
+    with pytest.raises(ValueError, match="does not fit this model"):
+        checkpoints.restore(manager, _gan_state(hidden=(8, 12)))
+    manager.close()
