@@ -38,6 +38,7 @@ import optax
 from flax import struct
 
 from gendl_jax import models
+from gendl_jax.objectives.distributed import global_draw, mean_over_devices
 
 Array = jax.Array
 PyTree = Any
@@ -287,19 +288,6 @@ def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, 
     )
 
 
-def _global_draw(sampler, key: Array, local_shape: tuple[int, ...], axis_name: str | None) -> Array:
-    """``sampler(key, shape)`` for this device's rows of the global batch (identical to one device's draw)."""
-    if axis_name is None:
-        return sampler(key, local_shape)
-    n_dev = jax.lax.psum(1, axis_name)
-    full = sampler(key, (local_shape[0] * n_dev, *local_shape[1:]))
-    return jax.lax.dynamic_slice_in_dim(full, jax.lax.axis_index(axis_name) * local_shape[0], local_shape[0])
-
-
-def _mean_over_devices(tree: PyTree, axis_name: str | None) -> PyTree:
-    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
-
-
 def adversarial_step(
     state: AdversarialState,
     batch: dict,
@@ -343,7 +331,7 @@ def adversarial_step(
     def d_update(d_net: NetState, inputs):
         real, step_key = inputs
         z_key, p_key = jax.random.split(step_key)
-        z = _global_draw(jax.random.normal, z_key, (m, z_dim), axis_name)
+        z = global_draw(jax.random.normal, z_key, (m, z_dim), axis_name)
         fake, _ = apply_net(gen, g_net.params, g_net.batch_stats, z, train=True)
         fake = jax.lax.stop_gradient(fake)
 
@@ -353,19 +341,19 @@ def adversarial_step(
             loss, metrics = discriminator_loss(s_real, s_fake)
             if penalty is not None:
                 critic = lambda x: apply_net(disc, params, stats, x, train=False)[0]  # noqa: E731
-                eps = _global_draw(jax.random.uniform, p_key, (m,), axis_name)
+                eps = global_draw(jax.random.uniform, p_key, (m,), axis_name)
                 value, p_metrics = penalty(critic, real, fake, eps)
                 loss = loss + penalty_weight * value
                 metrics = {**metrics, **p_metrics}
             return loss, (metrics, stats)
 
         (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_net.params)
-        grads, stats = _mean_over_devices((grads, stats), axis_name)
+        grads, stats = mean_over_devices((grads, stats), axis_name)
         params, opt_state = _scaled_update(d_tx, grads, d_net, state.hparams["d_learning_rate"])
         if projection is not None:
             params = projection(params)
         metrics = {"d_loss": loss, **metrics, "d_grad_norm": optax.tree.norm(grads)}
-        return NetState(params, stats, opt_state), _mean_over_devices(metrics, axis_name)
+        return NetState(params, stats, opt_state), mean_over_devices(metrics, axis_name)
 
     d_keys = jax.random.split(d_key, k)
     if k == 1:
@@ -376,7 +364,7 @@ def adversarial_step(
         d_net, d_metrics = jax.lax.scan(d_update, state.discriminator, (real_batches, d_keys), unroll=True)
         d_metrics = jax.tree_util.tree_map(jnp.mean, d_metrics)
 
-    z = _global_draw(jax.random.normal, g_key, (m, z_dim), axis_name)
+    z = global_draw(jax.random.normal, g_key, (m, z_dim), axis_name)
 
     def g_loss_fn(params):
         fake, stats = apply_net(gen, params, g_net.batch_stats, z, train=True)
@@ -384,7 +372,7 @@ def adversarial_step(
         return generator_loss(s_fake), stats
 
     (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_net.params)
-    g_grads, g_stats, g_loss = _mean_over_devices((g_grads, g_stats, g_loss), axis_name)
+    g_grads, g_stats, g_loss = mean_over_devices((g_grads, g_stats, g_loss), axis_name)
     g_params, g_opt = _scaled_update(g_tx, g_grads, g_net, state.hparams["g_learning_rate"])
 
     metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads)}

@@ -37,6 +37,7 @@ import optax
 from flax import struct
 
 from gendl_jax import models
+from gendl_jax.objectives.distributed import gather_rows, mean_over_devices, on_global_batch
 
 Array = jax.Array
 PyTree = Any
@@ -391,34 +392,48 @@ def reconstruction_loss(config, x: Array, outputs: Array) -> Array:
     return squared_error(x, output_map(config)(outputs))
 
 
-def loss_and_metrics(state: AutoencoderState, params, x: Array, key: Array) -> tuple[Array, dict]:
-    """The objective's minibatch loss (mean over examples) and its parts; x: (m, *data_shape)."""
+def loss_and_metrics(state: AutoencoderState, params, x: Array, key: Array,
+                     axis_name: str | None = None) -> tuple[Array, dict]:
+    """The objective's minibatch loss (mean over examples) and its parts; x: (m, *data_shape).
+
+    With ``axis_name`` (x: this device's rows): the corruption is drawn for the global batch, the
+    KL sparsity's mean activation and the contractive penalty's first ``penalty_examples`` examples
+    are those of the global batch, so that the ``pmean`` of the losses and gradients equals one device's.
+    """
     config = state.config
     encode, decode = _encoder_fn(state, params), _decoder_fn(state, params)
     inputs = x
     if isinstance(config, DenoisingAEConfig):
-        inputs = corrupt(key, x, config.corruption, config.noise_level)
+        inputs = on_global_batch(lambda g: corrupt(key, g, config.corruption, config.noise_level), x, axis_name)
     z = encode(inputs)
     outputs = decode(z)
     recon = jnp.mean(reconstruction_loss(config, x, outputs))
     metrics = {"reconstruction": recon, "mse": jnp.mean(jnp.square(x - output_map(config)(outputs)))}
     penalty = jnp.zeros(())
     if isinstance(config, SparseAEConfig):
-        raw = jnp.mean(l1_sparsity(z)) if config.sparsity == "l1" else kl_sparsity(z, config.sparsity_target)
+        if config.sparsity == "l1":
+            raw = jnp.mean(l1_sparsity(z))
+        else:
+            raw = kl_sparsity(gather_rows(z, axis_name), config.sparsity_target)
         penalty = config.sparsity_weight * raw
         metrics["sparsity_penalty"] = raw
         metrics["mean_code"] = jnp.mean(z)
     elif isinstance(config, ContractiveAEConfig):
-        n = config.penalty_examples or x.shape[0]
-        raw = jnp.mean(jacobian_frobenius_sq(encode, x[:n]))
+        if config.penalty_examples:  # the first examples of the global batch, the same on every device
+            raw = jnp.mean(jacobian_frobenius_sq(encode, gather_rows(x, axis_name)[: config.penalty_examples]))
+        else:
+            raw = jnp.mean(jacobian_frobenius_sq(encode, x))
         penalty = config.contractive_weight * raw
         metrics["jacobian_frobenius_sq"] = raw
     loss = recon + penalty
     return loss, {"loss": loss, **metrics}
 
 
-def step(state: AutoencoderState, batch: dict) -> tuple[AutoencoderState, dict]:
+def step(state: AutoencoderState, batch: dict, *, axis_name: str | None = None) -> tuple[AutoencoderState, dict]:
     """One Adam update on ``batch["x"]``: (m, *data_shape) or (1, m, *data_shape), values in [0, 1].
+
+    ``axis_name``: the mapped axis under ``pmap`` / ``shard_map`` (gradients and metrics are averaged
+    over it; random draws and whole-batch terms are global, see :func:`loss_and_metrics`).
 
     Metrics: ``loss``, ``reconstruction`` (mean per-example L), ``mse`` (per pixel), and
     ``sparsity_penalty`` / ``mean_code`` or ``jacobian_frobenius_sq`` for the regularised variants
@@ -427,7 +442,9 @@ def step(state: AutoencoderState, batch: dict) -> tuple[AutoencoderState, dict]:
     x = images_of(batch, state.data_shape)
     check_data_range(x, state.config.reconstruction)
     key, noise_key = jax.random.split(state.key)
-    (_, metrics), grads = jax.value_and_grad(loss_and_metrics, argnums=1, has_aux=True)(state, state.params, x, noise_key)
+    (_, metrics), grads = jax.value_and_grad(loss_and_metrics, argnums=1, has_aux=True)(
+        state, state.params, x, noise_key, axis_name)
+    grads, metrics = mean_over_devices((grads, metrics), axis_name)
     updates, opt_state = make_optimizer(state.config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.tree.norm(grads)

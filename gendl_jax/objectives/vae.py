@@ -40,6 +40,7 @@ import optax
 
 from gendl_jax.data import ArrayDataset
 from gendl_jax.objectives import autoencoders as ae
+from gendl_jax.objectives.distributed import global_draw, mean_over_devices, on_global_batch
 
 Array = jax.Array
 AutoencoderState = ae.AutoencoderState
@@ -202,10 +203,14 @@ def sample(state: AutoencoderState, key: Array, n: int) -> Array:
     return decode(state, jax.random.normal(key, (n, state.config.latent_dim)))
 
 
-def elbo_terms(state: AutoencoderState, params, x: Array, key: Array) -> dict:
-    """Per-example ``log p(x|z)`` at one reparameterised z ~ q(z|x), and the analytic KL: each (m,)."""
+def elbo_terms(state: AutoencoderState, params, x: Array, key: Array, axis_name: str | None = None) -> dict:
+    """Per-example ``log p(x|z)`` at one reparameterised z ~ q(z|x), and the analytic KL: each (m,).
+
+    With ``axis_name`` the noise is drawn for the global batch and this device's rows are used.
+    """
     mean, log_var = encode(state, x, params)
-    z = mean + jnp.exp(0.5 * log_var) * jax.random.normal(key, mean.shape, mean.dtype)
+    eps = global_draw(lambda k, shape: jax.random.normal(k, shape, mean.dtype), key, mean.shape, axis_name)
+    z = mean + jnp.exp(0.5 * log_var) * eps
     return {"log_px_given_z": log_likelihood(state.config, x, decoder_outputs(state, z, params)),
             "kl": gaussian_kl_to_standard(mean, log_var)}
 
@@ -215,8 +220,11 @@ def binarize(key: Array, x: Array) -> Array:
     return jax.random.bernoulli(key, x).astype(x.dtype)
 
 
-def step(state: AutoencoderState, batch: dict) -> tuple[AutoencoderState, dict]:
+def step(state: AutoencoderState, batch: dict, *, axis_name: str | None = None) -> tuple[AutoencoderState, dict]:
     """One Adam update of the negative ELBO (beta-weighted KL) on ``batch["x"]``.
+
+    ``axis_name``: the mapped axis under ``pmap`` / ``shard_map``; the binarisation and the latent
+    noise are drawn for the global batch, gradients and metrics averaged, as on one device.
 
     ``batch["x"]``: (m, *data_shape) or (1, m, *data_shape); in [0, 1] for the Bernoulli
     likelihood (binarised here when ``binarization="dynamic"``). Metrics (means over the batch):
@@ -228,15 +236,16 @@ def step(state: AutoencoderState, batch: dict) -> tuple[AutoencoderState, dict]:
     ae.check_data_range(x, config.likelihood)
     key, bin_key, z_key = jax.random.split(state.key, 3)
     if config.likelihood == "bernoulli" and config.binarization == "dynamic":
-        x = binarize(bin_key, x)
+        x = on_global_batch(lambda g: binarize(bin_key, g), x, axis_name)
 
     def loss_fn(params):
-        terms = elbo_terms(state, params, x, z_key)
+        terms = elbo_terms(state, params, x, z_key, axis_name)
         rec, kl = jnp.mean(terms["log_px_given_z"]), jnp.mean(terms["kl"])
         loss = -rec + config.beta * kl
         return loss, {"loss": loss, "elbo": rec - kl, "log_px_given_z": rec, "kl": kl}
 
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads, metrics = mean_over_devices((grads, metrics), axis_name)
     updates, opt_state = make_optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.tree.norm(grads)

@@ -3,7 +3,8 @@
 After 10 steps on the same global batches, (a) ``jit_step`` over a Mesh, (b) ``pmap_step`` and
 (c) ``shard_map_step`` give the same parameters, BatchNorm statistics, optimiser states and
 metrics as one device: for a GAN with a BatchNorm MLP generator (and D steps = 2), WGAN-GP
-(n_critic = 2) and a tiny DCGAN (BatchNorm in both networks; marked slow, ~35 s on 2 cores).
+(n_critic = 2), a tiny DCGAN (BatchNorm in both networks; marked slow, ~35 s on 2 cores), and the
+denoising, KL-sparse and contractive autoencoders and the VAE.
 Measured (CPU): max abs error <= 5e-7, max relative error <= 1e-4 on entries >= 1e-3. The device count is fixed when JAX
 starts, so the comparison runs in a subprocess with ``--xla_force_host_platform_device_count=4``.
 """
@@ -26,7 +27,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys, time
     import jax, numpy as np
-    from gendl_jax.objectives import gan, get_objective, wgan
+    from gendl_jax.objectives import autoencoders, gan, get_objective, vae, wgan
     from gendl_jax.train import parallel
 
     CASE, STEPS, RTOL, ATOL = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
@@ -35,7 +36,16 @@ SCRIPT = textwrap.dedent(
         ("gan-mlp-bn", "gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, g_batch_norm=True, d_steps=2), (2,), 16),
         ("wgan-gp", "wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), latent_dim=3, n_critic=2), (2,), 16),
         ("gan-dcgan", "gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), (28, 28, 1), 8),
+        # autoencoders and the VAE on [0, 1] images: global corruption / binarisation / latent noise,
+        # whole-batch terms (KL sparsity's mean activation, the contractive penalty's first examples)
+        ("denoising-ae", "denoising-ae", autoencoders.DenoisingAEConfig(hidden=(16,), latent_dim=4,
+                                                                         corruption="salt_and_pepper"), (6, 6, 1), 16),
+        ("sparse-ae-kl", "sparse-ae", autoencoders.SparseAEConfig(hidden=(16,), latent_dim=8, sparsity="kl"), (6, 6, 1), 16),
+        ("contractive-ae", "contractive-ae", autoencoders.ContractiveAEConfig(hidden=(16,), latent_dim=4,
+                                                                               penalty_examples=6), (6, 6, 1), 16),
+        ("vae", "vae", vae.VAEConfig(hidden=(16,), latent_dim=3), (6, 6, 1), 16),
     ]
+    UNIT_RANGE = {"denoising-ae", "sparse-ae-kl", "contractive-ae", "vae"}
     mesh = parallel.make_mesh(4)
 
     def compare(reference, other):
@@ -58,7 +68,8 @@ SCRIPT = textwrap.dedent(
             continue
         obj = get_objective(name)
         rng = np.random.default_rng(0)
-        batches = [{"x": rng.uniform(-1, 1, size=(config.inner_steps, m, *shape)).astype(np.float32)}
+        low = 0.0 if label in UNIT_RANGE else -1.0
+        batches = [{"x": rng.uniform(low, 1, size=(config.inner_steps, m, *shape)).astype(np.float32)}
                    for _ in range(STEPS)]
         init = lambda: obj.init(jax.random.PRNGKey(1), config, batches[0])
 
@@ -103,7 +114,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("case", ["gan-mlp-bn", "wgan-gp", pytest.param("gan-dcgan", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("case", ["gan-mlp-bn", "wgan-gp", pytest.param("gan-dcgan", marks=pytest.mark.slow),
+                                  "denoising-ae", "sparse-ae-kl", "contractive-ae", "vae"])
 def test_wrappers_match_one_device(case):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     result = subprocess.run(
