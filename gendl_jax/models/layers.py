@@ -152,6 +152,25 @@ def _padding_pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:
     return pairs
 
 
+def _check_conv_args(x, kernel, strides, padding, *, layout: str, in_axis: int):
+    """(x, kernel, strides pair, padding pairs) after checking shapes and dtypes; ``kernel.shape[in_axis]``
+    must be C_in = ``x.shape[-1]`` (``layout`` names the kernel's axes in the error)."""
+    x = jnp.asarray(x)
+    kernel = jnp.asarray(kernel)
+    if x.ndim != 4:
+        raise ValueError(f"x must have shape (N, H, W, C_in), got shape {x.shape}")
+    if kernel.ndim != 4 or kernel.shape[in_axis] != x.shape[3]:
+        raise ValueError(
+            f"kernel must have shape {layout} with C_in = x.shape[-1] = {x.shape[3]}, got kernel shape {kernel.shape}"
+        )
+    if not (jnp.issubdtype(x.dtype, jnp.floating) and x.dtype == kernel.dtype):
+        raise ValueError(f"x and kernel must have the same floating dtype, got {x.dtype} and {kernel.dtype}")
+    strides = _pair(strides, "strides")
+    if min(strides) < 1:
+        raise ValueError(f"strides must be positive, got {strides}")
+    return x, kernel, strides, _padding_pairs(padding)
+
+
 def conv_transpose(
     x: Array,
     kernel: Array,
@@ -184,23 +203,8 @@ def conv_transpose(
     kernel gradient for the kernel gradient (see the module docstring); ``jax.jvp``,
     higher-order derivatives and ``jax.vmap`` are supported.
     """
-    x = jnp.asarray(x)
-    kernel = jnp.asarray(kernel)
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (N, H, W, C_in), got shape {x.shape}")
-    if kernel.ndim != 4:
-        raise ValueError(f"kernel must have shape (kh, kw, C_out, C_in), got shape {kernel.shape}")
-    if kernel.shape[3] != x.shape[3]:
-        raise ValueError(
-            f"kernel must have shape (kh, kw, C_out, C_in) with C_in = x.shape[-1] = {x.shape[3]}, "
-            f"got kernel shape {kernel.shape}"
-        )
-    if not (jnp.issubdtype(x.dtype, jnp.floating) and x.dtype == kernel.dtype):
-        raise ValueError(f"x and kernel must have the same floating dtype, got {x.dtype} and {kernel.dtype}")
-    strides = _pair(strides, "strides")
-    if min(strides) < 1:
-        raise ValueError(f"strides must be positive, got {strides}")
-    padding = _padding_pairs(padding)
+    x, kernel, strides, padding = _check_conv_args(x, kernel, strides, padding, layout="(kh, kw, C_out, C_in)",
+                                                   in_axis=3)
     output_hw = _pair(output_hw, "output_hw")
     for axis, name in ((0, "height"), (1, "width")):
         k, s, (lo, hi) = kernel.shape[axis], strides[axis], padding[axis]
@@ -264,21 +268,8 @@ def conv(x: Array, kernel: Array, strides: Sequence[int], padding: Sequence[Sequ
     Derivatives: reverse mode of any order, forward-over-reverse and ``vmap``; not forward mode
     applied to this function directly (``jax.jvp`` / ``jax.jacfwd`` raise).
     """
-    x = jnp.asarray(x)
-    kernel = jnp.asarray(kernel)
-    if x.ndim != 4:
-        raise ValueError(f"x must have shape (N, H, W, C_in), got shape {x.shape}")
-    if kernel.ndim != 4 or kernel.shape[2] != x.shape[3]:
-        raise ValueError(
-            f"kernel must have shape (kh, kw, C_in, C_out) with C_in = x.shape[-1] = {x.shape[3]}, "
-            f"got kernel shape {kernel.shape}"
-        )
-    if not (jnp.issubdtype(x.dtype, jnp.floating) and x.dtype == kernel.dtype):
-        raise ValueError(f"x and kernel must have the same floating dtype, got {x.dtype} and {kernel.dtype}")
-    strides = _pair(strides, "strides")
-    if min(strides) < 1:
-        raise ValueError(f"strides must be positive, got {strides}")
-    padding = _padding_pairs(padding)
+    x, kernel, strides, padding = _check_conv_args(x, kernel, strides, padding, layout="(kh, kw, C_in, C_out)",
+                                                   in_axis=2)
     for axis in (0, 1):
         if x.shape[1 + axis] + sum(padding[axis]) < kernel.shape[axis]:
             raise ValueError(
