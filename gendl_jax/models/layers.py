@@ -303,6 +303,12 @@ class _StridedConvFields(nn.Module):
             raise ValueError(f"padding must be an int >= 0 (PyTorch-style symmetric padding), got {self.padding!r}")
         super().__post_init__()
 
+    def _kernel_hw(self, x) -> tuple[int, int]:
+        """(kh, kw) after checking that ``x`` is (N, H, W, C)."""
+        if jnp.ndim(x) != 4:
+            raise ValueError(f"x must have shape (N, H, W, C), got shape {jnp.shape(x)}")
+        return _pair(self.kernel_size, "kernel_size")
+
 
 class ConvTranspose(_StridedConvFields):
     """Transposed convolution layer (PyTorch ``ConvTranspose2d`` semantics) built on :func:`conv_transpose`.
@@ -331,9 +337,7 @@ class ConvTranspose(_StridedConvFields):
     def __call__(self, x: Array, train: bool = True) -> Array:
         """(N, H, W, C_in) -> (N, H_out, W_out, features); ``train`` is accepted for uniformity and unused."""
         del train
-        if jnp.ndim(x) != 4:
-            raise ValueError(f"x must have shape (N, H, W, C), got shape {jnp.shape(x)}")
-        kh, kw = _pair(self.kernel_size, "kernel_size")
+        kh, kw = self._kernel_hw(x)
         sh, sw = _pair(self.strides, "strides")
         p = self.padding
         out_hw = ((x.shape[1] - 1) * sh - 2 * p + kh, (x.shape[2] - 1) * sw - 2 * p + kw)
@@ -375,9 +379,7 @@ class Conv(_StridedConvFields):
     def __call__(self, x: Array, train: bool = True) -> Array:
         """(N, H, W, C_in) -> (N, H_out, W_out, features); ``train`` is accepted for uniformity and unused."""
         del train
-        if jnp.ndim(x) != 4:
-            raise ValueError(f"x must have shape (N, H, W, C), got shape {jnp.shape(x)}")
-        kh, kw = _pair(self.kernel_size, "kernel_size")
+        kh, kw = self._kernel_hw(x)
         p = self.padding
         kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features), jnp.float32)
         bias = self.param("bias", self.bias_init, (self.features,), jnp.float32) if self.use_bias else None
