@@ -16,6 +16,7 @@ folders (checkpoints) go to ``--runs`` (not committed).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 
@@ -34,16 +35,21 @@ MODELS = {
     "wgan": ("wgan", wgan.WGANConfig(**MLP)),
     "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(**MLP)),
     "dcgan": ("gan", gan.GANConfig(model="dcgan", base_features=32, generator_loss="non-saturating")),
+    "dcgan-ema": ("gan", gan.GANConfig(model="dcgan", base_features=64, generator_loss="non-saturating",
+                                       ema_decay=0.999, lr_decay_steps=-1)),
 }
 """Name -> (objective, config). MLPs: 2 x 512 hidden units, LeakyReLU(0.2) discriminator / critic;
-DCGAN at half the default width (base_features 32) to fit a CPU budget."""
+DCGAN at half the default width (base_features 32) to fit a CPU budget; ``dcgan-ema``: DCGAN at full
+width with both learning rates decayed linearly to 0 over the run (``lr_decay_steps=-1`` here means "the
+run's steps") and samples from the generator's moving average (decay 0.999). Models with an average
+also get a ``<name>/raw`` row scored from the trained weights, the average's ablation."""
 
 
 
 def train_model(name: str, args) -> tuple[pathlib.Path, dict]:
     """Trains one model (or reuses a finished run folder); returns the folder and its training summary."""
-    objective, config = MODELS[name]
-    steps = max(1, int(args.steps * (args.dcgan_fraction if name == "dcgan" else 1)))
+    objective, config = model_config(name, args)
+    steps = model_steps(name, args)
     run = pathlib.Path(args.runs) / f"{name}-seed{args.seed}-steps{steps}"
     summary_path = run / "train_summary.json"
     if summary_path.is_file():
@@ -55,6 +61,28 @@ def train_model(name: str, args) -> tuple[pathlib.Path, dict]:
     summary_path.write_text(json.dumps(summary, indent=2))
     print(json.dumps({"trained": name, **summary}), flush=True)
     return run, summary
+
+
+def model_steps(name: str, args) -> int:
+    """Generator steps of model ``name``: ``--model-steps NAME=N`` if given, else ``--steps`` (times
+    ``--dcgan-fraction`` for the DCGANs)."""
+    if name in args.model_steps:
+        return args.model_steps[name]
+    return max(1, int(args.steps * (args.dcgan_fraction if name.startswith("dcgan") else 1)))
+
+
+def model_config(name: str, args):
+    objective, config = MODELS[name]
+    if config.lr_decay_steps == -1:
+        config = dataclasses.replace(config, lr_decay_steps=model_steps(name, args))
+    return objective, config
+
+
+def _name_steps(text: str) -> tuple[str, int]:
+    name, _, steps = text.partition("=")
+    if name not in MODELS or not steps.isdigit() or int(steps) < 1:
+        raise argparse.ArgumentTypeError(f"expected MODEL=STEPS with MODEL in {list(MODELS)}, got {text!r}")
+    return name, int(steps)
 
 
 def main(args) -> None:
@@ -75,21 +103,28 @@ def main(args) -> None:
                                   "classifier_test_accuracy": classifier_accuracy(test)}
         print(json.dumps(record["rows"]["real"]), flush=True)
         results_path.write_text(json.dumps(record, indent=2))
+    overrides = "".join(f" --model-steps {k}={v}" for k, v in args.model_steps.items())
+    command = (f"python experiments/mnist_gans.py --models {' '.join(args.models)} --steps {args.steps} "
+               f"--dcgan-fraction {args.dcgan_fraction}{overrides} --seed {args.seed} --n-eval {args.n_eval} "
+               f"--out {args.out}")
     for name, (run, summary) in trained.items():
-        objective, config = MODELS[name]
+        objective, config = model_config(name, args)
         obj, state, _ = load_run(run)
-        samples = np.asarray(jax.jit(obj.sample, static_argnums=2)(state, jax.random.PRNGKey(args.seed + 7), args.n_eval))
-        plots.image_grid(samples[:100], out / f"samples_{name}.png", title=f"{name}, {summary['steps']} steps")
-        row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
-                             picture_path=out / f"nearest_{name}.png")
-        record["rows"][name] = {"model": name, "objective": objective, "config": _jsonable(config),
-                                "steps": summary["steps"], "batch_size": 64, "seed": args.seed,
-                                "train_seconds": summary["train_seconds"],
-                                "compile_seconds": summary["compile_seconds"], **row}
-        print(json.dumps({k: v for k, v in record["rows"][name].items() if k != "config"}), flush=True)
-        record["command"] = (f"python experiments/mnist_gans.py --models {' '.join(args.models)} --steps {args.steps} "
-                             f"--dcgan-fraction {args.dcgan_fraction} --seed {args.seed} --n-eval {args.n_eval} "
-                             f"--out {args.out}")
+        sample = jax.jit(obj.sample, static_argnums=2, static_argnames="ema")
+        # With a moving average: the average (the model's samples) and, as its ablation, the trained weights.
+        for row_name, ema in [(name, True)] + ([(f"{name}/raw", False)] if config.ema_decay > 0 else []):
+            samples = np.asarray(sample(state, jax.random.PRNGKey(args.seed + 7), args.n_eval, ema=ema))
+            file_name = row_name.replace("/", "-")
+            plots.image_grid(samples[:100], out / f"samples_{file_name}.png",
+                             title=f"{row_name}, {summary['steps']} steps")
+            row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
+                                 picture_path=out / f"nearest_{file_name}.png")
+            record["rows"][row_name] = {"model": row_name, "command": command, "objective": objective,
+                                        "config": _jsonable(config),
+                                        "steps": summary["steps"], "batch_size": 64, "seed": args.seed,
+                                        "train_seconds": summary["train_seconds"],
+                                        "compile_seconds": summary["compile_seconds"], **row}
+            print(json.dumps({k: v for k, v in record["rows"][row_name].items() if k != "config"}), flush=True)
         results_path.write_text(json.dumps(record, indent=2))
 
 
@@ -101,8 +136,6 @@ def classifier_accuracy(test) -> float:
 
 
 def _jsonable(config):
-    import dataclasses
-
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
@@ -110,11 +143,15 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--steps", type=int, default=4000, help="generator steps per model")
-    p.add_argument("--dcgan-fraction", type=float, default=0.05, help="DCGAN gets this fraction of --steps")
+    p.add_argument("--dcgan-fraction", type=float, default=0.05, help="the DCGANs get this fraction of --steps")
+    p.add_argument("--model-steps", type=_name_steps, nargs="*", default=[], metavar="MODEL=STEPS",
+                   help="steps of single models, overriding --steps / --dcgan-fraction")
     p.add_argument("--n-eval", type=int, default=10000, help="samples scored against as many MNIST test images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="experiments/results/mnist_gans")
     p.add_argument("--runs", default="runs/mnist_gans")
-    main(p.parse_args())
+    parsed = p.parse_args()
+    parsed.model_steps = dict(parsed.model_steps)
+    main(parsed)

@@ -72,6 +72,12 @@ class NetworkConfig:
     beta2: float = 0.999
     lr_decay_steps: int = 0
     """If > 0, both learning rates decay linearly to 0 over this many train steps."""
+    ema_decay: float = 0.0
+    """If > 0, also keep an exponential moving average of the generator's weights (Yazici et al. 2019,
+    "The unusual effectiveness of averaging in GAN training"); :func:`sample` and :func:`generate` then
+    use it. After the ``t``-th generator update the average moves by ``1 - min(ema_decay, (1 + t) / (10 + t))``
+    (the warm-up of TensorFlow's ``ExponentialMovingAverage``). The averaged generator's BatchNorm
+    statistics are running averages of its own batch statistics on each step's latents."""
 
     def __post_init__(self):
         # Accept any sequence of widths (e.g. a list from JSON) and store the hashable tuple.
@@ -91,6 +97,8 @@ class NetworkConfig:
             raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
         if self.lr_decay_steps < 0:
             raise ValueError(f"lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 turns the generator average off), got {self.ema_decay}")
         if self.inner_steps < 1:
             raise ValueError(f"the number of discriminator steps per generator step must be >= 1, got {self.inner_steps}")
 
@@ -110,6 +118,8 @@ class AdversarialState:
 
     ``hparams`` maps names to float32 scalars (leading axes when states are stacked): always
     ``g_learning_rate`` and ``d_learning_rate``; ``gp_weight`` for WGAN-GP, ``clip`` for WGAN.
+    ``generator_ema`` is ``{"params": ..., "batch_stats": ...}``, the averaged generator, when
+    ``config.ema_decay > 0``, else ``{}``.
     """
 
     step: Array
@@ -117,6 +127,7 @@ class AdversarialState:
     discriminator: NetState
     key: Array
     hparams: dict[str, Array]
+    generator_ema: dict[str, PyTree]
     config: Any = struct.field(pytree_node=False)
     data_shape: tuple[int, ...] = struct.field(pytree_node=False)
 
@@ -283,6 +294,10 @@ def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, 
         key=key,
         hparams=initial_hparams(config, **(extra_hparams(data_shape) if callable(extra_hparams)
                                            else extra_hparams or {})),
+        # Copies: a donating step must not get the generator's buffers twice.
+        generator_ema=(jax.tree_util.tree_map(jnp.copy, {"params": g_vars["params"],
+                                                          "batch_stats": g_vars.get("batch_stats", {})})
+                       if config.ema_decay > 0 else {}),
         config=config,
         data_shape=data_shape,
     )
@@ -376,25 +391,60 @@ def adversarial_step(
     g_params, g_opt = _scaled_update(g_tx, g_grads, g_net, state.hparams["g_learning_rate"])
 
     metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads)}
+    generator_ema = state.generator_ema
+    if config.ema_decay > 0:
+        generator_ema = update_generator_ema(generator_ema, g_params, state.step + 1, config.ema_decay,
+                                             lambda ema: apply_net(gen, ema["params"], ema["batch_stats"], z,
+                                                                   train=True)[1])
     new_state = state.replace(
         step=state.step + 1,
         generator=NetState(g_params, g_stats, g_opt),
         discriminator=d_net,
         key=key,
+        generator_ema=generator_ema,
     )
     return new_state, metrics
 
 
-def generate(state: AdversarialState, z: Array) -> Array:
-    """Samples ``G(z)`` in inference mode (BatchNorm running averages): (n, latent_dim) -> (n, *data_shape)."""
+def ema_rate(updates: Array, decay: float) -> Array:
+    """The averaging decay after ``updates`` generator updates: ``min(decay, (1 + t) / (10 + t))``."""
+    t = jnp.asarray(updates, jnp.float32)
+    return jnp.minimum(jnp.float32(decay), (1.0 + t) / (10.0 + t))
+
+
+def update_generator_ema(ema: dict, params: PyTree, updates: Array, decay: float,
+                         batch_stats_of: Callable[[dict], PyTree]) -> dict:
+    """``{"params", "batch_stats"}`` of the averaged generator after the ``updates``-th update.
+
+    ``params`` are the generator's new weights; ``batch_stats_of(averaged)`` runs the averaged generator
+    in train mode on the step's latents and returns its updated BatchNorm running averages.
+    """
+    rate = ema_rate(updates, decay)
+    averaged = jax.tree_util.tree_map(lambda e, p: (rate * e + (1.0 - rate) * p).astype(e.dtype), ema["params"], params)
+    new = {"params": averaged, "batch_stats": ema["batch_stats"]}
+    if ema["batch_stats"]:
+        new["batch_stats"] = batch_stats_of(new)
+    return new
+
+
+def generate(state: AdversarialState, z: Array, *, ema: bool = True) -> Array:
+    """Samples ``G(z)`` in inference mode (BatchNorm running averages): (n, latent_dim) -> (n, *data_shape).
+
+    Uses the averaged generator when the state keeps one (``config.ema_decay > 0``) and ``ema`` is true,
+    else the trained weights.
+    """
     gen, _ = build_networks(state.config, state.data_shape, batch_norm_in_d=False)
+    if ema and state.generator_ema:
+        return apply_net(gen, state.generator_ema["params"], state.generator_ema["batch_stats"], z, train=False)[0]
     return apply_net(gen, state.generator.params, state.generator.batch_stats, z, train=False)[0]
 
 
-def sample(state: AdversarialState, key: Array, n: int) -> Array:
-    """``n`` samples of the generator from fresh latents drawn with ``key``: (n, *data_shape)."""
+def sample(state: AdversarialState, key: Array, n: int, *, ema: bool = True) -> Array:
+    """``n`` samples of the generator from fresh latents drawn with ``key``: (n, *data_shape).
+
+    ``ema`` as in :func:`generate`."""
     z = jax.random.normal(key, (n, latent_dim(state.config, state.data_shape)))
-    return generate(state, z)
+    return generate(state, z, ema=ema)
 
 
 def discriminate(state: AdversarialState, x: Array) -> Array:

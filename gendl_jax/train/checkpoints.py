@@ -250,15 +250,36 @@ def _restore_verified(manager: ocp.CheckpointManager, step: int, like: Any) -> t
     if legacy is not None:  # no digest or data position was saved: restored as is
         with ocp.StandardCheckpointer() as checkpointer:
             return checkpointer.restore(legacy, _abstract(like)), {"step": step}
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like)), meta=ocp.args.JsonRestore())
-    )
-    state, meta = restored["state"], restored["meta"]
+    try:
+        restored = manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like)), meta=ocp.args.JsonRestore())
+        )
+        state, meta = restored["state"], restored["meta"]
+    except ValueError:
+        # The leaves fit (check_compatible passed) but the containers differ: an empty subtree the state
+        # gained after the checkpoint was written (e.g. ``generator_ema={}``). Restore by the saved tree.
+        state, meta = _restore_by_saved_tree(manager, step, like)
     if meta is None or "sha256" not in meta:
         raise CorruptCheckpointError("its meta item is missing or unreadable")
     if state_digest(state) != meta["sha256"]:
         raise CorruptCheckpointError("the restored arrays do not match the SHA-256 digest saved with them")
     return state, meta
+
+
+def _restore_by_saved_tree(manager: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict]:
+    """Checkpoint ``step`` restored into the container structure it was saved with, its leaves then put
+    into ``like``'s structure by path (``like``'s shapes, dtypes and shardings)."""
+    is_saved_leaf = lambda x: hasattr(x, "shape")  # noqa: E731
+    saved_tree = getattr(manager.item_metadata(step)["state"], "tree", manager.item_metadata(step)["state"])
+    wanted = {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(_abstract(like))[0]}
+    target = jax.tree_util.tree_map_with_path(lambda p, _: wanted[_path_name(p)], saved_tree, is_leaf=is_saved_leaf)
+    restored = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+    )
+    by_path = {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(restored["state"])[0]}
+    paths, treedef = jax.tree_util.tree_flatten_with_path(like)
+    state = jax.tree_util.tree_unflatten(treedef, [by_path[_path_name(p)] for p, _ in paths])
+    return state, restored["meta"]
 
 
 def restore(manager: ocp.CheckpointManager, like: Any, step: int | None = None) -> Any:

@@ -197,3 +197,30 @@ def test_checkpoints_of_the_earlier_single_item_layout_still_restore(tmp_path):
     with pytest.raises(ValueError, match="does not fit this model"):
         checkpoints.restore(manager, _gan_state(hidden=(8, 12)))
     manager.close()
+
+
+def test_checkpoints_written_before_an_empty_subtree_was_added_still_restore(tmp_path):
+    """States gained ``generator_ema`` (``{}`` when off) after runs were saved without it: the leaves
+    are the same, only the container tree differs, and such checkpoints restore."""
+    from flax import struct
+
+    @struct.dataclass
+    class StateBeforeEMA:  # the adversarial state's fields before generator_ema
+        step: object
+        generator: object
+        discriminator: object
+        key: object
+        hparams: object
+
+    state = _gan_state(seed=7)
+    assert state.generator_ema == {}
+    old = StateBeforeEMA(state.step, state.generator, state.discriminator, state.key, state.hparams)
+    manager = checkpoints.checkpoint_manager(tmp_path)
+    checkpoints.save(manager, 4, old, data_position={"next_step": 4}, wait=True)
+    restored, meta = checkpoints.restore_with_meta(manager, _gan_state(seed=8))
+    assert type(restored) is type(state) and restored.generator_ema == {}
+    _assert_same(restored, state)
+    assert meta["data_position"] == {"next_step": 4}
+    with pytest.raises(ValueError, match="does not fit this model"):
+        checkpoints.restore(manager, _gan_state(hidden=(8, 12)))
+    manager.close()

@@ -33,7 +33,9 @@ SCRIPT = textwrap.dedent(
     CASE, STEPS, RTOL, ATOL = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
     assert jax.device_count() == 4, jax.devices()
     cases = [
-        ("gan-mlp-bn", "gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, g_batch_norm=True, d_steps=2), (2,), 16),
+        # ema_decay: the averaged generator's BatchNorm statistics are synchronised across devices too
+        ("gan-mlp-bn", "gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, g_batch_norm=True, d_steps=2,
+                                            ema_decay=0.9), (2,), 16),
         ("wgan-gp", "wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), latent_dim=3, n_critic=2), (2,), 16),
         ("gan-dcgan", "gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), (28, 28, 1), 8),
         # autoencoders and the VAE on [0, 1] images: global corruption / binarisation / latent noise,
