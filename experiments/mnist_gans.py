@@ -99,6 +99,7 @@ def main(args) -> None:
     real = test.images[np.random.default_rng(1).choice(len(test), min(args.n_eval, len(test)), replace=False)]
     results_path = out / "mnist_gans.json"
     record = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
+    record.pop("command", None)  # each row carries the command that made it
     floor = record["rows"].get("real", {})
     if floor.get("n_fake") != args.n_eval or floor.get("classifier_test_accuracy") != classifier_accuracy(test):
         idx = np.random.default_rng(0).choice(len(train), args.n_eval, replace=False)
