@@ -162,9 +162,8 @@ def _path_name(path) -> str:
     return "/".join(parts)
 
 
-def check_compatible(manager: ocp.CheckpointManager, step: int, like: Any) -> None:
-    """``ValueError`` naming every leaf whose presence, shape or dtype differs between checkpoint
-    ``step`` and ``like``."""
+def _saved_tree(manager: ocp.CheckpointManager, step: int) -> Any:
+    """The metadata tree (nested dicts / lists of array metadata) of checkpoint ``step``'s state."""
     legacy = _legacy_item(manager, step)
     if legacy is not None:
         with ocp.StandardCheckpointer() as checkpointer:
@@ -174,7 +173,13 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, like: Any) -> No
         saved = manager.item_metadata(step)["state"]
     if saved is None:
         raise CorruptCheckpointError(f"checkpoint {manager.directory}/{step} has no readable state metadata")
-    saved_tree = getattr(saved, "tree", saved)
+    return getattr(saved, "tree", saved)
+
+
+def check_compatible(manager: ocp.CheckpointManager, step: int, like: Any) -> None:
+    """``ValueError`` naming every leaf whose presence, shape or dtype differs between checkpoint
+    ``step`` and ``like``."""
+    saved_tree = _saved_tree(manager, step)
     saved_leaves = {
         _path_name(p): leaf
         for p, leaf in jax.tree_util.tree_flatten_with_path(saved_tree, is_leaf=lambda x: hasattr(x, "shape"))[0]
@@ -270,7 +275,7 @@ def _restore_by_saved_tree(manager: ocp.CheckpointManager, step: int, like: Any)
     """Checkpoint ``step`` restored into the container structure it was saved with, its leaves then put
     into ``like``'s structure by path (``like``'s shapes, dtypes and shardings)."""
     is_saved_leaf = lambda x: hasattr(x, "shape")  # noqa: E731
-    saved_tree = getattr(manager.item_metadata(step)["state"], "tree", manager.item_metadata(step)["state"])
+    saved_tree = _saved_tree(manager, step)
     wanted = {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(_abstract(like))[0]}
     target = jax.tree_util.tree_map_with_path(lambda p, _: wanted[_path_name(p)], saved_tree, is_leaf=is_saved_leaf)
     restored = manager.restore(
