@@ -57,6 +57,17 @@ def _check_image_hw(name: str, h: int, w: int) -> int:
     return h
 
 
+def _check_non_negative_int(name: str, value) -> None:
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0):
+        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+
+
+def _extra_conv(features: int, name: str, use_bias: bool) -> Conv:
+    """A size-preserving 3x3 stride-1 convolution (one of the "extra layers")."""
+    return Conv(features, kernel_size=(3, 3), strides=(1, 1), padding=1, use_bias=use_bias,
+                kernel_init=DCGAN_INIT, name=name)
+
+
 def _batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, axis_name=axis_name, name=name)
 
@@ -70,18 +81,23 @@ class DCGANGenerator(nn.Module):
     With ``n`` blocks (2 for 28x28, 3 for 32x32, 4 for 64x64), ``C0 = base_features * 2^(n-1)``:
     28x28: (7, 7, 128) -> (14, 14, 64) -> (28, 28, C) for ``base_features=64``;
     64x64: (4, 4, 512) -> 256 -> 128 -> 64 -> (64, 64, C).
+    ``extra_layers`` stride-1 3x3 convolutions -> BatchNorm -> ReLU, at the last hidden map's size and
+    width, come before the output layer (the "extra layers" of the DCGAN / WGAN reference code).
 
     Attributes:
       image_shape: (H, W, C) with H = W in {28, 32, 64}.
       base_features: channels of the last hidden feature map.
+      extra_layers: number of stride-1 3x3 conv blocks before the output layer (0: plain DCGAN).
       bn_axis_name: mapped axis over which BatchNorm averages batch statistics under
         ``pmap`` / ``shard_map``; ``None`` on one device.
 
-    Submodules: ``project``/``bn0``, then ``deconv{i}``/``bn{i}`` for i = 1..n-1, then ``output``.
+    Submodules: ``project``/``bn0``, then ``deconv{i}``/``bn{i}`` for i = 1..n-1, then
+    ``extra{j}``/``extra_bn{j}`` for j = 0..extra_layers-1, then ``output``.
     """
 
     image_shape: tuple[int, int, int] = (28, 28, 1)
     base_features: int = 64
+    extra_layers: int = 0
     bn_axis_name: str | None = None
 
     def __post_init__(self):
@@ -91,6 +107,7 @@ class DCGANGenerator(nn.Module):
         _check_image_hw("image_shape", shape[0], shape[1])
         _check_positive_int("image_shape[2] (channels)", shape[2])
         _check_positive_int("base_features", self.base_features)
+        _check_non_negative_int("extra_layers", self.extra_layers)
         super().__post_init__()
 
     @nn.compact
@@ -110,6 +127,9 @@ class DCGANGenerator(nn.Module):
             features //= 2
             h = ConvTranspose(features, use_bias=False, name=f"deconv{i}")(h)
             h = nn.relu(_batch_norm(train, self.bn_axis_name, f"bn{i}")(h))
+        for j in range(self.extra_layers):
+            h = _extra_conv(features, f"extra{j}", use_bias=False)(h)
+            h = nn.relu(_batch_norm(train, self.bn_axis_name, f"extra_bn{j}")(h))
         h = ConvTranspose(channels, use_bias=True, name="output")(h)
         return jnp.tanh(h)
 
@@ -134,17 +154,27 @@ class DCGANDiscriminator(nn.Module):
         ``batch_norm`` is ignored and the module has no ``batch_stats``).
       bn_axis_name: mapped axis of BatchNorm's batch statistics under ``pmap`` / ``shard_map``.
 
-    Submodules: ``conv0``, then ``conv{i}`` with ``bn{i}`` or ``ln{i}`` for i = 1..n-1, then ``logit``.
+    Submodules: ``conv0``, then ``extra{j}`` with ``extra_bn{j}`` or ``extra_ln{j}`` for
+    j = 0..extra_layers-1, then ``conv{i}`` with ``bn{i}`` or ``ln{i}`` for i = 1..n-1, then ``logit``.
     """
 
     base_features: int = 64
+    extra_layers: int = 0
     batch_norm: bool = True
     layer_norm: bool = False
     bn_axis_name: str | None = None
 
     def __post_init__(self):
         _check_positive_int("base_features", self.base_features)
+        _check_non_negative_int("extra_layers", self.extra_layers)
         super().__post_init__()
+
+    def _normalise(self, h: Array, train: bool, bn_name: str, ln_name: str) -> Array:
+        if self.layer_norm:
+            return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, name=ln_name)(h)
+        if self.batch_norm:
+            return _batch_norm(train, self.bn_axis_name, bn_name)(h)
+        return h
 
     @nn.compact
     def __call__(self, x: Array, train: bool = True) -> Array:
@@ -166,19 +196,23 @@ class DCGANDiscriminator(nn.Module):
                 kernel_init=DCGAN_INIT,
                 name=f"conv{i}",
             )(h)
-            if i > 0 and self.layer_norm:
-                h = nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1, name=f"ln{i}")(h)
-            elif i > 0 and self.batch_norm:
-                h = _batch_norm(train, self.bn_axis_name, f"bn{i}")(h)
+            if i > 0:
+                h = self._normalise(h, train, f"bn{i}", f"ln{i}")
             h = nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE)
+            if i == 0:
+                for j in range(self.extra_layers):
+                    h = _extra_conv(self.base_features, f"extra{j}", use_bias=not normalised)(h)
+                    h = self._normalise(h, train, f"extra_bn{j}", f"extra_ln{j}")
+                    h = nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE)
         h = h.reshape(h.shape[0], -1)
         return nn.Dense(1, kernel_init=DCGAN_INIT, name="logit")(h)[:, 0]
 
 
-def conv_critic(base_features: int = 64, layer_norm: bool = False) -> DCGANDiscriminator:
+def conv_critic(base_features: int = 64, layer_norm: bool = False, extra_layers: int = 0) -> DCGANDiscriminator:
     """The DCGAN-shaped WGAN / WGAN-GP critic: (N, H, W, C) -> scores (N,).
 
     A :class:`DCGANDiscriminator` without BatchNorm (the gradient penalty is per sample, and
     BatchNorm would couple the samples of a batch); ``layer_norm=True`` is WGAN-GP's substitute.
     """
-    return DCGANDiscriminator(base_features=base_features, batch_norm=False, layer_norm=layer_norm)
+    return DCGANDiscriminator(base_features=base_features, batch_norm=False, layer_norm=layer_norm,
+                              extra_layers=extra_layers)

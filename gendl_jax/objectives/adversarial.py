@@ -65,6 +65,11 @@ class NetworkConfig:
     """LayerNorm in the critic (WGAN-GP's suggestion in place of BatchNorm)."""
     base_features: int = 64
     """Width of the DCGAN networks (channels of the widest discriminator block / 2^(n-1))."""
+    g_extra_layers: int = 0
+    """Stride-1 3x3 conv blocks in the DCGAN generator before its output layer (``n_extra_layers`` of the
+    DCGAN / WGAN reference code)."""
+    d_extra_layers: int = 0
+    """Stride-1 3x3 conv blocks in the DCGAN discriminator / critic after its first convolution."""
     optimizer: Literal["adam", "rmsprop"] = "adam"
     g_learning_rate: float = 2e-4
     d_learning_rate: float = 2e-4
@@ -95,6 +100,9 @@ class NetworkConfig:
             raise ValueError(f"latent_dim must be >= 1 or None, got {self.latent_dim}")
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"hidden must be a non-empty tuple of positive widths, got {self.hidden}")
+        for name in ("g_extra_layers", "d_extra_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr_decay_steps < 0:
             raise ValueError(f"lr_decay_steps must be >= 0, got {self.lr_decay_steps}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -150,6 +158,9 @@ def build_networks(
 ) -> tuple[nn.Module, nn.Module]:
     """The (generator, discriminator) modules the config describes for data of ``data_shape``."""
     if _architecture(config, data_shape) == "mlp":
+        if config.g_extra_layers or config.d_extra_layers:
+            raise ValueError("g_extra_layers / d_extra_layers are DCGAN options; these networks are MLPs "
+                             f"(model={config.model!r}, data shape {tuple(data_shape)})")
         output = "linear" if len(data_shape) == 1 else "tanh"
         gen = models.MLPGenerator(
             out_shape=tuple(data_shape),
@@ -166,10 +177,12 @@ def build_networks(
     if len(data_shape) != 3:
         raise ValueError(f"model='dcgan' needs image data of shape (H, W, C), got data shape {data_shape}")
     gen = models.DCGANGenerator(
-        image_shape=tuple(data_shape), base_features=config.base_features, bn_axis_name=bn_axis_name
+        image_shape=tuple(data_shape), base_features=config.base_features, extra_layers=config.g_extra_layers,
+        bn_axis_name=bn_axis_name,
     )
     disc = models.DCGANDiscriminator(
         base_features=config.base_features,
+        extra_layers=config.d_extra_layers,
         batch_norm=batch_norm_in_d,
         layer_norm=config.layer_norm,
         bn_axis_name=bn_axis_name,

@@ -81,6 +81,26 @@ def test_discriminator_output_and_normalisation_placement(rng, size):
         assert set(variables.get("batch_stats", {})) == ({f"bn{i}" for i in range(1, n)} if norm == "bn" else set())
 
 
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_extra_layers_keep_size_and_width_and_are_normalised_like_their_neighbours(rng, size):
+    n, _ = SIZES[size]
+    gen = DCGANGenerator(image_shape=(size, size, 1), base_features=BASE, extra_layers=2)
+    variables, images = _shapes(gen, rng.normal(size=(3, 10)).astype(np.float32))
+    assert images.shape == (3, size, size, 1)
+    params = variables["params"]
+    for j in range(2):  # at the last hidden map's width, BatchNorm-ed, no bias
+        assert params[f"extra{j}"]["kernel"].shape == (3, 3, BASE, BASE) and "bias" not in params[f"extra{j}"]
+    assert set(variables["batch_stats"]) == {f"bn{i}" for i in range(n)} | {"extra_bn0", "extra_bn1"}
+    x = rng.uniform(-1, 1, size=(3, size, size, 2)).astype(np.float32)
+    for kwargs, norm in [({}, "extra_bn"), ({"layer_norm": True}, "extra_ln"), ({"batch_norm": False}, None)]:
+        disc = DCGANDiscriminator(base_features=BASE, extra_layers=1, **kwargs)
+        variables, y = _shapes(disc, x)
+        params = variables["params"]
+        assert y.shape == (3,) and params["extra0"]["kernel"].shape == (3, 3, BASE, BASE)
+        assert ("bias" in params["extra0"]) == (norm is None)  # a bias only where no normalisation follows
+        assert (f"{norm}0" in params) if norm else not any(k.startswith("extra_") for k in params)
+
+
 def test_layer_norm_overrides_batch_norm_and_conv_critic_has_no_batch_norm(rng):
     x = rng.normal(size=(2, 28, 28, 1)).astype(np.float32)
     variables, _ = _shapes(DCGANDiscriminator(base_features=BASE, layer_norm=True), x)
@@ -143,8 +163,8 @@ def test_generator_second_order_gradient(rng):
     assert all(np.isfinite(leaf).all() for leaf in leaves) and any(np.abs(leaf).max() > 0 for leaf in leaves)
 
 
-@pytest.mark.parametrize("layer_norm", [False, True])
-def test_critic_gradient_penalty_and_its_gradient_match_the_nn_conv_critic(rng, monkeypatch, layer_norm):
+@pytest.mark.parametrize("layer_norm,extra_layers", [(False, 0), (True, 0), (True, 1)])
+def test_critic_gradient_penalty_and_its_gradient_match_the_nn_conv_critic(rng, monkeypatch, layer_norm, extra_layers):
     """The critic's layers.Conv (custom-vjp, fast double backward) against the same critic built on
     flax's nn.Conv (plain autodiff): WGAN-GP penalty value and its gradient w.r.t. the critic's params."""
     import flax.linen as nn
@@ -152,7 +172,7 @@ def test_critic_gradient_penalty_and_its_gradient_match_the_nn_conv_critic(rng, 
     from gendl_jax.models import dcgan
     from gendl_jax.objectives import wgan
 
-    critic = conv_critic(base_features=BASE, layer_norm=layer_norm)
+    critic = conv_critic(base_features=BASE, layer_norm=layer_norm, extra_layers=extra_layers)
     m = 5
     real, fake = (rng.uniform(-1, 1, size=(m, 28, 28, 1)).astype(np.float32) for _ in range(2))
     eps = rng.uniform(size=m).astype(np.float32)
@@ -183,8 +203,9 @@ def test_critic_gradient_penalty_and_its_gradient_match_the_nn_conv_critic(rng, 
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max(), err_msg=jax.tree_util.keystr(path))
 
 
-def _torch_reference(torch, g_params, d_params, z, fake_cotangent):
-    """28x28 DCGAN written with torch.nn.functional, train-mode BatchNorm, float64."""
+def _torch_reference(torch, g_params, d_params, z, fake_cotangent, g_extra=0, d_extra=0):
+    """28x28 DCGAN (with ``g_extra`` / ``d_extra`` extra 3x3 blocks) written with torch.nn.functional,
+    train-mode BatchNorm, float64."""
     F = torch.nn.functional
     t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)  # noqa: E731
     gp = jax.tree_util.tree_map(t, g_params)
@@ -202,11 +223,15 @@ def _torch_reference(torch, g_params, d_params, z, fake_cotangent):
     h = h.reshape(-1, 7, 7, c0).permute(0, 3, 1, 2)
     h = F.relu(bn(h, gp["bn0"]))
     h = F.relu(bn(F.conv_transpose2d(h, convt_weight(gp["deconv1"]["kernel"]), stride=2, padding=1), gp["bn1"]))
+    for j in range(g_extra):
+        h = F.relu(bn(F.conv2d(h, gp[f"extra{j}"]["kernel"].permute(3, 2, 0, 1), padding=1), gp[f"extra_bn{j}"]))
     h = F.conv_transpose2d(h, convt_weight(gp["output"]["kernel"]), gp["output"]["bias"], stride=2, padding=1)
     images = torch.tanh(h)
 
     x = F.conv2d(images, dp["conv0"]["kernel"].permute(3, 2, 0, 1), dp["conv0"]["bias"], stride=2, padding=1)
     x = F.leaky_relu(x, 0.2)
+    for j in range(d_extra):
+        x = F.leaky_relu(bn(F.conv2d(x, dp[f"extra{j}"]["kernel"].permute(3, 2, 0, 1), padding=1), dp[f"extra_bn{j}"]), 0.2)
     x = F.leaky_relu(bn(F.conv2d(x, dp["conv1"]["kernel"].permute(3, 2, 0, 1), stride=2, padding=1), dp["bn1"]), 0.2)
     x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # flatten in NHWC order, as the JAX model does
     logits = (x @ dp["logit"]["kernel"] + dp["logit"]["bias"])[:, 0]
@@ -216,10 +241,11 @@ def _torch_reference(torch, g_params, d_params, z, fake_cotangent):
     return images.detach().permute(0, 2, 3, 1).numpy(), logits.detach().numpy(), grads
 
 
-def test_matches_torch_reference_forward_and_gradients(rng):
+@pytest.mark.parametrize("g_extra,d_extra", [(0, 0), (2, 1)])
+def test_matches_torch_reference_forward_and_gradients(rng, g_extra, d_extra):
     torch = pytest.importorskip("torch")
-    gen = DCGANGenerator(image_shape=(28, 28, 1), base_features=BASE)
-    disc = DCGANDiscriminator(base_features=BASE)
+    gen = DCGANGenerator(image_shape=(28, 28, 1), base_features=BASE, extra_layers=g_extra)
+    disc = DCGANDiscriminator(base_features=BASE, extra_layers=d_extra)
     z = rng.normal(size=(5, 6)).astype(np.float32)
     g_vars = _init(gen, z)
     d_vars = _init(disc, np.zeros((5, 28, 28, 1), np.float32))
@@ -234,7 +260,7 @@ def test_matches_torch_reference_forward_and_gradients(rng):
         return jnp.sum(logits * w), (images, logits)
 
     (_, (images, logits)), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(g_params, d_params)
-    t_images, t_logits, t_grads = _torch_reference(torch, g_params, d_params, z, w)
+    t_images, t_logits, t_grads = _torch_reference(torch, g_params, d_params, z, w, g_extra, d_extra)
     np.testing.assert_allclose(images, t_images, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(logits, t_logits, rtol=1e-4, atol=1e-5)
     flat, flat_ref = jax.tree_util.tree_leaves_with_path(grads), jax.tree_util.tree_leaves(t_grads)
@@ -255,6 +281,8 @@ def test_generator_rejects_unsupported_sizes(shape):
         (dict(image_shape=(28, 28)), r"image_shape must be a tuple \(H, W, C\)"),
         (dict(image_shape=(28, 28, 0)), "channels"),
         (dict(base_features=0), "base_features"),
+        (dict(extra_layers=-1), r"extra_layers must be an int >= 0, got -1"),
+        (dict(extra_layers=1.5), r"extra_layers must be an int >= 0, got 1.5"),
     ],
 )
 def test_generator_rejects_bad_config(kwargs, match):

@@ -99,6 +99,23 @@ def test_bad_config_raises():
         gan.init(jax.random.PRNGKey(0), gan.GANConfig(d_steps=0), _batch(rng, 1))
     with pytest.raises(ValueError, match="clip"):
         wgan.init_wgan(jax.random.PRNGKey(0), wgan.WGANConfig(clip=-1.0), _batch(rng, 5))
+    with pytest.raises(ValueError, match="d_extra_layers must be >= 0, got -1"):
+        gan.init(jax.random.PRNGKey(0), gan.GANConfig(d_extra_layers=-1), _batch(rng, 1))
+    with pytest.raises(ValueError, match=r"g_extra_layers / d_extra_layers are DCGAN options; these networks are MLPs"):
+        gan.init(jax.random.PRNGKey(0), gan.GANConfig(model="mlp", g_extra_layers=1), _batch(rng, 1))
+
+
+def test_extra_layers_reach_the_dcgan_networks_and_a_step_trains_them():
+    rng = np.random.default_rng(4)
+    config = gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, g_extra_layers=2, d_extra_layers=1)
+    batch = {"x": jnp.asarray(rng.uniform(-1, 1, size=(1, 6, 28, 28, 1)), jnp.float32)}  # (d_steps, m, H, W, C)
+    state = gan.init(jax.random.PRNGKey(0), config, batch)
+    assert {"extra0", "extra1"} <= set(state.generator.params) and {"extra_bn0", "extra_bn1"} <= set(state.generator.batch_stats)
+    assert "extra0" in state.discriminator.params and "extra1" not in state.discriminator.params
+    new, metrics = jax.jit(gan.step)(state, batch)
+    assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
+    for net, old in ((new.generator, state.generator), (new.discriminator, state.discriminator)):
+        assert not np.allclose(net.params["extra0"]["kernel"], old.params["extra0"]["kernel"])
 
 
 def _previous_optimizers(config, g_lr, d_lr):
