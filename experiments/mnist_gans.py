@@ -29,20 +29,18 @@ from gendl_jax.objectives import gan, wgan
 from gendl_jax.train import TrainConfig, load_run, plots, train_and_evaluate
 
 MLP = {"model": "mlp", "hidden": (512, 512), "d_activation": "leaky_relu"}
+DCGAN_EMA = gan.GANConfig(model="dcgan", base_features=64, generator_loss="non-saturating", ema_decay=0.999,
+                          lr_decay_steps=-1)
 MODELS = {
     "gan": ("gan", gan.GANConfig(**MLP, generator_loss="saturating")),
     "ns-gan": ("gan", gan.GANConfig(**MLP, generator_loss="non-saturating")),
     "wgan": ("wgan", wgan.WGANConfig(**MLP)),
     "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(**MLP)),
     "dcgan": ("gan", gan.GANConfig(model="dcgan", base_features=32, generator_loss="non-saturating")),
-    "dcgan-ema": ("gan", gan.GANConfig(model="dcgan", base_features=64, generator_loss="non-saturating",
-                                       ema_decay=0.999, lr_decay_steps=-1)),
-    "dcgan-deep": ("gan", gan.GANConfig(model="dcgan", base_features=64, g_extra_layers=1,
-                                        generator_loss="non-saturating", ema_decay=0.999, lr_decay_steps=-1)),
-    "dcgan-deeper": ("gan", gan.GANConfig(model="dcgan", base_features=64, g_extra_layers=2,
-                                          generator_loss="non-saturating", ema_decay=0.999, lr_decay_steps=-1)),
-    "dcgan-deepest": ("gan", gan.GANConfig(model="dcgan", base_features=64, g_extra_layers=3,
-                                           generator_loss="non-saturating", ema_decay=0.999, lr_decay_steps=-1)),
+    "dcgan-ema": ("gan", DCGAN_EMA),
+    "dcgan-deep": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=1)),
+    "dcgan-deeper": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=2)),
+    "dcgan-deepest": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3)),
     "wgan-gp-dcgan": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999,
                                                    lr_decay_steps=-1)),
 }
@@ -52,8 +50,8 @@ width with both learning rates decayed linearly to 0 over the run (``lr_decay_st
 run's steps") and samples from the generator's moving average (decay 0.999); ``dcgan-deep``: the same
 with one more stride-1 3x3 conv block in the generator (``g_extra_layers=1``, at 14x14x64, before the
 output layer), against a discriminator already winning (D(real) ~ 0.86, D(fake) ~ 0.1 late in the
-``dcgan-ema`` run); ``dcgan-deeper``: two such blocks (``g_extra_layers=2``); ``dcgan-deepest``: three; ``wgan-gp-dcgan``: the same
-networks trained as WGAN-GP (Gulrajani et al.'s Adam(1e-4, 0.5, 0.9), 5 critic steps, lambda 10, critic
+``dcgan-ema`` run); ``dcgan-deeper``: two such blocks (``g_extra_layers=2``); ``dcgan-deepest``: three;
+``wgan-gp-dcgan``: the same networks trained as WGAN-GP (Gulrajani et al.'s Adam(1e-4, 0.5, 0.9), 5 critic steps, lambda 10, critic
 without normalisation), with the same decay and average. Models with an average
 also get a ``<name>/raw`` row scored from the trained weights, the average's ablation."""
 
