@@ -1,7 +1,7 @@
 """GAN, NS-GAN, WGAN, WGAN-GP and DCGAN on MNIST, each scored with every MNIST measure.
 
 Each model is trained with the project's objectives through ``gendl_jax.train.train_and_evaluate``
-(batch 64, images in [-1, 1]) for a fixed number of generator steps (``--steps``, a CPU budget, not
+(batch 64 unless ``--batch-size`` says otherwise, images in [-1, 1]) for a fixed number of generator steps (``--steps``, a CPU budget, not
 convergence), then ``--n-eval`` samples are scored against as many random MNIST test images with the shipped
 LeNet features (:func:`gendl_jax.metrics.evaluate.image_measures`, what ``gendl eval`` writes). The
 real-data floor row scores ``--n-eval`` MNIST train images the same way.
@@ -41,6 +41,9 @@ MODELS = {
     "dcgan-deep": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=1)),
     "dcgan-deeper": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=2)),
     "dcgan-deepest": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3)),
+    "dcgan-deepest-d": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1)),
+    "dcgan-wide": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=1)),
+    "dcgan-wide-d2": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=2)),
     "wgan-gp-dcgan": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999,
                                                    lr_decay_steps=-1)),
 }
@@ -51,6 +54,9 @@ run's steps") and samples from the generator's moving average (decay 0.999); ``d
 with one more stride-1 3x3 conv block in the generator (``g_extra_layers=1``, at 14x14x64, before the
 output layer), against a discriminator already winning (D(real) ~ 0.86, D(fake) ~ 0.1 late in the
 ``dcgan-ema`` run); ``dcgan-deeper``: two such blocks (``g_extra_layers=2``); ``dcgan-deepest``: three;
+``dcgan-deepest-d``: three, and one stride-1 block in the discriminator too (``d_extra_layers=1``);
+``dcgan-wide``: ``dcgan-deepest-d`` at twice the width (``base_features=128``, for an accelerator);
+``dcgan-wide-d2``: the same with two stride-1 blocks in the discriminator;
 ``wgan-gp-dcgan``: the same networks trained as WGAN-GP (Gulrajani et al.'s Adam(1e-4, 0.5, 0.9), 5 critic steps, lambda 10, critic
 without normalisation), with the same decay and average. Models with an average
 also get a ``<name>/raw`` row scored from the trained weights, the average's ablation."""
@@ -61,12 +67,12 @@ def train_model(name: str, args) -> tuple[pathlib.Path, dict]:
     """Trains one model (or reuses a finished run folder); returns the folder and its training summary."""
     objective, config = model_config(name, args)
     steps = model_steps(name, args)
-    run = pathlib.Path(args.runs) / f"{name}-seed{args.seed}-steps{steps}"
+    run = pathlib.Path(args.runs) / f"{name}-seed{args.seed}-steps{steps}{_batch_suffix(args)}"
     summary_path = run / "train_summary.json"
     if summary_path.is_file():
         return run, json.loads(summary_path.read_text())
     summary = train_and_evaluate(objective, config, TrainConfig(
-        data="mnist", data_dir=args.data_dir, steps=steps, batch_size=64, seed=args.seed, out=str(run),
+        data="mnist", data_dir=args.data_dir, steps=steps, batch_size=args.batch_size, seed=args.seed, out=str(run),
         log_every=100, sample_every=0, checkpoint_every=min(steps, 1000), n_samples=64, progress=args.progress,
         resume=True))  # an interrupted run continues from its last checkpoint
     summary_path.write_text(json.dumps(summary, indent=2))
@@ -117,25 +123,30 @@ def main(args) -> None:
         results_path.write_text(json.dumps(record, indent=2))
     overrides = "".join(f" --model-steps {k}={v}" for k, v in args.model_steps.items())
     command = (f"python experiments/mnist_gans.py --models {' '.join(args.models)} --steps {args.steps} "
-               f"--dcgan-fraction {args.dcgan_fraction}{overrides} --seed {args.seed} --n-eval {args.n_eval} "
+               f"--dcgan-fraction {args.dcgan_fraction}{overrides}"
+               f"{'' if args.batch_size == 64 else f' --batch-size {args.batch_size}'} --seed {args.seed} --n-eval {args.n_eval} "
                f"--out {args.out}")
     for name, (run, summary) in trained.items():
         objective, config = model_config(name, args)
         obj, state, _ = load_run(run)
         sample = jax.jit(obj.sample, static_argnums=2, static_argnames="ema")
         # With a moving average: the average (the model's samples) and, as its ablation, the trained weights.
-        for row_name, ema in [(name, True)] + ([(f"{name}/raw", False)] if config.ema_decay > 0 else []):
+        base = name + _batch_suffix(args)
+        for row_name, ema in [(base, True)] + ([(f"{base}/raw", False)] if config.ema_decay > 0 else []):
             samples = np.asarray(sample(state, jax.random.PRNGKey(args.seed + 7), args.n_eval, ema=ema))
             file_name = row_name.replace("/", "-")
+            if args.save_samples:  # the scored samples, to re-score them elsewhere (float16 halves the file)
+                np.savez_compressed(out / f"samples_{file_name}.npz", images=samples.astype(np.float16))
             plots.image_grid(samples[:100], out / f"samples_{file_name}.png",
                              title=f"{row_name}, {summary['steps']} steps")
             row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
                                  picture_path=out / f"nearest_{file_name}.png")
             record["rows"][row_name] = {"model": row_name, "command": command, "objective": objective,
                                         "config": _jsonable(config),
-                                        "steps": summary["steps"], "batch_size": 64, "seed": args.seed,
+                                        "steps": summary["steps"], "batch_size": args.batch_size, "seed": args.seed,
                                         "train_seconds": summary["train_seconds"],
-                                        "compile_seconds": summary["compile_seconds"], **row}
+                                        "compile_seconds": summary["compile_seconds"],
+                                        "device": jax.devices()[0].device_kind, "jax": jax.__version__, **row}
             print(json.dumps({k: v for k, v in record["rows"][row_name].items() if k != "config"}), flush=True)
         results_path.write_text(json.dumps(record, indent=2))
 
@@ -145,6 +156,11 @@ def classifier_accuracy(test) -> float:
     from gendl_jax.metrics import mnist_classifier
 
     return float(mnist_classifier().accuracy(test.images, test.labels))
+
+
+def _batch_suffix(args) -> str:
+    """Run folders and rows of a non-default batch size are told apart by ``-b<size>``."""
+    return "" if args.batch_size == 64 else f"-b{args.batch_size}"
 
 
 def _jsonable(config):
@@ -158,9 +174,12 @@ if __name__ == "__main__":
     p.add_argument("--dcgan-fraction", type=float, default=0.05, help="the DCGANs get this fraction of --steps")
     p.add_argument("--model-steps", type=_name_steps, nargs="*", default=[], metavar="MODEL=STEPS",
                    help="steps of single models, overriding --steps / --dcgan-fraction")
+    p.add_argument("--batch-size", type=int, default=64, help="minibatch of every model; rows of another "
+                   "size than 64 are named <model>-b<size>")
     p.add_argument("--n-eval", type=int, default=10000, help="samples scored against as many MNIST test images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--save-samples", action="store_true", help="also write the scored samples, samples_<row>.npz")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="experiments/results/mnist_gans")
     p.add_argument("--runs", default="runs/mnist_gans")
