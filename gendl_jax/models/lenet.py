@@ -39,11 +39,14 @@ class LeNet(nn.Module):
       num_classes: outputs of the final linear layer.
       channels: output channels of the two 5x5 convolutions.
       hidden: widths of the dense hidden layers (ReLU); the last one's activations are the features.
+      precision: ``lax`` precision of every convolution and dense layer (None: the backend's default,
+        which on recent NVIDIA GPUs computes float32 products in TF32).
     """
 
     num_classes: int = 10
     channels: tuple[int, int] = (6, 16)
     hidden: tuple[int, ...] = (120, 84)
+    precision: str | jax.lax.Precision | None = None
 
     @nn.compact
     def __call__(self, x: Array) -> tuple[Array, Array]:
@@ -53,13 +56,13 @@ class LeNet(nn.Module):
         _check_widths("hidden", self.hidden)
         if tuple(x.shape[1:]) != LENET_INPUT_SHAPE or x.ndim != 4:
             raise ValueError(f"x must have shape (N, 28, 28, 1), got {tuple(x.shape)}")
-        h = nn.Conv(self.channels[0], (5, 5), padding="SAME", name="conv1")(x)
+        h = nn.Conv(self.channels[0], (5, 5), padding="SAME", precision=self.precision, name="conv1")(x)
         h = nn.max_pool(nn.relu(h), (2, 2), strides=(2, 2))
-        h = nn.Conv(self.channels[1], (5, 5), padding="VALID", name="conv2")(h)
+        h = nn.Conv(self.channels[1], (5, 5), padding="VALID", precision=self.precision, name="conv2")(h)
         h = nn.max_pool(nn.relu(h), (2, 2), strides=(2, 2))
         h = h.reshape(h.shape[0], -1)
         for i, width in enumerate(self.hidden):
-            h = nn.relu(nn.Dense(width, name=f"dense{i + 1}")(h))
-        logits = nn.Dense(self.num_classes, name="classifier")(h)
+            h = nn.relu(nn.Dense(width, precision=self.precision, name=f"dense{i + 1}")(h))
+        logits = nn.Dense(self.num_classes, precision=self.precision, name="classifier")(h)
         return logits, h
 

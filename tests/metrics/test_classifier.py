@@ -77,3 +77,19 @@ def test_save_and_load_round_trip(tmp_path):
     back = clf.load_classifier(tmp_path / "ckpt", channels=(4, 8), hidden=(16,))
     for a, b in zip(jax.tree_util.tree_leaves(net.params), jax.tree_util.tree_leaves(back.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("precision, expected", [("highest", "HIGHEST"), (None, None)])
+def test_feature_program_precision(precision, expected):
+    # Every product of the feature network carries the classifier's precision, so that scores do not
+    # depend on a backend's default (TF32 for float32 on recent NVIDIA GPUs); None leaves the default.
+    shipped = mnist_classifier()
+    c = clf.MnistClassifier(shipped.model, shipped.params, precision=precision)
+    text = c._apply.lower(c.params, np.zeros((2, 28, 28, 1), np.float32)).as_text()
+    products = [line for line in text.splitlines() if "stablehlo.convolution" in line or "stablehlo.dot_general" in line]
+    assert len(products) == 2 + len(shipped.model.hidden) + 1  # two convolutions, the dense layers, the head
+    for line in products:
+        if expected is None:
+            assert "HIGHEST" not in line and "HIGH" not in line, line
+        else:
+            assert line.count(expected) == 2, line  # both operands
