@@ -1,6 +1,7 @@
 """Measures of generative models (the lecture's "Evaluation of GANs", Borji 2018).
 
-Feature-based: :func:`fid`, :func:`kid`, :func:`inception_score`, :func:`mmd`,
+Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
+:func:`inception_score` (and :func:`inception_score_breakdown`), :func:`mmd`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`; learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood`;
 memorisation: :func:`nearest_neighbours`; toy mixtures: :func:`mode_coverage`. MNIST features and
@@ -12,8 +13,8 @@ blocks of ``block_size`` rows and columns.
 """
 
 from gendl_jax.metrics.classifier import MNIST_CLASSIFIER_CONFIG, MnistClassifier, mnist_classifier, prepare_images
-from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, trace_sqrt_product
-from gendl_jax.metrics.inception import inception_score
+from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
+from gendl_jax.metrics.inception import inception_score, inception_score_breakdown
 from gendl_jax.metrics.kernel import kid, kid_subset_indices, mmd
 from gendl_jax.metrics.likelihood import parzen_log_densities, parzen_log_likelihood, select_parzen_bandwidth
 from gendl_jax.metrics.mode_coverage import mode_coverage, mode_histogram
@@ -37,6 +38,7 @@ __all__ = [
     "fid",
     "frechet_distance",
     "inception_score",
+    "inception_score_breakdown",
     "kid",
     "kid_subset_indices",
     "kth_neighbour_distances",
@@ -48,6 +50,7 @@ __all__ = [
     "nearest_neighbours",
     "nn_two_sample",
     "parzen_log_densities",
+    "per_class_fid",
     "parzen_log_likelihood",
     "precision_recall",
     "prepare_images",

@@ -144,3 +144,31 @@ def fid(features_real, features_fake) -> float:
     mu1, s1 = feature_statistics(real, "features_real")
     mu2, s2 = feature_statistics(fake, "features_fake")
     return float(_frechet(jnp.asarray(mu1), jnp.asarray(s1), jnp.asarray(mu2), jnp.asarray(s2)))
+
+
+def per_class_fid(features_real, labels_real, features_fake, labels_fake) -> np.ndarray:
+    """FID of each class: fake samples of (predicted) class k against real samples of class k.
+
+    Args:
+      features_real: (n, d); labels_real: (n,) ints in [0, C).
+      features_fake: (m, d); labels_fake: (m,) ints in [0, C), e.g. a classifier's argmax.
+
+    Returns (C,) float64, C = 1 + the largest label. Every class needs at least 2 samples on each side
+    (and more than d for a non-singular covariance; :func:`fid` warns otherwise).
+    """
+    real = as_samples(features_real, "features_real", min_n=2)
+    fake = as_samples(features_fake, "features_fake", min_n=2)
+    same_dim(real, fake, "features_real", "features_fake")
+    labels = []
+    for name, y, n in (("labels_real", labels_real, real.shape[0]), ("labels_fake", labels_fake, fake.shape[0])):
+        y = np.asarray(y)
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
+            raise ValueError(f"{name} must be ({n},) non-negative ints, got shape {y.shape} and dtype {y.dtype}")
+        labels.append(y)
+    num_classes = int(max(labels[0].max(), labels[1].max())) + 1
+    counts = [np.bincount(y, minlength=num_classes) for y in labels]
+    short = [k for k in range(num_classes) if min(counts[0][k], counts[1][k]) < 2]
+    if short:
+        raise ValueError("every class needs >= 2 real and >= 2 fake samples; classes " + ", ".join(
+            f"{k} ({counts[0][k]} real, {counts[1][k]} fake)" for k in short))
+    return np.array([fid(real[labels[0] == k], fake[labels[1] == k]) for k in range(num_classes)])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gendl_jax.metrics import feature_statistics, fid, frechet_distance, trace_sqrt_product
+from gendl_jax.metrics import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
 
 
 def _random_spd(rng, d, rank=None):
@@ -122,3 +122,30 @@ def test_trace_term_keeps_float64_precision_at_feature_sizes():
     with jax.enable_x64(True):
         got = float(trace_sqrt_product(jax.numpy.asarray(s1), jax.numpy.asarray(s2)))
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_per_class_fid_matches_scipy_per_class():
+    rng = np.random.default_rng(7)
+    d, classes = 4, 3
+    labels_real, labels_fake = rng.integers(0, classes, 300), rng.integers(0, classes, 250)
+    shift = rng.normal(size=(classes, d))
+    real = rng.normal(size=(300, d)) + shift[labels_real]
+    fake = rng.normal(scale=1.3, size=(250, d)) + 0.8 * shift[labels_fake]
+    got = per_class_fid(real, labels_real, fake, labels_fake)
+    expected = []
+    for k in range(classes):
+        r, f = real[labels_real == k], fake[labels_fake == k]
+        expected.append(_reference_frechet(r.mean(0), np.cov(r, rowvar=False), f.mean(0), np.cov(f, rowvar=False)))
+    np.testing.assert_allclose(got, expected, rtol=1e-8)
+    assert got.shape == (classes,)
+
+
+def test_per_class_fid_bad_input():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3))
+    with pytest.raises(ValueError, match=r"classes 2 \(0 real, 1 fake\)"):
+        per_class_fid(x, np.arange(20) % 2, x[:5], np.array([0, 0, 1, 1, 2]))
+    with pytest.raises(ValueError, match="labels_fake must be"):
+        per_class_fid(x, np.arange(20) % 2, x, np.linspace(0, 1, 20))
+    with pytest.raises(ValueError, match="labels_real must be"):
+        per_class_fid(x, np.arange(19) % 2, x, np.arange(20) % 2)

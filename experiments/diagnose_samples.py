@@ -1,0 +1,66 @@
+"""Why is a generator's Inception Score low? Class balance, classifier confidence and per-class FID of saved samples.
+
+For each ``.npz`` of MNIST samples (key ``images``, (N, 28, 28[, 1]) in [-1, 1], as
+``experiments/mnist_gans.py --save-samples`` writes them) and for MNIST test itself (the reference row),
+with the shipped LeNet: :func:`gendl_jax.metrics.inception_score_breakdown` (one-split IS = class balance x
+confidence, predicted-class histogram, quantiles of the top class probability, IS of the samples whose top
+probability is >= ``--threshold``) and :func:`gendl_jax.metrics.per_class_fid` (samples of predicted class k
+against the test digits of class k, in the LeNet's 128-d features).
+
+    GENDL_DATA_DIR=/path/to/mnist python experiments/diagnose_samples.py \\
+        experiments/results/mnist_gans_h200/samples_dcgan-wide.npz \\
+        --out experiments/results/mnist_gans_h200/diagnostics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+from gendl_jax.data import load_dataset
+from gendl_jax.metrics import inception_score_breakdown, mnist_classifier, per_class_fid
+
+
+def diagnose(logits, features, test_features, test_labels, threshold: float) -> dict:
+    """The breakdown and per-class FIDs of one sample set's LeNet ``logits`` (N, 10) and ``features`` (N, 128)."""
+    row = inception_score_breakdown(logits, threshold=threshold, from_logits=True)
+    row["per_class_fid"] = per_class_fid(test_features, test_labels, features, np.argmax(logits, axis=1)).tolist()
+    return row
+
+
+def main(args) -> None:
+    classifier = mnist_classifier()
+    test = load_dataset("mnist", split="test", data_dir=args.data_dir)
+    test_logits, test_features = classifier.logits_and_features(test.images, value_range=(0, 255))
+    rows = {"MNIST test": diagnose(test_logits, test_features, test_features, test.labels, args.threshold)}
+    for path in args.samples:
+        with np.load(path) as f:
+            if "images" not in f:
+                raise ValueError(f"{path} has no array 'images' (keys: {sorted(f.keys())})")
+            images = f["images"].astype(np.float32)
+        logits, features = classifier.logits_and_features(images)
+        rows[str(path)] = diagnose(logits, features, test_features, test.labels, args.threshold)
+    for name, row in rows.items():
+        q = row["top_probability_quantiles"]
+        print(f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
+              f"x confidence {row['confidence']:.4f}; top-prob quantiles "
+              + ", ".join(f"{k:g}: {v:.3f}" for k, v in q.items())
+              + f"; below {row['threshold']}: {row['fraction_below_threshold']:.3f}; IS of the {row['n_confident']} "
+              f"confident: {row['inception_score_confident'][0]:.3f}; per-class FID "
+              + " ".join(f"{v:.1f}" for v in row["per_class_fid"]), flush=True)
+    if args.out:
+        command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (
+            f" --threshold {args.threshold} --out {args.out}")
+        pathlib.Path(args.out).write_text(json.dumps({"command": command, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("samples", nargs="+", type=pathlib.Path, help=".npz files with an 'images' array in [-1, 1]")
+    p.add_argument("--threshold", type=float, default=0.9, help="top class probability of a 'confident' sample")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=None, help="JSON to write (default: print only)")
+    main(p.parse_args())
