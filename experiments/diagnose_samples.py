@@ -31,6 +31,10 @@ def diagnose(logits, features, test_features, test_labels, threshold: float) -> 
     return row
 
 
+def _mean(score) -> str:
+    return "n/a (too few)" if score is None else f"{score[0]:.3f}"
+
+
 def main(args) -> None:
     classifier = mnist_classifier()
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
@@ -49,7 +53,7 @@ def main(args) -> None:
               f"x confidence {row['confidence']:.4f}; top-prob quantiles "
               + ", ".join(f"{k:g}: {v:.3f}" for k, v in q.items())
               + f"; below {row['threshold']}: {row['fraction_below_threshold']:.3f}; IS of the {row['n_confident']} "
-              f"confident: {row['inception_score_confident'][0]:.3f}; per-class FID "
+              f"confident: {_mean(row['inception_score_confident'])}; per-class FID "
               + " ".join(f"{v:.1f}" for v in row["per_class_fid"]), flush=True)
     if args.out:
         command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (

@@ -77,7 +77,8 @@ class MnistClassifier:
       params: its parameters (``{"params": ...}`` variables).
       precision: ``lax`` precision its convolutions and dense layers compute logits and features with.
         The default, "highest", keeps float32 products in float32 on every backend, so that a sample
-        set gets the same scores on a GPU (whose default is TF32) as on a CPU; None: the backend's default.
+        set gets the same scores on a GPU (where float32 products may default to TF32) as on a CPU;
+        None: the backend's default.
     """
 
     model: LeNet

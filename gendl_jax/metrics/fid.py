@@ -162,7 +162,7 @@ def per_class_fid(features_real, labels_real, features_fake, labels_fake) -> np.
     labels = []
     for name, y, n in (("labels_real", labels_real, real.shape[0]), ("labels_fake", labels_fake, fake.shape[0])):
         y = np.asarray(y)
-        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and y.min() < 0):
+        if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
             raise ValueError(f"{name} must be ({n},) non-negative ints, got shape {y.shape} and dtype {y.dtype}")
         labels.append(y)
     num_classes = int(max(labels[0].max(), labels[1].max())) + 1

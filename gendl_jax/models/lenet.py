@@ -40,7 +40,7 @@ class LeNet(nn.Module):
       channels: output channels of the two 5x5 convolutions.
       hidden: widths of the dense hidden layers (ReLU); the last one's activations are the features.
       precision: ``lax`` precision of every convolution and dense layer (None: the backend's default,
-        which on recent NVIDIA GPUs computes float32 products in TF32).
+        which on recent NVIDIA GPUs may compute float32 products in TF32).
     """
 
     num_classes: int = 10

@@ -82,7 +82,7 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.mark.parametrize("precision, expected", [("highest", "HIGHEST"), (None, None)])
 def test_feature_program_precision(precision, expected):
     # Every product of the feature network carries the classifier's precision, so that scores do not
-    # depend on a backend's default (TF32 for float32 on recent NVIDIA GPUs); None leaves the default.
+    # depend on a backend's default (possibly TF32 for float32 on recent NVIDIA GPUs); None leaves it.
     shipped = mnist_classifier()
     c = clf.MnistClassifier(shipped.model, shipped.params, precision=precision)
     text = c._apply.lower(c.params, np.zeros((2, 28, 28, 1), np.float32)).as_text()
