@@ -1,0 +1,260 @@
+"""Better samples from a trained GAN without retraining it: the truncation trick and discriminator
+rejection sampling.
+
+* **Truncation** (Brock et al. 2019, BigGAN, section 3.1): latents from N(0, I) restricted to
+  ``|z_i| <= threshold`` in every coordinate. Smaller thresholds trade diversity for fidelity.
+* **Discriminator rejection sampling** (DRS; Azadi et al. 2019). A discriminator ``D = sigmoid(l)``
+  that is optimal between p_data and p_g has ``l(x) = log p_data(x) / p_g(x)`` (lecture: the optimal
+  D is ``p_data / (p_data + p_g)``). Accepting a generator sample with probability ``exp(l(x) - M)``,
+  ``M = max_x l(x)``, is then rejection sampling with proposal p_g and target p_data: the accepted
+  samples follow p_data exactly. In practice M is estimated on a burn-in set of proposals (and raised
+  when a larger logit turns up), and acceptance is raised by a shift ``gamma``: a sample is accepted
+  with probability ``sigmoid(F(x))``, ``F = l - M - log(1 - exp(l - M - eps)) - gamma``. With
+  ``gamma = 0`` and ``eps -> 0``, ``sigmoid(F) = exp(l - M)``, the exact scheme; a fixed ``gamma``
+  gives accepted samples with density proportional to ``p_g(x) sigmoid(F(x))``.
+* **Platt scaling** (Platt 1999): ``a * l + b`` fitted by logistic regression between held-out real
+  and generated logits, with both classes weighted equally, so that the calibrated logit estimates
+  ``log p_data / p_g``. A GAN's discriminator at the end of training need not be calibrated.
+
+Pure parts (:func:`truncated_latents`, :func:`drs_log_acceptance`) run under ``jit``; the sampler
+:func:`rejection_sample` is a host loop over the user's jitted ``propose`` and ``log_ratio``, since the
+number of proposals it needs is not known in advance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+Array = jax.Array
+
+__all__ = [
+    "RejectionSamples",
+    "drs_log_acceptance",
+    "gamma_for_acceptance",
+    "platt_scaling",
+    "rejection_sample",
+    "truncated_latents",
+]
+
+
+def _positive_finite(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def truncated_latents(key: Array, n: int, dim: int, threshold: float | None = None, dtype=jnp.float32) -> Array:
+    """(n, dim) latents from N(0, I), each coordinate restricted to [-threshold, threshold].
+
+    The density is the standard normal's renormalised on the box (what redrawing every coordinate
+    that falls outside gives). ``threshold=None`` draws plain N(0, I) latents.
+    """
+    for name, value in (("n", n), ("dim", dim)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if threshold is None:
+        return jax.random.normal(key, (n, dim), dtype)
+    t = _positive_finite("threshold", threshold)
+    return jax.random.truncated_normal(key, -t, t, (n, dim), dtype)
+
+
+def drs_log_acceptance(logits, max_logit, gamma=0.0, eps: float = 1e-6) -> Array:
+    """Log of DRS's acceptance probability, ``log sigmoid(F)``: (n,) logits -> (n,).
+
+    ``F = l - M - log(1 - exp(l - M - eps)) - gamma`` (Azadi et al. 2019, section 3.2). Args:
+      logits: (n,) discriminator logits, estimates of ``log p_data / p_g``.
+      max_logit: M, which must be >= every logit (on concrete inputs this is checked).
+      gamma: the shift; larger gamma accepts less. ``gamma=0`` with a small ``eps`` is the exact
+        rejection sampler, acceptance ``exp(l - M)``.
+      eps: > 0, keeps ``log(1 - exp(.))`` finite at ``l = M``.
+    """
+    if not isinstance(eps, jax.core.Tracer):
+        _positive_finite("eps", eps)
+    logits = jnp.asarray(logits)
+    if logits.ndim != 1:
+        raise ValueError(f"logits must have shape (n,), got {tuple(logits.shape)}")
+    if not isinstance(logits, jax.core.Tracer) and not isinstance(max_logit, jax.core.Tracer):
+        concrete = np.asarray(logits)
+        if not np.all(np.isfinite(concrete)):
+            raise ValueError("logits must be finite, got NaN or inf")
+        if concrete.size and concrete.max() > float(max_logit):
+            raise ValueError(f"max_logit must be >= every logit, got max_logit={float(max_logit)} < "
+                             f"max(logits)={concrete.max()}")
+    return -jnp.logaddexp(0.0, -_drs_f(jnp, logits, max_logit, eps, gamma))  # log sigmoid(F)
+
+
+def _drs_f(xp, logits, max_logit, eps, gamma=0.0):
+    """DRS's F with array namespace ``xp`` (jax.numpy in the pure function, numpy in float64 on the host)."""
+    d = logits - max_logit
+    return d - xp.log(-xp.expm1(d - eps)) - gamma
+
+
+def gamma_for_acceptance(logits, max_logit: float, acceptance: float, eps: float = 1e-6) -> float:
+    """The shift gamma at which the mean DRS acceptance probability over ``logits`` is ``acceptance``.
+
+    ``logits``: (n,) logits of proposals (a burn-in set); ``acceptance`` in (0, 1). Solved in
+    float64 by bisection (the mean acceptance decreases strictly with gamma).
+    """
+    if isinstance(acceptance, bool) or not isinstance(acceptance, (int, float, np.floating)) or not 0 < acceptance < 1:
+        raise ValueError(f"acceptance must be a number in (0, 1), got {acceptance!r}")
+    logits = np.asarray(logits, np.float64)
+    if logits.ndim != 1 or logits.size == 0 or not np.all(np.isfinite(logits)):
+        raise ValueError(f"logits must be a non-empty finite (n,) array, got shape {logits.shape}")
+    if logits.max() > max_logit:
+        raise ValueError(f"max_logit must be >= every logit, got {max_logit} < {logits.max()}")
+    f = _drs_f(np, logits, max_logit, _positive_finite("eps", eps))
+
+    def mean_acceptance(gamma):
+        return np.mean(0.5 * (1.0 + np.tanh(0.5 * (f - gamma))))  # sigmoid without overflow
+
+    lo, hi = f.min() - 50.0, f.max() + 50.0  # mean acceptance ~1 at lo, ~0 at hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mean_acceptance(mid) > acceptance:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def platt_scaling(logits_real, logits_fake, *, max_iter: int = 100, tol: float = 1e-10) -> tuple[float, float]:
+    """Calibrates a discriminator: ``(a, b)`` such that ``a * l + b`` estimates ``log p_data / p_g``.
+
+    Minimises the class-balanced logistic loss ``-mean log sigmoid(a l_r + b) - mean log sigmoid(-(a l_f + b))``
+    over (n_r,) real and (n_f,) generated logits of held-out data, in float64 by Newton's method
+    (the loss is convex in (a, b)). Raises ValueError when the two sets are separable (no finite
+    minimiser) or when the inputs are empty or not finite.
+    """
+    groups = []
+    for name, values in (("logits_real", logits_real), ("logits_fake", logits_fake)):
+        v = np.asarray(values, np.float64)
+        if v.ndim != 1 or v.size < 2:
+            raise ValueError(f"{name} must have shape (n,) with n >= 2, got {v.shape}")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"{name} must be finite, got NaN or inf")
+        groups.append(v)
+    real, fake = groups
+    if real.min() > fake.max() or fake.min() > real.max():
+        raise ValueError("logits_real and logits_fake are perfectly separated: the calibrating logistic "
+                         "regression has no finite solution; use more (or harder) held-out samples")
+    x = np.concatenate([real, fake])
+    y = np.concatenate([np.ones_like(real), np.zeros_like(fake)])
+    w = np.concatenate([np.full(real.size, 0.5 / real.size), np.full(fake.size, 0.5 / fake.size)])
+    design = np.stack([x, np.ones_like(x)], 1)
+    params = np.zeros(2)
+    for _ in range(max_iter):
+        p = 0.5 * (1.0 + np.tanh(0.5 * design @ params))
+        grad = design.T @ (w * (p - y))
+        hess = (design * (w * p * (1 - p))[:, None]).T @ design
+        step = np.linalg.solve(hess, grad)
+        params = params - step
+        if np.max(np.abs(step)) < tol * (1.0 + np.max(np.abs(params))):
+            break
+    else:
+        raise ValueError(f"the calibrating logistic regression did not converge in {max_iter} Newton steps "
+                         f"(last step {step}); the logits may be nearly separable")
+    return float(params[0]), float(params[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class RejectionSamples:
+    """What :func:`rejection_sample` returns."""
+
+    samples: np.ndarray
+    """(n, ...) accepted samples, in the order they were accepted."""
+    proposals: int
+    """Proposals drawn after the burn-in."""
+    accepted: int
+    """Proposals accepted (>= n: the surplus of the last batch is dropped from ``samples``)."""
+    burn_in: int
+    """Proposals drawn to estimate M (and gamma), then discarded."""
+    max_logit: float
+    """M at the end (the burn-in maximum, raised by any larger logit seen later)."""
+    gamma: float
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.proposals
+
+
+def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_ratio: Callable[[Array], Array], n: int,
+                     *, gamma: float | None = None, acceptance: float | None = None, burn_in: int = 10000,
+                     batch_size: int = 1000, eps: float = 1e-6, max_proposals: int | None = None,
+                     progress: bool = False) -> RejectionSamples:
+    """Discriminator rejection sampling: ``n`` proposals of ``propose`` kept with DRS's acceptance.
+
+    Args:
+      key: PRNG key (proposals, and the uniforms of the accept test).
+      propose: ``(key, m) -> (m, ...)`` samples of the generator (jit it; ``m`` is always ``batch_size``).
+      log_ratio: ``(m, ...) -> (m,)`` estimates of ``log p_data / p_g``, e.g. the discriminator's
+        logits, Platt-scaled (:func:`platt_scaling`).
+      n: samples to return.
+      gamma: DRS's shift, fixed for the whole run. Give ``gamma`` or ``acceptance``, not both;
+        neither means ``gamma = 0``, the exact rejection sampler.
+      acceptance: the mean acceptance probability wanted, in (0, 1); gamma is solved for it on the
+        burn-in proposals (:func:`gamma_for_acceptance`).
+      burn_in: proposals used to estimate M (rounded up to whole batches), then discarded.
+      max_proposals: stop with RuntimeError after this many proposals (default ``1000 * n``).
+      progress: show a progress bar of accepted samples.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(burn_in, bool) or not isinstance(burn_in, (int, np.integer)) or burn_in < 1:
+        raise ValueError(f"burn_in must be a positive int, got {burn_in!r}")
+    if gamma is not None and acceptance is not None:
+        raise ValueError(f"give gamma or acceptance, not both (got gamma={gamma}, acceptance={acceptance})")
+    if gamma is not None and not np.isfinite(gamma):
+        raise ValueError(f"gamma must be finite, got {gamma!r}")
+    max_proposals = 1000 * n if max_proposals is None else max_proposals
+    _positive_finite("eps", eps)
+
+    def logits_of(x):
+        logits = np.asarray(log_ratio(x), np.float64)
+        if logits.shape != (x.shape[0],):
+            raise ValueError(f"log_ratio must map ({x.shape[0]}, ...) samples to ({x.shape[0]},) logits, "
+                             f"got shape {logits.shape}")
+        if not np.all(np.isfinite(logits)):
+            raise ValueError("log_ratio returned NaN or inf")
+        return logits
+
+    key, burn_key = jax.random.split(key)
+    burn_batches = -(-burn_in // batch_size)
+    burn_logits = np.concatenate([logits_of(propose(k, batch_size))
+                                  for k in jax.random.split(burn_key, burn_batches)])
+    max_logit = float(burn_logits.max())
+    if acceptance is not None:
+        gamma = gamma_for_acceptance(burn_logits, max_logit, acceptance, eps)
+    gamma = 0.0 if gamma is None else float(gamma)
+
+    accepted, count, proposals = [], 0, 0
+    bar = tqdm(total=n, desc="rejection sampling", disable=not progress)
+    while count < n:
+        if proposals >= max_proposals:
+            bar.close()
+            raise RuntimeError(f"rejection_sample accepted {count} of {proposals} proposals, short of n={n} "
+                               f"within max_proposals={max_proposals}; lower gamma or ask for a larger acceptance")
+        key, k_prop, k_accept = jax.random.split(key, 3)
+        x = propose(k_prop, batch_size)
+        logits = logits_of(x)
+        max_logit = max(max_logit, float(logits.max()))
+        f = _drs_f(np, logits, max_logit, eps, gamma)
+        log_u = np.log1p(-np.asarray(jax.random.uniform(k_accept, (batch_size,)), np.float64))  # 1 - u in (0, 1]
+        keep = log_u < -np.logaddexp(0.0, -f)  # log sigmoid(F)
+        accepted.append(np.asarray(x)[keep])
+        count += int(keep.sum())
+        proposals += batch_size
+        bar.update(min(int(keep.sum()), n - bar.n))
+    bar.close()
+    samples = np.concatenate(accepted)[:n]
+    return RejectionSamples(samples=samples, proposals=proposals, accepted=count, burn_in=burn_batches * batch_size,
+                            max_logit=max_logit, gamma=gamma)
