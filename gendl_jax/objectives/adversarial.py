@@ -460,8 +460,14 @@ def sample(state: AdversarialState, key: Array, n: int, *, ema: bool = True) -> 
     return generate(state, z, ema=ema)
 
 
-def discriminate(state: AdversarialState, x: Array) -> Array:
-    """Discriminator logits / critic scores in inference mode: (n, *data_shape) -> (n,)."""
+def discriminate(state: AdversarialState, x: Array, *, batch_statistics: bool = False) -> Array:
+    """Discriminator logits / critic scores: (n, *data_shape) -> (n,).
+
+    By default in inference mode (BatchNorm's running averages). With ``batch_statistics=True``, a
+    discriminator with BatchNorm normalises with the statistics of ``x`` itself, as in training, where
+    it only ever saw all-real or all-fake minibatches (its running averages blend the two); ``x``
+    should then be a large batch of one kind. Networks without BatchNorm ignore the flag.
+    """
     _, disc = build_networks(state.config, state.data_shape, batch_norm_in_d=bool(state.discriminator.batch_stats))
     d = state.discriminator
-    return apply_net(disc, d.params, d.batch_stats, x, train=False)[0]
+    return apply_net(disc, d.params, d.batch_stats, x, train=batch_statistics)[0]

@@ -317,3 +317,18 @@ def test_auto_architecture(shape, expected):
     assert (type(gen).__name__, type(disc).__name__) == names[expected]
     z = jnp.zeros((3, adversarial.latent_dim(gan.GANConfig(), shape)))
     assert jax.eval_shape(lambda: gen.init_with_output(jax.random.PRNGKey(0), z, train=False)[0]).shape == (3, *shape)
+
+
+def test_discriminate_with_batch_statistics_is_what_the_step_saw():
+    """``discriminate(..., batch_statistics=True)`` on the real minibatch gives the D(x) of the step's
+    discriminator loss (BatchNorm on the batch's own statistics); inference mode does not."""
+    rng = np.random.default_rng(7)
+    config = gan.GANConfig(model="dcgan", base_features=4, latent_dim=8)
+    batch = {"x": jnp.asarray(rng.uniform(-1, 1, size=(1, 16, 28, 28, 1)), jnp.float32)}
+    state = gan.init(jax.random.PRNGKey(3), config, batch)
+    state, _ = jax.jit(gan.step)(state, batch)  # running averages move away from their initial values
+    _, metrics = jax.jit(gan.step)(state, batch)
+    train_mode = jax.jit(lambda s, x: gan.discriminate(s, x, batch_statistics=True))(state, batch["x"][0])
+    inference = jax.jit(gan.discriminate)(state, batch["x"][0])
+    np.testing.assert_allclose(np.mean(jax.nn.sigmoid(train_mode)), metrics["d_real"], rtol=1e-5)
+    assert not np.allclose(train_mode, inference, atol=1e-3)

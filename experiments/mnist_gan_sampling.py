@@ -1,0 +1,205 @@
+"""Truncation and discriminator rejection sampling on a trained MNIST GAN: what each does to IS, FID,
+precision and recall (:mod:`gendl_jax.sampling`).
+
+    python experiments/mnist_gans.py --models dcgan-deepest-d --model-steps dcgan-deepest-d=26000   # the run
+    python experiments/mnist_gan_sampling.py runs/mnist_gans/dcgan-deepest-d-seed0-steps26000
+
+Rows, each ``--n-eval`` samples scored as in ``mnist_gans.py`` (shipped LeNet features, against MNIST
+test; ``gendl eval``'s protocol):
+
+* ``plain``: latents from N(0, I), the model's own sampler (the generator's average when it keeps one);
+* ``truncation-T``: latents truncated to |z_i| <= T (Brock et al. 2019);
+* ``drs-MODE-A``: discriminator rejection sampling (Azadi et al. 2019) of the plain sampler, with the
+  discriminator's logits Platt-scaled on ``--calibration`` MNIST *train* images against as many fresh
+  samples, and DRS's shift gamma solved for a mean acceptance A on a 10,000-proposal burn-in. MODE is
+  how the discriminator's BatchNorm normalises: ``inference`` (running averages) or ``batch`` (each
+  batch of 1,000 by its own statistics, as in training);
+* ``drs-MODE-exact``: gamma = 0, the exact rejection sampler under the calibrated ratio (only when its
+  burn-in acceptance is at least ``--min-exact-acceptance``).
+
+Each row also splits the one-split IS into class balance x confidence
+(:func:`gendl_jax.metrics.inception_score_breakdown`). Writes ``mnist_gan_sampling.json``,
+``tradeoff.png`` (IS and FID against the share of proposals kept; precision against recall) and
+``samples_<row>.png`` into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gendl_jax import sampling  # noqa: E402
+from gendl_jax.data import load_dataset  # noqa: E402
+from gendl_jax.metrics import inception_score_breakdown, mnist_classifier  # noqa: E402
+from gendl_jax.metrics.classifier import prepare_images  # noqa: E402
+from gendl_jax.metrics.evaluate import image_measures, mnist_test_subset  # noqa: E402
+from gendl_jax.objectives import adversarial  # noqa: E402
+from gendl_jax.train import load_run, plots  # noqa: E402
+
+BATCH = 1000
+"""Images per generator / discriminator call (bounds memory on a CPU)."""
+
+
+def make_networks(state):
+    """Jitted ``propose(key, m, threshold)`` and the discriminator's logits ``{mode: logits(x)}`` of a trained
+    adversarial state, with BatchNorm in inference mode (running averages) or on the batch's own
+    statistics (as in training, where D saw all-real or all-fake minibatches)."""
+    dim = adversarial.latent_dim(state.config, state.data_shape)
+
+    @functools.partial(jax.jit, static_argnums=(1, 2))
+    def propose(key, m, threshold=None):
+        return adversarial.generate(state, sampling.truncated_latents(key, m, dim, threshold))
+
+    disc = {mode: jax.jit(functools.partial(adversarial.discriminate, state, batch_statistics=mode == "batch"))
+            for mode in ("inference", "batch")}
+    return propose, disc
+
+
+def draw(propose, key, n: int, threshold=None) -> np.ndarray:
+    """n samples in batches of BATCH."""
+    keys = jax.random.split(key, -(-n // BATCH))
+    return np.concatenate([np.asarray(propose(k, BATCH, threshold)) for k in keys])[:n]
+
+
+def batched(fn, x) -> np.ndarray:
+    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + BATCH]))) for i in range(0, len(x), BATCH)])
+
+
+def score(samples, real, train_images, out: pathlib.Path, name: str, seed: int) -> dict:
+    plots.image_grid(samples[:100], out / f"samples_{name}.png", title=name)
+    row = image_measures(samples, real, key=jax.random.PRNGKey(seed + 1), train_images=train_images)
+    breakdown = inception_score_breakdown(mnist_classifier().logits(samples, value_range=(-1.0, 1.0)))
+    row.update({k: breakdown[k] for k in ("class_balance", "confidence", "fraction_below_threshold")})
+    return row
+
+
+def main(args) -> None:
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _, state, record = load_run(args.run)
+    if record["train"]["data"] != "mnist" or not hasattr(state, "discriminator"):
+        raise SystemExit(f"{args.run}: expected a GAN / WGAN run on mnist, got {record['objective']} on "
+                         f"{record['train']['data']}")
+    propose, disc = make_networks(state)
+    test = load_dataset("mnist", split="test", data_dir=args.data_dir)
+    train = load_dataset("mnist", split="train", data_dir=args.data_dir)
+    real = test.images[mnist_test_subset(args.n_eval, args.seed)]
+    key = jax.random.PRNGKey(args.seed)
+    command = "python experiments/mnist_gan_sampling.py " + " ".join(sys.argv[1:])
+    result = {"run": str(args.run), "objective": record["objective"], "step": int(state.step),
+              "config": record["config"], "command": command, "device": jax.devices()[0].device_kind,
+              "jax": jax.__version__, "rows": {}}
+
+    def write(name, samples, **extra):
+        t0 = time.perf_counter()
+        row = {**extra, **score(samples, real, train.images, out, name, args.seed)}
+        row["score_seconds"] = time.perf_counter() - t0
+        result["rows"][name] = row
+        print(json.dumps({"row": name, **{k: v for k, v in row.items() if k != "predicted_class_histogram"}}),
+              flush=True)
+        (out / "mnist_gan_sampling.json").write_text(json.dumps(result, indent=2))
+
+    write("plain", draw(propose, jax.random.fold_in(key, 0), args.n_eval), kept=1.0)
+    for i, t in enumerate(args.truncation):
+        write(f"truncation-{t:g}", draw(propose, jax.random.fold_in(key, 1 + i), args.n_eval, t), threshold=t,
+              kept=1.0)
+
+    def plain(k, m):
+        return propose(k, m, None)
+
+    result["calibration"], result["exact_burn_in_acceptance"] = {}, {}
+    for mode in args.d_modes:
+        # Platt scaling on held-out data: MNIST train images (the scores use MNIST test) against fresh samples.
+        logits_of = disc[mode]
+        idx = np.random.default_rng(args.seed).choice(len(train), args.calibration, replace=False)
+        real_logits = batched(logits_of, prepare_images(train.images[idx]))
+        fake_logits = batched(logits_of, draw(propose, jax.random.fold_in(key, 100), args.calibration))
+        a, b = sampling.platt_scaling(real_logits, fake_logits)
+        result["calibration"][mode] = {"a": a, "b": b, "n": args.calibration,
+                                       "d_real_mean": float(np.mean(jax.nn.sigmoid(real_logits))),
+                                       "d_fake_mean": float(np.mean(jax.nn.sigmoid(fake_logits))),
+                                       "auc": _auc(real_logits, fake_logits)}
+        print(json.dumps({"calibration": mode, **result["calibration"][mode]}), flush=True)
+
+        def log_ratio(x, logits_of=logits_of, a=a, b=b):
+            return a * np.asarray(logits_of(x)) + b
+
+        # Exact rejection sampling (gamma = 0) when its acceptance is not hopeless.
+        burn = batched(log_ratio, draw(propose, jax.random.fold_in(key, 200), 10000))
+        exact = float(np.mean(np.exp(burn - burn.max())))
+        result["exact_burn_in_acceptance"][mode] = exact
+        targets = [(f"drs-{mode}-{acc:g}", {"acceptance": acc}) for acc in args.acceptance]
+        if exact >= args.min_exact_acceptance:
+            targets.append((f"drs-{mode}-exact", {"gamma": 0.0}))
+        for i, (name, kwargs) in enumerate(targets):
+            t0 = time.perf_counter()
+            drawn = sampling.rejection_sample(jax.random.fold_in(key, 300 + i), plain, log_ratio, args.n_eval,
+                                              batch_size=BATCH, progress=args.progress, **kwargs)
+            write(name, drawn.samples, d_mode=mode, kept=drawn.acceptance_rate, gamma=drawn.gamma,
+                  max_logit=drawn.max_logit, proposals=drawn.proposals, sample_seconds=time.perf_counter() - t0)
+    plot(result["rows"], out / "tradeoff.png", title=f"{pathlib.Path(args.run).name}: {args.n_eval} samples per row")
+
+
+def _auc(real_logits, fake_logits) -> float:
+    """Area under the ROC curve of real vs generated by the logit (Mann-Whitney U / (n_r n_f))."""
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([real_logits, fake_logits]))
+    n_r, n_f = len(real_logits), len(fake_logits)
+    return float((ranks[:n_r].sum() - n_r * (n_r + 1) / 2) / (n_r * n_f))
+
+
+def plot(rows: dict, path: pathlib.Path, title: str) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    groups = {"truncation": [k for k in rows if k.startswith("truncation")],
+              "DRS": [k for k in rows if k.startswith("drs")]}
+    for label, names in groups.items():
+        if not names:
+            continue
+        x = [rows[k]["threshold"] if label == "truncation" else rows[k]["kept"] for k in names]
+        order = np.argsort(x)
+        for ax, metric in zip(axes[:2], ("inception_score", "fid")):
+            ax.plot(np.asarray(x)[order], np.asarray([rows[k][metric] for k in names])[order], "o-", label=label)
+    for ax, metric in zip(axes[:2], ("inception_score", "fid")):
+        ax.axhline(rows["plain"][metric], color="k", ls="--", label="plain")
+        ax.set_xlabel("truncation threshold / share of proposals kept (DRS)")
+        ax.set_ylabel(metric)
+        ax.legend()
+    for name, row in rows.items():
+        axes[2].scatter(row["recall"], row["precision"])
+        axes[2].annotate(name, (row["recall"], row["precision"]), fontsize=7)
+    axes[2].set_xlabel("recall (k=3)")
+    axes[2].set_ylabel("precision (k=3)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="a GAN run folder (mnist_gans.py --runs, or gendl train)")
+    p.add_argument("--n-eval", type=int, default=10000)
+    p.add_argument("--truncation", type=float, nargs="*", default=[1.5, 1.0, 0.5])
+    p.add_argument("--acceptance", type=float, nargs="*", default=[0.5, 0.2, 0.1])
+    p.add_argument("--d-modes", nargs="*", default=["inference", "batch"], choices=["inference", "batch"],
+                   help="BatchNorm statistics of the discriminator for DRS: running averages, or each batch's own")
+    p.add_argument("--calibration", type=int, default=10000, help="train images (and as many samples) for Platt scaling")
+    p.add_argument("--min-exact-acceptance", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="experiments/results/mnist_gan_sampling")
+    main(p.parse_args())
