@@ -179,6 +179,7 @@ class RejectionSamples:
     max_logit: float
     """M at the end (the burn-in maximum, raised by any larger logit seen later)."""
     gamma: float
+    """The shift at the end (with ``acceptance``, solved again after each raise of M)."""
 
     @property
     def acceptance_rate(self) -> float:
@@ -200,7 +201,8 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
       gamma: DRS's shift, fixed for the whole run. Give ``gamma`` or ``acceptance``, not both;
         neither means ``gamma = 0``, the exact rejection sampler.
       acceptance: the mean acceptance probability wanted, in (0, 1); gamma is solved for it on the
-        burn-in proposals (:func:`gamma_for_acceptance`).
+        burn-in proposals (:func:`gamma_for_acceptance`), and solved again whenever M is raised.
+        With a fixed ``gamma`` instead, a raised M lowers the acceptance of every later proposal.
       burn_in: proposals used to estimate M (rounded up to whole batches), then discarded.
       max_proposals: stop with RuntimeError after this many proposals (default ``1000 * n``).
       progress: show a progress bar of accepted samples.
@@ -246,7 +248,10 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
         key, k_prop, k_accept = jax.random.split(key, 3)
         x = propose(k_prop, batch_size)
         logits = logits_of(x)
-        max_logit = max(max_logit, float(logits.max()))
+        if logits.max() > max_logit:
+            max_logit = float(logits.max())
+            if acceptance is not None:  # keep the mean acceptance asked for under the raised M
+                gamma = gamma_for_acceptance(burn_logits, max_logit, acceptance, eps)
         f = _drs_f(np, logits, max_logit, eps, gamma)
         log_u = np.log1p(-np.asarray(jax.random.uniform(k_accept, (batch_size,)), np.float64))  # 1 - u in (0, 1]
         keep = log_u < -np.logaddexp(0.0, -f)  # log sigmoid(F)
