@@ -9,12 +9,14 @@ test; ``gendl eval``'s protocol):
 
 * ``plain``: latents from N(0, I), the model's own sampler (the generator's average when it keeps one);
 * ``truncation-T``: latents truncated to |z_i| <= T (Brock et al. 2019);
-* ``drs-MODE-A``: discriminator rejection sampling (Azadi et al. 2019) of the plain sampler, with the
+* ``drs-D-MODE-A``: discriminator rejection sampling (Azadi et al. 2019) of the plain sampler, with the
   discriminator's logits Platt-scaled on ``--calibration`` MNIST *train* images against as many fresh
-  samples, and DRS's shift gamma solved for a mean acceptance A on a 10,000-proposal burn-in. MODE is
-  how the discriminator's BatchNorm normalises: ``inference`` (running averages) or ``batch`` (each
-  batch of 1,000 by its own statistics, as in training);
-* ``drs-MODE-exact``: gamma = 0, the exact rejection sampler under the calibrated ratio (only when its
+  samples, and DRS's shift gamma solved for a mean acceptance A on a 10,000-proposal burn-in. D is
+  ``trained`` (the run's discriminator) or ``refit`` (that one after ``--refit-steps`` more updates against
+  the fixed sampler, :func:`gendl_jax.objectives.gan.refit_discriminator_step`); MODE is how its
+  BatchNorm normalises: ``inference`` (running averages) or ``batch`` (each batch of 1,000 by its own
+  statistics, as in training);
+* ``drs-D-MODE-exact``: gamma = 0, the exact rejection sampler under the calibrated ratio (only when its
   burn-in acceptance is at least ``--min-exact-acceptance``).
 
 Each row also splits the one-split IS into class balance x confidence
@@ -39,13 +41,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from gendl_jax import sampling  # noqa: E402
-from gendl_jax.data import load_dataset  # noqa: E402
+from gendl_jax.data import BatchIterator, load_dataset  # noqa: E402
 from gendl_jax.metrics import inception_score_breakdown, mnist_classifier  # noqa: E402
 from gendl_jax.metrics.classifier import prepare_images  # noqa: E402
 from gendl_jax.metrics.evaluate import image_measures, mnist_test_subset  # noqa: E402
-from gendl_jax.objectives import adversarial  # noqa: E402
+from gendl_jax.objectives import adversarial, gan  # noqa: E402
 from gendl_jax.train import load_run, plots  # noqa: E402
 
 BATCH = 1000
@@ -120,36 +124,66 @@ def main(args) -> None:
         return propose(k, m, None)
 
     result["calibration"], result["exact_burn_in_acceptance"] = {}, {}
-    for mode in args.d_modes:
-        # Platt scaling on held-out data: MNIST train images (the scores use MNIST test) against fresh samples.
-        logits_of = disc[mode]
-        idx = np.random.default_rng(args.seed).choice(len(train), args.calibration, replace=False)
-        real_logits = batched(logits_of, prepare_images(train.images[idx]))
-        fake_logits = batched(logits_of, draw(propose, jax.random.fold_in(key, 100), args.calibration))
-        a, b = sampling.platt_scaling(real_logits, fake_logits)
-        result["calibration"][mode] = {"a": a, "b": b, "n": args.calibration,
-                                       "d_real_mean": float(np.mean(jax.nn.sigmoid(real_logits))),
-                                       "d_fake_mean": float(np.mean(jax.nn.sigmoid(fake_logits))),
-                                       "auc": _auc(real_logits, fake_logits)}
-        print(json.dumps({"calibration": mode, **result["calibration"][mode]}), flush=True)
+    discriminators = {"trained": disc}
+    if args.refit_steps:
+        t0 = time.perf_counter()
+        refit_state, result["refit"] = refit(state, train, args)
+        result["refit"]["seconds"] = time.perf_counter() - t0
+        print(json.dumps({"refit": result["refit"]}), flush=True)
+        discriminators["refit"] = make_networks(refit_state)[1]
+    for which, modes in discriminators.items():
+        for mode in args.d_modes:
+            # Platt scaling on held-out data: MNIST train images (the scores use MNIST test) against fresh samples.
+            logits_of, label = modes[mode], f"{which}-{mode}"
+            idx = np.random.default_rng(args.seed).choice(len(train), args.calibration, replace=False)
+            real_logits = batched(logits_of, prepare_images(train.images[idx]))
+            fake_logits = batched(logits_of, draw(propose, jax.random.fold_in(key, 100), args.calibration))
+            try:
+                a, b = sampling.platt_scaling(real_logits, fake_logits)
+            except ValueError as e:  # e.g. separable: no finite calibration, so no DRS rows for this D
+                result["calibration"][label] = {"error": str(e), "auc": _auc(real_logits, fake_logits)}
+                print(json.dumps({"calibration": label, **result["calibration"][label]}), flush=True)
+                continue
+            result["calibration"][label] = {"a": a, "b": b, "n": args.calibration,
+                                            "d_real_mean": float(np.mean(jax.nn.sigmoid(real_logits))),
+                                            "d_fake_mean": float(np.mean(jax.nn.sigmoid(fake_logits))),
+                                            "auc": _auc(real_logits, fake_logits)}
+            print(json.dumps({"calibration": label, **result["calibration"][label]}), flush=True)
 
-        def log_ratio(x, logits_of=logits_of, a=a, b=b):
-            return a * np.asarray(logits_of(x)) + b
+            def log_ratio(x, logits_of=logits_of, a=a, b=b):
+                return a * np.asarray(logits_of(x)) + b
 
-        # Exact rejection sampling (gamma = 0) when its acceptance is not hopeless.
-        burn = batched(log_ratio, draw(propose, jax.random.fold_in(key, 200), 10000))
-        exact = float(np.mean(np.exp(burn - burn.max())))
-        result["exact_burn_in_acceptance"][mode] = exact
-        targets = [(f"drs-{mode}-{acc:g}", {"acceptance": acc}) for acc in args.acceptance]
-        if exact >= args.min_exact_acceptance:
-            targets.append((f"drs-{mode}-exact", {"gamma": 0.0}))
-        for i, (name, kwargs) in enumerate(targets):
-            t0 = time.perf_counter()
-            drawn = sampling.rejection_sample(jax.random.fold_in(key, 300 + i), plain, log_ratio, args.n_eval,
-                                              batch_size=BATCH, progress=args.progress, **kwargs)
-            write(name, drawn.samples, d_mode=mode, kept=drawn.acceptance_rate, gamma=drawn.gamma,
-                  max_logit=drawn.max_logit, proposals=drawn.proposals, sample_seconds=time.perf_counter() - t0)
+            # Exact rejection sampling (gamma = 0) when its acceptance is not hopeless.
+            burn = batched(log_ratio, draw(propose, jax.random.fold_in(key, 200), 10000))
+            exact = float(np.mean(np.exp(burn - burn.max())))
+            result["exact_burn_in_acceptance"][label] = exact
+            targets = [(f"drs-{label}-{acc:g}", {"acceptance": acc}) for acc in args.acceptance]
+            if exact >= args.min_exact_acceptance:
+                targets.append((f"drs-{label}-exact", {"gamma": 0.0}))
+            for i, (name, kwargs) in enumerate(targets):
+                t0 = time.perf_counter()
+                drawn = sampling.rejection_sample(jax.random.fold_in(key, 300 + i), plain, log_ratio, args.n_eval,
+                                                  batch_size=BATCH, progress=args.progress, **kwargs)
+                write(name, drawn.samples, discriminator=which, d_mode=mode, kept=drawn.acceptance_rate,
+                      gamma=drawn.gamma, max_logit=drawn.max_logit, proposals=drawn.proposals,
+                      sample_seconds=time.perf_counter() - t0)
     plot(result["rows"], out / "tradeoff.png", title=f"{pathlib.Path(args.run).name}: {args.n_eval} samples per row")
+
+
+def refit(state, train, args):
+    """``--refit-steps`` discriminator updates against the fixed sampler (:func:`gan.refit_discriminator_step`),
+    Adam(``--refit-lr``, 0.5) on MNIST train minibatches of 64; returns the state and the last metrics."""
+    tx = optax.adam(args.refit_lr, b1=0.5)
+    step = jax.jit(functools.partial(gan.refit_discriminator_step, tx=tx))
+    batches = BatchIterator(train, 64, seed=args.seed + 1, inner_steps=1, value_range=(-1.0, 1.0))
+    opt_state, key = tx.init(state.discriminator.params), jax.random.PRNGKey(args.seed + 2)
+    history = []
+    for s in tqdm(range(args.refit_steps), desc="refit D", disable=not args.progress):
+        state, opt_state, metrics = step(state, opt_state, jnp.asarray(batches.batch_at(s)["x"][0]),
+                                         jax.random.fold_in(key, s))
+        history.append({k: float(v) for k, v in metrics.items()})
+    last = {k: float(np.mean([h[k] for h in history[-100:]])) for k in history[-1]}  # mean of the last 100
+    return state, {"steps": args.refit_steps, "lr": args.refit_lr, "last_100": last}
 
 
 def _auc(real_logits, fake_logits) -> float:
@@ -163,8 +197,10 @@ def _auc(real_logits, fake_logits) -> float:
 
 def plot(rows: dict, path: pathlib.Path, title: str) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    groups = {"truncation": [k for k in rows if k.startswith("truncation")],
-              "DRS": [k for k in rows if k.startswith("drs")]}
+    groups = {"truncation": [k for k in rows if k.startswith("truncation")]}
+    for k, row in rows.items():
+        if k.startswith("drs"):
+            groups.setdefault(f"DRS, {row['discriminator']} D, {row['d_mode']} BatchNorm", []).append(k)
     for label, names in groups.items():
         if not names:
             continue
@@ -192,11 +228,14 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a GAN run folder (mnist_gans.py --runs, or gendl train)")
     p.add_argument("--n-eval", type=int, default=10000)
-    p.add_argument("--truncation", type=float, nargs="*", default=[1.5, 1.0, 0.5])
-    p.add_argument("--acceptance", type=float, nargs="*", default=[0.5, 0.2, 0.1])
+    p.add_argument("--truncation", type=float, nargs="*", default=[1.5, 1.0])
+    p.add_argument("--acceptance", type=float, nargs="*", default=[0.3, 0.1])
     p.add_argument("--d-modes", nargs="*", default=["inference", "batch"], choices=["inference", "batch"],
                    help="BatchNorm statistics of the discriminator for DRS: running averages, or each batch's own")
     p.add_argument("--calibration", type=int, default=10000, help="train images (and as many samples) for Platt scaling")
+    p.add_argument("--refit-steps", type=int, default=2000,
+                   help="discriminator updates against the fixed sampler before DRS (0: only the trained D)")
+    p.add_argument("--refit-lr", type=float, default=1e-4)
     p.add_argument("--min-exact-acceptance", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)

@@ -99,6 +99,43 @@ generate = adversarial.generate
 discriminate = adversarial.discriminate
 
 
+def refit_discriminator_step(state: adversarial.AdversarialState, opt_state: optax.OptState, real: Array, key: Array,
+                             *, tx: optax.GradientTransformation, ema: bool = True):
+    """One discriminator update of eq. (5) against a *fixed* generator; the generator is not touched.
+
+    After training, this fits D to the sampler that will actually be used (the generator's average when
+    ``ema`` and the state keeps one, in inference mode), so that its logit estimates
+    ``log p_data / p_g`` of that sampler: what discriminator rejection sampling needs
+    (:mod:`gendl_jax.sampling`; Azadi et al. 2019 also keep training D with G fixed).
+
+    Args:
+      state: a trained GAN state.
+      opt_state: ``tx.init(state.discriminator.params)`` at the first call; a fresh optimiser, since the
+        training one's learning rate may have decayed to 0.
+      real: (m, *data_shape) real minibatch in the objective's value range.
+      key: PRNG key of the m latents.
+      tx: the optimiser, e.g. ``optax.adam(1e-4, b1=0.5)``.
+
+    Returns ``(state, opt_state, metrics)`` with the new discriminator (parameters and BatchNorm
+    running averages) and ``d_loss``, ``d_real``, ``d_fake`` as in :func:`step`.
+    """
+    _, disc = adversarial.build_networks(state.config, state.data_shape, batch_norm_in_d=True)
+    z = jax.random.normal(key, (real.shape[0], adversarial.latent_dim(state.config, state.data_shape)))
+    fake = jax.lax.stop_gradient(adversarial.generate(state, z, ema=ema))
+    d = state.discriminator
+
+    def loss_fn(params):
+        s_real, stats = adversarial.apply_net(disc, params, d.batch_stats, real, train=True)
+        s_fake, stats = adversarial.apply_net(disc, params, stats, fake, train=True)
+        loss, metrics = discriminator_loss(s_real, s_fake)
+        return loss, (metrics, stats)
+
+    (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
+    updates, opt_state = tx.update(grads, opt_state, d.params)
+    new_d = d.replace(params=optax.apply_updates(d.params, updates), batch_stats=stats)
+    return state.replace(discriminator=new_d), opt_state, {"d_loss": loss, **metrics}
+
+
 def generator_gradient_norms(state: adversarial.AdversarialState, z: Array) -> dict[str, Array]:
     """Norms of the generator's gradient under both losses at the current discriminator.
 

@@ -1,5 +1,7 @@
 """The pure train steps: one compile, determinism, and agreement with a step written out by hand."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -332,3 +334,35 @@ def test_discriminate_with_batch_statistics_is_what_the_step_saw():
     inference = jax.jit(gan.discriminate)(state, batch["x"][0])
     np.testing.assert_allclose(np.mean(jax.nn.sigmoid(train_mode)), metrics["d_real"], rtol=1e-5)
     assert not np.allclose(train_mode, inference, atol=1e-3)
+
+
+def test_refit_discriminator_step_moves_only_d_and_minimises_eq5():
+    rng = np.random.default_rng(8)
+    config = gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, ema_decay=0.9)
+    batch = {"x": jnp.asarray(rng.uniform(-1, 1, size=(1, 16, 28, 28, 1)), jnp.float32)}
+    state = gan.init(jax.random.PRNGKey(4), config, batch)
+    state, _ = jax.jit(gan.step)(state, batch)
+    real, key = batch["x"][0], jax.random.PRNGKey(5)
+    tx = optax.sgd(0.05)
+    step = jax.jit(functools.partial(gan.refit_discriminator_step, tx=tx))
+    new, opt_state, metrics = step(state, tx.init(state.discriminator.params), real, key)
+    # The loss it reports is eq. (5) on D with batch statistics, against the averaged generator's samples.
+    fake = gan.generate(state, jax.random.normal(key, (16, 8)))
+
+    def loss(params):
+        d = state.replace(discriminator=state.discriminator.replace(params=params))
+        s_real = gan.discriminate(d, real, batch_statistics=True)
+        s_fake = gan.discriminate(d, fake, batch_statistics=True)
+        return -jnp.mean(jax.nn.log_sigmoid(s_real)) - jnp.mean(jax.nn.log_sigmoid(-s_fake))
+
+    np.testing.assert_allclose(metrics["d_loss"], loss(state.discriminator.params), rtol=1e-5)
+    # One SGD step: params - lr * grad of that loss; the generator, its average and the step count stay.
+    expected = jax.tree_util.tree_map(lambda p, g: p - 0.05 * g, state.discriminator.params,
+                                      jax.grad(loss)(state.discriminator.params))
+    chex.assert_trees_all_close(new.discriminator.params, expected, rtol=1e-4, atol=1e-6)
+    chex.assert_trees_all_equal(new.generator, state.generator)
+    chex.assert_trees_all_equal(new.generator_ema, state.generator_ema)
+    assert int(new.step) == int(state.step)
+    for _ in range(20):
+        new, opt_state, later = step(new, opt_state, real, key)
+    assert float(later["d_loss"]) < float(metrics["d_loss"])
