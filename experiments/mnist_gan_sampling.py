@@ -103,19 +103,27 @@ def main(args) -> None:
     key = jax.random.PRNGKey(args.seed)
     command = "python experiments/mnist_gan_sampling.py " + " ".join(sys.argv[1:])
     result = {"run": str(args.run), "objective": record["objective"], "step": int(state.step),
-              "config": record["config"], "command": command, "device": jax.devices()[0].device_kind,
-              "jax": jax.__version__, "rows": {}}
+              "config": record["config"], "device": jax.devices()[0].device_kind, "jax": jax.__version__,
+              "rows": {}, "calibration": {}, "exact_burn_in_acceptance": {}}
+    path = out / "mnist_gan_sampling.json"
+    if path.is_file():  # rows of earlier commands on the same run stay (each row keeps its command)
+        earlier = json.loads(path.read_text())
+        if earlier.get("run") == result["run"] and earlier.get("step") == result["step"]:
+            for key_ in ("rows", "calibration", "exact_burn_in_acceptance"):
+                result[key_].update(earlier.get(key_, {}))
+            result.update({k: v for k, v in earlier.items() if k.startswith("refit")})
 
     def write(name, samples, **extra):
         t0 = time.perf_counter()
-        row = {**extra, **score(samples, real, train.images, out, name, args.seed)}
+        row = {"command": command, **extra, **score(samples, real, train.images, out, name, args.seed)}
         row["score_seconds"] = time.perf_counter() - t0
         result["rows"][name] = row
-        print(json.dumps({"row": name, **{k: v for k, v in row.items() if k != "predicted_class_histogram"}}),
+        print(json.dumps({"row": name, **{k: v for k, v in row.items() if k not in ("predicted_class_histogram", "command")}}),
               flush=True)
-        (out / "mnist_gan_sampling.json").write_text(json.dumps(result, indent=2))
+        path.write_text(json.dumps(result, indent=2))
 
-    write("plain", draw(propose, jax.random.fold_in(key, 0), args.n_eval), kept=1.0)
+    if args.plain:
+        write("plain", draw(propose, jax.random.fold_in(key, 0), args.n_eval), kept=1.0)
     for i, t in enumerate(args.truncation):
         write(f"truncation-{t:g}", draw(propose, jax.random.fold_in(key, 1 + i), args.n_eval, t), threshold=t,
               kept=1.0)
@@ -123,7 +131,6 @@ def main(args) -> None:
     def plain(k, m):
         return propose(k, m, None)
 
-    result["calibration"], result["exact_burn_in_acceptance"] = {}, {}
     discriminators = {"trained": disc}
     if args.refit_steps:
         t0 = time.perf_counter()
@@ -209,7 +216,8 @@ def plot(rows: dict, path: pathlib.Path, title: str) -> None:
         for ax, metric in zip(axes[:2], ("inception_score", "fid")):
             ax.plot(np.asarray(x)[order], np.asarray([rows[k][metric] for k in names])[order], "o-", label=label)
     for ax, metric in zip(axes[:2], ("inception_score", "fid")):
-        ax.axhline(rows["plain"][metric], color="k", ls="--", label="plain")
+        if "plain" in rows:
+            ax.axhline(rows["plain"][metric], color="k", ls="--", label="plain")
         ax.set_xlabel("truncation threshold / share of proposals kept (DRS)")
         ax.set_ylabel(metric)
         ax.legend()
@@ -228,6 +236,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="a GAN run folder (mnist_gans.py --runs, or gendl train)")
     p.add_argument("--n-eval", type=int, default=10000)
+    p.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True, help="score the plain sampler")
     p.add_argument("--truncation", type=float, nargs="*", default=[1.5, 1.0])
     p.add_argument("--acceptance", type=float, nargs="*", default=[0.3, 0.1])
     p.add_argument("--d-modes", nargs="*", default=["inference", "batch"], choices=["inference", "batch"],
