@@ -93,8 +93,9 @@ def main(args) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _, state, record = load_run(args.run)
-    if record["train"]["data"] != "mnist" or not hasattr(state, "discriminator"):
-        raise SystemExit(f"{args.run}: expected a GAN / WGAN run on mnist, got {record['objective']} on "
+    if record["train"]["data"] != "mnist" or record["objective"] != "gan":
+        raise SystemExit(f"{args.run}: expected a GAN run on mnist (DRS reads the discriminator's logit as "
+                         f"log p_data / p_g; a WGAN critic is no such estimate), got {record['objective']} on "
                          f"{record['train']['data']}")
     propose, disc = make_networks(state)
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
@@ -118,8 +119,8 @@ def main(args) -> None:
         row = {"command": command, **extra, **score(samples, real, train.images, out, name, args.seed)}
         row["score_seconds"] = time.perf_counter() - t0
         result["rows"][name] = row
-        print(json.dumps({"row": name, **{k: v for k, v in row.items() if k not in ("predicted_class_histogram", "command")}}),
-              flush=True)
+        shown = {k: v for k, v in row.items() if k not in ("predicted_class_histogram", "command")}
+        print(json.dumps({"row": name, **shown}), flush=True)
         path.write_text(json.dumps(result, indent=2))
 
     if args.plain:
