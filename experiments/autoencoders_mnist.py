@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from gendl_jax.data import BatchIterator, load_dataset  # noqa: E402
+from gendl_jax.data import BatchIterator, load_dataset, map_in_batches  # noqa: E402
 from gendl_jax.objectives import autoencoders as ae  # noqa: E402
 
 SHARED = dict(latent_dim=64, hidden=(256,), code_activation="sigmoid")
@@ -76,10 +76,6 @@ def linear_probe_accuracy(train_x, train_y, test_x, test_y, *, steps=500, l2=1e-
     return float(jnp.mean(jnp.argmax(vx @ p["w"] + p["b"], 1) == jnp.asarray(test_y)))
 
 
-def batched(fn, x, size=1000):
-    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + size]))) for i in range(0, len(x), size)])
-
-
 def train_and_measure(name, config, args, data) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
     train, train_x, test, test_x, masked, noisy = data
     iterator = BatchIterator(train, args.batch_size, seed=args.seed, value_range=(0.0, 1.0))
@@ -92,9 +88,9 @@ def train_and_measure(name, config, args, data) -> tuple[dict, tuple[np.ndarray,
     seconds = time.time() - t0
     recon = jax.jit(lambda x: ae.reconstruct(state, x))
     codes_fn = jax.jit(lambda x: ae.encode(state, x))
-    mse = lambda inputs: float(np.mean(np.square(batched(recon, inputs) - test_x)))  # noqa: E731
-    test_codes, train_codes = batched(codes_fn, test_x), batched(codes_fn, train_x)
-    contraction = batched(jax.jit(lambda x: ae.contraction(state, x)), test_x[:1000], 100)
+    mse = lambda inputs: float(np.mean(np.square(map_in_batches(recon, inputs) - test_x)))  # noqa: E731
+    test_codes, train_codes = map_in_batches(codes_fn, test_x), map_in_batches(codes_fn, train_x)
+    contraction = map_in_batches(jax.jit(lambda x: ae.contraction(state, x)), test_x[:1000], 100)
     result = {
         "config": dataclasses.asdict(config),
         "steps": args.steps,
@@ -109,7 +105,7 @@ def train_and_measure(name, config, args, data) -> tuple[dict, tuple[np.ndarray,
         "mean_jacobian_frobenius": float(contraction.mean()),
         "linear_probe_accuracy": linear_probe_accuracy(train_codes, train.labels, test_codes, test.labels),
     }
-    return result, (batched(recon, test_x[:8]), batched(recon, masked[:8]))
+    return result, (map_in_batches(recon, test_x[:8]), map_in_batches(recon, masked[:8]))
 
 
 def run(args):

@@ -45,7 +45,7 @@ import optax  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from gendl_jax import sampling  # noqa: E402
-from gendl_jax.data import BatchIterator, load_dataset  # noqa: E402
+from gendl_jax.data import BatchIterator, load_dataset, map_in_batches  # noqa: E402
 from gendl_jax.metrics import inception_score_breakdown, mnist_classifier  # noqa: E402
 from gendl_jax.metrics.classifier import prepare_images  # noqa: E402
 from gendl_jax.metrics.evaluate import image_measures, mnist_test_subset  # noqa: E402
@@ -75,10 +75,6 @@ def draw(propose, key, n: int, threshold=None) -> np.ndarray:
     """n samples in batches of BATCH."""
     keys = jax.random.split(key, -(-n // BATCH))
     return np.concatenate([np.asarray(propose(k, BATCH, threshold)) for k in keys])[:n]
-
-
-def batched(fn, x) -> np.ndarray:
-    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + BATCH]))) for i in range(0, len(x), BATCH)])
 
 
 def score(samples, real, train_images, out: pathlib.Path, name: str, seed: int) -> dict:
@@ -144,8 +140,8 @@ def main(args) -> None:
             # Platt scaling on held-out data: MNIST train images (the scores use MNIST test) against fresh samples.
             logits_of, label = modes[mode], f"{which}-{mode}"
             idx = np.random.default_rng(args.seed).choice(len(train), args.calibration, replace=False)
-            real_logits = batched(logits_of, prepare_images(train.images[idx]))
-            fake_logits = batched(logits_of, draw(propose, jax.random.fold_in(key, 100), args.calibration))
+            real_logits = map_in_batches(logits_of, prepare_images(train.images[idx]))
+            fake_logits = map_in_batches(logits_of, draw(propose, jax.random.fold_in(key, 100), args.calibration))
             try:
                 a, b = sampling.platt_scaling(real_logits, fake_logits)
             except ValueError as e:  # e.g. separable: no finite calibration, so no DRS rows for this D
@@ -162,7 +158,7 @@ def main(args) -> None:
                 return a * np.asarray(logits_of(x)) + b
 
             # Exact rejection sampling (gamma = 0) when its acceptance is not hopeless.
-            burn = batched(log_ratio, draw(propose, jax.random.fold_in(key, 200), 10000))
+            burn = map_in_batches(log_ratio, draw(propose, jax.random.fold_in(key, 200), 10000))
             exact = float(np.mean(np.exp(burn - burn.max())))
             result["exact_burn_in_acceptance"][label] = exact
             targets = [(f"drs-{label}-{acc:g}", {"acceptance": acc}) for acc in args.acceptance]

@@ -5,7 +5,7 @@ The TFDS builder (:mod:`gendl_jax.data.tfds_mnist`) is imported lazily, on first
 ``MnistIdx``, ``prepare_mnist_tfds`` or ``mnist_data_source``.
 """
 
-from gendl_jax.data.iterator import BatchIterator
+from gendl_jax.data.iterator import BatchIterator, map_in_batches
 from gendl_jax.data.mnist import (
     DATA_DIR_ENV,
     MNIST_FILES,
@@ -34,6 +34,7 @@ __all__ = [
     "grid25",
     "load_dataset",
     "load_mnist",
+    "map_in_batches",
     "read_idx",
     "resolve_data_dir",
     "ring8",

@@ -11,6 +11,7 @@ import math
 import numbers
 from typing import Iterator
 
+import jax.numpy as jnp
 import numpy as np
 
 from gendl_jax.data.registry import ArrayDataset, ToyDataset
@@ -202,3 +203,16 @@ class BatchIterator:
         return (f"BatchIterator(dataset={self.dataset.name!r}, batch_size={self.batch_size}, "
                 f"inner_steps={self.inner_steps}, seed={self.seed}, "
                 f"process={self.process_index}/{self.process_count})")
+
+
+def map_in_batches(fn, x, batch_size: int = 1000) -> np.ndarray:
+    """``fn`` applied to consecutive slices of ``batch_size`` rows of ``x``, concatenated on the host.
+
+    For jitted per-example functions over sets too large for one call (reconstructions, logits,
+    features): (N, ...) -> (N, ...) as numpy. The last slice may be shorter (one more compile).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if len(x) == 0:
+        raise ValueError("x must have at least one row")
+    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + batch_size]))) for i in range(0, len(x), batch_size)])

@@ -37,6 +37,7 @@ import optax
 from flax import struct
 
 from gendl_jax import models
+from gendl_jax.data import map_in_batches
 from gendl_jax.objectives.distributed import gather_rows, mean_over_devices, on_global_batch
 
 Array = jax.Array
@@ -543,11 +544,9 @@ def write_image_outputs(out, x: np.ndarray, reconstructions: np.ndarray, z: np.n
 def report(state: AutoencoderState, out, train, dataset) -> dict:
     """End-of-run outputs of an autoencoder: pictures (images only) and test metrics for summary.json."""
     x, described = test_images(train, dataset)
-    batch = 500
-    recon_fn = jax.jit(reconstruct)
-    codes_fn = jax.jit(encode)
-    rec = np.concatenate([np.asarray(recon_fn(state, jnp.asarray(x[i:i + batch]))) for i in range(0, len(x), batch)])
-    z = np.concatenate([np.asarray(codes_fn(state, jnp.asarray(x[i:i + batch]))) for i in range(0, len(x), batch)])
+    recon_fn, codes_fn = jax.jit(reconstruct), jax.jit(encode)
+    rec = map_in_batches(lambda xb: recon_fn(state, xb), x, 500)
+    z = map_in_batches(lambda xb: codes_fn(state, xb), x, 500)
     summary = {
         "test_data": described,
         "test_reconstruction_mse": float(np.mean(np.square(rec.astype(np.float64) - x))),

@@ -1,5 +1,7 @@
 import itertools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -160,3 +162,17 @@ def test_bad_inputs():
         it.batch_at(1.5)
     with pytest.raises(ValueError, match="start_step"):
         next(it.iterate(-3))
+
+
+def test_map_in_batches_equals_one_call_and_checks_batch_size():
+    from gendl_jax.data import map_in_batches
+
+    x = np.random.default_rng(11).normal(size=(1003, 3, 2)).astype(np.float32)
+    fn = jax.jit(lambda b: jnp.tanh(b).sum(axis=(1, 2)) * 2.0)
+    np.testing.assert_allclose(map_in_batches(fn, x, 250), np.tanh(x.astype(np.float64)).sum(axis=(1, 2)) * 2.0,
+                               rtol=1e-5, atol=1e-6)
+    assert map_in_batches(fn, x, 250).shape == (1003,)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        map_in_batches(fn, x, 0)
+    with pytest.raises(ValueError, match="at least one row"):
+        map_in_batches(fn, x[:0], 10)
