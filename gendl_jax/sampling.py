@@ -1,5 +1,5 @@
-"""Better samples from a trained GAN without retraining it: the truncation trick and discriminator
-rejection sampling.
+"""Better samples from a trained GAN without retraining it: the truncation trick, discriminator
+rejection sampling and discriminator-driven latent sampling.
 
 * **Truncation** (Brock et al. 2019, BigGAN, section 3.1): latents from N(0, I) restricted to
   ``|z_i| <= threshold`` in every coordinate. Smaller thresholds trade diversity for fidelity.
@@ -16,7 +16,15 @@ rejection sampling.
   and generated logits, with both classes weighted equally, so that the calibrated logit estimates
   ``log p_data / p_g``. A GAN's discriminator at the end of training need not be calibrated.
 
-Pure parts (:func:`truncated_latents`, :func:`drs_log_acceptance`) run under ``jit``; the sampler
+* **Discriminator-driven latent sampling** (DDLS; Che et al. 2020). With ``l(x) = log p_data / p_g``,
+  the density ``p_g(x) exp(l(x))`` is p_data; pulled back to the latent space it is
+  ``p(z) ∝ N(z; 0, I) exp(l(G(z)))``, i.e. the energy ``E(z) = |z|^2 / 2 - l(G(z))``. Sampling it by
+  Langevin dynamics in z moves every latent towards what D finds real, at the cost of gradient steps
+  through G and D instead of discarded proposals. :func:`latent_langevin` runs the chains, unadjusted
+  (ULA, as in the paper) or Metropolis-adjusted (MALA, exact for any step size).
+
+Pure parts (:func:`truncated_latents`, :func:`drs_log_acceptance`, :func:`latent_langevin`) run under
+``jit``; the sampler
 :func:`rejection_sample` is a host loop over the user's jitted ``propose`` and ``log_ratio``, since the
 number of proposals it needs is not known in advance.
 """
@@ -24,7 +32,7 @@ number of proposals it needs is not known in advance.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,9 +42,11 @@ from tqdm.auto import tqdm
 Array = jax.Array
 
 __all__ = [
+    "LangevinChains",
     "RejectionSamples",
     "drs_log_acceptance",
     "gamma_for_acceptance",
+    "latent_langevin",
     "platt_scaling",
     "rejection_sample",
     "truncated_latents",
@@ -263,3 +273,86 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
     samples = np.concatenate(accepted)[:n]
     return RejectionSamples(samples=samples, proposals=proposals, accepted=count, burn_in=burn_batches * batch_size,
                             max_logit=max_logit, gamma=gamma)
+
+
+class LangevinChains(NamedTuple):
+    """What :func:`latent_langevin` returns (a pytree, so it passes through ``jit``)."""
+
+    z: Array
+    """(n, ...) the chains' states after the last step."""
+    mean_log_ratio: Array
+    """(n_steps + 1,) mean of ``log_ratio`` over the chains, at the start and after each step."""
+    acceptance: Array
+    """(n_steps,) share of chains whose move was accepted at each step (all ones without ``metropolis``)."""
+
+
+def latent_langevin(key: Array, z0: Array, log_ratio: Callable[[Array], Array], *, n_steps: int, step_size: float,
+                    metropolis: bool = False) -> LangevinChains:
+    """Langevin chains on ``p(z) ∝ N(z; 0, I) exp(log_ratio(z))``, one per row of ``z0``.
+
+    Each step moves ``z <- z + (step_size / 2) grad log p(z) + sqrt(step_size) xi``, ``xi ~ N(0, I)``.
+    For DDLS (Che et al. 2020) ``log_ratio(z)`` is the (calibrated) discriminator logit of ``G(z)``, an
+    estimate of ``log p_data / p_g`` at ``G(z)``. Pure and traceable: ``jit`` it with ``log_ratio``,
+    ``n_steps`` and ``metropolis`` static (e.g. through ``functools.partial``).
+
+    Args:
+      key: PRNG key of the chains' noise (and of the accept tests).
+      z0: (n, ...) starting latents, usually draws of the prior N(0, I).
+      log_ratio: ``(n, ...) -> (n,)``. Each chain's gradient is taken through the sum over chains, so
+        row i of the output must depend on row i of the input only (a discriminator whose BatchNorm
+        uses batch statistics couples the chains and breaks this).
+      n_steps: Langevin steps, >= 1.
+      step_size: epsilon > 0. Unadjusted chains are biased by O(epsilon): for a Gaussian target with
+        precision lam their stationary variance is ``1 / (lam (1 - epsilon lam / 4))``.
+      metropolis: accept each move with the Metropolis-Hastings probability of the Langevin proposal
+        (MALA), which makes ``p`` the exact stationary law at any step size; moves to a point where
+        ``log_ratio`` is not finite are rejected.
+    """
+    z0 = jnp.asarray(z0)
+    if z0.ndim < 2 or not jnp.issubdtype(z0.dtype, jnp.floating):
+        raise ValueError(f"z0 must be a float array of shape (n, ...) with at least 2 dims, got "
+                         f"{z0.dtype} {tuple(z0.shape)}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
+    if not isinstance(step_size, jax.core.Tracer):
+        _positive_finite("step_size", step_size)
+    out = jax.eval_shape(log_ratio, z0)
+    if not hasattr(out, "shape") or out.shape != (z0.shape[0],):
+        raise ValueError(f"log_ratio must map z0 of shape {tuple(z0.shape)} to shape ({z0.shape[0]},), got "
+                         f"{getattr(out, 'shape', out)}")
+    axes = tuple(range(1, z0.ndim))
+
+    def log_target_and_grad(z):
+        def total(z):
+            ratio = log_ratio(z).astype(z.dtype)
+            log_p = ratio - 0.5 * jnp.sum(z * z, axis=axes)
+            return jnp.sum(log_p), (log_p, ratio)
+
+        (_, (log_p, ratio)), grad = jax.value_and_grad(total, has_aux=True)(z)
+        return log_p, ratio, grad
+
+    def log_proposal(to, frm, grad_frm):  # log q(to | frm) up to a constant shared by both directions
+        diff = to - frm - 0.5 * step_size * grad_frm
+        return -jnp.sum(diff * diff, axis=axes) / (2.0 * step_size)
+
+    def step(carry, k):
+        z, log_p, ratio, grad = carry
+        k_noise, k_accept = jax.random.split(k)
+        new = z + 0.5 * step_size * grad + jnp.sqrt(step_size) * jax.random.normal(k_noise, z.shape, z.dtype)
+        new_log_p, new_ratio, new_grad = log_target_and_grad(new)
+        if metropolis:
+            log_alpha = new_log_p - log_p + log_proposal(z, new, new_grad) - log_proposal(new, z, grad)
+            log_alpha = jnp.where(jnp.isfinite(log_alpha), log_alpha, -jnp.inf)
+            accept = jnp.log(jax.random.uniform(k_accept, log_alpha.shape, z.dtype)) < log_alpha
+        else:
+            accept = jnp.ones(z.shape[0], bool)
+
+        def pick(a, b):
+            return jnp.where(accept.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+
+        carry = (pick(new, z), pick(new_log_p, log_p), pick(new_ratio, ratio), pick(new_grad, grad))
+        return carry, (jnp.mean(carry[2]), jnp.mean(accept.astype(z.dtype)))
+
+    log_p, ratio, grad = log_target_and_grad(z0)
+    (z, *_), (means, accepted) = jax.lax.scan(step, (z0, log_p, ratio, grad), jax.random.split(key, n_steps))
+    return LangevinChains(z=z, mean_log_ratio=jnp.concatenate([jnp.mean(ratio)[None], means]), acceptance=accepted)
