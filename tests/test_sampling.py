@@ -257,3 +257,17 @@ def test_latent_langevin_bad_input():
         sampling.latent_langevin(key, jnp.zeros(4), f, n_steps=3, step_size=0.1)
     with pytest.raises(ValueError, match=r"log_ratio must map z0 of shape \(4, 2\) to shape \(4,\)"):
         sampling.latent_langevin(key, z0, lambda z: z, n_steps=3, step_size=0.1)
+
+
+def test_latent_langevin_takes_latents_of_any_rank():
+    # (n, 2, 3) latents, log_ratio = -c |z|^2 over all trailing axes: the target is N(0, I / (1 + 2c)).
+    c = 0.75
+    run = jax.jit(functools.partial(sampling.latent_langevin, n_steps=150, step_size=0.4, metropolis=True,
+                                    log_ratio=lambda z: -c * jnp.sum(z * z, axis=(1, 2))))
+    out = run(jax.random.PRNGKey(8), 3.0 * jax.random.normal(jax.random.PRNGKey(9), (6000, 2, 3)))
+    z = np.asarray(out.z, np.float64)
+    assert z.shape == (6000, 2, 3)
+    np.testing.assert_allclose(z.reshape(6000, -1).var(0), 1 / (1 + 2 * c), rtol=0.06)
+    # mean_log_ratio tracks -c E|z|^2: from -c * 9 * 6 at the start to -c * 6 / (1 + 2c).
+    np.testing.assert_allclose(out.mean_log_ratio[0], -c * 9 * 6, rtol=0.03)
+    np.testing.assert_allclose(out.mean_log_ratio[-1], -c * 6 / (1 + 2 * c), rtol=0.05)
