@@ -32,6 +32,7 @@ number of proposals it needs is not known in advance.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -42,13 +43,19 @@ from tqdm.auto import tqdm
 Array = jax.Array
 
 __all__ = [
+    "DiscriminatorCalibration",
+    "GanSamples",
     "LangevinChains",
     "RejectionSamples",
+    "calibrate_discriminator",
     "drs_log_acceptance",
     "gamma_for_acceptance",
     "latent_langevin",
+    "latent_langevin_in_batches",
     "platt_scaling",
     "rejection_sample",
+    "roc_auc",
+    "sample_gan",
     "truncated_latents",
 ]
 
@@ -356,3 +363,168 @@ def latent_langevin(key: Array, z0: Array, log_ratio: Callable[[Array], Array], 
     log_p, ratio, grad = log_target_and_grad(z0)
     (z, *_), (means, accepted) = jax.lax.scan(step, (z0, log_p, ratio, grad), jax.random.split(key, n_steps))
     return LangevinChains(z=z, mean_log_ratio=jnp.concatenate([jnp.mean(ratio)[None], means]), acceptance=accepted)
+
+
+def latent_langevin_in_batches(key: Array, z0, log_ratio: Callable[[Array], Array], *, n_steps: int, step_size: float,
+                               metropolis: bool = False, batch_size: int = 1000,
+                               progress: bool = False) -> LangevinChains:
+    """:func:`latent_langevin` on the host, ``batch_size`` chains per jitted call (bounds memory).
+
+    Same arguments and result as :func:`latent_langevin`, with ``z`` as numpy and the traces averaged
+    over all chains. Calling it again on the returned ``z`` (with another key) continues the chains.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    z0 = np.asarray(z0)
+    if z0.ndim < 2 or len(z0) == 0:
+        raise ValueError(f"z0 must have shape (n, ...) with n >= 1, got {z0.shape}")
+    chains = jax.jit(functools.partial(latent_langevin, log_ratio=log_ratio, n_steps=n_steps, step_size=step_size,
+                                       metropolis=metropolis))
+    parts = [chains(jax.random.fold_in(key, j), jnp.asarray(z0[start:start + batch_size]))
+             for j, start in enumerate(tqdm(range(0, len(z0), batch_size), desc=f"Langevin, {n_steps} steps",
+                                            disable=not progress))]
+    weights = [len(p.z) / len(z0) for p in parts]
+    return LangevinChains(z=np.concatenate([np.asarray(p.z) for p in parts]),
+                          mean_log_ratio=sum(w * np.asarray(p.mean_log_ratio, np.float64) for w, p in zip(weights, parts)),
+                          acceptance=sum(w * np.asarray(p.acceptance, np.float64) for w, p in zip(weights, parts)))
+
+
+def roc_auc(scores_positive, scores_negative) -> float:
+    """Area under the ROC curve of scores that should rank (n_p,) positives above (n_n,) negatives.
+
+    The Mann-Whitney U statistic over ``n_p * n_n``, ties counted one half; 0.5 is chance, 1 perfect.
+    """
+    from scipy.stats import rankdata
+
+    pos, neg = (np.asarray(v, np.float64) for v in (scores_positive, scores_negative))
+    if pos.ndim != 1 or neg.ndim != 1 or pos.size == 0 or neg.size == 0:
+        raise ValueError(f"scores must be non-empty (n,) arrays, got shapes {pos.shape} and {neg.shape}")
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[:pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminatorCalibration:
+    """A GAN discriminator Platt-scaled on held-out data (:func:`calibrate_discriminator`)."""
+
+    a: float
+    b: float
+    """The calibrated log ratio is ``a * logit + b``."""
+    batch_statistics: bool
+    """Whether D's BatchNorm normalised each batch by its own statistics (see ``adversarial.discriminate``)."""
+    auc: float
+    """How well the raw logits separate the held-out real from the generated examples (ROC AUC)."""
+    d_real_mean: float
+    d_fake_mean: float
+    """Mean ``sigmoid(logit)`` on the real and generated sets."""
+    n_real: int
+    n_fake: int
+
+    def log_ratio(self, state) -> Callable[[Array], Array]:
+        """Pure ``x -> a * D(x) + b`` of ``state``'s discriminator: (m, *data_shape) -> (m,), jittable."""
+        from gendl_jax.objectives import adversarial
+
+        def log_ratio(x):
+            return self.a * adversarial.discriminate(state, x, batch_statistics=self.batch_statistics) + self.b
+
+        return log_ratio
+
+
+def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False,
+                            batch_size: int = 1000) -> DiscriminatorCalibration:
+    """Platt-scales the discriminator of a trained GAN ``state`` (:func:`platt_scaling`).
+
+    Args:
+      state: an ``AdversarialState`` trained with the GAN objective (a WGAN critic is no estimate of
+        a log density ratio).
+      real: (n_r, *data_shape) held-out real examples, scaled as in training (not the examples the
+        samples will be scored against).
+      fake: (n_f, *data_shape) fresh samples of the sampler DRS / DDLS will start from.
+      batch_statistics: evaluate D's BatchNorm on each batch's own statistics (batches of
+        ``batch_size`` all-real or all-fake examples, as D saw them in training).
+    """
+    from gendl_jax.data import map_in_batches
+    from gendl_jax.objectives import adversarial
+
+    shape = tuple(state.data_shape)
+    for name, x in (("real", real), ("fake", fake)):
+        if np.ndim(x) != 1 + len(shape) or tuple(np.shape(x)[1:]) != shape:
+            raise ValueError(f"{name} must have shape (n, {', '.join(map(str, shape))}), got {np.shape(x)}")
+    logits = jax.jit(functools.partial(adversarial.discriminate, state, batch_statistics=batch_statistics))
+    real_logits, fake_logits = (map_in_batches(logits, x, batch_size).astype(np.float64) for x in (real, fake))
+    a, b = platt_scaling(real_logits, fake_logits)
+    sig = lambda v: float(np.mean(0.5 * (1.0 + np.tanh(0.5 * v))))  # noqa: E731
+    return DiscriminatorCalibration(a=a, b=b, batch_statistics=batch_statistics, auc=roc_auc(real_logits, fake_logits),
+                                    d_real_mean=sig(real_logits), d_fake_mean=sig(fake_logits),
+                                    n_real=len(real_logits), n_fake=len(fake_logits))
+
+
+@dataclasses.dataclass(frozen=True)
+class GanSamples:
+    """What :func:`sample_gan` returns."""
+
+    samples: np.ndarray
+    """(n, *data_shape)."""
+    info: dict
+    """How they were drawn: the sampler's settings and statistics (share of proposals kept, gamma, M, the
+    Langevin log-ratio trace's ends), JSON-ready."""
+
+
+def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
+               calibration: DiscriminatorCalibration | None = None, drs_acceptance: float | None = None,
+               ddls_steps: int = 0, ddls_step_size: float = 0.01, ddls_metropolis: bool = False,
+               batch_size: int = 1000, progress: bool = False) -> GanSamples:
+    """``n`` samples of a trained GAN (or WGAN) ``state`` with one of the samplers of this module.
+
+    * plain: ``G(z)``, ``z ~ N(0, I)`` (the generator's average when the state keeps one);
+    * ``truncation=T``: latents truncated to ``|z_i| <= T``;
+    * ``drs_acceptance=A``: discriminator rejection sampling of the (truncated) proposals, gamma solved
+      for a mean acceptance A (:func:`rejection_sample`); needs ``calibration``;
+    * ``ddls_steps=K``: K Langevin steps of size ``ddls_step_size`` from N(0, I) latents on
+      ``N(z; 0, I) exp(l(G(z)))``, ``l`` the calibrated logit (:func:`latent_langevin`); needs
+      ``calibration``. Not combined with DRS or truncation (its target fixes the latent prior).
+    """
+    from gendl_jax.objectives import adversarial
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if isinstance(ddls_steps, bool) or not isinstance(ddls_steps, (int, np.integer)) or ddls_steps < 0:
+        raise ValueError(f"ddls_steps must be an int >= 0, got {ddls_steps!r}")
+    if ddls_steps and (drs_acceptance is not None or truncation is not None):
+        raise ValueError("ddls_steps is not combined with drs_acceptance or truncation: DDLS starts from N(0, I) "
+                         f"latents and targets N(z; 0, I) exp(l(G(z))) (got drs_acceptance={drs_acceptance}, "
+                         f"truncation={truncation})")
+    if (drs_acceptance is not None or ddls_steps) and calibration is None:
+        raise ValueError("DRS and DDLS need calibration= (calibrate_discriminator on held-out real data)")
+    dim = adversarial.latent_dim(state.config, state.data_shape)
+    generate = jax.jit(functools.partial(adversarial.generate, state))
+    info: dict = {"sampler": "plain", "truncation": truncation}
+    if calibration is not None and (drs_acceptance is not None or ddls_steps):
+        info["calibration"] = dataclasses.asdict(calibration)
+
+    if ddls_steps:
+        x_log_ratio = calibration.log_ratio(state)
+        chains = latent_langevin_in_batches(
+            key, truncated_latents(jax.random.fold_in(key, 0), n, dim), lambda z: x_log_ratio(adversarial.generate(state, z)),
+            n_steps=ddls_steps, step_size=ddls_step_size, metropolis=ddls_metropolis, batch_size=batch_size,
+            progress=progress)
+        if not np.all(np.isfinite(chains.z)):
+            raise FloatingPointError(f"the Langevin chains diverged (non-finite latents); lower ddls_step_size "
+                                     f"(got {ddls_step_size})")
+        info.update(sampler="ddls", ddls_steps=ddls_steps, ddls_step_size=ddls_step_size, metropolis=ddls_metropolis,
+                    mean_log_ratio_start=float(chains.mean_log_ratio[0]),
+                    mean_log_ratio_end=float(chains.mean_log_ratio[-1]), mh_acceptance=float(np.mean(chains.acceptance)))
+        from gendl_jax.data import map_in_batches
+
+        return GanSamples(map_in_batches(generate, chains.z, batch_size), info)
+
+    propose = jax.jit(lambda k, m: adversarial.generate(state, truncated_latents(k, m, dim, truncation)),
+                      static_argnums=1)
+    if drs_acceptance is None:
+        keys = jax.random.split(key, -(-n // batch_size))
+        return GanSamples(np.concatenate([np.asarray(propose(k, batch_size)) for k in keys])[:n], info)
+    drawn = rejection_sample(key, propose, jax.jit(calibration.log_ratio(state)), n, acceptance=drs_acceptance,
+                             batch_size=batch_size, progress=progress)
+    info.update(sampler="drs", drs_acceptance=drs_acceptance, kept=drawn.acceptance_rate, gamma=drawn.gamma,
+                max_logit=drawn.max_logit, proposals=drawn.proposals, burn_in=drawn.burn_in)
+    return GanSamples(drawn.samples, info)
