@@ -1,7 +1,7 @@
 """The ``gendl`` command.
 
     gendl train OBJECTIVE [--data grid25] [--steps N] [--out DIR] [--seed S] [hyper-parameters]
-    gendl sample RUN_DIR -n N [--out FILE]
+    gendl sample RUN_DIR -n N [--out FILE] [--truncation T] [--drs-acceptance A | --ddls-steps K]
     gendl eval RUN_DIR [--n 10000]
 
 ``gendl train OBJECTIVE --help`` lists the objective's hyper-parameters with their defaults.
@@ -87,8 +87,24 @@ def sample(
     n: Annotated[int, tyro.conf.arg(aliases=("-n",))] = 2500,
     seed: int = 0,
     out: str | None = None,
+    truncation: float | None = None,
+    drs_acceptance: float | None = None,
+    ddls_steps: int = 0,
+    ddls_step_size: float = 0.01,
+    ddls_metropolis: bool = False,
+    calibration: int = 10000,
+    d_batch_statistics: bool = False,
+    progress: bool = True,
 ) -> pathlib.Path:
-    """Draw N samples from the latest checkpoint of RUN (a folder written by `gendl train`)."""
+    """Draw N samples from the latest checkpoint of RUN (a folder written by `gendl train`).
+
+    GAN and WGAN runs also take --truncation T (latents with |z_i| <= T). GAN runs take discriminator
+    rejection sampling (--drs-acceptance A: keep a share A of the proposals) or discriminator-driven
+    latent sampling (--ddls-steps K [--ddls-step-size E] [--ddls-metropolis]); both Platt-scale the
+    discriminator first on CALIBRATION training examples against as many samples, with D's BatchNorm
+    on each batch's own statistics if --d-batch-statistics. The sampler's settings and statistics go to
+    OUT with the suffix .json.
+    """
     import jax
     import numpy as np
 
@@ -96,14 +112,55 @@ def sample(
 
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    objective, state, _ = load_run(run)
+    objective, state, record = load_run(run)
     if objective.sample is None:
         raise ValueError(f"{run} was trained as {objective.name}, which has no prior to sample from (use a vae run)")
-    samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, jax.random.PRNGKey(seed), n))
+    guided = drs_acceptance is not None or ddls_steps != 0
+    if (guided or truncation is not None) and objective.name not in ("gan", "wgan", "wgan-gp"):
+        raise ValueError(f"--truncation, --drs-acceptance and --ddls-steps sample GAN runs; {run} is a "
+                         f"{objective.name} run")
+    if guided and objective.name != "gan":
+        raise ValueError(f"--drs-acceptance and --ddls-steps read the discriminator's logit as log p_data / p_g, "
+                         f"which a {objective.name} critic is not; {run} is a {objective.name} run")
     path = pathlib.Path(out) if out else pathlib.Path(run) / f"samples_n{n}_seed{seed}.npy"
+    key = jax.random.PRNGKey(seed)
+    if truncation is None and not guided:
+        samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, key, n))
+        info = {"sampler": "plain"}
+    else:
+        from gendl_jax import sampling
+
+        cal = None
+        if guided:
+            cal = _calibrate(state, record, objective, calibration, seed, d_batch_statistics)
+            print(json.dumps({"calibration": dataclasses.asdict(cal)}))
+        drawn = sampling.sample_gan(state, jax.random.fold_in(key, 1), n, truncation=truncation, calibration=cal,
+                                    drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
+                                    ddls_step_size=ddls_step_size, ddls_metropolis=ddls_metropolis, progress=progress)
+        samples, info = drawn.samples, drawn.info
     np.save(path, samples)
+    path.with_suffix(".json").write_text(json.dumps({"run": str(run), "step": int(state.step), "n": n, "seed": seed,
+                                                     **info}, indent=2))
+    print(json.dumps({k: v for k, v in info.items() if k != "calibration"}))
     print(f"wrote {samples.shape} samples to {path}")
     return path
+
+
+def _calibrate(state, record, objective, n: int, seed: int, batch_statistics: bool):
+    """Platt scaling of a GAN run's discriminator on ``n`` training examples (as the run saw them) against
+    ``n`` fresh samples."""
+    import jax
+
+    from gendl_jax import sampling
+    from gendl_jax.data import load_dataset
+    from gendl_jax.train.fit import make_iterator
+
+    if n < 2:
+        raise ValueError(f"calibration must be >= 2 examples, got {n}")
+    dataset = load_dataset(record["train"]["data"], split="train", data_dir=record["train"].get("data_dir"))
+    real = make_iterator(dataset, n, seed + 1, 1, objective.value_range).batch_at(0)["x"][0]
+    fake = sampling.sample_gan(state, jax.random.PRNGKey(seed + 2), n).samples  # in batches
+    return sampling.calibrate_discriminator(state, real, fake, batch_statistics=batch_statistics)
 
 
 def evaluate(

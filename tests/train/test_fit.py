@@ -77,6 +77,48 @@ def test_cli_train_and_sample(tmp_path, capsys):
     assert np.load(tmp_path / "s.npy").shape == (7, 2)
 
 
+def test_cli_samples_a_gan_with_truncation_drs_and_ddls(tmp_path, capsys):
+    out = tmp_path / "gan"
+    cli.main(["train", "gan", "--model", "mlp", "--hidden", "16", "16", "--data", "ring8", "--steps", "6",
+              "--batch-size", "32", "--out", str(out), "--log-every", "3", "--no-progress", "--n-samples", "100"])
+    drs = tmp_path / "drs.npy"
+    cli.main(["sample", str(out), "-n", "400", "--out", str(drs), "--drs-acceptance", "0.5", "--calibration", "600",
+              "--truncation", "2", "--no-progress"])
+    info = json.loads(drs.with_suffix(".json").read_text())
+    assert np.load(drs).shape == (400, 2) and info["sampler"] == "drs" and info["truncation"] == 2.0
+    assert info["kept"] == pytest.approx(0.5, abs=0.08) and info["calibration"]["n_real"] == 600
+    ddls = tmp_path / "ddls.npy"
+    cli.main(["sample", str(out), "-n", "300", "--out", str(ddls), "--ddls-steps", "5", "--calibration", "600",
+              "--no-progress"])
+    info = json.loads(ddls.with_suffix(".json").read_text())
+    assert np.load(ddls).shape == (300, 2) and info["sampler"] == "ddls" and info["ddls_steps"] == 5
+    assert np.isfinite(np.load(ddls)).all()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # DRS and DDLS are not combined: one clear line
+        cli.main(["sample", str(out), "-n", "10", "--drs-acceptance", "0.5", "--ddls-steps", "3"])
+    assert "not combined" in capsys.readouterr().err
+
+
+def test_cli_refuses_discriminator_samplers_for_a_wgan(tmp_path, capsys):
+    out = tmp_path / "wgan"
+    cli.main(["train", "wgan", "--hidden", "8", "--data", "ring8", "--steps", "2", "--batch-size", "16",
+              "--out", str(out), "--log-every", "1", "--no-progress", "--n-samples", "50"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        cli.main(["sample", str(out), "-n", "10", "--drs-acceptance", "0.5"])
+    assert "wgan critic is not" in capsys.readouterr().err
+    cli.main(["sample", str(out), "-n", "10", "--truncation", "1.0", "--out", str(tmp_path / "t.npy")])
+    import jax
+
+    from gendl_jax import sampling
+
+    _, state, _ = load_run(out)  # the CLI's samples are G of latents truncated to |z_i| <= 1
+    expected = sampling.sample_gan(state, jax.random.fold_in(jax.random.PRNGKey(0), 1), 10, truncation=1.0).samples
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), expected, rtol=1e-6, atol=1e-6)
+    plain = sampling.sample_gan(state, jax.random.fold_in(jax.random.PRNGKey(0), 1), 10).samples
+    assert not np.allclose(expected, plain, atol=1e-4)
+
+
 def test_cli_rejects_unknown_objective(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train", "vae-x"])
