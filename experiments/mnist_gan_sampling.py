@@ -3,6 +3,8 @@ precision and recall (:mod:`gendl_jax.sampling`).
 
     python experiments/mnist_gans.py --models dcgan-deepest-d --model-steps dcgan-deepest-d=26000   # the run
     python experiments/mnist_gan_sampling.py runs/mnist_gans/dcgan-deepest-d-seed0-steps26000
+    python experiments/mnist_gan_sampling.py runs/mnist_gans/dcgan-deepest-d-seed0-steps26000 --no-plain \
+        --truncation --acceptance --refit-steps 0 --ddls-steps 10 30 100
 
 Rows, each ``--n-eval`` samples scored as in ``mnist_gans.py`` (shipped LeNet features, against MNIST
 test; ``gendl eval``'s protocol):
@@ -17,7 +19,13 @@ test; ``gendl eval``'s protocol):
   BatchNorm normalises: ``inference`` (running averages) or ``batch`` (each batch of 1,000 by its own
   statistics, as in training);
 * ``drs-D-MODE-exact``: gamma = 0, the exact rejection sampler under the calibrated ratio (only when its
-  burn-in acceptance is at least ``--min-exact-acceptance``).
+  burn-in acceptance is at least ``--min-exact-acceptance``);
+* ``ddls-D-MODE[-xS]-epsE-T``: discriminator-driven latent sampling (Che et al. 2020): ``--n-eval`` Langevin
+  chains from N(0, I) latents on ``N(z; 0, I) exp(S * l(G(z)))``, ``l`` the Platt-scaled logit (S =
+  ``--ddls-scale``, 1 is DDLS proper), step size E (``--ddls-step-size``), scored after each T in
+  ``--ddls-steps`` (one set of chains, continued; :func:`gendl_jax.sampling.latent_langevin`). With
+  ``batch`` BatchNorm, D normalises each batch of 1,000 chains by its own statistics, which couples the
+  chains of a batch slightly (each gradient also flows through the batch mean and variance).
 
 Each row also splits the one-split IS into class balance x confidence
 (:func:`gendl_jax.metrics.inception_score_breakdown`). Writes ``mnist_gan_sampling.json``,
@@ -86,6 +94,9 @@ def score(samples, real, train_images, out: pathlib.Path, name: str, seed: int) 
 
 
 def main(args) -> None:
+    if any(t < 1 for t in args.ddls_steps) or args.ddls_step_size <= 0:
+        raise SystemExit(f"--ddls-steps must be positive ints and --ddls-step-size > 0, got {args.ddls_steps} and "
+                         f"{args.ddls_step_size}")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _, state, record = load_run(args.run)
@@ -128,30 +139,30 @@ def main(args) -> None:
     def plain(k, m):
         return propose(k, m, None)
 
-    discriminators = {"trained": disc}
+    discriminators, discriminator_states = {"trained": disc}, {"trained": state}
     if args.refit_steps:
         t0 = time.perf_counter()
         refit_state, result["refit"] = refit(state, train, args)
         result["refit"]["seconds"] = time.perf_counter() - t0
         print(json.dumps({"refit": result["refit"]}), flush=True)
-        discriminators["refit"] = make_networks(refit_state)[1]
+        discriminators["refit"], discriminator_states["refit"] = make_networks(refit_state)[1], refit_state
     for which, modes in discriminators.items():
         for mode in args.d_modes:
             # Platt scaling on held-out data: MNIST train images (the scores use MNIST test) against fresh samples.
             logits_of, label = modes[mode], f"{which}-{mode}"
             idx = np.random.default_rng(args.seed).choice(len(train), args.calibration, replace=False)
-            real_logits = map_in_batches(logits_of, prepare_images(train.images[idx]))
-            fake_logits = map_in_batches(logits_of, draw(propose, jax.random.fold_in(key, 100), args.calibration))
+            d_state = discriminator_states[which]
             try:
-                a, b = sampling.platt_scaling(real_logits, fake_logits)
+                cal = sampling.calibrate_discriminator(
+                    d_state, prepare_images(train.images[idx]), draw(propose, jax.random.fold_in(key, 100), args.calibration),
+                    batch_statistics=mode == "batch", batch_size=BATCH)
             except ValueError as e:  # e.g. separable: no finite calibration, so no DRS rows for this D
-                result["calibration"][label] = {"error": str(e), "auc": _auc(real_logits, fake_logits)}
+                result["calibration"][label] = {"error": str(e)}
                 print(json.dumps({"calibration": label, **result["calibration"][label]}), flush=True)
                 continue
-            result["calibration"][label] = {"a": a, "b": b, "n": args.calibration,
-                                            "d_real_mean": float(np.mean(jax.nn.sigmoid(real_logits))),
-                                            "d_fake_mean": float(np.mean(jax.nn.sigmoid(fake_logits))),
-                                            "auc": _auc(real_logits, fake_logits)}
+            a, b = cal.a, cal.b
+            result["calibration"][label] = {"a": a, "b": b, "n": args.calibration, "d_real_mean": cal.d_real_mean,
+                                            "d_fake_mean": cal.d_fake_mean, "auc": cal.auc}
             print(json.dumps({"calibration": label, **result["calibration"][label]}), flush=True)
 
             def log_ratio(x, logits_of=logits_of, a=a, b=b):
@@ -171,7 +182,41 @@ def main(args) -> None:
                 write(name, drawn.samples, discriminator=which, d_mode=mode, kept=drawn.acceptance_rate,
                       gamma=drawn.gamma, max_logit=drawn.max_logit, proposals=drawn.proposals,
                       sample_seconds=time.perf_counter() - t0)
+
+            for i, scale in enumerate(args.ddls_scale if args.ddls_steps else []):
+                def latent_log_ratio(z, logits_of=logits_of, a=a, b=b, scale=scale):
+                    return scale * (a * logits_of(adversarial.generate(state, z)) + b)
+
+                prefix = f"ddls-{label}" + ("" if scale == 1 else f"-x{scale:g}") + f"-eps{args.ddls_step_size:g}"
+                for steps, samples, extra in ddls(jax.random.fold_in(key, 400 + i), state, latent_log_ratio, args):
+                    write(f"{prefix}-{steps}", samples, discriminator=which, d_mode=mode, kept=1.0, scale=scale,
+                          step_size=args.ddls_step_size, metropolis=args.ddls_metropolis, **extra)
     plot(result["rows"], out / "tradeoff.png", title=f"{pathlib.Path(args.run).name}: {args.n_eval} samples per row")
+
+
+def ddls(key, state, log_ratio, args):
+    """Yields ``(steps, samples, extra)`` at each of ``--ddls-steps`` of one set of ``--n-eval`` Langevin
+    chains on ``N(z; 0, I) exp(log_ratio(z))``, run in batches of BATCH chains."""
+    dim = adversarial.latent_dim(state.config, state.data_shape)
+    generate = jax.jit(functools.partial(adversarial.generate, state))
+    z = np.asarray(jax.random.normal(jax.random.fold_in(key, 0), (args.n_eval, dim)))
+    done, seconds, mean_log_ratio = 0, 0.0, []
+    for steps in sorted(args.ddls_steps):
+        t0 = time.perf_counter()
+        chains = sampling.latent_langevin_in_batches(
+            jax.random.fold_in(key, steps), z, log_ratio, n_steps=steps - done, step_size=args.ddls_step_size,
+            metropolis=args.ddls_metropolis, batch_size=BATCH, progress=args.progress)
+        z = chains.z
+        mean_log_ratio.extend(chains.mean_log_ratio.tolist()[0 if done == 0 else 1:])
+        seconds += time.perf_counter() - t0
+        done = steps
+        if not np.all(np.isfinite(z)):
+            raise FloatingPointError(f"DDLS chains diverged (non-finite latents) by step {steps}; lower "
+                                     f"--ddls-step-size (got {args.ddls_step_size})")
+        samples = map_in_batches(generate, z, BATCH)
+        yield steps, samples, {"steps": steps, "sample_seconds": seconds,
+                               "mh_acceptance": float(np.mean(chains.acceptance)),
+                               "mean_log_ratio_start": mean_log_ratio[0], "mean_log_ratio_end": mean_log_ratio[-1]}
 
 
 def refit(state, train, args):
@@ -190,23 +235,18 @@ def refit(state, train, args):
     return state, {"steps": args.refit_steps, "lr": args.refit_lr, "last_100": last}
 
 
-def _auc(real_logits, fake_logits) -> float:
-    """Area under the ROC curve of real vs generated by the logit (Mann-Whitney U / (n_r n_f))."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([real_logits, fake_logits]))
-    n_r, n_f = len(real_logits), len(fake_logits)
-    return float((ranks[:n_r].sum() - n_r * (n_r + 1) / 2) / (n_r * n_f))
-
-
 def plot(rows: dict, path: pathlib.Path, title: str) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 4.2))
     groups = {"truncation": [k for k in rows if k.startswith("truncation")]}
+    chains = {}
     for k, row in rows.items():
         if k.startswith("drs"):
             groups.setdefault(f"DRS, {row['discriminator']} D, {row['d_mode']} BatchNorm", []).append(k)
-    for label, names in groups.items():
+        elif k.startswith("ddls"):
+            chains.setdefault(k.rsplit("-", 1)[0], []).append(k)
+    for label, names in list(groups.items()):
         if not names:
+            del groups[label]
             continue
         x = [rows[k]["threshold"] if label == "truncation" else rows[k]["kept"] for k in names]
         order = np.argsort(x)
@@ -217,12 +257,25 @@ def plot(rows: dict, path: pathlib.Path, title: str) -> None:
             ax.axhline(rows["plain"][metric], color="k", ls="--", label="plain")
         ax.set_xlabel("truncation threshold / share of proposals kept (DRS)")
         ax.set_ylabel(metric)
-        ax.legend()
+        if groups or "plain" in rows:
+            ax.legend(fontsize=7)
     for name, row in rows.items():
         axes[2].scatter(row["recall"], row["precision"])
-        axes[2].annotate(name, (row["recall"], row["precision"]), fontsize=7)
+        axes[2].annotate(name, (row["recall"], row["precision"]), fontsize=6)
     axes[2].set_xlabel("recall (k=3)")
     axes[2].set_ylabel("precision (k=3)")
+    fid_axis = axes[3].twinx()
+    for label, names in chains.items():
+        names = sorted(names, key=lambda k: rows[k]["steps"])
+        steps = [0] + [rows[k]["steps"] for k in names] if "plain" in rows else [rows[k]["steps"] for k in names]
+        first = [rows["plain"]] if "plain" in rows else []
+        line, = axes[3].plot(steps, [r["inception_score"] for r in first + [rows[k] for k in names]], "o-", label=label)
+        fid_axis.plot(steps, [r["fid"] for r in first + [rows[k] for k in names]], "s--", color=line.get_color())
+    axes[3].set_xlabel("DDLS Langevin steps (0: plain)")
+    axes[3].set_ylabel("inception_score (o-)")
+    fid_axis.set_ylabel("fid (s--)")
+    if chains:
+        axes[3].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -243,6 +296,13 @@ if __name__ == "__main__":
                    help="discriminator updates against the fixed sampler before DRS (0: only the trained D)")
     p.add_argument("--refit-lr", type=float, default=1e-4)
     p.add_argument("--min-exact-acceptance", type=float, default=0.02)
+    p.add_argument("--ddls-steps", type=int, nargs="*", default=[],
+                   help="DDLS rows after these numbers of Langevin steps of the same chains (none: no DDLS rows)")
+    p.add_argument("--ddls-step-size", type=float, default=0.01)
+    p.add_argument("--ddls-scale", type=float, nargs="*", default=[1.0],
+                   help="multipliers of the calibrated log ratio in DDLS's energy (1: DDLS proper)")
+    p.add_argument("--ddls-metropolis", action=argparse.BooleanOptionalAction, default=False,
+                   help="Metropolis-adjusted chains (MALA) instead of unadjusted Langevin as in Che et al.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--data-dir", default=None)
