@@ -482,7 +482,9 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
       for a mean acceptance A (:func:`rejection_sample`); needs ``calibration``;
     * ``ddls_steps=K``: K Langevin steps of size ``ddls_step_size`` from N(0, I) latents on
       ``N(z; 0, I) exp(l(G(z)))``, ``l`` the calibrated logit (:func:`latent_langevin`); needs
-      ``calibration``. Not combined with DRS or truncation (its target fixes the latent prior).
+      ``calibration``. Not combined with DRS or truncation (its target fixes the latent prior). With a
+      calibration on batch statistics, D normalises each batch of ``batch_size`` chains by its own
+      statistics, which couples those chains slightly (the gradients also flow through the batch moments).
     """
     from gendl_jax.objectives import adversarial
 
