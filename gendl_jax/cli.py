@@ -122,14 +122,16 @@ def sample(
     if guided and objective.name != "gan":
         raise ValueError(f"--drs-acceptance and --ddls-steps read the discriminator's logit as log p_data / p_g, "
                          f"which a {objective.name} critic is not; {run} is a {objective.name} run")
+    from gendl_jax import sampling
+
+    sampling.check_sampler_options(truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
+                                   ddls_step_size=ddls_step_size)
     path = pathlib.Path(out) if out else pathlib.Path(run) / f"samples_n{n}_seed{seed}.npy"
     key = jax.random.PRNGKey(seed)
     if truncation is None and not guided:
         samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, key, n))
         info = {"sampler": "plain"}
     else:
-        from gendl_jax import sampling
-
         cal = None
         if guided:
             cal = _calibrate(state, record, objective, calibration, seed, d_batch_statistics)

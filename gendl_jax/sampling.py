@@ -48,6 +48,7 @@ __all__ = [
     "LangevinChains",
     "RejectionSamples",
     "calibrate_discriminator",
+    "check_sampler_options",
     "drs_log_acceptance",
     "gamma_for_acceptance",
     "latent_langevin",
@@ -470,6 +471,23 @@ class GanSamples:
     Langevin log-ratio trace's ends), JSON-ready."""
 
 
+def check_sampler_options(*, truncation=None, drs_acceptance=None, ddls_steps: int = 0,
+                          ddls_step_size: float = 0.01) -> None:
+    """Raises ValueError for options :func:`sample_gan` cannot use (before any costly calibration)."""
+    if truncation is not None:
+        _positive_finite("truncation", truncation)
+    if drs_acceptance is not None and (isinstance(drs_acceptance, bool) or not 0 < drs_acceptance < 1):
+        raise ValueError(f"drs_acceptance must be a number in (0, 1), got {drs_acceptance!r}")
+    if isinstance(ddls_steps, bool) or not isinstance(ddls_steps, (int, np.integer)) or ddls_steps < 0:
+        raise ValueError(f"ddls_steps must be an int >= 0, got {ddls_steps!r}")
+    if ddls_steps:
+        _positive_finite("ddls_step_size", ddls_step_size)
+    if ddls_steps and (drs_acceptance is not None or truncation is not None):
+        raise ValueError("ddls_steps is not combined with drs_acceptance or truncation: DDLS starts from N(0, I) "
+                         f"latents and targets N(z; 0, I) exp(l(G(z))) (got drs_acceptance={drs_acceptance}, "
+                         f"truncation={truncation})")
+
+
 def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
                calibration: DiscriminatorCalibration | None = None, drs_acceptance: float | None = None,
                ddls_steps: int = 0, ddls_step_size: float = 0.01, ddls_metropolis: bool = False,
@@ -490,12 +508,8 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    if isinstance(ddls_steps, bool) or not isinstance(ddls_steps, (int, np.integer)) or ddls_steps < 0:
-        raise ValueError(f"ddls_steps must be an int >= 0, got {ddls_steps!r}")
-    if ddls_steps and (drs_acceptance is not None or truncation is not None):
-        raise ValueError("ddls_steps is not combined with drs_acceptance or truncation: DDLS starts from N(0, I) "
-                         f"latents and targets N(z; 0, I) exp(l(G(z))) (got drs_acceptance={drs_acceptance}, "
-                         f"truncation={truncation})")
+    check_sampler_options(truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
+                          ddls_step_size=ddls_step_size)
     if (drs_acceptance is not None or ddls_steps) and calibration is None:
         raise ValueError("DRS and DDLS need calibration= (calibrate_discriminator on held-out real data)")
     dim = adversarial.latent_dim(state.config, state.data_shape)

@@ -378,3 +378,11 @@ def test_sample_gan_plain_truncation_and_drs(toy_gan):
         sampling.sample_gan(toy_gan, key, 10, drs_acceptance=0.5)
     with pytest.raises(ValueError, match="ddls_steps is not combined with drs_acceptance"):
         sampling.sample_gan(toy_gan, key, 10, calibration=cal, drs_acceptance=0.5, ddls_steps=3)
+    with pytest.raises(ValueError, match="drs_acceptance must be a number in"):
+        sampling.sample_gan(toy_gan, key, 10, calibration=cal, drs_acceptance=1.5)
+    with pytest.raises(ValueError, match="truncation must be a finite number > 0"):
+        sampling.sample_gan(toy_gan, key, 10, truncation=-1.0)
+    with pytest.raises(ValueError, match="ddls_step_size must be a finite number > 0"):
+        sampling.check_sampler_options(ddls_steps=5, ddls_step_size=0.0)
+    with pytest.raises(ValueError, match="ddls_steps must be an int >= 0"):
+        sampling.check_sampler_options(ddls_steps=-2)
