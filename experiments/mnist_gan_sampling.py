@@ -65,24 +65,23 @@ BATCH = 1000
 
 
 def make_networks(state):
-    """Jitted ``propose(key, m, threshold)`` and the discriminator's logits ``{mode: logits(x)}`` of a trained
+    """Jitted ``propose(key, m)`` (N(0, I) latents) and the discriminator's logits ``{mode: logits(x)}`` of a trained
     adversarial state, with BatchNorm in inference mode (running averages) or on the batch's own
     statistics (as in training, where D saw all-real or all-fake minibatches)."""
     dim = adversarial.latent_dim(state.config, state.data_shape)
 
-    @functools.partial(jax.jit, static_argnums=(1, 2))
-    def propose(key, m, threshold=None):
-        return adversarial.generate(state, sampling.truncated_latents(key, m, dim, threshold))
+    @functools.partial(jax.jit, static_argnums=1)
+    def propose(key, m):
+        return adversarial.generate(state, sampling.truncated_latents(key, m, dim))
 
     disc = {mode: jax.jit(functools.partial(adversarial.discriminate, state, batch_statistics=mode == "batch"))
             for mode in ("inference", "batch")}
     return propose, disc
 
 
-def draw(propose, key, n: int, threshold=None) -> np.ndarray:
-    """n samples in batches of BATCH."""
-    keys = jax.random.split(key, -(-n // BATCH))
-    return np.concatenate([np.asarray(propose(k, BATCH, threshold)) for k in keys])[:n]
+def draw(state, key, n: int, threshold=None) -> np.ndarray:
+    """n samples of the plain (or truncated) sampler, in batches of BATCH."""
+    return sampling.sample_gan(state, key, n, truncation=threshold, batch_size=BATCH).samples
 
 
 def score(samples, real, train_images, out: pathlib.Path, name: str, seed: int) -> dict:
@@ -131,13 +130,10 @@ def main(args) -> None:
         path.write_text(json.dumps(result, indent=2))
 
     if args.plain:
-        write("plain", draw(propose, jax.random.fold_in(key, 0), args.n_eval), kept=1.0)
+        write("plain", draw(state, jax.random.fold_in(key, 0), args.n_eval), kept=1.0)
     for i, t in enumerate(args.truncation):
-        write(f"truncation-{t:g}", draw(propose, jax.random.fold_in(key, 1 + i), args.n_eval, t), threshold=t,
+        write(f"truncation-{t:g}", draw(state, jax.random.fold_in(key, 1 + i), args.n_eval, t), threshold=t,
               kept=1.0)
-
-    def plain(k, m):
-        return propose(k, m, None)
 
     discriminators, discriminator_states = {"trained": disc}, {"trained": state}
     if args.refit_steps:
@@ -154,7 +150,7 @@ def main(args) -> None:
             d_state = discriminator_states[which]
             try:
                 cal = sampling.calibrate_discriminator(
-                    d_state, prepare_images(train.images[idx]), draw(propose, jax.random.fold_in(key, 100), args.calibration),
+                    d_state, prepare_images(train.images[idx]), draw(state, jax.random.fold_in(key, 100), args.calibration),
                     batch_statistics=mode == "batch", batch_size=BATCH)
             except ValueError as e:  # e.g. separable: no finite calibration, so no DRS rows for this D
                 result["calibration"][label] = {"error": str(e)}
@@ -169,7 +165,7 @@ def main(args) -> None:
                 return a * np.asarray(logits_of(x)) + b
 
             # Exact rejection sampling (gamma = 0) when its acceptance is not hopeless.
-            burn = map_in_batches(log_ratio, draw(propose, jax.random.fold_in(key, 200), 10000))
+            burn = map_in_batches(log_ratio, draw(state, jax.random.fold_in(key, 200), 10000))
             exact = float(np.mean(np.exp(burn - burn.max())))
             result["exact_burn_in_acceptance"][label] = exact
             targets = [(f"drs-{label}-{acc:g}", {"acceptance": acc}) for acc in args.acceptance]
@@ -177,7 +173,7 @@ def main(args) -> None:
                 targets.append((f"drs-{label}-exact", {"gamma": 0.0}))
             for i, (name, kwargs) in enumerate(targets):
                 t0 = time.perf_counter()
-                drawn = sampling.rejection_sample(jax.random.fold_in(key, 300 + i), plain, log_ratio, args.n_eval,
+                drawn = sampling.rejection_sample(jax.random.fold_in(key, 300 + i), propose, log_ratio, args.n_eval,
                                                   batch_size=BATCH, progress=args.progress, **kwargs)
                 write(name, drawn.samples, discriminator=which, d_mode=mode, kept=drawn.acceptance_rate,
                       gamma=drawn.gamma, max_logit=drawn.max_logit, proposals=drawn.proposals,
