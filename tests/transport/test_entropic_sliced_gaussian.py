@@ -34,13 +34,15 @@ def test_sinkhorn_matches_pot_sinkhorn_log(rng):
 
 
 def test_sinkhorn_plan_matches_pot_and_reports_non_convergence(rng):
+    # epsilon = 1: the slowest of 1,000 seeds needed 190 iterations. At epsilon = 0.3 about 1% of seeds
+    # (heavy-tailed draws) still had a marginal error of ~1e-5 after 5,000 iterations, in POT as in ott.
     x, y = rng.normal(size=(30, 2)), rng.normal(size=(30, 2))
     u = np.full(30, 1 / 30)
     plan, converged = jax.jit(
-        functools.partial(transport_plan, method="sinkhorn", epsilon=0.3, threshold=1e-6, max_iterations=5000)
+        functools.partial(transport_plan, method="sinkhorn", epsilon=1.0, threshold=1e-6, max_iterations=5000)
     )(x, y)
     assert bool(converged)
-    ref = ot.sinkhorn(u, u, ot.dist(x, y), 0.3, method="sinkhorn_log", stopThr=1e-9, numItermax=5000)
+    ref = ot.sinkhorn(u, u, ot.dist(x, y), 1.0, method="sinkhorn_log", stopThr=1e-9, numItermax=5000)
     np.testing.assert_allclose(np.asarray(plan), ref, atol=1e-5)
     few = functools.partial(wasserstein, method="sinkhorn", epsilon=1e-3, threshold=1e-9, max_iterations=3)
     _, converged = jax.jit(few)(x, y)
