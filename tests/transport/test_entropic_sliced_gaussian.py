@@ -29,7 +29,7 @@ def test_sinkhorn_matches_pot_sinkhorn_log(rng):
     fn = jax.jit(functools.partial(wasserstein, method="sinkhorn", epsilon=eps, threshold=1e-6, max_iterations=5000))
     value, converged = fn(x, y, a, b)
     assert bool(converged)
-    want = ot.sinkhorn2(a, b, ot.dist(x, y), eps, method="sinkhorn_log", stopThr=1e-9, numItermax=5000)
+    want = ot.sinkhorn2(a, b, ot.dist(x, y), eps, method="sinkhorn_log", stopThr=1e-9, numItermax=50000)
     assert float(value) ** 2 == pytest.approx(want, rel=1e-4)
 
 
@@ -51,12 +51,15 @@ def test_sinkhorn_plan_matches_pot_and_reports_non_convergence(rng):
 
 def _entropic_cost_float64(x, y, a, b, eps):
     C = ot.dist(x, y)
-    P = ot.sinkhorn(a, b, C, eps, method="sinkhorn_log", stopThr=1e-9, numItermax=5000)
+    P = ot.sinkhorn(a, b, C, eps, method="sinkhorn_log", stopThr=1e-9, numItermax=20000)
     ab = np.outer(a, b)
     kl = np.sum(np.where(P > 0, P * np.log(np.where(P > 0, P, 1) / ab), 0.0)) - P.sum() + ab.sum()
     return np.sum(P * C) + eps * kl
 
 
+# POT's Sinkhorn on OT(a, a) with uneven weights stalls near a marginal error of 3e-8 on about 1% of
+# draws (measured on 300 seeds) and warns; the cost is then still far inside the rel 1e-3 tolerance.
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")
 def test_sinkhorn_divergence_against_float64_pot_reference(rng):
     x, y = rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) * 0.7 + 0.5
     a, b = _weights(rng, 40), _weights(rng, 40)
