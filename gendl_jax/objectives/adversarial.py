@@ -3,7 +3,8 @@
 An adversarial objective is four small pure functions:
 
 * ``discriminator_loss(scores_real, scores_fake) -> (loss, metrics)``: what D (or the critic) minimises;
-* ``generator_loss(scores_fake) -> loss``: what G minimises;
+* ``generator_loss(scores_fake, weights=None) -> loss``: what G minimises, a mean over the samples,
+  weighted by ``weights`` (m,) (mean 1 when uniform; :func:`top_k_weights` for top-k training);
 * optionally ``penalty(critic_fn, real, fake, key) -> (value, metrics)``, added to the D loss
   with a weight (the WGAN-GP gradient penalty);
 * optionally ``projection(params) -> params``, applied after every D update (WGAN weight clipping).
@@ -38,7 +39,7 @@ import optax
 from flax import struct
 
 from gendl_jax import models
-from gendl_jax.objectives.distributed import global_draw, mean_over_devices
+from gendl_jax.objectives.distributed import global_draw, mean_over_devices, on_global_batch
 
 Array = jax.Array
 PyTree = Any
@@ -83,6 +84,18 @@ class NetworkConfig:
     use it. After the ``t``-th generator update the average moves by ``1 - min(ema_decay, (1 + t) / (10 + t))``
     (the warm-up of TensorFlow's ``ExponentialMovingAverage``). The averaged generator's BatchNorm
     statistics are running averages of its own batch statistics on each step's latents."""
+    top_k_fraction: float = 1.0
+    """Top-k generator training (Sinha et al. 2020, "Top-k training of GANs: improving GAN performance by
+    throwing away bad samples"): the generator's loss is the mean over the ``k`` fakes of its batch that the
+    discriminator scores highest, the others get no gradient. ``k`` starts at the whole batch and falls by
+    ``top_k_decay`` every ``top_k_period`` generator updates down to this fraction (``nu`` in the paper;
+    1 turns top-k off). Under ``axis_name`` the ``k`` are taken over the global batch."""
+    top_k_decay: float = 0.99
+    """``gamma`` in Sinha et al.: the fraction kept after ``t`` updates is
+    ``max(top_k_fraction, top_k_decay ** floor(t / top_k_period))``."""
+    top_k_period: int = 1000
+    """Generator updates per decay of the kept fraction (the paper decays once an epoch; an MNIST epoch is
+    938 updates at batch 64)."""
 
     def __post_init__(self):
         # Accept any sequence of widths (e.g. a list from JSON) and store the hashable tuple.
@@ -109,6 +122,12 @@ class NetworkConfig:
             raise ValueError(f"ema_decay must be in [0, 1) (0 turns the generator average off), got {self.ema_decay}")
         if self.inner_steps < 1:
             raise ValueError(f"the number of discriminator steps per generator step must be >= 1, got {self.inner_steps}")
+        if not 0.0 < self.top_k_fraction <= 1.0:
+            raise ValueError(f"top_k_fraction must be in (0, 1] (1 turns top-k training off), got {self.top_k_fraction}")
+        if not 0.0 < self.top_k_decay <= 1.0:
+            raise ValueError(f"top_k_decay must be in (0, 1], got {self.top_k_decay}")
+        if self.top_k_period < 1:
+            raise ValueError(f"top_k_period must be >= 1 generator update, got {self.top_k_period}")
 
 
 @struct.dataclass
@@ -393,17 +412,24 @@ def adversarial_step(
         d_metrics = jax.tree_util.tree_map(jnp.mean, d_metrics)
 
     z = global_draw(jax.random.normal, g_key, (m, z_dim), axis_name)
+    top_k = config.top_k_fraction < 1.0
+    kept = top_k_kept_fraction(state.step, config) if top_k else None
 
     def g_loss_fn(params):
         fake, stats = apply_net(gen, params, g_net.batch_stats, z, train=True)
         s_fake, _ = apply_net(disc, d_net.params, d_net.batch_stats, fake, train=True)
-        return generator_loss(s_fake), stats
+        if not top_k:
+            return generator_loss(s_fake), stats
+        weights = on_global_batch(lambda s: top_k_weights(s, kept), jax.lax.stop_gradient(s_fake), axis_name)
+        return generator_loss(s_fake, weights), stats
 
     (g_loss, g_stats), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_net.params)
     g_grads, g_stats, g_loss = mean_over_devices((g_grads, g_stats, g_loss), axis_name)
     g_params, g_opt = _scaled_update(g_tx, g_grads, g_net, state.hparams["g_learning_rate"])
 
     metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": optax.tree.norm(g_grads)}
+    if top_k:
+        metrics["g_top_k_fraction"] = kept
     generator_ema = state.generator_ema
     if config.ema_decay > 0:
         generator_ema = update_generator_ema(generator_ema, g_params, state.step + 1, config.ema_decay,
@@ -417,6 +443,31 @@ def adversarial_step(
         generator_ema=generator_ema,
     )
     return new_state, metrics
+
+
+def weighted_mean(values: Array, weights: Array | None) -> Array:
+    """``mean(weights * values)`` over a batch, (m,), (m,) -> scalar; ``weights=None`` is the plain mean."""
+    return jnp.mean(values) if weights is None else jnp.mean(weights * values)
+
+
+def top_k_kept_fraction(updates: Array, config: NetworkConfig) -> Array:
+    """Share of the generator's batch kept by top-k training after ``updates`` generator updates:
+    ``max(top_k_fraction, top_k_decay ** floor(updates / top_k_period))``, float32 scalar."""
+    decays = jnp.floor_divide(jnp.asarray(updates, jnp.int32), config.top_k_period).astype(jnp.float32)
+    return jnp.maximum(jnp.float32(config.top_k_fraction), jnp.float32(config.top_k_decay) ** decays)
+
+
+def top_k_weights(scores: Array, fraction: Array | float) -> Array:
+    """Weights of top-k training: (m,) scores -> (m,) weights, ``m / k`` on the ``k`` highest scores and 0
+    elsewhere, so that :func:`weighted_mean` is the mean over those ``k``.
+
+    ``k = max(1, floor(fraction * m))``, the floor taken with a 1e-6 allowance for float32 rounding of the
+    product; ties go to the earlier sample. ``fraction``, in (0, 1], may be traced (a schedule).
+    """
+    m = scores.shape[0]
+    k = jnp.maximum(1, jnp.floor(jnp.asarray(fraction, jnp.float32) * m + 1e-6).astype(jnp.int32))
+    rank = jnp.argsort(jnp.argsort(-scores, stable=True), stable=True)
+    return jnp.where(rank < k, m / k.astype(scores.dtype), jnp.zeros((), scores.dtype)).astype(scores.dtype)
 
 
 def ema_rate(updates: Array, decay: float) -> Array:

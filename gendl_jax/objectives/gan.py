@@ -52,14 +52,16 @@ def discriminator_loss(logits_real: Array, logits_fake: Array) -> tuple[Array, d
     return loss, metrics
 
 
-def saturating_generator_loss(logits_fake: Array) -> Array:
-    """``mean log(1 - D(G(z)))`` (eq. 5): its gradient vanishes as D rejects the samples."""
-    return jnp.mean(jax.nn.log_sigmoid(-logits_fake))
+def saturating_generator_loss(logits_fake: Array, weights: Array | None = None) -> Array:
+    """``mean log(1 - D(G(z)))`` (eq. 5): its gradient vanishes as D rejects the samples.
+
+    ``weights`` (m,): a weighted mean (:func:`adversarial.weighted_mean`; top-k training)."""
+    return adversarial.weighted_mean(jax.nn.log_sigmoid(-logits_fake), weights)
 
 
-def non_saturating_generator_loss(logits_fake: Array) -> Array:
-    """``-mean log D(G(z))`` (eq. 7)."""
-    return -jnp.mean(jax.nn.log_sigmoid(logits_fake))
+def non_saturating_generator_loss(logits_fake: Array, weights: Array | None = None) -> Array:
+    """``-mean log D(G(z))`` (eq. 7); ``weights`` as in :func:`saturating_generator_loss`."""
+    return -adversarial.weighted_mean(jax.nn.log_sigmoid(logits_fake), weights)
 
 
 GENERATOR_LOSSES = {"saturating": saturating_generator_loss, "non-saturating": non_saturating_generator_loss}

@@ -84,9 +84,9 @@ def critic_loss(scores_real: Array, scores_fake: Array) -> tuple[Array, dict]:
     return -w1, {"w1_estimate": w1, "d_real": jnp.mean(scores_real), "d_fake": jnp.mean(scores_fake)}
 
 
-def generator_loss(scores_fake: Array) -> Array:
-    """``-mean f(G(z))``."""
-    return -jnp.mean(scores_fake)
+def generator_loss(scores_fake: Array, weights: Array | None = None) -> Array:
+    """``-mean f(G(z))``; ``weights`` (m,): a weighted mean (:func:`adversarial.weighted_mean`; top-k training)."""
+    return -adversarial.weighted_mean(scores_fake, weights)
 
 
 def per_sample_gradient_norms(critic: Callable[[Array], Array], x: Array) -> Array:

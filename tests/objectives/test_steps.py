@@ -366,3 +366,106 @@ def test_refit_discriminator_step_moves_only_d_and_minimises_eq5():
     for _ in range(20):
         new, opt_state, later = step(new, opt_state, real, key)
     assert float(later["d_loss"]) < float(metrics["d_loss"])
+
+
+# Top-k generator training (Sinha et al. 2020)
+
+
+def _top_k_count(updates, config, m):
+    """k after ``updates`` generator updates, from the schedule as the paper states it."""
+    fraction = max(config.top_k_fraction, config.top_k_decay ** (updates // config.top_k_period))
+    return max(1, int(np.floor(fraction * m + 1e-6)))
+
+
+def _top_k_loss(base_loss, k):
+    """The generator loss on the k highest scores, picked with ``lax.top_k`` (the step ranks with argsort)."""
+    return lambda scores: base_loss(jax.lax.top_k(scores, k)[0])
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.77, 1.0])
+def test_top_k_weights_against_numpy(fraction):
+    rng = np.random.default_rng()
+    for m in (1, 7, 64):
+        scores = rng.normal(size=m).astype(np.float32)
+        weights = np.asarray(jax.jit(adversarial.top_k_weights)(jnp.asarray(scores), fraction))
+        k = max(1, int(np.floor(fraction * m + 1e-6)))
+        expected = np.zeros(m)
+        expected[np.argsort(-scores.astype(np.float64))[:k]] = m / k
+        np.testing.assert_allclose(weights, expected, rtol=1e-6)
+        values = rng.normal(size=m)
+        np.testing.assert_allclose(adversarial.weighted_mean(jnp.asarray(values, jnp.float32), jnp.asarray(weights)),
+                                   values[np.argsort(-scores)[:k]].mean(), rtol=1e-5, atol=1e-6)
+    # Ties go to the earlier sample, and the count is exact where fraction * m is an integer in float32 rounding.
+    tied = jnp.array([1.0, 3.0, 3.0, 0.0, 3.0, 2.0])
+    np.testing.assert_array_equal(np.asarray(adversarial.top_k_weights(tied, 0.5)) > 0,
+                                  [False, True, True, False, True, False])
+    np.testing.assert_array_equal(np.asarray(adversarial.top_k_weights(tied, 1 / 3)) > 0,
+                                  [False, True, True, False, False, False])
+
+
+def test_top_k_schedule():
+    config = gan.GANConfig(top_k_fraction=0.5, top_k_decay=0.9, top_k_period=3, **TINY)
+    got = np.asarray(jax.jit(jax.vmap(lambda t: adversarial.top_k_kept_fraction(t, config)))(jnp.arange(40)))
+    expected = [max(0.5, 0.9 ** (t // 3)) for t in range(40)]
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert got[0] == 1.0 and got[-1] == 0.5
+
+
+@pytest.mark.parametrize(
+    "name,config,d_loss_fn,g_loss_fn,weight",
+    [
+        ("gan", gan.GANConfig(d_steps=2, top_k_fraction=0.25, top_k_decay=0.5, top_k_period=2, **TINY),
+         gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0),
+        ("gan", gan.GANConfig(generator_loss="saturating", top_k_fraction=0.6, top_k_decay=0.8, top_k_period=1,
+                              **TINY), gan.discriminator_loss, gan.saturating_generator_loss, 0.0),
+        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, top_k_fraction=0.5, top_k_decay=0.7, top_k_period=1, **TINY),
+         wgan.critic_loss, wgan.generator_loss, 0.1),
+    ],
+)
+def test_top_k_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, weight):
+    """Five steps with top-k training equal the written-out algorithm whose generator loss is the plain
+    loss on ``lax.top_k`` of the scores, with k from the schedule (16 fakes: k runs 16, 16, 8, 8, 4...)."""
+    obj = get_objective(name)
+    rng = np.random.default_rng()
+    m = 16
+    state = obj.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), config, _batch(rng, config.inner_steps, m=m))
+    ref = state
+    step = jax.jit(obj.step)
+    kept = []
+    for t in range(5):
+        batch = _batch(rng, config.inner_steps, m=m)
+        state, metrics = step(state, batch)
+        k = _top_k_count(t, config, m)
+        kept.append(k)
+        ref, d_loss_ref, g_loss_ref = _reference_step(ref, batch, d_loss_fn, _top_k_loss(g_loss_fn, k), weight)
+        chex.assert_trees_all_close(state.generator.params, ref.generator.params, rtol=2e-4, atol=1e-6)
+        chex.assert_trees_all_close(state.discriminator.params, ref.discriminator.params, rtol=2e-4, atol=1e-6)
+        np.testing.assert_allclose(metrics["g_loss"], g_loss_ref, rtol=1e-4)
+        np.testing.assert_allclose(metrics["g_top_k_fraction"],
+                                   max(config.top_k_fraction, config.top_k_decay ** (t // config.top_k_period)),
+                                   rtol=1e-6)
+    assert kept[0] == m and kept[-1] < m  # the schedule did move within the test
+
+
+def test_top_k_leaves_samples_outside_it_without_gradient():
+    """The generator's gradient with top-k equals the gradient of the loss on the top-k samples alone."""
+    rng = np.random.default_rng()
+    scores = jnp.asarray(rng.normal(size=12), jnp.float32)
+    for loss in (gan.non_saturating_generator_loss, gan.saturating_generator_loss, wgan.generator_loss):
+        grad = jax.grad(lambda s: loss(s, jax.lax.stop_gradient(adversarial.top_k_weights(s, 0.25))))(scores)
+        keep = np.argsort(-np.asarray(scores))[:3]
+        expected = np.zeros(12)
+        expected[keep] = np.asarray(jax.grad(loss)(scores[keep]))
+        np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("top_k_fraction", 0.0, r"top_k_fraction must be in \(0, 1\]"),
+    ("top_k_fraction", 1.5, r"top_k_fraction must be in \(0, 1\]"),
+    ("top_k_decay", 0.0, r"top_k_decay must be in \(0, 1\]"),
+    ("top_k_period", 0, "top_k_period must be >= 1"),
+])
+def test_bad_top_k_config_raises(field, value, message):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=message):
+        gan.init(jax.random.PRNGKey(0), gan.GANConfig(**{field: value}, **TINY), _batch(rng, 1))

@@ -3,7 +3,7 @@
 After 10 steps on the same global batches, (a) ``jit_step`` over a Mesh, (b) ``pmap_step`` and
 (c) ``shard_map_step`` give the same parameters, BatchNorm statistics, optimiser states and
 metrics as one device: for a GAN with a BatchNorm MLP generator (and D steps = 2), WGAN-GP
-(n_critic = 2), a tiny DCGAN (BatchNorm in both networks; marked slow, ~35 s on 2 cores), and the
+(n_critic = 2), a GAN with top-k generator training, a tiny DCGAN (BatchNorm in both networks; marked slow, ~35 s on 2 cores), and the
 denoising, KL-sparse and contractive autoencoders and the VAE.
 Measured (CPU): max abs error <= 5e-7, max relative error <= 1e-4 on entries >= 1e-3. The device count is fixed when JAX
 starts, so the comparison runs in a subprocess with ``--xla_force_host_platform_device_count=4``.
@@ -37,6 +37,9 @@ SCRIPT = textwrap.dedent(
         ("gan-mlp-bn", "gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, g_batch_norm=True, d_steps=2,
                                             ema_decay=0.9), (2,), 16),
         ("wgan-gp", "wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), latent_dim=3, n_critic=2), (2,), 16),
+        # top-k generator training ranks the global batch: the kept fakes need not split evenly over devices
+        ("gan-top-k", "gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, top_k_fraction=0.25, top_k_decay=0.5,
+                                           top_k_period=2), (2,), 16),
         ("gan-dcgan", "gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), (28, 28, 1), 8),
         # autoencoders and the VAE on [0, 1] images: global corruption / binarisation / latent noise,
         # whole-batch terms (KL sparsity's mean activation, the contractive penalty's first examples)
@@ -116,7 +119,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("case", ["gan-mlp-bn", "wgan-gp", pytest.param("gan-dcgan", marks=pytest.mark.slow),
+@pytest.mark.parametrize("case", ["gan-mlp-bn", "wgan-gp", "gan-top-k", pytest.param("gan-dcgan", marks=pytest.mark.slow),
                                   "denoising-ae", "sparse-ae-kl", "contractive-ae", "vae"])
 def test_wrappers_match_one_device(case):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
