@@ -24,7 +24,6 @@ import statistics
 import time
 
 import jax
-import numpy as np
 
 from gendl_jax.data import BatchIterator, load_dataset
 from gendl_jax.objectives import gan, get_objective, wgan

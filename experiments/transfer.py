@@ -30,7 +30,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import optax  # noqa: E402
 
 from gendl_jax import finetune as ft  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402

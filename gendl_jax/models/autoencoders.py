@@ -19,7 +19,6 @@ import math
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from gendl_jax.models.layers import ConvTranspose, fan_in_uniform_bias
 from gendl_jax.models.mlp import ACTIVATIONS, _check_choice, _check_float_input, _check_widths

@@ -15,7 +15,6 @@ import numbers
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 Array = jax.Array
 

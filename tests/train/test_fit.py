@@ -164,7 +164,7 @@ def _nan_run(tmp_path, name, **kw):
     return train_and_evaluate(_nan_at(6), gan.GANConfig(hidden=(8, 8)), train)
 
 
-def test_nonfinite_stops_naming_step_metric_and_last_good_checkpoint(tmp_path):
+def test_nonfinite_stops_naming_step_metric_and_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     import jax
 
     from gendl_jax.train import checkpoints
@@ -180,8 +180,16 @@ def test_nonfinite_stops_naming_step_metric_and_last_good_checkpoint(tmp_path):
     assert int(state.step) == 5
     assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree_util.tree_leaves(state))
     manager.close()
-    # The CLI turns it into one line.
-    from gendl_jax import cli  # noqa: F401  (same error path as gendl train)
+
+    def stopped_run(command, rest):
+        raise FloatingPointError(message)
+
+    # The CLI turns it into one line on stderr, without a traceback, and exits with 1.
+    monkeypatch.setattr(cli, "_dispatch", stopped_run)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "gan"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == f"gendl train: error: {message}\n"
 
 
 def test_skip_nonfinite_drops_the_bad_update_and_counts_it(tmp_path):
