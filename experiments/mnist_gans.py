@@ -42,6 +42,8 @@ MODELS = {
     "dcgan-deeper": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=2)),
     "dcgan-deepest": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3)),
     "dcgan-deepest-d": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1)),
+    "dcgan-deepest-d-topk": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1,
+                                                        top_k_fraction=0.5, top_k_decay=0.96, top_k_period=938)),
     "dcgan-wide": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=1)),
     "dcgan-wide-d2": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=2)),
     "wgan-gp-dcgan": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999,
@@ -55,6 +57,9 @@ with one more stride-1 3x3 conv block in the generator (``g_extra_layers=1``, at
 output layer), against a discriminator already winning (D(real) ~ 0.86, D(fake) ~ 0.1 late in the
 ``dcgan-ema`` run); ``dcgan-deeper``: two such blocks (``g_extra_layers=2``); ``dcgan-deepest``: three;
 ``dcgan-deepest-d``: three, and one stride-1 block in the discriminator too (``d_extra_layers=1``);
+``dcgan-deepest-d-topk``: ``dcgan-deepest-d`` with top-k generator training (Sinha et al. 2020): the
+generator's loss keeps the fakes D scores highest, a share falling by 0.96 every 938 updates (an epoch) from 1
+to 0.5 (reached after 17 epochs);
 ``dcgan-wide``: ``dcgan-deepest-d`` at twice the width (``base_features=128``, for an accelerator);
 ``dcgan-wide-d2``: the same with two stride-1 blocks in the discriminator;
 ``wgan-gp-dcgan``: the same networks trained as WGAN-GP (Gulrajani et al.'s Adam(1e-4, 0.5, 0.9), 5 critic steps, lambda 10, critic
