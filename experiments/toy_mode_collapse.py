@@ -1,4 +1,4 @@
-"""Mode collapse on the 2-D toy mixtures: GAN (saturating), NS-GAN, WGAN and WGAN-GP on the ring of
+"""Mode collapse on the 2-D toy mixtures: GAN (saturating), NS-GAN, WGAN, WGAN-GP and WGAN-SN on the ring of
 8 Gaussians and the 5x5 grid, over several seeds, scored by the PacGAN protocol (Lin et al. 2018,
 Table 1): modes covered, high-quality samples (%), reverse KL of the mode histogram.
 
@@ -8,7 +8,7 @@ Table 1): modes covered, high-quality samples (%), reverse KL of the mode histog
 Budgets: the GANs make GAN_STEPS[data] generator updates (one discriminator update each): 3,000 on
 the ring, 12,000 on the grid, whose 25 modes need the longer run to shed the bridges between modes
 (3,000 steps gave 75% high-quality samples there; on the ring 12,000 steps lose modes, 7.2-7.6 of 8).
-WGAN and WGAN-GP make WGAN_STEPS generator updates with five critic updates each, so a WGAN step
+WGAN, WGAN-GP and WGAN-SN make WGAN_STEPS generator updates with five critic updates each, so a WGAN step
 costs about five GAN steps. ``--gan-steps`` / ``--wgan-steps`` override them for every dataset.
 
 All seeds of one (objective, dataset) pair train together: the pure step is vmapped over a leading
@@ -51,7 +51,8 @@ def configs(gan_steps: int, wgan_steps: int) -> dict:
     discriminator for the GANs), latent 2, learning rates decayed linearly to 0 over the run. The GANs
     use Adam(1e-3, 0.5); WGAN keeps Arjovsky et al.'s RMSProp and clipping 0.01 with a larger rate
     (2e-4 instead of 5e-5, which barely moves in this budget); WGAN-GP uses lambda = 0.1, Gulrajani et
-    al.'s own choice for their toy experiments, with Adam(5e-4, 0.5, 0.9).
+    al.'s own choice for their toy experiments, with Adam(5e-4, 0.5, 0.9); WGAN-SN (spectrally normalised
+    critic, Miyato et al. 2018) has WGAN-GP's optimiser and no penalty.
     """
     common = dict(hidden=HIDDEN, latent_dim=LATENT)
     gan_common = dict(d_activation="leaky_relu", g_learning_rate=1e-3, d_learning_rate=1e-3,
@@ -64,6 +65,8 @@ def configs(gan_steps: int, wgan_steps: int) -> dict:
                         wgan_steps),
         "WGAN-GP": ("wgan-gp", wgan.WGANGPConfig(gp_weight=0.1, g_learning_rate=5e-4, d_learning_rate=5e-4,
                                                  **wgan_common), wgan_steps),
+        "WGAN-SN": ("wgan-sn", wgan.WGANSNConfig(g_learning_rate=5e-4, d_learning_rate=5e-4, **wgan_common),
+                    wgan_steps),
     }
 
 

@@ -116,7 +116,7 @@ def sample(
     if objective.sample is None:
         raise ValueError(f"{run} was trained as {objective.name}, which has no prior to sample from (use a vae run)")
     guided = drs_acceptance is not None or ddls_steps != 0
-    if (guided or truncation is not None) and objective.name not in ("gan", "wgan", "wgan-gp"):
+    if (guided or truncation is not None) and objective.name not in ("gan", "wgan", "wgan-gp", "wgan-sn"):
         raise ValueError(f"--truncation, --drs-acceptance and --ddls-steps sample GAN runs; {run} is a "
                          f"{objective.name} run")
     if guided and objective.name != "gan":

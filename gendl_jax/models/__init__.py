@@ -29,6 +29,7 @@ from gendl_jax.models.layers import (
     conv,
     conv_transpose,
     conv_transpose_reference,
+    spectral_normalized,
 )
 from gendl_jax.models.mlp import ACTIVATIONS, GENERATOR_OUTPUTS, MLPDiscriminator, MLPGenerator
 
@@ -68,4 +69,5 @@ __all__ = [
     "conv_critic",
     "conv_transpose",
     "conv_transpose_reference",
+    "spectral_normalized",
 ]

@@ -27,7 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gendl_jax.models.layers import DCGAN_INIT, Conv, ConvTranspose
+from gendl_jax.models.layers import DCGAN_INIT, Conv, ConvTranspose, spectral_normalized
 
 Array = jax.Array
 
@@ -153,6 +153,10 @@ class DCGANDiscriminator(nn.Module):
       layer_norm: LayerNorm *instead of* BatchNorm on every layer but the first (when True,
         ``batch_norm`` is ignored and the module has no ``batch_stats``).
       bn_axis_name: mapped axis of BatchNorm's batch statistics under ``pmap`` / ``shard_map``.
+      spectral_norm: every convolution kernel and the ``logit`` kernel divided by its spectral norm
+        (:func:`~gendl_jax.models.layers.spectral_normalized`, SN-GAN's discriminator; the
+        power-iteration vectors are ``batch_stats`` under ``sn_<layer name>``). Usually with
+        ``batch_norm=False``, as in Miyato et al.
 
     Submodules: ``conv0``, then ``extra{j}`` with ``extra_bn{j}`` or ``extra_ln{j}`` for
     j = 0..extra_layers-1, then ``conv{i}`` with ``bn{i}`` or ``ln{i}`` for i = 1..n-1, then ``logit``.
@@ -163,6 +167,7 @@ class DCGANDiscriminator(nn.Module):
     batch_norm: bool = True
     layer_norm: bool = False
     bn_axis_name: str | None = None
+    spectral_norm: bool = False
 
     def __post_init__(self):
         _check_positive_int("base_features", self.base_features)
@@ -185,9 +190,13 @@ class DCGANDiscriminator(nn.Module):
             raise ValueError(f"x must be a floating-point array (images in [-1, 1]), got dtype {jnp.result_type(x)}")
         n = num_blocks(_check_image_hw("x", x.shape[1], x.shape[2]))
         normalised = self.batch_norm or self.layer_norm
+
+        def weighted(layer: nn.Module, h: Array) -> Array:
+            return spectral_normalized(layer, h, enabled=self.spectral_norm, train=train, name=f"sn_{layer.name}")
+
         h = x
         for i in range(n):
-            h = Conv(
+            h = weighted(Conv(
                 self.base_features * 2**i,
                 kernel_size=(4, 4),
                 strides=(2, 2),
@@ -195,17 +204,17 @@ class DCGANDiscriminator(nn.Module):
                 use_bias=i == 0 or not normalised,
                 kernel_init=DCGAN_INIT,
                 name=f"conv{i}",
-            )(h)
+            ), h)
             if i > 0:
                 h = self._normalise(h, train, f"bn{i}", f"ln{i}")
             h = nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE)
             if i == 0:
                 for j in range(self.extra_layers):
-                    h = _extra_conv(self.base_features, f"extra{j}", use_bias=not normalised)(h)
+                    h = weighted(_extra_conv(self.base_features, f"extra{j}", use_bias=not normalised), h)
                     h = self._normalise(h, train, f"extra_bn{j}", f"extra_ln{j}")
                     h = nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE)
         h = h.reshape(h.shape[0], -1)
-        return nn.Dense(1, kernel_init=DCGAN_INIT, name="logit")(h)[:, 0]
+        return weighted(nn.Dense(1, kernel_init=DCGAN_INIT, name="logit"), h)[:, 0]
 
 
 def conv_critic(base_features: int = 64, layer_norm: bool = False, extra_layers: int = 0) -> DCGANDiscriminator:

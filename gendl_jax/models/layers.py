@@ -437,3 +437,19 @@ class Maxout(nn.Module):
             name="dense",
         )(x)
         return jnp.max(h.reshape(*h.shape[:-1], self.features, self.pieces), axis=-1)
+
+
+def spectral_normalized(layer: nn.Module, x: Array, *, enabled: bool, train: bool, name: str) -> Array:
+    """``layer(x)``; with ``enabled``, every weight matrix of ``layer`` divided by its largest singular value
+    (spectral normalisation, Miyato et al. 2018) before it is used.
+
+    A kernel of any rank is read as the matrix (prod(shape[:-1]), shape[-1]), as in Miyato et al. (for a
+    convolution this bounds the reshaped kernel, not the convolution's operator norm); biases and other
+    vectors are left as they are. The largest singular value is estimated by one power iteration per
+    call from a vector ``u`` kept in ``batch_stats`` under ``name`` (with ``train=True`` the iterated
+    ``u`` is stored: apply with ``mutable=["batch_stats"]``), so the estimate sharpens as training goes,
+    and its gradient is that of ``sigma = v^T W u`` at fixed ``u, v``. Parameter names do not change.
+    """
+    if not enabled:
+        return layer(x)
+    return nn.SpectralNorm(layer, n_steps=1, name=name)(x, update_stats=train)

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gendl_jax.models.layers import Maxout, fan_in_uniform_bias
+from gendl_jax.models.layers import Maxout, fan_in_uniform_bias, spectral_normalized
 
 Array = jax.Array
 
@@ -134,6 +134,11 @@ class MLPDiscriminator(nn.Module):
       layer_norm: LayerNorm on each hidden layer (WGAN-GP's critic normalisation).
       dropout: dropout rate in [0, 1) after each hidden layer; when > 0 and ``train=True``,
         ``apply`` needs ``rngs={"dropout": key}``.
+      spectral_norm: every Dense / Maxout kernel divided by its spectral norm
+        (:func:`~gendl_jax.models.layers.spectral_normalized`; the power-iteration vectors are
+        ``batch_stats`` under ``sn{i}`` / ``sn_logit``). With 1-Lipschitz activations (all but sigmoid,
+        which is 1/4-Lipschitz) and no LayerNorm, the network is then 1-Lipschitz up to the power
+        iteration's estimate.
     """
 
     hidden: tuple[int, ...] = (512, 512, 512)
@@ -141,6 +146,7 @@ class MLPDiscriminator(nn.Module):
     maxout_pieces: int = 5
     layer_norm: bool = False
     dropout: float = 0.0
+    spectral_norm: bool = False
 
     def __post_init__(self):
         _check_widths("hidden", self.hidden)
@@ -156,16 +162,18 @@ class MLPDiscriminator(nn.Module):
         """(N, *in_shape) -> (N,)."""
         _check_float_input("x", x, "(N, *in_shape)", 2)
         h = x.reshape(x.shape[0], -1)
+        sn = dict(enabled=self.spectral_norm, train=train)
         for i, width in enumerate(self.hidden):
             if self.activation == "maxout":
-                h = Maxout(width, pieces=self.maxout_pieces, name=f"maxout{i}")(h)
-                if self.layer_norm:
-                    h = nn.LayerNorm(name=f"ln{i}")(h)
+                layer = Maxout(width, pieces=self.maxout_pieces, name=f"maxout{i}")
             else:
-                h = nn.Dense(width, bias_init=fan_in_uniform_bias(h.shape[-1]), name=f"dense{i}")(h)
-                if self.layer_norm:
-                    h = nn.LayerNorm(name=f"ln{i}")(h)
+                layer = nn.Dense(width, bias_init=fan_in_uniform_bias(h.shape[-1]), name=f"dense{i}")
+            h = spectral_normalized(layer, h, name=f"sn{i}", **sn)
+            if self.layer_norm:
+                h = nn.LayerNorm(name=f"ln{i}")(h)
+            if self.activation != "maxout":
                 h = ACTIVATIONS[self.activation](h)
             if self.dropout > 0:
                 h = nn.Dropout(rate=self.dropout, deterministic=not train, name=f"dropout{i}")(h)
-        return nn.Dense(1, bias_init=fan_in_uniform_bias(h.shape[-1]), name="logit")(h)[:, 0]
+        logit = nn.Dense(1, bias_init=fan_in_uniform_bias(h.shape[-1]), name="logit")
+        return spectral_normalized(logit, h, name="sn_logit", **sn)[:, 0]

@@ -40,6 +40,7 @@ OBJECTIVES: dict[str, Objective] = {
     "gan": Objective("gan", gan.GANConfig, gan.init, gan.step, gan.sample),
     "wgan": Objective("wgan", wgan.WGANConfig, wgan.init_wgan, wgan.step_wgan, wgan.sample),
     "wgan-gp": Objective("wgan-gp", wgan.WGANGPConfig, wgan.init_wgan_gp, wgan.step_wgan_gp, wgan.sample),
+    "wgan-sn": Objective("wgan-sn", wgan.WGANSNConfig, wgan.init_wgan_sn, wgan.step_wgan_sn, wgan.sample),
     **{
         name: Objective(name, config_cls, autoencoders.init, autoencoders.step, None, value_range=(0.0, 1.0),
                         train_defaults=_AE_TRAIN_DEFAULTS, report=autoencoders.report)

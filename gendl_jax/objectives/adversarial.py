@@ -64,6 +64,13 @@ class NetworkConfig:
     """BatchNorm in the MLP generator (the DCGAN generator always has it)."""
     layer_norm: bool = False
     """LayerNorm in the critic (WGAN-GP's suggestion in place of BatchNorm)."""
+    spectral_norm: bool = False
+    """Spectral normalisation of every weight of the discriminator / critic (Miyato et al. 2018,
+    "Spectral normalization for generative adversarial networks"): each kernel is divided by its largest
+    singular value, estimated by one power iteration per forward pass whose vector lives in the
+    discriminator's ``batch_stats``. The discriminator then has no BatchNorm (as in Miyato et al.), so
+    a GAN's D scores each sample on its own. The ``wgan-sn`` objective is a WGAN whose critic is kept
+    Lipschitz this way instead of by clipping or a gradient penalty."""
     base_features: int = 64
     """Width of the DCGAN networks (channels of the widest discriminator block / 2^(n-1))."""
     g_extra_layers: int = 0
@@ -190,7 +197,8 @@ def build_networks(
             bn_axis_name=bn_axis_name,
         )
         disc = models.MLPDiscriminator(
-            hidden=config.hidden, activation=config.d_activation, layer_norm=config.layer_norm
+            hidden=config.hidden, activation=config.d_activation, layer_norm=config.layer_norm,
+            spectral_norm=config.spectral_norm,
         )
         return gen, disc
     if len(data_shape) != 3:
@@ -202,9 +210,10 @@ def build_networks(
     disc = models.DCGANDiscriminator(
         base_features=config.base_features,
         extra_layers=config.d_extra_layers,
-        batch_norm=batch_norm_in_d,
+        batch_norm=batch_norm_in_d and not config.spectral_norm,
         layer_norm=config.layer_norm,
         bn_axis_name=bn_axis_name,
+        spectral_norm=config.spectral_norm,
     )
     return gen, disc
 

@@ -1,5 +1,5 @@
-"""Wasserstein GANs: weight clipping (Arjovsky et al. 2017, Algorithm 2) and gradient penalty
-(Gulrajani et al. 2017), lecture eq. (12).
+"""Wasserstein GANs: weight clipping (Arjovsky et al. 2017, Algorithm 2), gradient penalty
+(Gulrajani et al. 2017), lecture eq. (12), and spectral normalisation (Miyato et al. 2018).
 
 The critic ``f`` maximises ``mean f(x) - mean f(G(z))``, an estimate of ``K * W1`` between the data
 and the generator when ``f`` is K-Lipschitz; the generator minimises ``-mean f(G(z))``.
@@ -11,6 +11,10 @@ and the generator when ``f`` is K-Lipschitz; the generator minimises ``-mean f(G
   ``vmap(grad)`` and its norm over all non-batch axes (some implementations take the norm over one
   image axis only, which is a bug). Adam(1e-4, 0.5, 0.9), n_critic = 5, lambda = 10 for images
   (0.1 by default for vector data, see :class:`WGANGPConfig`).
+* ``wgan-sn``: every critic kernel is divided by its spectral norm (``NetworkConfig.spectral_norm``),
+  which bounds the critic's Lipschitz constant by 1 (for the MLP critic with 1-Lipschitz activations;
+  for convolutions it bounds the reshaped kernels, Miyato et al.'s convention) with no penalty to
+  compute; Adam(1e-4, 0.5, 0.9), n_critic = 5 as for WGAN-GP.
 
 The critics have no BatchNorm (the penalty is per sample; LayerNorm is available instead).
 """
@@ -69,6 +73,28 @@ class WGANGPConfig(adversarial.NetworkConfig):
         super().validate()
         if self.gp_weight is not None and self.gp_weight < 0:
             raise ValueError(f"gp_weight must be >= 0 or None, got {self.gp_weight}")
+
+
+@dataclasses.dataclass(frozen=True)
+class WGANSNConfig(adversarial.NetworkConfig):
+    """WGAN with a spectrally normalised critic; optimiser and n_critic as :class:`WGANGPConfig`."""
+
+    n_critic: int = 5
+    spectral_norm: bool = True
+    g_learning_rate: float = 1e-4
+    d_learning_rate: float = 1e-4
+    beta1: float = 0.5
+    beta2: float = 0.9
+
+    @property
+    def inner_steps(self) -> int:
+        return self.n_critic
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.spectral_norm:
+            raise ValueError("wgan-sn keeps its critic Lipschitz by spectral normalisation: spectral_norm must be "
+                             "True (use 'wgan' or 'wgan-gp' for the other constraints)")
 
 
 def resolved_gp_weight(config: WGANGPConfig, data_shape: tuple[int, ...]) -> float:
@@ -167,6 +193,28 @@ def step_wgan_gp(state: adversarial.AdversarialState, batch: dict, *, axis_name:
         batch_norm_in_d=False,
         penalty=gradient_penalty,
         penalty_weight=state.hparams["gp_weight"],
+        axis_name=axis_name,
+    )
+
+
+def init_wgan_sn(key: Array, config: WGANSNConfig, example_batch: dict) -> adversarial.AdversarialState:
+    """Initial WGAN-SN state; the critic's ``batch_stats`` hold its power-iteration vectors."""
+    return adversarial.init_adversarial(key, config, example_batch, batch_norm_in_d=False)
+
+
+def step_wgan_sn(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | None = None):
+    """``n_critic`` critic updates of the spectrally normalised critic then one generator update.
+
+    No clipping, no penalty: the constraint is in the critic's weights. Each critic forward pass in
+    training mode (one on the real, one on the fake minibatch) runs one power iteration and stores it.
+    Metrics as :func:`step_wgan`.
+    """
+    return adversarial.adversarial_step(
+        state,
+        batch,
+        discriminator_loss=critic_loss,
+        generator_loss=generator_loss,
+        batch_norm_in_d=False,
         axis_name=axis_name,
     )
 

@@ -24,7 +24,9 @@ CASES = [
     ("gan", gan.GANConfig(generator_loss="saturating", g_batch_norm=True, **TINY), (2,)),
     ("wgan", wgan.WGANConfig(n_critic=3, **TINY), (2,)),
     ("wgan-gp", wgan.WGANGPConfig(n_critic=3, **TINY), (2,)),
+    ("wgan-sn", wgan.WGANSNConfig(n_critic=2, **TINY), (2,)),
     ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), IMAGE),
+    ("wgan-sn", wgan.WGANSNConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
     ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
 ]
 

@@ -3,6 +3,7 @@
 import json
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
@@ -75,6 +76,19 @@ def test_cli_train_and_sample(tmp_path, capsys):
     assert record["config"]["n_critic"] == 2 and record["config"]["optimizer"] == "rmsprop"
     cli.main(["sample", str(out), "-n", "7", "--out", str(tmp_path / "s.npy")])
     assert np.load(tmp_path / "s.npy").shape == (7, 2)
+
+
+def test_cli_trains_and_resumes_a_wgan_sn_run(tmp_path, capsys):
+    """The critic's power-iteration vectors are checkpointed with it: a resumed run equals a straight one."""
+    common = ["--hidden", "8", "8", "--n-critic", "2", "--data", "ring8", "--batch-size", "16", "--log-every", "2",
+              "--checkpoint-every", "3", "--no-progress", "--n-samples", "50"]
+    cli.main(["train", "wgan-sn", *common, "--steps", "6", "--out", str(tmp_path / "straight")])
+    cli.main(["train", "wgan-sn", *common, "--steps", "3", "--out", str(tmp_path / "split")])
+    cli.main(["train", "wgan-sn", *common, "--steps", "6", "--out", str(tmp_path / "split"), "--resume"])
+    (_, straight, _), (_, split, _) = load_run(tmp_path / "straight"), load_run(tmp_path / "split")
+    assert straight.config.spectral_norm and straight.discriminator.batch_stats
+    for a, b in zip(jax.tree_util.tree_leaves(straight), jax.tree_util.tree_leaves(split)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_cli_samples_a_gan_with_truncation_drs_and_ddls(tmp_path, capsys):
