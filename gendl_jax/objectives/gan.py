@@ -7,6 +7,12 @@ The discriminator outputs a logit ``l``; ``D(x) = sigmoid(l)``. Losses are writt
 * generator, ``"saturating"`` (descends eq. 5):  ``mean[log(1 - D(G(z)))]``
 * generator, ``"non-saturating"`` (eq. 7):  ``-mean[log D(G(z))]``
 
+and, beyond the lecture, the hinge loss of SN-GAN (Lim & Ye 2017; Miyato et al. 2018), where ``l`` is a
+score rather than a logit:
+
+* discriminator, ``discriminator_loss="hinge"``:  ``mean[relu(1 - l(x))] + mean[relu(1 + l(G(z)))]``
+* generator, ``generator_loss="hinge"``:  ``-mean[l(G(z))]``
+
 Usage::
 
     state = gan.init(key, gan.GANConfig(), batch)     # batch["x"]: (d_steps, m, *data_shape)
@@ -31,7 +37,10 @@ Array = jax.Array
 class GANConfig(adversarial.NetworkConfig):
     """GAN hyper-parameters. Defaults: Adam(2e-4, 0.5) as in DCGAN, one D step per G step."""
 
-    generator_loss: Literal["saturating", "non-saturating"] = "non-saturating"
+    generator_loss: Literal["saturating", "non-saturating", "hinge"] = "non-saturating"
+    discriminator_loss: Literal["cross-entropy", "hinge"] = "cross-entropy"
+    """``"cross-entropy"``: eq. (5); ``"hinge"``: SN-GAN's hinge loss (usually with ``generator_loss="hinge"``
+    and ``spectral_norm=True``)."""
     d_steps: int = 1
     """k in Algorithm 1: discriminator updates per generator update."""
 
@@ -41,8 +50,11 @@ class GANConfig(adversarial.NetworkConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.generator_loss not in ("saturating", "non-saturating"):
-            raise ValueError(f"generator_loss must be 'saturating' or 'non-saturating', got {self.generator_loss!r}")
+        if self.generator_loss not in GENERATOR_LOSSES:
+            raise ValueError(f"generator_loss must be one of {sorted(GENERATOR_LOSSES)}, got {self.generator_loss!r}")
+        if self.discriminator_loss not in DISCRIMINATOR_LOSSES:
+            raise ValueError(f"discriminator_loss must be one of {sorted(DISCRIMINATOR_LOSSES)}, "
+                             f"got {self.discriminator_loss!r}")
 
 
 def discriminator_loss(logits_real: Array, logits_fake: Array) -> tuple[Array, dict]:
@@ -64,7 +76,21 @@ def non_saturating_generator_loss(logits_fake: Array, weights: Array | None = No
     return -adversarial.weighted_mean(jax.nn.log_sigmoid(logits_fake), weights)
 
 
-GENERATOR_LOSSES = {"saturating": saturating_generator_loss, "non-saturating": non_saturating_generator_loss}
+def hinge_discriminator_loss(scores_real: Array, scores_fake: Array) -> tuple[Array, dict]:
+    """``mean relu(1 - l(x)) + mean relu(1 + l(G(z)))``: (m,), (m,) scores -> scalar loss, with the mean scores
+    as ``d_real`` / ``d_fake`` (scores, not probabilities, as for a WGAN critic)."""
+    loss = jnp.mean(jax.nn.relu(1.0 - scores_real)) + jnp.mean(jax.nn.relu(1.0 + scores_fake))
+    return loss, {"d_real": jnp.mean(scores_real), "d_fake": jnp.mean(scores_fake)}
+
+
+def hinge_generator_loss(scores_fake: Array, weights: Array | None = None) -> Array:
+    """``-mean l(G(z))``, the hinge GAN's generator loss; ``weights`` as in :func:`saturating_generator_loss`."""
+    return -adversarial.weighted_mean(scores_fake, weights)
+
+
+GENERATOR_LOSSES = {"saturating": saturating_generator_loss, "non-saturating": non_saturating_generator_loss,
+                    "hinge": hinge_generator_loss}
+DISCRIMINATOR_LOSSES = {"cross-entropy": discriminator_loss, "hinge": hinge_discriminator_loss}
 
 
 def init(key: Array, config: GANConfig, example_batch: dict) -> adversarial.AdversarialState:
@@ -82,14 +108,15 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
         statistics are averaged over it).
 
     Returns:
-      ``(new_state, metrics)``; metrics: ``d_loss``, ``d_real``, ``d_fake``, ``d_grad_norm`` (means
-      over the discriminator updates), ``g_loss``, ``g_grad_norm``. The learning rates are read from
+      ``(new_state, metrics)``; metrics: ``d_loss``, ``d_real``, ``d_fake`` (mean D(x) and D(G(z)); the
+      mean scores with the hinge loss), ``d_grad_norm`` (means over the discriminator updates), ``g_loss``,
+      ``g_grad_norm``. The learning rates are read from
       ``state.hparams`` (see :func:`adversarial.with_hparams`).
     """
     return adversarial.adversarial_step(
         state,
         batch,
-        discriminator_loss=discriminator_loss,
+        discriminator_loss=DISCRIMINATOR_LOSSES[state.config.discriminator_loss],
         generator_loss=GENERATOR_LOSSES[state.config.generator_loss],
         batch_norm_in_d=True,
         axis_name=axis_name,

@@ -134,3 +134,27 @@ def test_per_sample_norm_is_over_all_non_batch_axes_and_ignores_other_samples(rn
     x = rng.normal(size=(3, 2, 3, 2))
     norms = jax.jit(lambda v: wgan.per_sample_gradient_norms(_jax_critic(params), v))(jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(norms, _fd_grad_norms(params, x), rtol=1e-4)
+
+
+def test_hinge_losses_match_numpy_and_their_gradients_count_the_margin_violations(rng):
+    sr, sf = rng.normal(size=40) * 2, rng.normal(size=40) * 2
+    loss, metrics = jax.jit(gan.hinge_discriminator_loss)(jnp.asarray(sr), jnp.asarray(sf))
+    np.testing.assert_allclose(loss, np.mean(np.maximum(0, 1 - sr)) + np.mean(np.maximum(0, 1 + sf)), rtol=1e-5)
+    np.testing.assert_allclose(metrics["d_real"], sr.mean(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(metrics["d_fake"], sf.mean(), rtol=1e-5, atol=1e-7)
+    # Only the samples inside the margin move D: d/ds_real = -1/m where s_real < 1, d/ds_fake = 1/m where s_fake > -1.
+    g_real, g_fake = jax.grad(lambda a, b: gan.hinge_discriminator_loss(a, b)[0], argnums=(0, 1))(
+        jnp.asarray(sr, jnp.float32), jnp.asarray(sf, jnp.float32))
+    np.testing.assert_allclose(g_real, -(sr < 1).astype(float) / 40, atol=1e-7)
+    np.testing.assert_allclose(g_fake, (sf > -1).astype(float) / 40, atol=1e-7)
+    np.testing.assert_allclose(jax.jit(gan.hinge_generator_loss)(jnp.asarray(sf)), -sf.mean(), rtol=1e-5, atol=1e-7)
+    weights = rng.uniform(0, 2, size=40)
+    np.testing.assert_allclose(gan.hinge_generator_loss(jnp.asarray(sf), jnp.asarray(weights)),
+                               -np.mean(weights * sf), rtol=1e-5, atol=1e-7)
+
+
+def test_bad_gan_loss_names_are_refused():
+    with pytest.raises(ValueError, match="discriminator_loss must be one of"):
+        gan.GANConfig(discriminator_loss="wasserstein").validate()
+    with pytest.raises(ValueError, match="generator_loss must be one of"):
+        gan.GANConfig(generator_loss="hinge-ish").validate()

@@ -191,6 +191,9 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
          10.0, None, {}),
         # gp_weight=None resolves to 0.1 for vector data.
         ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 0.1, None, {}),
+        # The hinge loss of SN-GAN for both networks.
+        ("gan", gan.GANConfig(d_steps=2, discriminator_loss="hinge", generator_loss="hinge", **TINY),
+         gan.hinge_discriminator_loss, gan.hinge_generator_loss, 0.0, None, {}),
         # Linear decay; RMSprop and clipping.
         ("gan", gan.GANConfig(d_steps=2, lr_decay_steps=4, g_learning_rate=1e-3, d_learning_rate=3e-3, **TINY),
          gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0, None, {}),
