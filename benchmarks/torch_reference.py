@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 
-
 def _mlp_pair(config, dim=2):
     z_dim = config.latent_dim or 2
     layers, width = [], z_dim
@@ -47,13 +46,16 @@ def _dcgan_pair(config, batch_norm_in_d):
 
 
 def make_step(label: str, model: str, batch: int, config):
-    """A closure running one train step of ``label`` ('gan' | 'wgan' | 'wgan-gp') in PyTorch eager."""
+    """A closure running one train step of ``label`` ('gan' | 'wgan' | 'wgan-gp' | 'wgan-sn') in PyTorch eager."""
     if model == "mlp":
         gen, disc, z_dim = _mlp_pair(config)
         data_shape = (2,)
     else:
         gen, disc, z_dim = _dcgan_pair(config, batch_norm_in_d=label == "gan")
         data_shape = (1, 28, 28)
+    if label == "wgan-sn":  # torch's own spectral norm: one power iteration per training-mode forward pass
+        spectral_norm = torch.nn.utils.parametrizations.spectral_norm
+        disc = nn.Sequential(*[spectral_norm(m) if isinstance(m, (nn.Linear, nn.Conv2d)) else m for m in disc])
     if config.optimizer == "adam":
         g_opt = torch.optim.Adam(gen.parameters(), config.g_learning_rate, betas=(config.beta1, config.beta2))
         d_opt = torch.optim.Adam(disc.parameters(), config.d_learning_rate, betas=(config.beta1, config.beta2))

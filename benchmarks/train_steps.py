@@ -4,9 +4,10 @@ jitted step (warm-up done, ``block_until_ready``), on the ring (MLPs 3 x 512, ba
 same networks and updates run in PyTorch eager mode in the same process and the table gives the
 ratio torch time / jax time (> 1: jax is faster).
 
-    python benchmarks/train_steps.py [--repeats 20] [--only ring|mnist] [--no-torch]
+    python benchmarks/train_steps.py [--repeats 20] [--only ring|mnist] [--objectives wgan-sn ...] [--no-torch]
 
-Writes ``benchmarks/results/train_steps.json``.
+Writes ``benchmarks/results/train_steps.json``; with ``--only`` / ``--objectives`` the rows measured replace
+those of the same (objective, data) in an existing file and the others are kept.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ CASES = {
         "gan": ("gan", gan.GANConfig(hidden=(512, 512, 512))),
         "wgan": ("wgan", wgan.WGANConfig(hidden=(512, 512, 512))),
         "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=(512, 512, 512), gp_weight=10.0)),
+        "wgan-sn": ("wgan-sn", wgan.WGANSNConfig(hidden=(512, 512, 512))),
     },
     ("mnist", "dcgan", 64): {
         "gan": ("gan", gan.GANConfig(model="dcgan")),
         "wgan": ("wgan", wgan.WGANConfig(model="dcgan")),
         "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", gp_weight=10.0)),
+        "wgan-sn": ("wgan-sn", wgan.WGANSNConfig(model="dcgan")),
     },
 }
 
@@ -65,6 +68,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--only", choices=["ring8", "mnist"], default=None)
+    parser.add_argument("--objectives", nargs="+", default=None, choices=sorted({o for c in CASES.values() for o in c}))
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--out", default="benchmarks/results/train_steps.json")
     args = parser.parse_args()
@@ -82,6 +86,8 @@ def main():
             continue
         dataset = load_dataset(data)
         for label, (objective, config) in cases.items():
+            if args.objectives and label not in args.objectives:
+                continue
             row = {"objective": label, "data": data, "model": model, "batch": batch,
                    "inner_steps": config.inner_steps, **time_jax(objective, config, dataset, batch, args.repeats)}
             if torch_ref is not None:
@@ -93,6 +99,12 @@ def main():
             print(f"{label:8s} {data:6s} {model:5s} b{batch:<4d} compile {row['compile_s']:6.2f} s  "
                   f"step {row['median_ms']:7.1f} ms ({1e3 / row['median_ms']:6.1f} steps/s){ratio}", flush=True)
 
+    path = pathlib.Path(args.out)
+    if (args.only or args.objectives) and path.is_file():
+        measured = {(r["objective"], r["data"]) for r in rows}
+        kept = [r for r in json.loads(path.read_text())["rows"] if (r["objective"], r["data"]) not in measured]
+        order = [(label, data) for (data, _, _), cases in CASES.items() for label in cases]
+        rows = sorted(kept + rows, key=lambda r: order.index((r["objective"], r["data"])))
     print("\n| objective | data | model | batch | inner steps | compile s | jax ms/step (median) | steps/s |"
           " torch eager ms/step | torch / jax |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -100,7 +112,6 @@ def main():
         print(f"| {r['objective']} | {r['data']} | {r['model']} | {r['batch']} | {r['inner_steps']} | "
               f"{r['compile_s']:.2f} | {r['median_ms']:.1f} | {1e3 / r['median_ms']:.1f} | "
               f"{r.get('torch_median_ms', float('nan')):.1f} | {r.get('torch_over_jax', float('nan')):.2f} |")
-    path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                             "jax": jax.__version__, "backend": jax.default_backend()},

@@ -526,7 +526,8 @@ def discriminate(state: AdversarialState, x: Array, *, batch_statistics: bool = 
     By default in inference mode (BatchNorm's running averages). With ``batch_statistics=True``, a
     discriminator with BatchNorm normalises with the statistics of ``x`` itself, as in training, where
     it only ever saw all-real or all-fake minibatches (its running averages blend the two); ``x``
-    should then be a large batch of one kind. Networks without BatchNorm ignore the flag.
+    should then be a large batch of one kind. Networks without BatchNorm ignore the flag, except that a
+    spectrally normalised one then runs its power iteration one step further (not stored), as in training.
     """
     _, disc = build_networks(state.config, state.data_shape, batch_norm_in_d=bool(state.discriminator.batch_stats))
     d = state.discriminator
