@@ -217,11 +217,13 @@ class DCGANDiscriminator(nn.Module):
         return weighted(nn.Dense(1, kernel_init=DCGAN_INIT, name="logit"), h)[:, 0]
 
 
-def conv_critic(base_features: int = 64, layer_norm: bool = False, extra_layers: int = 0) -> DCGANDiscriminator:
-    """The DCGAN-shaped WGAN / WGAN-GP critic: (N, H, W, C) -> scores (N,).
+def conv_critic(base_features: int = 64, layer_norm: bool = False, extra_layers: int = 0,
+                spectral_norm: bool = False) -> DCGANDiscriminator:
+    """The DCGAN-shaped WGAN / WGAN-GP / WGAN-SN critic: (N, H, W, C) -> scores (N,).
 
     A :class:`DCGANDiscriminator` without BatchNorm (the gradient penalty is per sample, and
-    BatchNorm would couple the samples of a batch); ``layer_norm=True`` is WGAN-GP's substitute.
+    BatchNorm would couple the samples of a batch); ``layer_norm=True`` is WGAN-GP's substitute,
+    ``spectral_norm=True`` WGAN-SN's constraint.
     """
     return DCGANDiscriminator(base_features=base_features, batch_norm=False, layer_norm=layer_norm,
-                              extra_layers=extra_layers)
+                              extra_layers=extra_layers, spectral_norm=spectral_norm)

@@ -136,8 +136,8 @@ class MLPDiscriminator(nn.Module):
         ``apply`` needs ``rngs={"dropout": key}``.
       spectral_norm: every Dense / Maxout kernel divided by its spectral norm
         (:func:`~gendl_jax.models.layers.spectral_normalized`; the power-iteration vectors are
-        ``batch_stats`` under ``sn{i}`` / ``sn_logit``). With 1-Lipschitz activations (all but sigmoid,
-        which is 1/4-Lipschitz) and no LayerNorm, the network is then 1-Lipschitz up to the power
+        ``batch_stats`` under ``sn{i}`` / ``sn_logit``). The activations are all 1-Lipschitz (sigmoid
+        1/4), so without LayerNorm and dropout the network is then 1-Lipschitz up to the power
         iteration's estimate.
     """
 

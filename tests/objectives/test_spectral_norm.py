@@ -77,8 +77,7 @@ NETWORKS = {
                        (5,)),
     "mlp-maxout": (lambda: models.MLPDiscriminator(hidden=(7,), activation="maxout", maxout_pieces=3,
                                                    spectral_norm=True), (4,)),
-    "dcgan": (lambda: models.DCGANDiscriminator(base_features=3, extra_layers=1, batch_norm=False,
-                                                spectral_norm=True), (28, 28, 1)),
+    "dcgan": (lambda: models.conv_critic(base_features=3, extra_layers=1, spectral_norm=True), (28, 28, 1)),
 }
 
 
