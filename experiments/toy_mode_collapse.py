@@ -1,6 +1,8 @@
 """Mode collapse on the 2-D toy mixtures: GAN (saturating), NS-GAN, WGAN, WGAN-GP and WGAN-SN on the ring of
 8 Gaussians and the 5x5 grid, over several seeds, scored by the PacGAN protocol (Lin et al. 2018,
-Table 1): modes covered, high-quality samples (%), reverse KL of the mode histogram.
+Table 1): modes covered, high-quality samples (%), reverse KL of the mode histogram; for the WGANs also
+the trained critic's mean input-gradient norm at data points and at samples (1 for a tight 1-Lipschitz
+critic).
 
     python experiments/toy_mode_collapse.py                 # the full table (5 seeds)
     python experiments/toy_mode_collapse.py --gan-steps 200 --wgan-steps 100 --seeds 2 --out /tmp/toy   # a smoke run
@@ -36,7 +38,7 @@ import numpy as np  # noqa: E402
 
 from gendl_jax.data import load_dataset  # noqa: E402
 from gendl_jax.metrics import mode_coverage  # noqa: E402
-from gendl_jax.objectives import gan, get_objective, wgan  # noqa: E402
+from gendl_jax.objectives import adversarial, gan, get_objective, wgan  # noqa: E402
 from gendl_jax.train import plots  # noqa: E402
 from gendl_jax.train.sweep import train_seeds, unstack  # noqa: E402
 
@@ -70,6 +72,17 @@ def configs(gan_steps: int, wgan_steps: int) -> dict:
     }
 
 
+@jax.jit
+def _mean_critic_gradient_norm(state, x):
+    return wgan.per_sample_gradient_norms(lambda x: adversarial.discriminate(state, x), x).mean()
+
+
+def critic_gradient_norm(state, x) -> float:
+    """Mean ||grad_x f(x)|| of the trained critic over the points x (n, 2): 1 where the critic is a
+    tight 1-Lipschitz function (WGAN-GP's target), much less where its constraint holds it flat."""
+    return float(_mean_critic_gradient_norm(state, np.asarray(x, np.float32)))
+
+
 def mean_and_stderr(values) -> tuple[float, float]:
     values = np.asarray(values, np.float64)
     if len(values) < 2:
@@ -93,16 +106,22 @@ def run(gan_steps: int | None, wgan_steps: int, seeds: list[int], batch_size: in
                                        desc=f"{label} {data_name}")
             per_seed = []
             for i, seed in enumerate(seeds):
+                state = unstack(states, i)
                 samples = np.asarray(jax.jit(obj.sample, static_argnums=2)(
-                    unstack(states, i), jax.random.PRNGKey(10_000 + seed), n_samples))
+                    state, jax.random.PRNGKey(10_000 + seed), n_samples))
                 per_seed.append(mode_coverage(samples, dist.modes, dist.std))
+                if objective.startswith("wgan"):
+                    real = dist.sample(np.random.default_rng([20_000, seed]), n_samples)
+                    per_seed[-1]["critic_grad_norm_data"] = critic_gradient_norm(state, real)
+                    per_seed[-1]["critic_grad_norm_samples"] = critic_gradient_norm(state, samples)
                 if i == 0:
                     scatters[(label, data_name)] = samples
             row = {"objective": label, "data": data_name, "steps": steps, "config": dataclasses.asdict(config),
                    "per_seed": per_seed, "compile_seconds": info["compile_seconds"],
                    "train_seconds": info["train_seconds"]}
-            for key in ("modes", "high_quality", "reverse_kl"):
-                row[key] = mean_and_stderr([r[key] for r in per_seed])
+            for key in ("modes", "high_quality", "reverse_kl", "critic_grad_norm_data", "critic_grad_norm_samples"):
+                if key in per_seed[0]:
+                    row[key] = mean_and_stderr([r[key] for r in per_seed])
             results = [r for r in results if (r["objective"], r["data"]) != (label, data_name)] + [row]
             print(f"{label:18s} {data_name:7s} modes {row['modes'][0]:5.2f} ± {row['modes'][1]:.2f}  "
                   f"HQ {100 * row['high_quality'][0]:5.1f}%  rKL {row['reverse_kl'][0]:.3f}  "
@@ -137,13 +156,16 @@ def write_table(results, path, seeds, batch_size):
         f"Toy mode collapse, {len(seeds)} seeds, batch {batch_size}, MLPs {len(HIDDEN)} x {HIDDEN[0]}, "
         f"latent {LATENT}; mean ± standard error over seeds; 2,500 samples per seed.",
         "",
-        "| objective | data | generator steps | modes | high-quality % | reverse KL | train s (all seeds) |",
-        "|---|---|---|---|---|---|---|",
+        "| objective | data | generator steps | modes | high-quality % | reverse KL | critic ‖∇f‖ data / samples "
+        "| train s (all seeds) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         (m, ms), (h, hs), (k, ks) = r["modes"], r["high_quality"], r["reverse_kl"]
+        grad = (f"{r['critic_grad_norm_data'][0]:.3g} / {r['critic_grad_norm_samples'][0]:.3g}"
+                if "critic_grad_norm_data" in r else "-")
         lines.append(f"| {r['objective']} | {r['data']} | {r['steps']} | {m:.1f} ± {ms:.1f} | "
-                     f"{100 * h:.1f} ± {100 * hs:.1f} | {k:.3f} ± {ks:.3f} | {r['train_seconds']:.0f} |")
+                     f"{100 * h:.1f} ± {100 * hs:.1f} | {k:.3f} ± {ks:.3f} | {grad} | {r['train_seconds']:.0f} |")
     lines += ["", "PacGAN Table 1: GAN ring 6.3 / 98.2% / 0.45; GAN grid 17.3 / 94.8% / 0.70; "
               "PacGAN4 grid 24.8 / 93.6% / 0.04."]
     path.write_text("\n".join(lines) + "\n")
