@@ -53,13 +53,11 @@ class WGANConfig(adversarial.NetworkConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class WGANGPConfig(adversarial.NetworkConfig):
-    """WGAN-GP; defaults from Gulrajani et al. 2017 (Algorithm 1)."""
+class _AdamCriticConfig(adversarial.NetworkConfig):
+    """What WGAN-GP and WGAN-SN share: Adam(1e-4, 0.5, 0.9) and n_critic = 5 (Gulrajani et al. 2017,
+    Algorithm 1)."""
 
     n_critic: int = 5
-    gp_weight: float | None = None
-    """lambda; None: 10 for images (the paper's value) and 0.1 for vector data such as the 2-D toy
-    mixtures (the value in Gulrajani et al.'s own toy experiments; 10 learns them very slowly)."""
     g_learning_rate: float = 1e-4
     d_learning_rate: float = 1e-4
     beta1: float = 0.5
@@ -68,6 +66,15 @@ class WGANGPConfig(adversarial.NetworkConfig):
     @property
     def inner_steps(self) -> int:
         return self.n_critic
+
+
+@dataclasses.dataclass(frozen=True)
+class WGANGPConfig(_AdamCriticConfig):
+    """WGAN-GP; defaults from Gulrajani et al. 2017 (Algorithm 1)."""
+
+    gp_weight: float | None = None
+    """lambda; None: 10 for images (the paper's value) and 0.1 for vector data such as the 2-D toy
+    mixtures (the value in Gulrajani et al.'s own toy experiments; 10 learns them very slowly)."""
 
     def validate(self) -> None:
         super().validate()
@@ -76,19 +83,10 @@ class WGANGPConfig(adversarial.NetworkConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class WGANSNConfig(adversarial.NetworkConfig):
+class WGANSNConfig(_AdamCriticConfig):
     """WGAN with a spectrally normalised critic; optimiser and n_critic as :class:`WGANGPConfig`."""
 
-    n_critic: int = 5
     spectral_norm: bool = True
-    g_learning_rate: float = 1e-4
-    d_learning_rate: float = 1e-4
-    beta1: float = 0.5
-    beta2: float = 0.9
-
-    @property
-    def inner_steps(self) -> int:
-        return self.n_critic
 
     def validate(self) -> None:
         super().validate()
