@@ -1,7 +1,8 @@
 """Measures of generative models (the lecture's "Evaluation of GANs", Borji 2018).
 
 Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
-:func:`inception_score` (and :func:`inception_score_breakdown`), :func:`mmd`,
+:func:`inception_score` (and :func:`inception_score_breakdown`; the variants :func:`modified_inception_score`,
+:func:`mode_score`, :func:`am_score`), :func:`mmd`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`; learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood`;
 memorisation: :func:`nearest_neighbours`; toy mixtures: :func:`mode_coverage`. MNIST features and
@@ -14,7 +15,13 @@ blocks of ``block_size`` rows and columns.
 
 from gendl_jax.metrics.classifier import MNIST_CLASSIFIER_CONFIG, MnistClassifier, mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
-from gendl_jax.metrics.inception import inception_score, inception_score_breakdown
+from gendl_jax.metrics.inception import (
+    am_score,
+    inception_score,
+    inception_score_breakdown,
+    mode_score,
+    modified_inception_score,
+)
 from gendl_jax.metrics.kernel import kid, kid_subset_indices, mmd
 from gendl_jax.metrics.likelihood import parzen_log_densities, parzen_log_likelihood, select_parzen_bandwidth
 from gendl_jax.metrics.mode_coverage import mode_coverage, mode_histogram
@@ -31,6 +38,7 @@ from gendl_jax.metrics.two_sample import classifier_two_sample, critic_wasserste
 __all__ = [
     "MNIST_CLASSIFIER_CONFIG",
     "MnistClassifier",
+    "am_score",
     "classifier_two_sample",
     "critic_wasserstein",
     "density_coverage",
@@ -43,8 +51,10 @@ __all__ = [
     "kid_subset_indices",
     "kth_neighbour_distances",
     "mmd",
+    "modified_inception_score",
     "mnist_classifier",
     "mode_coverage",
+    "mode_score",
     "mode_histogram",
     "nearest_neighbour_picture",
     "nearest_neighbours",

@@ -1,9 +1,19 @@
-"""Inception Score (Salimans et al. 2016) from class logits or probabilities.
+"""Inception Score (Salimans et al. 2016) and its variants in Borji's table, from class logits or probabilities.
 
 ``IS = exp(E_x KL(p(y|x) || p(y)))`` on each of ``n_splits`` contiguous splits of the samples, as in
 openai/improved-gan (split i holds rows ``[i N // s, (i + 1) N // s)``; p(y) is the split's mean);
 returns the mean and the standard deviation (ddof 0, like improved-gan and pytorch-gan-metrics;
-torchmetrics' default uses ddof 1). With C classes IS lies in [1, C]. Float64.
+torchmetrics' default uses ddof 1). With C classes IS lies in [1, C].
+
+The other rows of the lecture's table that read a classifier's p(y|x) (over all N samples, one split):
+
+* :func:`modified_inception_score` (m-IS, Gurumurthy et al. 2017): ``exp(E_{x_i, x_j} KL(p(y|x_i) || p(y|x_j)))``
+  over pairs of samples of the same class: diversity within a class.
+* :func:`mode_score` (Che et al. 2017): the one-split IS times ``exp(-KL(p(y) || p*(y)))``, with p* the label
+  distribution of the real data: IS penalised for a class balance unlike the data's.
+* :func:`am_score` (Zhou et al. 2018): ``KL(p*(y) || p(y)) + E_x H(p(y|x))``, lower is better, 0 at best.
+
+Float64 throughout.
 """
 
 from __future__ import annotations
@@ -32,29 +42,44 @@ def _split_scores(probs: jax.Array, n_splits: int) -> jax.Array:
     return jnp.stack(scores)
 
 
-def _probabilities(x: np.ndarray, from_logits: bool | None) -> np.ndarray:
+def _reads_as_logits(x: np.ndarray, from_logits: bool | None) -> bool:
+    """Whether checked (N, C) ``x`` holds logits: ``from_logits`` if given (probabilities are then
+    validated), else rows in [0, 1] summing to 1 are probabilities and anything outside [0, 1] logits."""
     row_sums = x.sum(axis=1)
     looks_like_probs = bool(np.all(x >= 0) and np.all(x <= 1))
     if from_logits is None:
         if looks_like_probs and np.allclose(row_sums, 1.0, rtol=0, atol=_SUM_TOLERANCE):
-            from_logits = False
-        elif looks_like_probs:
+            return False
+        if looks_like_probs:
             worst = float(np.abs(row_sums - 1).max())
             raise ValueError(
                 f"logits_or_probs has entries in [0, 1] but rows that do not sum to 1 (max |sum - 1| = {worst:.3g}); "
                 "pass from_logits=True if these are logits"
             )
-        else:
-            from_logits = True
-    if from_logits:
-        z = x - x.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
-    if not looks_like_probs or not np.allclose(row_sums, 1.0, rtol=0, atol=_SUM_TOLERANCE):
+        return True
+    if not from_logits and (not looks_like_probs or not np.allclose(row_sums, 1.0, rtol=0, atol=_SUM_TOLERANCE)):
         raise ValueError(
             f"probabilities must lie in [0, 1] with rows summing to 1 (within {_SUM_TOLERANCE}); got entries in "
             f"[{x.min():.3g}, {x.max():.3g}], row sums in [{row_sums.min():.6g}, {row_sums.max():.6g}]"
         )
+    return bool(from_logits)
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def _probabilities(x: np.ndarray, from_logits: bool | None) -> np.ndarray:
+    return np.exp(_log_softmax(x)) if _reads_as_logits(x, from_logits) else x
+
+
+def _check_logits_or_probs(logits_or_probs) -> np.ndarray:
+    x = np.asarray(logits_or_probs, np.float64)
+    if x.ndim != 2 or x.shape[1] < 2:
+        raise ValueError(f"logits_or_probs must have shape (N, C) with C >= 2, got {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("logits_or_probs contains NaN or inf")
     return x
 
 
@@ -68,11 +93,7 @@ def inception_score(logits_or_probs, n_splits: int = 10, *, from_logits: bool | 
         ``from_logits`` says which.
       n_splits: contiguous splits (10 as in improved-gan); N must be >= n_splits.
     """
-    x = np.asarray(logits_or_probs, np.float64)
-    if x.ndim != 2 or x.shape[1] < 2:
-        raise ValueError(f"logits_or_probs must have shape (N, C) with C >= 2, got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("logits_or_probs contains NaN or inf")
+    x = _check_logits_or_probs(logits_or_probs)
     n_splits = positive_int(n_splits, "n_splits")
     if x.shape[0] < n_splits:
         raise ValueError(f"need at least n_splits={n_splits} samples, got N={x.shape[0]}")
@@ -109,11 +130,7 @@ def inception_score_breakdown(logits_or_probs, *, threshold: float = 0.9,
     ``fraction_below_threshold``, ``threshold``, ``n_confident`` and ``inception_score_confident`` (mean
     and std over ``n_splits``; None when fewer than ``n_splits`` rows are confident).
     """
-    x = np.asarray(logits_or_probs, np.float64)
-    if x.ndim != 2 or x.shape[1] < 2:
-        raise ValueError(f"logits_or_probs must have shape (N, C) with C >= 2, got {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("logits_or_probs contains NaN or inf")
+    x = _check_logits_or_probs(logits_or_probs)
     if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 < threshold <= 1:
         raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
     levels = np.asarray(quantiles, np.float64)
@@ -136,3 +153,131 @@ def inception_score_breakdown(logits_or_probs, *, threshold: float = 0.9,
         "inception_score_confident": (inception_score(confident, n_splits, from_logits=False)
                                       if confident.shape[0] >= n_splits else None),
     }
+
+
+def _log_probabilities(x: np.ndarray, from_logits: bool | None) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, log-probabilities) of checked (N, C) ``x``; from logits the logs come from a
+    log-softmax, so that a very unlikely class keeps a finite log-probability."""
+    if _reads_as_logits(x, from_logits):
+        log_probs = _log_softmax(x)
+        return np.exp(log_probs), log_probs
+    with np.errstate(divide="ignore"):
+        return x, np.log(x)
+
+
+@functools.partial(jax.jit, static_argnames=("n_groups",))
+def _mean_pairwise_kl(probs: jax.Array, log_probs: jax.Array, groups: jax.Array, n_groups: int) -> jax.Array:
+    """Mean of KL(p_i || p_j) over ordered pairs i != j of each group, in O(N C).
+
+    ``sum_{i != j} KL(p_i || p_j) = (n - 1) sum_i p_i.log p_i - [(sum_i p_i).(sum_j log p_j) - sum_i p_i.log p_i]``
+    with n the group's size; NaN for groups of fewer than two samples.
+    """
+    def segment(v):
+        return jax.ops.segment_sum(v, groups, num_segments=n_groups)
+
+    self_terms = jnp.sum(xlogy(probs, probs), axis=1)  # p_i . log p_i (0 log 0 = 0)
+    sizes = segment(jnp.ones_like(self_terms))
+    prob_sums, log_sums = segment(probs), segment(log_probs)  # log_sums may hold -inf (an exact zero)
+    cross_all = jnp.sum(jnp.where(prob_sums > 0, prob_sums * log_sums, 0.0), axis=1)  # i = j included
+    self_sums = segment(self_terms)
+    total = (sizes - 1) * self_sums - (cross_all - self_sums)
+    pairs = sizes * (sizes - 1)
+    return jnp.where(pairs > 0, total / jnp.where(pairs > 0, pairs, 1.0), jnp.nan)
+
+
+@x64
+def modified_inception_score(logits_or_probs, labels=None, *, from_logits: bool | None = None) -> dict:
+    """m-IS (Gurumurthy et al. 2017, DeLiGAN): diversity of the classifier's predictions within each class.
+
+    For the samples of class k, ``m-IS_k = exp(mean_{i != j} KL(p(y|x_i) || p(y|x_j)))`` (ordered pairs of
+    distinct samples). 1 when every sample of the class gets the same prediction; larger when they differ.
+    It is not a quality score on its own: unconfident predictions raise it too.
+
+    Args:
+      logits_or_probs: (N, C), read as in :func:`inception_score`.
+      labels: (N,) ints in [0, C) that group the samples (e.g. a conditional model's classes); default:
+        the classifier's predicted class (argmax).
+      from_logits: as in :func:`inception_score`.
+
+    Returns a dict: ``mean`` (unweighted mean of m-IS_k over the classes with at least two samples),
+    ``per_class`` (C values, None for a class with fewer than two samples) and ``class_counts`` (C ints).
+    """
+    x = _check_logits_or_probs(logits_or_probs)
+    n, c = x.shape
+    if labels is None:
+        groups = np.argmax(x, axis=1)
+    else:
+        groups = np.asarray(labels)
+        if groups.shape != (n,):
+            raise ValueError(f"labels must have shape (N,) = ({n},), got {groups.shape}")
+        if not np.issubdtype(groups.dtype, np.integer) or groups.dtype == bool:
+            raise TypeError(f"labels must be integers, got dtype {groups.dtype}")
+        if groups.min() < 0 or groups.max() >= c:
+            raise ValueError(f"labels must lie in [0, C) = [0, {c}), got values in [{groups.min()}, {groups.max()}]")
+    counts = np.bincount(groups, minlength=c)
+    if counts.max() < 2:
+        raise ValueError(f"modified_inception_score needs a class with at least two samples, got counts {counts.tolist()}")
+    probs, log_probs = _log_probabilities(x, from_logits)
+    mean_kl = np.asarray(_mean_pairwise_kl(jnp.asarray(probs), jnp.asarray(log_probs), jnp.asarray(groups), c))
+    per_class = np.exp(mean_kl)
+    valid = counts >= 2
+    return {"mean": float(per_class[valid].mean()),
+            "per_class": [float(v) if ok else None for v, ok in zip(per_class, valid)],
+            "class_counts": counts.tolist()}
+
+
+def _check_label_distribution(label_distribution, c: int) -> np.ndarray:
+    p = np.asarray(label_distribution, np.float64)
+    if p.shape != (c,):
+        raise ValueError(f"label_distribution must have shape (C,) = ({c},) like the logits' classes, got {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1.0) > _SUM_TOLERANCE:
+        raise ValueError(f"label_distribution must be finite, >= 0 and sum to 1 (within {_SUM_TOLERANCE}); got "
+                         f"entries in [{p.min():.3g}, {p.max():.3g}] summing to {p.sum():.6g}")
+    return p
+
+
+@jax.jit
+def _label_terms(probs: jax.Array, reference: jax.Array) -> dict:
+    marginal = jnp.mean(probs, axis=0)
+    return {
+        "marginal_entropy": -jnp.sum(xlogy(marginal, marginal)),
+        "conditional_entropy": -jnp.mean(jnp.sum(xlogy(probs, probs), axis=1)),
+        "kl_marginal_reference": jnp.sum(xlogy(marginal, marginal) - xlogy(marginal, reference)),
+        "kl_reference_marginal": jnp.sum(xlogy(reference, reference) - xlogy(reference, marginal)),
+    }
+
+
+@x64
+def mode_score(logits_or_probs, label_distribution, *, from_logits: bool | None = None) -> float:
+    """MODE score (Che et al. 2017): ``exp(E_x KL(p(y|x) || p(y)) - KL(p(y) || p*(y)))``, higher is better.
+
+    That is the one-split Inception Score times ``exp(-KL(p(y) || p*(y)))``: p(y) is the samples' mean
+    prediction and p* the real data's label distribution, so a class balance unlike the data's is
+    penalised (IS only rewards a uniform one). This is the form of Xu et al.'s 2018 metric study. Borji's
+    table writes p*(y) inside the first KL as well; read that way the p* terms cancel and the score
+    equals the one-split IS for any p*.
+
+    Args:
+      logits_or_probs: (N, C), read as in :func:`inception_score`.
+      label_distribution: (C,) p*(y), e.g. ``np.bincount(train_labels) / len(train_labels)`` or the
+        classifier's mean prediction on real images; finite, >= 0, summing to 1 within 1e-4.
+    """
+    x = _check_logits_or_probs(logits_or_probs)
+    reference = _check_label_distribution(label_distribution, x.shape[1])
+    t = _label_terms(jnp.asarray(_probabilities(x, from_logits)), jnp.asarray(reference))
+    return float(jnp.exp(t["marginal_entropy"] - t["conditional_entropy"] - t["kl_marginal_reference"]))
+
+
+@x64
+def am_score(logits_or_probs, label_distribution, *, from_logits: bool | None = None) -> float:
+    """AM Score (Zhou et al. 2018): ``KL(p*(y) || p(y)) + E_x H(p(y|x))`` in nats; lower is better.
+
+    0 exactly when every prediction is certain and the predicted classes have the data's frequencies
+    p*; +inf when p(y), the samples' mean prediction, is 0 on a class that p* holds.
+
+    Args: as in :func:`mode_score`.
+    """
+    x = _check_logits_or_probs(logits_or_probs)
+    reference = _check_label_distribution(label_distribution, x.shape[1])
+    t = _label_terms(jnp.asarray(_probabilities(x, from_logits)), jnp.asarray(reference))
+    return float(t["kl_reference_marginal"] + t["conditional_entropy"])

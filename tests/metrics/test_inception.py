@@ -1,10 +1,17 @@
-"""Inception Score against a float64 numpy version of openai/improved-gan's loop, and closed forms."""
+"""Inception Score against a float64 numpy version of openai/improved-gan's loop, and closed forms; m-IS,
+MODE score and AM score against direct loops over their definitions."""
 
 import numpy as np
 import pytest
-from scipy.special import softmax
+from scipy.special import logsumexp, softmax
 
-from gendl_jax.metrics import inception_score, inception_score_breakdown
+from gendl_jax.metrics import (
+    am_score,
+    inception_score,
+    inception_score_breakdown,
+    mode_score,
+    modified_inception_score,
+)
 
 
 def _reference(probs, splits):
@@ -91,3 +98,146 @@ def test_breakdown_closed_forms_and_bad_input():
         inception_score_breakdown(one_hot, quantiles=(0.5, 2.0))
     with pytest.raises(ValueError, match="sum to 1"):
         inception_score_breakdown(np.full((10, 4), 0.2))
+
+
+# --- m-IS, MODE score and AM score against direct float64 loops -------------------------------------------
+
+
+def _kl(p, q):
+    """KL(p || q) of two probability vectors by its definition (0 log 0 = 0; inf where q = 0 < p)."""
+    total = 0.0
+    for pi, qi in zip(p, q):
+        if pi > 0:
+            total += np.inf if qi == 0 else pi * (np.log(pi) - np.log(qi))
+    return total
+
+
+def _mis_reference(probs, groups, c):
+    out = []
+    for k in range(c):
+        members = probs[groups == k]
+        if len(members) < 2:
+            out.append(None)
+            continue
+        kls = [_kl(members[i], members[j]) for i in range(len(members)) for j in range(len(members)) if i != j]
+        out.append(float(np.exp(np.mean(kls))))
+    return out
+
+
+def _assert_per_class(got, want, rtol):
+    assert [g is None for g in got] == [w is None for w in want]
+    np.testing.assert_allclose([g for g in got if g is not None], [w for w in want if w is not None], rtol=rtol)
+
+
+@pytest.mark.parametrize("scale", [1.0, 4.0])
+def test_modified_inception_score_matches_pair_loop(scale):
+    rng = np.random.default_rng()
+    n, c = int(rng.integers(60, 120)), 6
+    logits = rng.normal(scale=scale, size=(n, c))
+    probs = softmax(logits, axis=1)
+    want = _mis_reference(probs, probs.argmax(1), c)
+    out = modified_inception_score(logits)
+    _assert_per_class(out["per_class"], want, rtol=1e-9)
+    assert out["mean"] == pytest.approx(np.mean([w for w in want if w is not None]), rel=1e-9)
+    assert out["class_counts"] == np.bincount(probs.argmax(1), minlength=c).tolist()
+    # Given labels group the samples instead of the argmax; a class with one sample has no pair.
+    labels = rng.integers(0, c - 1, size=n)
+    labels[0] = c - 1
+    labels[1:][labels[1:] == c - 1] = 0
+    _assert_per_class(modified_inception_score(probs, labels)["per_class"], _mis_reference(probs, labels, c), 1e-9)
+    assert modified_inception_score(probs, labels)["per_class"][c - 1] is None
+
+
+def test_modified_inception_score_closed_forms():
+    rng = np.random.default_rng()
+    p = rng.dirichlet(np.ones(5))
+    q = rng.dirichlet(np.ones(5))
+    # Two samples of one class: the mean of KL(p||q) and KL(q||p).
+    pair = modified_inception_score(np.stack([p, q]), np.array([2, 2]))
+    assert pair["per_class"][2] == pytest.approx(np.exp((_kl(p, q) + _kl(q, p)) / 2), rel=1e-10)
+    assert pair["mean"] == pair["per_class"][2]
+    # Identical predictions within each class: m-IS = 1.
+    same = modified_inception_score(np.repeat(np.eye(4), 3, axis=0))
+    assert same["per_class"] == [1.0] * 4
+    # A sample that gives probability 0 to a class another sample of its class holds: infinite KL.
+    zero = np.array([[0.9, 0.1, 0.0], [0.8, 0.0, 0.2]])
+    assert modified_inception_score(zero)["per_class"][0] == np.inf
+
+
+def test_modified_inception_score_keeps_extreme_logits_finite():
+    rng = np.random.default_rng()
+    logits = rng.normal(scale=300.0, size=(40, 4))  # softmax underflows to exact zeros
+    log_probs = logits - logsumexp(logits, axis=1, keepdims=True)
+    probs = np.exp(log_probs)
+    groups = probs.argmax(1)
+    want = []
+    for k in range(4):
+        lp, pm = log_probs[groups == k], probs[groups == k]
+        if len(lp) < 2:
+            want.append(None)
+            continue
+        kls = [np.sum(pm[i] * (lp[i] - lp[j])) for i in range(len(lp)) for j in range(len(lp)) if i != j]
+        want.append(float(np.exp(np.mean(kls))))
+    got = modified_inception_score(logits, from_logits=True)["per_class"]
+    assert all(np.isfinite(g) for g in got if g is not None)
+    _assert_per_class(got, want, rtol=1e-9)
+
+
+def _mode_score_reference(probs, reference):
+    marginal = probs.mean(0)
+    return np.exp(np.mean([_kl(p, marginal) for p in probs]) - _kl(marginal, reference))
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_mode_score_and_am_score_match_definitions(from_logits):
+    rng = np.random.default_rng()
+    logits = rng.normal(scale=3.0, size=(int(rng.integers(50, 200)), 10))
+    probs = softmax(logits, axis=1)
+    x = logits if from_logits else probs
+    reference = rng.dirichlet(np.full(10, 5.0))
+    assert mode_score(x, reference) == pytest.approx(_mode_score_reference(probs, reference), rel=1e-9)
+    marginal = probs.mean(0)
+    want_am = _kl(reference, marginal) + np.mean([-np.sum(p * np.log(p)) for p in probs])
+    assert am_score(x, reference) == pytest.approx(want_am, rel=1e-9)
+    # With p* equal to the samples' own marginal the MODE score is the one-split IS.
+    assert mode_score(x, marginal) == pytest.approx(inception_score(x, 1)[0], rel=1e-9)
+    # Borji's table's form, p* in both KLs: the p* terms cancel, leaving the one-split IS for any p*.
+    literal = np.exp(np.mean([_kl(p, reference) for p in probs]) - _kl(marginal, reference))
+    assert literal == pytest.approx(inception_score(x, 1)[0], rel=1e-9)
+
+
+def test_mode_score_and_am_score_closed_forms():
+    one_hot = np.eye(4)[np.array([0] * 10 + [1] * 20 + [2] * 30 + [3] * 40)]
+    data = np.array([0.1, 0.2, 0.3, 0.4])
+    # Certain predictions with the data's class frequencies: AM = 0 and MODE = IS = exp(H(p*)).
+    assert am_score(one_hot, data) == pytest.approx(0.0, abs=1e-12)
+    assert mode_score(one_hot, data) == pytest.approx(np.exp(-np.sum(data * np.log(data))), rel=1e-12)
+    # Against a uniform p*, the same samples lose exactly KL(p || uniform) (MODE) / gain KL(uniform || p) (AM).
+    uniform = np.full(4, 0.25)
+    assert mode_score(one_hot, uniform) == pytest.approx(np.exp(-np.sum(data * np.log(data))
+                                                                - _kl(data, uniform)), rel=1e-12)
+    assert am_score(one_hot, uniform) == pytest.approx(_kl(uniform, data), rel=1e-12)
+    # A class p* holds but no sample predicts: AM is infinite, MODE is unaffected by that class's absence.
+    assert am_score(np.eye(4)[[0, 1, 2] * 5], uniform) == np.inf
+
+
+def test_label_scores_bad_input():
+    probs = np.full((8, 4), 0.25)
+    with pytest.raises(ValueError, match=r"label_distribution must have shape \(C,\) = \(4,\)"):
+        mode_score(probs, np.full(3, 1 / 3))
+    with pytest.raises(ValueError, match="sum to 1"):
+        am_score(probs, np.full(4, 0.2))
+    with pytest.raises(ValueError, match=">= 0"):
+        mode_score(probs, np.array([0.5, 0.7, -0.2, 0.0]))
+    with pytest.raises(ValueError, match="finite"):
+        am_score(probs, np.array([0.5, np.nan, 0.25, 0.25]))
+    with pytest.raises(ValueError, match="do not sum to 1"):
+        mode_score(np.full((8, 4), 0.2), np.full(4, 0.25))
+    with pytest.raises(ValueError, match=r"labels must have shape \(N,\) = \(8,\)"):
+        modified_inception_score(probs, np.zeros(7, int))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, C\) = \[0, 4\)"):
+        modified_inception_score(probs, np.array([0, 1, 2, 3, 4, 0, 1, 2]))
+    with pytest.raises(TypeError, match="labels must be integers"):
+        modified_inception_score(probs, np.zeros(8))
+    with pytest.raises(ValueError, match="at least two samples"):
+        modified_inception_score(np.eye(4))
