@@ -2,7 +2,7 @@
 
 Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`inception_score` (and :func:`inception_score_breakdown`; the variants :func:`modified_inception_score`,
-:func:`mode_score`, :func:`am_score`), :func:`mmd`,
+:func:`mode_score`, :func:`am_score`, with :func:`mean_prediction` for their p*), :func:`mmd`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`; learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood`;
 memorisation: :func:`nearest_neighbours`; toy mixtures: :func:`mode_coverage`. MNIST features and
@@ -19,6 +19,7 @@ from gendl_jax.metrics.inception import (
     am_score,
     inception_score,
     inception_score_breakdown,
+    mean_prediction,
     mode_score,
     modified_inception_score,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "kid",
     "kid_subset_indices",
     "kth_neighbour_distances",
+    "mean_prediction",
     "mmd",
     "modified_inception_score",
     "mnist_classifier",

@@ -1,7 +1,8 @@
 """Every applicable measure of a trained run (what ``gendl eval RUN_DIR`` writes into ``eval.json``).
 
 * Image runs on MNIST (28x28x1): with the shipped LeNet (:func:`mnist_classifier`), the Inception
-  Score of the samples (and of as many MNIST test images, for reference), FID and KID against the
+  Score of the samples (and of as many MNIST test images, for reference), its variants m-IS (by predicted
+  class), MODE score and AM score (their p*(y): the LeNet's mean prediction on the real images), FID and KID against the
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
   (``nearest_neighbours.png``) and their mean distance.
@@ -22,7 +23,13 @@ import numpy as np
 from gendl_jax import data as gdata
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import fid
-from gendl_jax.metrics.inception import inception_score
+from gendl_jax.metrics.inception import (
+    am_score,
+    inception_score,
+    mean_prediction,
+    mode_score,
+    modified_inception_score,
+)
 from gendl_jax.metrics.kernel import kid
 from gendl_jax.metrics.mode_coverage import mode_coverage
 from gendl_jax.metrics.pairwise import (
@@ -53,10 +60,14 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
     is_mean, is_std = inception_score(fake_logits, n_splits, from_logits=True)
     real_is, real_is_std = inception_score(real_logits, n_splits, from_logits=True)
     kid_mean, kid_std = kid(real_feat, fake_feat, key=key, subset_size=subset)
+    real_labels = mean_prediction(real_logits, from_logits=True)  # p*(y) of the MODE and AM scores
     out = {
         "n_fake": len(fake_feat), "n_real": len(real_feat), "features": "mnist LeNet penultimate (128-d)",
         "inception_score": is_mean, "inception_score_std": is_std,
         "inception_score_real": real_is, "inception_score_real_std": real_is_std,
+        "modified_inception_score": modified_inception_score(fake_logits, from_logits=True)["mean"],
+        "mode_score": mode_score(fake_logits, real_labels, from_logits=True),
+        "am_score": am_score(fake_logits, real_labels, from_logits=True),
         "fid": fid(real_feat, fake_feat), "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
         **precision_recall(real_feat, fake_feat, k=3), **density_coverage(real_feat, fake_feat, k=5),
         "nn_two_sample": nn_two_sample(real_feat, fake_feat)["accuracy"],

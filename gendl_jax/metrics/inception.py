@@ -226,6 +226,13 @@ def modified_inception_score(logits_or_probs, labels=None, *, from_logits: bool 
             "class_counts": counts.tolist()}
 
 
+def mean_prediction(logits_or_probs, *, from_logits: bool | None = None) -> np.ndarray:
+    """p(y) = mean_x p(y|x), float64 (C,): e.g. the p*(y) of :func:`mode_score` and :func:`am_score` from a
+    classifier's predictions on real images. ``logits_or_probs`` (N, C) are read as in :func:`inception_score`."""
+    x = _check_logits_or_probs(logits_or_probs)
+    return _probabilities(x, from_logits).mean(axis=0)
+
+
 def _check_label_distribution(label_distribution, c: int) -> np.ndarray:
     p = np.asarray(label_distribution, np.float64)
     if p.shape != (c,):

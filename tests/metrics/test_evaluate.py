@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import ot
 import pytest
+from scipy.special import softmax
 
 from gendl_jax import cli
 from gendl_jax.data import ring8
@@ -45,7 +46,7 @@ def test_eval_rejects_bad_n(tmp_path, capsys):
 
 def test_eval_mnist_run(tmp_path, mnist_dir):
     from gendl_jax.data import load_dataset
-    from gendl_jax.metrics import fid, inception_score, mnist_classifier
+    from gendl_jax.metrics import am_score, fid, inception_score, mnist_classifier, mode_score, modified_inception_score
 
     run = tmp_path / "mnist"
     train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,)), TrainConfig(
@@ -59,9 +60,14 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     from gendl_jax.metrics.evaluate import mnist_test_subset
 
     test_images = load_dataset("mnist", split="test", data_dir=mnist_dir).images
-    _, real_feats = net.logits_and_features(test_images[mnist_test_subset(300, 0)])
+    real_logits, real_feats = net.logits_and_features(test_images[mnist_test_subset(300, 0)])
     np.testing.assert_allclose(result["fid"], fid(real_feats, feats), rtol=1e-9)
     np.testing.assert_allclose(result["inception_score"], inception_score(logits, 10)[0], rtol=1e-9)
+    # MODE and AM scores against p*(y) = the classifier's mean prediction on the real images.
+    real_labels = softmax(np.asarray(real_logits, np.float64), axis=1).mean(0)
+    np.testing.assert_allclose(result["mode_score"], mode_score(logits, real_labels), rtol=1e-9)
+    np.testing.assert_allclose(result["am_score"], am_score(logits, real_labels), rtol=1e-9)
+    np.testing.assert_allclose(result["modified_inception_score"], modified_inception_score(logits)["mean"], rtol=1e-9)
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
         assert np.isfinite(result[name])
     assert (run / "nearest_neighbours.png").stat().st_size > 1000

@@ -9,6 +9,7 @@ from gendl_jax.metrics import (
     am_score,
     inception_score,
     inception_score_breakdown,
+    mean_prediction,
     mode_score,
     modified_inception_score,
 )
@@ -199,6 +200,7 @@ def test_mode_score_and_am_score_match_definitions(from_logits):
     marginal = probs.mean(0)
     want_am = _kl(reference, marginal) + np.mean([-np.sum(p * np.log(p)) for p in probs])
     assert am_score(x, reference) == pytest.approx(want_am, rel=1e-9)
+    np.testing.assert_allclose(mean_prediction(x), marginal, rtol=1e-12)
     # With p* equal to the samples' own marginal the MODE score is the one-split IS.
     assert mode_score(x, marginal) == pytest.approx(inception_score(x, 1)[0], rel=1e-9)
     # Borji's table's form, p* in both KLs: the p* terms cancel, leaving the one-split IS for any p*.
