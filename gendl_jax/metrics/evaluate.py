@@ -65,7 +65,7 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "n_fake": len(fake_feat), "n_real": len(real_feat), "features": "mnist LeNet penultimate (128-d)",
         "inception_score": is_mean, "inception_score_std": is_std,
         "inception_score_real": real_is, "inception_score_real_std": real_is_std,
-        "modified_inception_score": modified_inception_score(fake_logits, from_logits=True)["mean"],
+        "modified_inception_score": modified_inception_score(fake_logits, from_logits=True)["score"],
         "mode_score": mode_score(fake_logits, real_labels, from_logits=True),
         "am_score": am_score(fake_logits, real_labels, from_logits=True),
         "fid": fid(real_feat, fake_feat), "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,

@@ -199,8 +199,12 @@ def modified_inception_score(logits_or_probs, labels=None, *, from_logits: bool 
         the classifier's predicted class (argmax).
       from_logits: as in :func:`inception_score`.
 
-    Returns a dict: ``mean`` (unweighted mean of m-IS_k over the classes with at least two samples),
-    ``per_class`` (C values, None for a class with fewer than two samples) and ``class_counts`` (C ints).
+    Returns a dict: ``score``, ``exp(sum_k w_k mean_{i != j in k} KL)`` with ``w_k`` the share of class k
+    among the samples of the classes with at least two samples (x_i drawn from the samples, x_j from
+    the others of its class); ``per_class`` (C values m-IS_k, None for a class with fewer than two
+    samples) and ``class_counts`` (C ints). Weighting by class size keeps a handful of ambiguous samples
+    in a rare predicted class (whose m-IS_k can exceed 10) from dominating the score, as an unweighted
+    mean over classes would.
     """
     x = _check_logits_or_probs(logits_or_probs)
     n, c = x.shape
@@ -219,9 +223,10 @@ def modified_inception_score(logits_or_probs, labels=None, *, from_logits: bool 
         raise ValueError(f"modified_inception_score needs a class with at least two samples, got counts {counts.tolist()}")
     probs, log_probs = _log_probabilities(x, from_logits)
     mean_kl = np.asarray(_mean_pairwise_kl(jnp.asarray(probs), jnp.asarray(log_probs), jnp.asarray(groups), c))
-    per_class = np.exp(mean_kl)
     valid = counts >= 2
-    return {"mean": float(per_class[valid].mean()),
+    weights = counts[valid] / counts[valid].sum()
+    per_class = np.exp(mean_kl)
+    return {"score": float(np.exp(np.sum(weights * mean_kl[valid]))),
             "per_class": [float(v) if ok else None for v, ok in zip(per_class, valid)],
             "class_counts": counts.tolist()}
 

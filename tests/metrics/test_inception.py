@@ -114,15 +114,18 @@ def _kl(p, q):
 
 
 def _mis_reference(probs, groups, c):
-    out = []
+    """(per-class m-IS, score): the score draws x_i from the samples of the classes with two or more, and x_j
+    from the other samples of x_i's class."""
+    per_class, per_sample_kl = [], []
     for k in range(c):
         members = probs[groups == k]
         if len(members) < 2:
-            out.append(None)
+            per_class.append(None)
             continue
-        kls = [_kl(members[i], members[j]) for i in range(len(members)) for j in range(len(members)) if i != j]
-        out.append(float(np.exp(np.mean(kls))))
-    return out
+        kls = [[_kl(members[i], members[j]) for j in range(len(members)) if j != i] for i in range(len(members))]
+        per_class.append(float(np.exp(np.mean(kls))))
+        per_sample_kl += [np.mean(row) for row in kls]
+    return per_class, float(np.exp(np.mean(per_sample_kl)))
 
 
 def _assert_per_class(got, want, rtol):
@@ -136,17 +139,19 @@ def test_modified_inception_score_matches_pair_loop(scale):
     n, c = int(rng.integers(60, 120)), 6
     logits = rng.normal(scale=scale, size=(n, c))
     probs = softmax(logits, axis=1)
-    want = _mis_reference(probs, probs.argmax(1), c)
+    want, want_score = _mis_reference(probs, probs.argmax(1), c)
     out = modified_inception_score(logits)
     _assert_per_class(out["per_class"], want, rtol=1e-9)
-    assert out["mean"] == pytest.approx(np.mean([w for w in want if w is not None]), rel=1e-9)
+    assert out["score"] == pytest.approx(want_score, rel=1e-9)
     assert out["class_counts"] == np.bincount(probs.argmax(1), minlength=c).tolist()
     # Given labels group the samples instead of the argmax; a class with one sample has no pair.
     labels = rng.integers(0, c - 1, size=n)
     labels[0] = c - 1
     labels[1:][labels[1:] == c - 1] = 0
-    _assert_per_class(modified_inception_score(probs, labels)["per_class"], _mis_reference(probs, labels, c), 1e-9)
-    assert modified_inception_score(probs, labels)["per_class"][c - 1] is None
+    out = modified_inception_score(probs, labels)
+    want, want_score = _mis_reference(probs, labels, c)
+    _assert_per_class(out["per_class"], want, 1e-9)
+    assert out["per_class"][c - 1] is None and out["score"] == pytest.approx(want_score, rel=1e-9)
 
 
 def test_modified_inception_score_closed_forms():
@@ -156,10 +161,10 @@ def test_modified_inception_score_closed_forms():
     # Two samples of one class: the mean of KL(p||q) and KL(q||p).
     pair = modified_inception_score(np.stack([p, q]), np.array([2, 2]))
     assert pair["per_class"][2] == pytest.approx(np.exp((_kl(p, q) + _kl(q, p)) / 2), rel=1e-10)
-    assert pair["mean"] == pair["per_class"][2]
+    assert pair["score"] == pytest.approx(pair["per_class"][2], rel=1e-12)
     # Identical predictions within each class: m-IS = 1.
     same = modified_inception_score(np.repeat(np.eye(4), 3, axis=0))
-    assert same["per_class"] == [1.0] * 4
+    assert same["per_class"] == [1.0] * 4 and same["score"] == 1.0
     # A sample that gives probability 0 to a class another sample of its class holds: infinite KL.
     zero = np.array([[0.9, 0.1, 0.0], [0.8, 0.0, 0.2]])
     assert modified_inception_score(zero)["per_class"][0] == np.inf
