@@ -5,7 +5,8 @@ For each ``.npz`` of MNIST samples (key ``images``, (N, 28, 28[, 1]) in [-1, 1],
 with the shipped LeNet: :func:`gendl_jax.metrics.inception_score_breakdown` (one-split IS = class balance x
 confidence, predicted-class histogram, quantiles of the top class probability, IS of the samples whose top
 probability is >= ``--threshold``) and :func:`gendl_jax.metrics.per_class_fid` (samples of predicted class k
-against the test digits of class k, in the LeNet's 128-d features).
+against the test digits of class k, in the LeNet's 128-d features), and the IS variants m-IS, MODE and AM
+score (p*(y): the LeNet's mean prediction on MNIST test, as ``gendl eval`` uses).
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/diagnose_samples.py \\
         experiments/results/mnist_gans_h200/samples_dcgan-wide.npz \\
@@ -21,12 +22,26 @@ import pathlib
 import numpy as np
 
 from gendl_jax.data import load_dataset
-from gendl_jax.metrics import inception_score_breakdown, mnist_classifier, per_class_fid
+from gendl_jax.metrics import (
+    am_score,
+    inception_score_breakdown,
+    mean_prediction,
+    mnist_classifier,
+    mode_score,
+    modified_inception_score,
+    per_class_fid,
+)
 
 
-def diagnose(logits, features, test_features, test_labels, threshold: float) -> dict:
-    """The breakdown and per-class FIDs of one sample set's LeNet ``logits`` (N, 10) and ``features`` (N, 128)."""
+def diagnose(logits, features, test_logits, test_features, test_labels, threshold: float) -> dict:
+    """The breakdown, IS variants and per-class FIDs of one sample set's LeNet ``logits`` (N, 10) and
+    ``features`` (N, 128), against MNIST test's logits, features and labels."""
     row = inception_score_breakdown(logits, threshold=threshold, from_logits=True)
+    reference = mean_prediction(test_logits, from_logits=True)
+    mis = modified_inception_score(logits, from_logits=True)
+    row.update(modified_inception_score=mis["score"], modified_inception_score_per_class=mis["per_class"],
+               mode_score=mode_score(logits, reference, from_logits=True),
+               am_score=am_score(logits, reference, from_logits=True))
     row["per_class_fid"] = per_class_fid(test_features, test_labels, features, np.argmax(logits, axis=1)).tolist()
     return row
 
@@ -39,21 +54,23 @@ def main(args) -> None:
     classifier = mnist_classifier()
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     test_logits, test_features = classifier.logits_and_features(test.images, value_range=(0, 255))
-    rows = {"MNIST test": diagnose(test_logits, test_features, test_features, test.labels, args.threshold)}
+    rows = {"MNIST test": diagnose(test_logits, test_features, test_logits, test_features, test.labels,
+                                   args.threshold)}
     for path in args.samples:
         with np.load(path) as f:
             if "images" not in f:
                 raise ValueError(f"{path} has no array 'images' (keys: {sorted(f.keys())})")
             images = f["images"].astype(np.float32)
         logits, features = classifier.logits_and_features(images)
-        rows[str(path)] = diagnose(logits, features, test_features, test.labels, args.threshold)
+        rows[str(path)] = diagnose(logits, features, test_logits, test_features, test.labels, args.threshold)
     for name, row in rows.items():
         q = row["top_probability_quantiles"]
         print(f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
               f"x confidence {row['confidence']:.4f}; top-prob quantiles "
               + ", ".join(f"{k:g}: {v:.3f}" for k, v in q.items())
               + f"; below {row['threshold']}: {row['fraction_below_threshold']:.3f}; IS of the {row['n_confident']} "
-              f"confident: {_mean(row['inception_score_confident'])}; per-class FID "
+              f"confident: {_mean(row['inception_score_confident'])}; m-IS {row['modified_inception_score']:.4f}, "
+              f"MODE {row['mode_score']:.3f}, AM {row['am_score']:.4f}; per-class FID "
               + " ".join(f"{v:.1f}" for v in row["per_class_fid"]), flush=True)
     if args.out:
         command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (

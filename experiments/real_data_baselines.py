@@ -5,7 +5,10 @@ is built from MNIST test (IS on the whole set, the other measures on ``--n-eval`
 clipped to [-1, 1] as part of the degradation), blurred (Gaussian filter, sigma in pixels), or with
 modes dropped (only digits 0-4). Features and logits come from the shipped LeNet
 (``gendl_jax.metrics.mnist_classifier``). Each measure should move the right way: IS and
-precision/recall/density/coverage down, FID/KID and the 1-NN accuracy up.
+precision/recall/density/coverage down, FID/KID and the 1-NN accuracy up. The IS variants of Borji's table
+are scored like IS (whole set): m-IS by predicted class, and the MODE and AM scores against p*(y) = the
+LeNet's mean prediction on the reference set (MODE down, AM up for a worse set; m-IS measures diversity
+within a class and has no "right way" for these degradations).
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/real_data_baselines.py
 
@@ -30,9 +33,12 @@ from scipy.ndimage import gaussian_filter  # noqa: E402
 from gendl_jax import metrics  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
 
-MEASURES = ("inception_score", "fid", "kid", "precision", "recall", "density", "coverage", "nn_two_sample")
-HIGHER_IS_BETTER = {"inception_score": True, "fid": False, "kid": False, "precision": True, "recall": True,
-                    "density": True, "coverage": True, "nn_two_sample": False}
+MEASURES = ("inception_score", "modified_inception_score", "mode_score", "am_score", "fid", "kid", "precision",
+            "recall", "density", "coverage", "nn_two_sample")
+HIGHER_IS_BETTER = {"inception_score": True, "modified_inception_score": None, "mode_score": True, "am_score": False,
+                    "fid": False, "kid": False, "precision": True, "recall": True, "density": True, "coverage": True,
+                    "nn_two_sample": False}
+"""None: no better direction (m-IS rises with within-class diversity and with unconfident predictions alike)."""
 
 
 def degraded_sets(test_images: np.ndarray, test_labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -48,15 +54,20 @@ def degraded_sets(test_images: np.ndarray, test_labels: np.ndarray, seed: int) -
     return sets
 
 
-def score(net, name, images, ref_feat, key, n_eval: int, seed: int) -> dict:
-    """IS on the whole set (as in the 9.88 reference); the other measures on ``n_eval`` of its images."""
+def score(net, name, images, ref_feat, ref_labels, key, n_eval: int, seed: int) -> dict:
+    """IS and its variants on the whole set (as in the 9.88 reference); the other measures on ``n_eval`` of
+    its images. ``ref_labels``: p*(y) (C,) of the MODE and AM scores."""
     t0 = time.perf_counter()
     logits, feat = net.logits_and_features(images)
     is_mean, is_std = metrics.inception_score(logits, 10, from_logits=True)
+    label_scores = {"modified_inception_score": metrics.modified_inception_score(logits, from_logits=True)["score"],
+                    "mode_score": metrics.mode_score(logits, ref_labels, from_logits=True),
+                    "am_score": metrics.am_score(logits, ref_labels, from_logits=True)}
     sub = np.random.default_rng(seed).choice(len(feat), min(n_eval, len(feat)), replace=False)
     feat = feat[sub]
     kid_mean, kid_std = metrics.kid(ref_feat, feat, key=key, subset_size=min(1000, len(feat), len(ref_feat)))
     row = {"set": name, "n": len(images), "n_eval": len(feat), "inception_score": is_mean, "inception_score_std": is_std,
+           **label_scores,
            "fid": metrics.fid(ref_feat, feat), "kid": kid_mean, "kid_std": kid_std,
            **metrics.precision_recall(ref_feat, feat, k=3), **metrics.density_coverage(ref_feat, feat, k=5),
            "nn_two_sample": metrics.nn_two_sample(ref_feat, feat)["accuracy"],
@@ -75,7 +86,7 @@ def _softmax(z):
 
 
 def plot(rows, sets, out: pathlib.Path) -> None:
-    fig, axes = plt.subplots(2, 4, figsize=(14, 6), dpi=100)
+    fig, axes = plt.subplots(3, 4, figsize=(14, 9), dpi=100)
     names = [r["set"] for r in rows]
     for ax, m in zip(axes.flat, MEASURES):
         vals = [r[m] for r in rows]
@@ -83,8 +94,11 @@ def plot(rows, sets, out: pathlib.Path) -> None:
         ax.set_yticks(range(len(vals)))
         ax.set_yticklabels(names if ax in axes[:, 0] else [], fontsize=7)
         ax.invert_yaxis()
-        ax.set_title(f"{m} ({'higher' if HIGHER_IS_BETTER[m] else 'lower'} is better)", fontsize=8)
+        better = {True: "higher is better", False: "lower is better", None: "no better direction"}[HIGHER_IS_BETTER[m]]
+        ax.set_title(f"{m} ({better})", fontsize=8)
         ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(MEASURES):]:
+        ax.axis("off")
     fig.suptitle("MNIST measures (shipped LeNet features): real test set and degraded versions vs MNIST train", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "measures.png")
@@ -107,16 +121,19 @@ def main(args) -> None:
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     net = metrics.mnist_classifier()
     ref_idx = np.random.default_rng(args.seed).choice(len(train), args.n_ref, replace=False)
-    _, ref_feat = net.logits_and_features(train.images[ref_idx])
+    ref_logits, ref_feat = net.logits_and_features(train.images[ref_idx])
+    ref_labels = metrics.mean_prediction(ref_logits, from_logits=True)
     sets = degraded_sets(test.images, test.labels, args.seed)
     rows = []
     for i, (name, images) in enumerate(sets.items()):
-        rows.append(score(net, name, images, ref_feat, jax.random.PRNGKey(args.seed + i), args.n_eval, args.seed + i))
+        rows.append(score(net, name, images, ref_feat, ref_labels, jax.random.PRNGKey(args.seed + i), args.n_eval, args.seed + i))
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}), flush=True)
     record = {
         "command": f"python experiments/real_data_baselines.py --n-ref {args.n_ref} --n-eval {args.n_eval} --seed {args.seed}",
         "reference_set": f"{args.n_ref} images of MNIST train (seed {args.seed})",
         "protocol": {"inception_score": "whole set (10,000 or 5,139 images), 10 contiguous splits, std ddof 0",
+                     "is_variants": "whole set, one split; m-IS: pairs within a predicted class, classes weighted by size; MODE / AM: p*(y) = the "
+                                    "LeNet's mean prediction on the reference set",
                      "other_measures": f"{args.n_eval} random images of each set vs the reference set", "fid": "float64, N-1 covariance",
                      "kid": "100 subsets of 1000, cubic kernel", "precision_recall_k": 3, "density_coverage_k": 5,
                      "nn_two_sample": "leave-one-out 1-NN accuracy (0.5 ideal)",
