@@ -44,6 +44,8 @@ MODELS = {
     "dcgan-deepest-d": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1)),
     "dcgan-deepest-d-topk": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1,
                                                         top_k_fraction=0.5, top_k_decay=0.96, top_k_period=938)),
+    "dcgan-deepest-d-sn": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1, spectral_norm=True,
+                                                      discriminator_loss="hinge", generator_loss="hinge")),
     "dcgan-wide": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=1)),
     "dcgan-wide-d2": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=2)),
     "wgan-gp-dcgan": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999,
@@ -60,6 +62,8 @@ output layer), against a discriminator already winning (D(real) ~ 0.86, D(fake) 
 ``dcgan-deepest-d-topk``: ``dcgan-deepest-d`` with top-k generator training (Sinha et al. 2020): the
 generator's loss keeps the fakes D scores highest, a share falling by 0.96 every 938 updates (an epoch) from 1
 to 0.5 (reached after 17 epochs);
+``dcgan-deepest-d-sn``: ``dcgan-deepest-d`` as an SN-GAN (Miyato et al. 2018): spectrally normalised
+discriminator without BatchNorm, hinge losses for both networks, the same optimiser and schedule;
 ``dcgan-wide``: ``dcgan-deepest-d`` at twice the width (``base_features=128``, for an accelerator);
 ``dcgan-wide-d2``: the same with two stride-1 blocks in the discriminator;
 ``wgan-gp-dcgan``: the same networks trained as WGAN-GP (Gulrajani et al.'s Adam(1e-4, 0.5, 0.9), 5 critic steps, lambda 10, critic
