@@ -3,7 +3,8 @@
 Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`inception_score` (and :func:`inception_score_breakdown`; the variants :func:`modified_inception_score`,
 :func:`mode_score`, :func:`am_score`, with :func:`mean_prediction` for their p*), :func:`mmd`,
-:func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`; learned:
+:func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
+:func:`kmeans`); learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood`;
 memorisation: :func:`nearest_neighbours`; toy mixtures: :func:`mode_coverage`. MNIST features and
 logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
@@ -13,6 +14,7 @@ Precision: inputs are checked on the host and converted to float64; the jitted k
 blocks of ``block_size`` rows and columns.
 """
 
+from gendl_jax.metrics.bins import kmeans, ndb
 from gendl_jax.metrics.classifier import MNIST_CLASSIFIER_CONFIG, MnistClassifier, mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
 from gendl_jax.metrics.inception import (
@@ -50,14 +52,16 @@ __all__ = [
     "inception_score_breakdown",
     "kid",
     "kid_subset_indices",
+    "kmeans",
     "kth_neighbour_distances",
     "mean_prediction",
     "mmd",
-    "modified_inception_score",
     "mnist_classifier",
     "mode_coverage",
-    "mode_score",
     "mode_histogram",
+    "mode_score",
+    "modified_inception_score",
+    "ndb",
     "nearest_neighbour_picture",
     "nearest_neighbours",
     "nn_two_sample",

@@ -2,7 +2,8 @@
 
 * Image runs on MNIST (28x28x1): with the shipped LeNet (:func:`mnist_classifier`), the Inception
   Score of the samples (and of as many MNIST test images, for reference), its variants m-IS (by predicted
-  class), MODE score and AM score (their p*(y): the LeNet's mean prediction on the real images), FID and KID against the
+  class), MODE score and AM score (their p*(y): the LeNet's mean prediction on the real images), NDB (K-means bins
+  of the real features, :func:`ndb_bins` of them), FID and KID against the
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
   (``nearest_neighbours.png``) and their mean distance.
@@ -22,6 +23,7 @@ import numpy as np
 
 from gendl_jax import data as gdata
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
+from gendl_jax.metrics.bins import ndb
 from gendl_jax.metrics.fid import fid
 from gendl_jax.metrics.inception import (
     am_score,
@@ -39,6 +41,12 @@ from gendl_jax.metrics.pairwise import (
     nn_two_sample,
     precision_recall,
 )
+
+def ndb_bins(n_real: int) -> int:
+    """K of the NDB measure against ``n_real`` real samples: about 50 real samples per bin, from 2 up to 100
+    bins (Richardson & Weiss 2018 use 100); 100 from 5,000 real samples on."""
+    return int(min(100, max(2, n_real // 50)))
+
 
 TRANSPORT_MAX_POINTS = 2500
 """Samples used for the exact W1 / W2 of 2-D runs (an n x n assignment problem)."""
@@ -71,6 +79,7 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "fid": fid(real_feat, fake_feat), "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
         **precision_recall(real_feat, fake_feat, k=3), **density_coverage(real_feat, fake_feat, k=5),
         "nn_two_sample": nn_two_sample(real_feat, fake_feat)["accuracy"],
+        **ndb_measures(real_feat, fake_feat, key),
         "predicted_class_histogram": np.bincount(np.argmax(fake_logits, 1), minlength=10).tolist(),
     }
     if train_images is not None:
@@ -83,6 +92,14 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         if picture_path is not None:
             nearest_neighbour_picture(fake, train_scaled, idx, picture_path, distances=dist)
     return out
+
+
+def ndb_measures(real_feat, fake_feat, key) -> dict:
+    """The NDB entries of :func:`image_measures`: ``ndb_fraction``, ``ndb_js`` and ``ndb_bins`` (:func:`ndb_bins`
+    of ``real_feat``), the k-means seeded from ``key`` folded with 1."""
+    bins = ndb_bins(len(real_feat))
+    out = ndb(real_feat, fake_feat, key=jax.random.fold_in(key, 1), n_bins=bins)
+    return {"ndb_fraction": out["ndb_fraction"], "ndb_js": out["js_divergence"], "ndb_bins": bins}
 
 
 def toy_measures(samples, distribution, *, seed: int = 0) -> dict:

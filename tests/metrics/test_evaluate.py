@@ -46,7 +46,15 @@ def test_eval_rejects_bad_n(tmp_path, capsys):
 
 def test_eval_mnist_run(tmp_path, mnist_dir):
     from gendl_jax.data import load_dataset
-    from gendl_jax.metrics import am_score, fid, inception_score, mnist_classifier, mode_score, modified_inception_score
+    from gendl_jax.metrics import (
+        am_score,
+        fid,
+        inception_score,
+        mnist_classifier,
+        mode_score,
+        modified_inception_score,
+        ndb,
+    )
 
     run = tmp_path / "mnist"
     train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,)), TrainConfig(
@@ -68,6 +76,10 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     np.testing.assert_allclose(result["mode_score"], mode_score(logits, real_labels), rtol=1e-9)
     np.testing.assert_allclose(result["am_score"], am_score(logits, real_labels), rtol=1e-9)
     np.testing.assert_allclose(result["modified_inception_score"], modified_inception_score(logits)["score"], rtol=1e-9)
+    # NDB over 6 bins (300 real samples), seeded from the eval key (PRNGKey(seed + 1)) folded with 1.
+    bins = ndb(real_feats, feats, key=jax.random.fold_in(jax.random.PRNGKey(1), 1), n_bins=6)
+    assert result["ndb_bins"] == 6 and result["ndb_fraction"] == bins["ndb_fraction"]
+    assert result["ndb_js"] == pytest.approx(bins["js_divergence"], rel=1e-12)
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
         assert np.isfinite(result[name])
     assert (run / "nearest_neighbours.png").stat().st_size > 1000
