@@ -6,7 +6,9 @@ with the shipped LeNet: :func:`gendl_jax.metrics.inception_score_breakdown` (one
 confidence, predicted-class histogram, quantiles of the top class probability, IS of the samples whose top
 probability is >= ``--threshold``) and :func:`gendl_jax.metrics.per_class_fid` (samples of predicted class k
 against the test digits of class k, in the LeNet's 128-d features), and the IS variants m-IS, MODE and AM
-score (p*(y): the LeNet's mean prediction on MNIST test, as ``gendl eval`` uses).
+score (p*(y): the LeNet's mean prediction on MNIST test, as ``gendl eval`` uses), and NDB against MNIST test
+(:func:`gendl_jax.metrics.evaluate.ndb_measures`: 100 k-means bins of the test features) with, as its floor, 10,000
+random MNIST train images scored the same way.
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/diagnose_samples.py \\
         experiments/results/mnist_gans_h200/samples_dcgan-wide.npz \\
@@ -21,6 +23,8 @@ import pathlib
 
 import numpy as np
 
+import jax
+
 from gendl_jax.data import load_dataset
 from gendl_jax.metrics import (
     am_score,
@@ -31,6 +35,7 @@ from gendl_jax.metrics import (
     modified_inception_score,
     per_class_fid,
 )
+from gendl_jax.metrics.evaluate import ndb_measures
 
 
 def diagnose(logits, features, test_logits, test_features, test_labels, threshold: float) -> dict:
@@ -56,6 +61,10 @@ def main(args) -> None:
     test_logits, test_features = classifier.logits_and_features(test.images, value_range=(0, 255))
     rows = {"MNIST test": diagnose(test_logits, test_features, test_logits, test_features, test.labels,
                                    args.threshold)}
+    train = load_dataset("mnist", split="train", data_dir=args.data_dir)
+    floor_idx = np.random.default_rng(0).choice(len(train), 10000, replace=False)
+    _, train_features = classifier.logits_and_features(train.images[floor_idx], value_range=(0, 255))
+    rows["MNIST test"]["ndb_floor_train_vs_test"] = ndb_measures(test_features, train_features, jax.random.PRNGKey(0))
     for path in args.samples:
         with np.load(path) as f:
             if "images" not in f:
@@ -63,6 +72,7 @@ def main(args) -> None:
             images = f["images"].astype(np.float32)
         logits, features = classifier.logits_and_features(images)
         rows[str(path)] = diagnose(logits, features, test_logits, test_features, test.labels, args.threshold)
+        rows[str(path)]["ndb_vs_test"] = ndb_measures(test_features, features, jax.random.PRNGKey(0))
     for name, row in rows.items():
         q = row["top_probability_quantiles"]
         print(f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
@@ -71,7 +81,9 @@ def main(args) -> None:
               + f"; below {row['threshold']}: {row['fraction_below_threshold']:.3f}; IS of the {row['n_confident']} "
               f"confident: {_mean(row['inception_score_confident'])}; m-IS {row['modified_inception_score']:.4f}, "
               f"MODE {row['mode_score']:.3f}, AM {row['am_score']:.4f}; per-class FID "
-              + " ".join(f"{v:.1f}" for v in row["per_class_fid"]), flush=True)
+              + " ".join(f"{v:.1f}" for v in row["per_class_fid"])
+              + "".join(f"; {k} {v['ndb_fraction']:.2f} (JS {v['ndb_js']:.4f})" for k, v in row.items()
+                        if k.startswith("ndb")), flush=True)
     if args.out:
         command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (
             f" --threshold {args.threshold} --out {args.out}")

@@ -8,7 +8,8 @@ modes dropped (only digits 0-4). Features and logits come from the shipped LeNet
 precision/recall/density/coverage down, FID/KID and the 1-NN accuracy up. The IS variants of Borji's table
 are scored like IS (whole set): m-IS by predicted class, and the MODE and AM scores against p*(y) = the
 LeNet's mean prediction on the reference set (MODE down, AM up for a worse set; m-IS measures diversity
-within a class and has no "right way" for these degradations).
+within a class and has no "right way" for these degradations). NDB (bins: k-means of the reference
+features) should rise.
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/real_data_baselines.py
 
@@ -32,12 +33,13 @@ from scipy.ndimage import gaussian_filter  # noqa: E402
 
 from gendl_jax import metrics  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
+from gendl_jax.metrics.evaluate import ndb_bins, ndb_measures  # noqa: E402
 
 MEASURES = ("inception_score", "modified_inception_score", "mode_score", "am_score", "fid", "kid", "precision",
-            "recall", "density", "coverage", "nn_two_sample")
+            "recall", "density", "coverage", "nn_two_sample", "ndb_fraction")
 HIGHER_IS_BETTER = {"inception_score": True, "modified_inception_score": None, "mode_score": True, "am_score": False,
                     "fid": False, "kid": False, "precision": True, "recall": True, "density": True, "coverage": True,
-                    "nn_two_sample": False}
+                    "nn_two_sample": False, "ndb_fraction": False}
 """None: no better direction (m-IS rises with within-class diversity and with unconfident predictions alike)."""
 
 
@@ -71,6 +73,7 @@ def score(net, name, images, ref_feat, ref_labels, key, n_eval: int, seed: int) 
            "fid": metrics.fid(ref_feat, feat), "kid": kid_mean, "kid_std": kid_std,
            **metrics.precision_recall(ref_feat, feat, k=3), **metrics.density_coverage(ref_feat, feat, k=5),
            "nn_two_sample": metrics.nn_two_sample(ref_feat, feat)["accuracy"],
+           **ndb_measures(ref_feat, feat, key),
            "classifier_entropy_nats": float(np.mean(-np.sum(_softmax(logits) * _log_softmax(logits), 1)))}
     row["seconds"] = time.perf_counter() - t0
     return row
@@ -137,6 +140,7 @@ def main(args) -> None:
                      "other_measures": f"{args.n_eval} random images of each set vs the reference set", "fid": "float64, N-1 covariance",
                      "kid": "100 subsets of 1000, cubic kernel", "precision_recall_k": 3, "density_coverage_k": 5,
                      "nn_two_sample": "leave-one-out 1-NN accuracy (0.5 ideal)",
+                     "ndb": f"{ndb_bins(args.n_ref)} k-means bins of the reference features, z-tests at level 0.05",
                      "features": "shipped LeNet penultimate layer (128-d)"},
         "classifier_test_accuracy": net.accuracy(test.images, test.labels),
         "rows": rows,
