@@ -5,7 +5,7 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`mode_score`, :func:`am_score`, with :func:`mean_prediction` for their p*), :func:`mmd`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
 :func:`kmeans`); learned:
-:func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood`;
+:func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation: :func:`nearest_neighbours`; toy mixtures: :func:`mode_coverage`. MNIST features and
 logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
 
@@ -26,7 +26,12 @@ from gendl_jax.metrics.inception import (
     modified_inception_score,
 )
 from gendl_jax.metrics.kernel import kid, kid_subset_indices, mmd
-from gendl_jax.metrics.likelihood import parzen_log_densities, parzen_log_likelihood, select_parzen_bandwidth
+from gendl_jax.metrics.likelihood import (
+    mass_coverage,
+    parzen_log_densities,
+    parzen_log_likelihood,
+    select_parzen_bandwidth,
+)
 from gendl_jax.metrics.mode_coverage import mode_coverage, mode_histogram
 from gendl_jax.metrics.pairwise import (
     density_coverage,
@@ -54,6 +59,7 @@ __all__ = [
     "kid_subset_indices",
     "kmeans",
     "kth_neighbour_distances",
+    "mass_coverage",
     "mean_prediction",
     "mmd",
     "mnist_classifier",

@@ -3,7 +3,8 @@
 * Image runs on MNIST (28x28x1): with the shipped LeNet (:func:`mnist_classifier`), the Inception
   Score of the samples (and of as many MNIST test images, for reference), its variants m-IS (by predicted
   class), MODE score and AM score (their p*(y): the LeNet's mean prediction on the real images), NDB (K-means bins
-  of the real features, :func:`ndb_bins` of them), FID and KID against the
+  of the real features, :func:`ndb_bins` of them), the coverage metric C (KDE of the sample features), FID and
+  KID against the
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
   (``nearest_neighbours.png``) and their mean distance.
@@ -33,6 +34,7 @@ from gendl_jax.metrics.inception import (
     modified_inception_score,
 )
 from gendl_jax.metrics.kernel import kid
+from gendl_jax.metrics.likelihood import mass_coverage
 from gendl_jax.metrics.mode_coverage import mode_coverage
 from gendl_jax.metrics.pairwise import (
     density_coverage,
@@ -80,6 +82,7 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         **precision_recall(real_feat, fake_feat, k=3), **density_coverage(real_feat, fake_feat, k=5),
         "nn_two_sample": nn_two_sample(real_feat, fake_feat)["accuracy"],
         **ndb_measures(real_feat, fake_feat, key),
+        "mass_coverage": mass_coverage(real_feat, fake_feat)["coverage"],
         "predicted_class_histogram": np.bincount(np.argmax(fake_logits, 1), minlength=10).tolist(),
     }
     if train_images is not None:

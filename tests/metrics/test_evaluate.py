@@ -50,6 +50,7 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
         am_score,
         fid,
         inception_score,
+        mass_coverage,
         mnist_classifier,
         mode_score,
         modified_inception_score,
@@ -80,6 +81,7 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     bins = ndb(real_feats, feats, key=jax.random.fold_in(jax.random.PRNGKey(1), 1), n_bins=6)
     assert result["ndb_bins"] == 6 and result["ndb_fraction"] == bins["ndb_fraction"]
     assert result["ndb_js"] == pytest.approx(bins["js_divergence"], rel=1e-12)
+    assert result["mass_coverage"] == mass_coverage(real_feats, feats)["coverage"]
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
         assert np.isfinite(result[name])
     assert (run / "nearest_neighbours.png").stat().st_size > 1000
