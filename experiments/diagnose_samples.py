@@ -8,7 +8,8 @@ probability is >= ``--threshold``) and :func:`gendl_jax.metrics.per_class_fid` (
 against the test digits of class k, in the LeNet's 128-d features), and the IS variants m-IS, MODE and AM
 score (p*(y): the LeNet's mean prediction on MNIST test, as ``gendl eval`` uses), and NDB against MNIST test
 (:func:`gendl_jax.metrics.evaluate.ndb_measures`: 100 k-means bins of the test features) with, as its floor, 10,000
-random MNIST train images scored the same way.
+random MNIST train images scored the same way; the coverage metric C (:func:`gendl_jax.metrics.mass_coverage`) of
+MNIST test under each sample set's KDE, with the same floor.
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/diagnose_samples.py \\
         experiments/results/mnist_gans_h200/samples_dcgan-wide.npz \\
@@ -29,6 +30,7 @@ from gendl_jax.data import load_dataset
 from gendl_jax.metrics import (
     am_score,
     inception_score_breakdown,
+    mass_coverage,
     mean_prediction,
     mnist_classifier,
     mode_score,
@@ -65,6 +67,7 @@ def main(args) -> None:
     floor_idx = np.random.default_rng(0).choice(len(train), 10000, replace=False)
     _, train_features = classifier.logits_and_features(train.images[floor_idx], value_range=(0, 255))
     rows["MNIST test"]["ndb_floor_train_vs_test"] = ndb_measures(test_features, train_features, jax.random.PRNGKey(0))
+    rows["MNIST test"]["mass_coverage_floor_train"] = mass_coverage(test_features, train_features)["coverage"]
     for path in args.samples:
         with np.load(path) as f:
             if "images" not in f:
@@ -73,6 +76,7 @@ def main(args) -> None:
         logits, features = classifier.logits_and_features(images)
         rows[str(path)] = diagnose(logits, features, test_logits, test_features, test.labels, args.threshold)
         rows[str(path)]["ndb_vs_test"] = ndb_measures(test_features, features, jax.random.PRNGKey(0))
+        rows[str(path)]["mass_coverage_of_test"] = mass_coverage(test_features, features)["coverage"]
     for name, row in rows.items():
         q = row["top_probability_quantiles"]
         print(f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
@@ -83,7 +87,8 @@ def main(args) -> None:
               f"MODE {row['mode_score']:.3f}, AM {row['am_score']:.4f}; per-class FID "
               + " ".join(f"{v:.1f}" for v in row["per_class_fid"])
               + "".join(f"; {k} {v['ndb_fraction']:.2f} (JS {v['ndb_js']:.4f})" for k, v in row.items()
-                        if k.startswith("ndb")), flush=True)
+                        if k.startswith("ndb"))
+              + "".join(f"; {k} {v:.4f}" for k, v in row.items() if k.startswith("mass_coverage")), flush=True)
     if args.out:
         command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (
             f" --threshold {args.threshold} --out {args.out}")
