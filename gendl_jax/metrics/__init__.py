@@ -6,7 +6,7 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
 :func:`kmeans`); learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
-memorisation: :func:`nearest_neighbours`; toy mixtures: :func:`mode_coverage`. MNIST features and
+memorisation: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2); toy mixtures: :func:`mode_coverage`. MNIST features and
 logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
 
 Precision: inputs are checked on the host and converted to float64; the jitted kernels run inside
@@ -32,6 +32,7 @@ from gendl_jax.metrics.likelihood import (
     parzen_log_likelihood,
     select_parzen_bandwidth,
 )
+from gendl_jax.metrics.reconstruction import latent_reconstruction
 from gendl_jax.metrics.mode_coverage import mode_coverage, mode_histogram
 from gendl_jax.metrics.pairwise import (
     density_coverage,
@@ -59,6 +60,7 @@ __all__ = [
     "kid_subset_indices",
     "kmeans",
     "kth_neighbour_distances",
+    "latent_reconstruction",
     "mass_coverage",
     "mean_prediction",
     "mmd",
