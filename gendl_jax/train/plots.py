@@ -37,10 +37,14 @@ def scatter_with_modes(samples, modes, path: str | pathlib.Path, *, title: str =
         plt.close(fig)
 
 
-def image_grid(images, path: str | pathlib.Path, *, value_range=(-1.0, 1.0), title: str = "") -> None:
-    """Saves (n, H, W, C) images as a square-ish grid PNG; pixel values are mapped from ``value_range``."""
+def image_grid(images, path: str | pathlib.Path, *, value_range=(-1.0, 1.0), title: str = "",
+               ncols: int | None = None) -> None:
+    """Saves (n, H, W, C) images as a grid PNG, ``ncols`` per row (default: square-ish); pixel values are
+    mapped from ``value_range``."""
     images = np.asarray(images)
-    cols = max(1, int(np.ceil(np.sqrt(len(images))))) if images.ndim else 1
+    if ncols is not None and (isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1):
+        raise ValueError(f"ncols must be an int >= 1 or None, got {ncols!r}")
+    cols = ncols or (max(1, int(np.ceil(np.sqrt(len(images))))) if images.ndim else 1)
     # Values outside the range are shown saturated; the arrays written to .npy are never altered.
     grid = image_grid_array(images, value_range, ncols=cols)
     n, h, w, c = images.shape

@@ -363,3 +363,12 @@ def test_plots_image_grid_uses_the_shared_grid(tmp_path):
     assert Image.open(tmp_path / "grid.png").size[0] > 0
     with pytest.raises(ValueError, match="images must have shape"):
         plots.image_grid(batch[0], tmp_path / "bad.png")
+    # ncols: 10 images in one row make a wide picture, in one column a tall one.
+    plots.image_grid(batch, tmp_path / "row.png", value_range=(0.0, 1.0), ncols=10)
+    plots.image_grid(batch, tmp_path / "column.png", value_range=(0.0, 1.0), ncols=1)
+    width, height = Image.open(tmp_path / "row.png").size
+    assert width > 3 * height
+    width, height = Image.open(tmp_path / "column.png").size
+    assert height > 3 * width
+    with pytest.raises(ValueError, match="ncols must be an int >= 1 or None"):
+        plots.image_grid(batch, tmp_path / "bad.png", ncols=0)
