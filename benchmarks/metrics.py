@@ -10,9 +10,17 @@ Cases (each: warm-up, ``block_until_ready``, compile time reported apart, median
   (3) precision/recall (k=3) and density/coverage (k=5), 10,000 x 10,000, d = 128, vs the prdc
       algorithm in float64 numpy (scikit-learn ``pairwise_distances`` full matrices + ``np.partition``);
   (4) MNIST feature extraction (shipped LeNet, batch 500, 10,000 test images): images/s vs PyTorch
-      eager with the same weights (if torch is importable).
+      eager with the same weights (if torch is importable);
+  (5) k-means, the bins of NDB: ``gendl_jax.metrics.kmeans`` (k-means++ then Lloyd to a fixed point, jit) vs
+      scikit-learn's ``KMeans(init="k-means++", n_init=1, algorithm="lloyd")``, 10,000 x 128, K = 100, with
+      the inertia of each;
+  (6) m-IS of 10,000 x 10 probabilities: the O(N C) sums of ``modified_inception_score`` vs the pairwise KL
+      matrices of each class in float64 numpy;
+  (7) latent recovery, min_z |G(z) - x|^2 for 256 targets x 4 restarts, 200 Adam steps through a DCGAN
+      generator (base 64, random weights, inference mode): ``latent_reconstruction`` (one jitted scan) vs
+      the same loop in PyTorch eager on the same architecture (if torch is importable; times only).
 
-    python benchmarks/metrics.py [--repeats 3] [--skip-sqrtm] [--only fid kid prdc features]
+    python benchmarks/metrics.py [--repeats 3] [--skip-sqrtm] [--only fid kid prdc features kmeans mis latent]
 
 Writes ``benchmarks/results/metrics.json``.
 """
@@ -180,16 +188,110 @@ def bench_features(repeats: int, data_dir=None) -> dict:
     return row
 
 
+def bench_kmeans(repeats: int, n: int = 10000, d: int = 128, k: int = 100) -> dict:
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(n, d)) + 3.0 * rng.normal(size=(20, d))[rng.integers(0, 20, n)]  # 20 blobs
+    key = jax.random.PRNGKey(0)
+    ours = _timed(lambda: metrics.kmeans(x, k, key=key), repeats)
+    ref = _timed(lambda: KMeans(k, init="k-means++", n_init=1, algorithm="lloyd", random_state=0).fit(x), repeats,
+                 warmup=False)
+    import sklearn
+
+    return {"case": f"k-means (NDB bins) {n} x {d}, K={k}", "ours": "kmeans (k-means++, Lloyd to a fixed point, jit)",
+            "ours_median_s": ours["median_s"], "ours_compile_s": ours["compile_s"],
+            "ours_inertia": ours["out"]["inertia"], "ours_iterations": ours["out"]["iterations"],
+            "reference": f"scikit-learn {sklearn.__version__} KMeans(n_init=1, lloyd)",
+            "reference_median_s": ref["median_s"], "reference_inertia": float(ref["out"].inertia_),
+            "reference_iterations": int(ref["out"].n_iter_), "speedup": ref["median_s"] / ours["median_s"]}
+
+
+def _mis_numpy(probs):
+    labels, logs, kls = probs.argmax(1), np.log(probs), []
+    for c in range(probs.shape[1]):
+        p, lp = probs[labels == c], logs[labels == c]
+        if len(p) < 2:
+            continue
+        pair = np.sum(p * lp, 1)[:, None] - p @ lp.T  # KL(p_i || p_j), (n_c, n_c)
+        kls.append(pair.sum(1) / (len(p) - 1))  # the diagonal is 0
+    return float(np.exp(np.concatenate(kls).mean()))
+
+
+def bench_mis(repeats: int, n: int = 10000, c: int = 10) -> dict:
+    rng = np.random.default_rng(5)
+    logits = 4.0 * rng.normal(size=(n, c))
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    ours = _timed(lambda: metrics.modified_inception_score(probs)["score"], repeats)
+    ref = _timed(lambda: _mis_numpy(probs), repeats, warmup=False)
+    return {"case": f"m-IS, {n} x {c} probabilities", "ours": "modified_inception_score (O(N C) sums, float64, jit)",
+            "ours_median_s": ours["median_s"], "ours_compile_s": ours["compile_s"], "ours_value": ours["out"],
+            "reference": "numpy float64, pairwise KL matrix per class", "reference_median_s": ref["median_s"],
+            "reference_value": ref["out"], "speedup": ref["median_s"] / ours["median_s"],
+            "relative_difference": abs(ours["out"] - ref["out"]) / ref["out"]}
+
+
+def bench_latent(repeats: int, n: int = 256, restarts: int = 4, steps: int = 200) -> dict:
+    from gendl_jax.objectives import adversarial, gan
+
+    config = gan.GANConfig(model="dcgan", base_features=64)
+    state = gan.init(jax.random.PRNGKey(0), config, {"x": jnp.zeros((1, 2, 28, 28, 1))})
+    targets = np.random.default_rng(6).uniform(-1, 1, size=(n, 28, 28, 1)).astype(np.float32)
+
+    def generate(z):
+        return adversarial.generate(state, z)
+
+    dim = adversarial.latent_dim(config, (28, 28, 1))
+    run = lambda: metrics.latent_reconstruction(generate, targets, key=jax.random.PRNGKey(1),  # noqa: E731
+                                                latent_dim=dim, n_steps=steps, n_restarts=restarts)["mean_error"]
+    ours = _timed(run, repeats)
+    row = {"case": f"latent recovery, {n} targets x {restarts} restarts, {steps} Adam steps, DCGAN G base 64",
+           "ours": "latent_reconstruction (jitted scan, float32)", "ours_median_s": ours["median_s"],
+           "ours_compile_s": ours["compile_s"]}
+    try:
+        import torch
+    except ImportError:
+        return row
+    import torch_reference
+
+    gen, _, _ = torch_reference._dcgan_pair(config, batch_norm_in_d=True)
+    gen.eval()
+    for p in gen.parameters():
+        p.requires_grad_(False)
+    x = torch.from_numpy(np.ascontiguousarray(targets.transpose(0, 3, 1, 2))).repeat(restarts, 1, 1, 1)
+
+    def torch_search():
+        z = torch.randn(restarts * n, dim, requires_grad=True)
+        opt = torch.optim.Adam([z], lr=0.05)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = ((gen(z) - x) ** 2).sum()
+            loss.backward()
+            opt.step()
+            sched.step()
+        return float(loss.detach())
+
+    ref = _timed(torch_search, repeats)
+    row.update({"reference": f"PyTorch {torch.__version__} eager, same architecture and loop "
+                             f"({torch.get_num_threads()} threads)",
+                "reference_median_s": ref["median_s"], "speedup": ref["median_s"] / ours["median_s"]})
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sqrtm", action="store_true", help="do not time scipy.linalg.sqrtm (about 20 s a call)")
-    parser.add_argument("--only", nargs="*", default=["fid", "kid", "prdc", "features"])
+    parser.add_argument("--only", nargs="*", default=["fid", "kid", "prdc", "features", "kmeans", "mis", "latent"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "metrics.json")
     args = parser.parse_args()
     cases = {"fid": lambda: bench_fid_trace(args.repeats, args.skip_sqrtm), "kid": lambda: bench_kid(args.repeats),
-             "prdc": lambda: bench_prdc(args.repeats), "features": lambda: bench_features(args.repeats, args.data_dir)}
+             "prdc": lambda: bench_prdc(args.repeats), "features": lambda: bench_features(args.repeats, args.data_dir),
+             "kmeans": lambda: bench_kmeans(args.repeats), "mis": lambda: bench_mis(args.repeats),
+             "latent": lambda: bench_latent(args.repeats)}
     # Rows already in --out for cases not re-run are kept (each case can be run on its own).
     previous = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
     rows = [r for r in previous if r.get("key") not in args.only]
