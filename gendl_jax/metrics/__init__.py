@@ -6,7 +6,8 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
 :func:`kmeans`); learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
-memorisation: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2); toy mixtures: :func:`mode_coverage`. MNIST features and
+memorisation: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2); toy mixtures: :func:`mode_coverage`; image quality: :func:`ssim`, :func:`psnr` and
+:func:`ssim_diversity` (mean SSIM of sample pairs). MNIST features and
 logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
 
 Precision: inputs are checked on the host and converted to float64; the jitted kernels run inside
@@ -17,6 +18,7 @@ blocks of ``block_size`` rows and columns.
 from gendl_jax.metrics.bins import kmeans, ndb
 from gendl_jax.metrics.classifier import MNIST_CLASSIFIER_CONFIG, MnistClassifier, mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
+from gendl_jax.metrics.image_quality import psnr, ssim, ssim_diversity
 from gendl_jax.metrics.inception import (
     am_score,
     inception_score,
@@ -77,7 +79,10 @@ __all__ = [
     "parzen_log_likelihood",
     "per_class_fid",
     "precision_recall",
+    "psnr",
     "prepare_images",
     "select_parzen_bandwidth",
+    "ssim",
+    "ssim_diversity",
     "trace_sqrt_product",
 ]

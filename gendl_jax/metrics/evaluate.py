@@ -3,7 +3,8 @@
 * Image runs on MNIST (28x28x1): with the shipped LeNet (:func:`mnist_classifier`), the Inception
   Score of the samples (and of as many MNIST test images, for reference), its variants m-IS (by predicted
   class), MODE score and AM score (their p*(y): the LeNet's mean prediction on the real images), NDB (K-means bins
-  of the real features, :func:`ndb_bins` of them), the coverage metric C (KDE of the sample features), FID and
+  of the real features, :func:`ndb_bins` of them), the coverage metric C (KDE of the sample features), the SSIM
+  diversity within predicted classes of the samples and of the real images (:func:`ssim_diversity_entries`), FID and
   KID against the
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
@@ -26,6 +27,7 @@ from gendl_jax import data as gdata
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.bins import ndb
 from gendl_jax.metrics.fid import fid
+from gendl_jax.metrics.image_quality import ssim_diversity
 from gendl_jax.metrics.inception import (
     am_score,
     inception_score,
@@ -83,6 +85,8 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "nn_two_sample": nn_two_sample(real_feat, fake_feat)["accuracy"],
         **ndb_measures(real_feat, fake_feat, key),
         "mass_coverage": mass_coverage(real_feat, fake_feat)["coverage"],
+        "ssim_diversity": ssim_diversity_entries(fake_images, fake_logits, value_range),
+        "ssim_diversity_real": ssim_diversity_entries(real_images, real_logits, (-1.0, 1.0)),
         "predicted_class_histogram": np.bincount(np.argmax(fake_logits, 1), minlength=10).tolist(),
     }
     if train_images is not None:
@@ -103,6 +107,13 @@ def ndb_measures(real_feat, fake_feat, key) -> dict:
     bins = ndb_bins(len(real_feat))
     out = ndb(real_feat, fake_feat, key=jax.random.fold_in(key, 1), n_bins=bins)
     return {"ndb_fraction": out["ndb_fraction"], "ndb_js": out["js_divergence"], "ndb_bins": bins}
+
+
+def ssim_diversity_entries(images, logits, value_range=(-1.0, 1.0), n_pairs: int = 100) -> float:
+    """Mean SSIM of ``n_pairs`` random pairs within each predicted class (argmax of ``logits``), images mapped
+    to [-1, 1] (data range 2); lower is more diverse."""
+    x = prepare_images(images, value_range)
+    return ssim_diversity(x, data_range=2.0, labels=np.argmax(np.asarray(logits), axis=1), n_pairs=n_pairs)["mean"]
 
 
 def toy_measures(samples, distribution, *, seed: int = 0) -> dict:

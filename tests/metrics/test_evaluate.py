@@ -55,6 +55,7 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
         mode_score,
         modified_inception_score,
         ndb,
+        ssim_diversity,
     )
 
     run = tmp_path / "mnist"
@@ -82,6 +83,8 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     assert result["ndb_bins"] == 6 and result["ndb_fraction"] == bins["ndb_fraction"]
     assert result["ndb_js"] == pytest.approx(bins["js_divergence"], rel=1e-12)
     assert result["mass_coverage"] == mass_coverage(real_feats, feats)["coverage"]
+    want = ssim_diversity(samples, data_range=2.0, labels=np.argmax(logits, 1), n_pairs=100)["mean"]
+    assert result["ssim_diversity"] == pytest.approx(want, rel=1e-12)
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
         assert np.isfinite(result[name])
     assert (run / "nearest_neighbours.png").stat().st_size > 1000
