@@ -9,7 +9,8 @@ against the test digits of class k, in the LeNet's 128-d features), and the IS v
 score (p*(y): the LeNet's mean prediction on MNIST test, as ``gendl eval`` uses), and NDB against MNIST test
 (:func:`gendl_jax.metrics.evaluate.ndb_measures`: 100 k-means bins of the test features) with, as its floor, 10,000
 random MNIST train images scored the same way; the coverage metric C (:func:`gendl_jax.metrics.mass_coverage`) of
-MNIST test under each sample set's KDE, with the same floor.
+MNIST test under each sample set's KDE, with the same floor; the SSIM diversity (mean SSIM of 100 random
+pairs within each predicted class).
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/diagnose_samples.py \\
         experiments/results/mnist_gans_h200/samples_dcgan-wide.npz \\
@@ -37,7 +38,7 @@ from gendl_jax.metrics import (
     modified_inception_score,
     per_class_fid,
 )
-from gendl_jax.metrics.evaluate import ndb_measures
+from gendl_jax.metrics.evaluate import ndb_measures, ssim_diversity_entries
 
 
 def diagnose(logits, features, test_logits, test_features, test_labels, threshold: float) -> dict:
@@ -68,6 +69,7 @@ def main(args) -> None:
     _, train_features = classifier.logits_and_features(train.images[floor_idx], value_range=(0, 255))
     rows["MNIST test"]["ndb_floor_train_vs_test"] = ndb_measures(test_features, train_features, jax.random.PRNGKey(0))
     rows["MNIST test"]["mass_coverage_floor_train"] = mass_coverage(test_features, train_features)["coverage"]
+    rows["MNIST test"]["ssim_diversity"] = ssim_diversity_entries(test.images, test_logits)
     for path in args.samples:
         with np.load(path) as f:
             if "images" not in f:
@@ -77,6 +79,7 @@ def main(args) -> None:
         rows[str(path)] = diagnose(logits, features, test_logits, test_features, test.labels, args.threshold)
         rows[str(path)]["ndb_vs_test"] = ndb_measures(test_features, features, jax.random.PRNGKey(0))
         rows[str(path)]["mass_coverage_of_test"] = mass_coverage(test_features, features)["coverage"]
+        rows[str(path)]["ssim_diversity"] = ssim_diversity_entries(images, logits)
     for name, row in rows.items():
         q = row["top_probability_quantiles"]
         print(f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
@@ -88,7 +91,8 @@ def main(args) -> None:
               + " ".join(f"{v:.1f}" for v in row["per_class_fid"])
               + "".join(f"; {k} {v['ndb_fraction']:.2f} (JS {v['ndb_js']:.4f})" for k, v in row.items()
                         if k.startswith("ndb"))
-              + "".join(f"; {k} {v:.4f}" for k, v in row.items() if k.startswith("mass_coverage")), flush=True)
+              + "".join(f"; {k} {v:.4f}" for k, v in row.items() if k.startswith(("mass_coverage", "ssim"))),
+              flush=True)
     if args.out:
         command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (
             f" --threshold {args.threshold} --out {args.out}")

@@ -10,7 +10,8 @@ are scored like IS (whole set): m-IS by predicted class, and the MODE and AM sco
 LeNet's mean prediction on the reference set (MODE down, AM up for a worse set; m-IS measures diversity
 within a class and has no "right way" for these degradations). NDB (bins: k-means of the reference
 features) should rise, the coverage metric C (the share of the reference set where a KDE of the set's
-features puts 95% of its mass) fall.
+features puts 95% of its mass) fall. The mean SSIM of 100 random pairs within each predicted class (whole set)
+measures diversity, not quality.
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/real_data_baselines.py
 
@@ -34,14 +35,16 @@ from scipy.ndimage import gaussian_filter  # noqa: E402
 
 from gendl_jax import metrics  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics.evaluate import ndb_bins, ndb_measures  # noqa: E402
+from gendl_jax.metrics.evaluate import ndb_bins, ndb_measures, ssim_diversity_entries  # noqa: E402
 
 MEASURES = ("inception_score", "modified_inception_score", "mode_score", "am_score", "fid", "kid", "precision",
-            "recall", "density", "coverage", "nn_two_sample", "ndb_fraction", "mass_coverage")
+            "recall", "density", "coverage", "nn_two_sample", "ndb_fraction", "mass_coverage", "ssim_diversity")
 HIGHER_IS_BETTER = {"inception_score": True, "modified_inception_score": None, "mode_score": True, "am_score": False,
                     "fid": False, "kid": False, "precision": True, "recall": True, "density": True, "coverage": True,
-                    "nn_two_sample": False, "ndb_fraction": False, "mass_coverage": True}
-"""None: no better direction (m-IS rises with within-class diversity and with unconfident predictions alike)."""
+                    "nn_two_sample": False, "ndb_fraction": False, "mass_coverage": True,
+                    "ssim_diversity": None}
+"""None: no better direction (m-IS rises with within-class diversity and with unconfident predictions alike; the
+SSIM of pairs within a class falls with diversity and with pixel noise alike)."""
 
 
 def degraded_sets(test_images: np.ndarray, test_labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
@@ -76,6 +79,7 @@ def score(net, name, images, ref_feat, ref_labels, key, n_eval: int, seed: int) 
            "nn_two_sample": metrics.nn_two_sample(ref_feat, feat)["accuracy"],
            **ndb_measures(ref_feat, feat, key),
            "mass_coverage": metrics.mass_coverage(ref_feat, feat)["coverage"],
+           "ssim_diversity": ssim_diversity_entries(images, logits),
            "classifier_entropy_nats": float(np.mean(-np.sum(_softmax(logits) * _log_softmax(logits), 1)))}
     row["seconds"] = time.perf_counter() - t0
     return row
@@ -143,6 +147,7 @@ def main(args) -> None:
                      "kid": "100 subsets of 1000, cubic kernel", "precision_recall_k": 3, "density_coverage_k": 5,
                      "nn_two_sample": "leave-one-out 1-NN accuracy (0.5 ideal)",
                      "ndb": f"{ndb_bins(args.n_ref)} k-means bins of the reference features, z-tests at level 0.05",
+                     "ssim_diversity": "whole set, 100 random pairs per predicted class, SSIM 11x11 Gaussian window",
                      "mass_coverage": "reference share where the set's KDE (fit on half, t from the other half, "
                                       "bandwidth by held-out likelihood) holds 95% of its mass",
                      "features": "shipped LeNet penultimate layer (128-d)"},
