@@ -6,7 +6,8 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
 :func:`kmeans`); learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
-memorisation: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2); toy mixtures: :func:`mode_coverage`; image quality: :func:`ssim`, :func:`psnr` and
+memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
+:func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; image quality: :func:`ssim`, :func:`psnr` and
 :func:`ssim_diversity` (mean SSIM of sample pairs). MNIST features and
 logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
 
@@ -37,6 +38,8 @@ from gendl_jax.metrics.likelihood import (
 from gendl_jax.metrics.reconstruction import latent_reconstruction
 from gendl_jax.metrics.mode_coverage import mode_coverage, mode_histogram
 from gendl_jax.metrics.pairwise import (
+    birthday_duplicates,
+    birthday_support_size,
     density_coverage,
     kth_neighbour_distances,
     nearest_neighbour_picture,
@@ -50,6 +53,8 @@ __all__ = [
     "MNIST_CLASSIFIER_CONFIG",
     "MnistClassifier",
     "am_score",
+    "birthday_duplicates",
+    "birthday_support_size",
     "classifier_two_sample",
     "critic_wasserstein",
     "density_coverage",

@@ -13,6 +13,10 @@
   below 0.5 means fake samples copy real ones.
 * :func:`nearest_neighbours`: the k nearest training samples of each generated sample
   (memorisation check) and :func:`nearest_neighbour_picture`.
+* :func:`birthday_duplicates` (Arora & Zhang 2017, the birthday paradox test): the probability that a
+  random batch of s samples holds a near-duplicate pair (distance <= threshold). A distribution
+  with support N gives a duplicate with probability about 1/2 at s ~ sqrt(N), so the smallest such
+  s bounds the support size by about s^2 (:func:`birthday_support_size`).
 
 All distances are Euclidean, computed in float64 as ``|a|^2 + |b|^2 - 2 a.b`` (floored at 0) over
 blocks of ``block_size`` rows and columns (memory O(block_size^2 + n k)). Balls are closed
@@ -245,3 +249,68 @@ def nearest_neighbour_picture(fake_images, train_images, indices, path, *, value
     fig.tight_layout()
     fig.savefig(pathlib.Path(path))
     plt.close(fig)
+
+
+@functools.partial(jax.jit, static_argnames=("block",))
+def _closest_pair_sq(batch: jax.Array, block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Squared distance of the closest pair of distinct rows of ``batch`` (s, d), and its two row indices."""
+    d2, idx = _knn_sq(batch, batch, 1, True, block)
+    i = jnp.argmin(d2[:, 0])
+    return d2[i, 0], i, idx[i, 0]
+
+
+def _check_threshold(threshold) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
+            np.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold must be a finite distance >= 0, got {threshold!r}")
+    return float(threshold)
+
+
+@x64
+def birthday_duplicates(samples, batch_size: int, *, threshold: float, n_batches: int = 100, seed: int = 0,
+                        block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+    """Birthday paradox test (Arora & Zhang 2017): how often a random batch holds a near-duplicate pair.
+
+    Each of ``n_batches`` batches is ``batch_size`` rows of ``samples`` (n, ...) drawn without replacement
+    (``default_rng(seed)``); samples of any shape are flattened. A batch "has a duplicate" when its closest
+    pair of distinct rows is within ``threshold`` (Euclidean). Arora & Zhang inspect the closest pairs by
+    eye; here the threshold decides, so calibrate it on real data (e.g. a low quantile of the
+    nearest-neighbour distances of real samples, :func:`kth_neighbour_distances`).
+
+    Returns a dict: ``duplicate_probability`` (share of batches with a duplicate), ``closest_distances``
+    (n_batches,), ``closest_pairs`` ((n_batches, 2) indices into ``samples``), ``batch_size``, ``n_batches``.
+    """
+    x = as_samples(_flatten(samples, "samples"), "samples", min_n=2)
+    batch_size = positive_int(batch_size, "batch_size", minimum=2)
+    if batch_size > len(x):
+        raise ValueError(f"batch_size={batch_size} exceeds the {len(x)} samples")
+    threshold = _check_threshold(threshold)
+    n_batches = positive_int(n_batches, "n_batches")
+    block = _block(block_size)
+    rng = np.random.default_rng(seed)
+    dists, pairs = np.empty(n_batches), np.empty((n_batches, 2), np.int64)
+    for b in range(n_batches):
+        rows = rng.choice(len(x), batch_size, replace=False)
+        d2, i, j = _closest_pair_sq(jnp.asarray(x[rows]), block)
+        dists[b], pairs[b] = np.sqrt(float(d2)), (rows[int(i)], rows[int(j)])
+    return {"duplicate_probability": float(np.mean(dists <= threshold)), "closest_distances": dists,
+            "closest_pairs": pairs, "batch_size": batch_size, "n_batches": n_batches}
+
+
+def birthday_support_size(samples, batch_sizes, *, threshold: float, n_batches: int = 100, seed: int = 0,
+                          block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+    """The birthday paradox test over increasing ``batch_sizes``: the smallest s whose duplicate probability
+    is >= 1/2, and s^2, Arora & Zhang's estimate of the support size (about 1.39 N for a uniform
+    distribution on N points, since the probability reaches 1/2 at s ~ sqrt(2 ln 2 N)).
+
+    Returns a dict: ``probabilities`` ({s: probability}), ``batch_size_at_half`` (None if no s reaches 1/2:
+    the support is larger than the largest s^2 tried) and ``support_size`` (s^2 or None).
+    """
+    sizes = sorted({positive_int(s, "batch_sizes entries", minimum=2) for s in batch_sizes})
+    if not sizes:
+        raise ValueError("batch_sizes must hold at least one size")
+    probs = {s: birthday_duplicates(samples, s, threshold=threshold, n_batches=n_batches, seed=seed,
+                                    block_size=block_size)["duplicate_probability"] for s in sizes}
+    at_half = next((s for s in sizes if probs[s] >= 0.5), None)
+    return {"probabilities": probs, "batch_size_at_half": at_half,
+            "support_size": None if at_half is None else at_half**2}
