@@ -10,7 +10,9 @@ score (p*(y): the LeNet's mean prediction on MNIST test, as ``gendl eval`` uses)
 (:func:`gendl_jax.metrics.evaluate.ndb_measures`: 100 k-means bins of the test features) with, as its floor, 10,000
 random MNIST train images scored the same way; the coverage metric C (:func:`gendl_jax.metrics.mass_coverage`) of
 MNIST test under each sample set's KDE, with the same floor; the SSIM diversity (mean SSIM of 100 random
-pairs within each predicted class).
+pairs within each predicted class); the birthday paradox test (Arora & Zhang 2017) in the LeNet features: the
+probability that a batch of s samples holds a pair closer than the 1% quantile of the nearest-neighbour distances
+among the 10,000 train images, for s = 100 ... 1,600 (the train images themselves are a row too).
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/diagnose_samples.py \\
         experiments/results/mnist_gans_h200/samples_dcgan-wide.npz \\
@@ -30,7 +32,9 @@ import jax
 from gendl_jax.data import load_dataset
 from gendl_jax.metrics import (
     am_score,
+    birthday_support_size,
     inception_score_breakdown,
+    kth_neighbour_distances,
     mass_coverage,
     mean_prediction,
     mnist_classifier,
@@ -39,6 +43,9 @@ from gendl_jax.metrics import (
     per_class_fid,
 )
 from gendl_jax.metrics.evaluate import ndb_measures, ssim_diversity_entries
+
+
+BIRTHDAY_SIZES = (100, 200, 400, 800, 1600)
 
 
 def diagnose(logits, features, test_logits, test_features, test_labels, threshold: float) -> dict:
@@ -70,6 +77,13 @@ def main(args) -> None:
     rows["MNIST test"]["ndb_floor_train_vs_test"] = ndb_measures(test_features, train_features, jax.random.PRNGKey(0))
     rows["MNIST test"]["mass_coverage_floor_train"] = mass_coverage(test_features, train_features)["coverage"]
     rows["MNIST test"]["ssim_diversity"] = ssim_diversity_entries(test.images, test_logits)
+    threshold = float(np.quantile(kth_neighbour_distances(train_features, 1), 0.01))
+
+    def birthday(features) -> dict:
+        return {"threshold": threshold, **birthday_support_size(features, BIRTHDAY_SIZES, threshold=threshold)}
+
+    rows["MNIST test"]["birthday"] = birthday(test_features)
+    rows["MNIST test"]["birthday_train_10000"] = birthday(train_features)
     for path in args.samples:
         with np.load(path) as f:
             if "images" not in f:
@@ -80,6 +94,7 @@ def main(args) -> None:
         rows[str(path)]["ndb_vs_test"] = ndb_measures(test_features, features, jax.random.PRNGKey(0))
         rows[str(path)]["mass_coverage_of_test"] = mass_coverage(test_features, features)["coverage"]
         rows[str(path)]["ssim_diversity"] = ssim_diversity_entries(images, logits)
+        rows[str(path)]["birthday"] = birthday(features)
     for name, row in rows.items():
         q = row["top_probability_quantiles"]
         print(f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
@@ -91,8 +106,9 @@ def main(args) -> None:
               + " ".join(f"{v:.1f}" for v in row["per_class_fid"])
               + "".join(f"; {k} {v['ndb_fraction']:.2f} (JS {v['ndb_js']:.4f})" for k, v in row.items()
                         if k.startswith("ndb"))
-              + "".join(f"; {k} {v:.4f}" for k, v in row.items() if k.startswith(("mass_coverage", "ssim"))),
-              flush=True)
+              + "".join(f"; {k} {v:.4f}" for k, v in row.items() if k.startswith(("mass_coverage", "ssim")))
+              + "".join(f"; {k} P(duplicate) " + " ".join(f"{s}: {p:.2f}" for s, p in v["probabilities"].items())
+                        for k, v in row.items() if k.startswith("birthday")), flush=True)
     if args.out:
         command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (
             f" --threshold {args.threshold} --out {args.out}")
