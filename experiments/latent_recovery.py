@@ -44,7 +44,8 @@ def recover(generate, latent_dim: int, targets: np.ndarray, key, args) -> dict:
 def summary(out: dict, n_pixels: int) -> dict:
     e = out["errors"]
     return {"mean_error": float(e.mean()), "median_error": float(np.median(e)),
-            "rms_pixel_error": float(np.sqrt(e.mean() / n_pixels)), "mean_latent_norm": float(out["latent_norms"].mean()),
+            "rms_pixel_error": float(np.sqrt(e.mean() / n_pixels)),
+            "mean_latent_norm": float(out["latent_norms"].mean()),
             "seconds": out["seconds"]}
 
 
@@ -77,8 +78,8 @@ def main(args) -> None:
         print(json.dumps({"set": name, **rows[name]}), flush=True)
     train_e, test_e = results["MNIST train"]["errors"], results["MNIST test"]["errors"]
     record = {
-        "command": (f"python experiments/latent_recovery.py {args.run} --n {args.n} --steps {args.steps} --lr {args.lr} "
-                    f"--restarts {args.restarts} --seed {args.seed} --out {args.out}"),
+        "command": (f"python experiments/latent_recovery.py {args.run} --n {args.n} --steps {args.steps} "
+                    f"--lr {args.lr} --restarts {args.restarts} --seed {args.seed} --out {args.out}"),
         "run": str(args.run), "objective": objective.name, "device": jax.devices()[0].device_kind,
         "rows": rows,
         "test_over_train_mean_error": float(test_e.mean() / train_e.mean()),
