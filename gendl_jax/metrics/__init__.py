@@ -5,7 +5,7 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`mode_score`, :func:`am_score`, with :func:`mean_prediction` for their p*), :func:`mmd`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
 :func:`kmeans`); learned:
-:func:`classifier_two_sample`, :func:`critic_wasserstein`; likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
+:func:`classifier_two_sample`, :func:`critic_wasserstein`, :func:`generative_adversarial_metric` (two GANs battle); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
 :func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; image quality: :func:`ssim`, :func:`psnr` and
 :func:`ssim_diversity` (mean SSIM of sample pairs). MNIST features and
@@ -16,6 +16,7 @@ Precision: inputs are checked on the host and converted to float64; the jitted k
 blocks of ``block_size`` rows and columns.
 """
 
+from gendl_jax.metrics.battle import generative_adversarial_metric
 from gendl_jax.metrics.bins import kmeans, ndb
 from gendl_jax.metrics.classifier import MNIST_CLASSIFIER_CONFIG, MnistClassifier, mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
@@ -61,6 +62,7 @@ __all__ = [
     "feature_statistics",
     "fid",
     "frechet_distance",
+    "generative_adversarial_metric",
     "inception_score",
     "inception_score_breakdown",
     "kid",
