@@ -42,7 +42,7 @@ from gendl_jax.metrics import (
     modified_inception_score,
     per_class_fid,
 )
-from gendl_jax.metrics.evaluate import ndb_measures, ssim_diversity_entries
+from gendl_jax.metrics.evaluate import ndb_measures, within_class_ssim
 
 
 BIRTHDAY_SIZES = (100, 200, 400, 800, 1600)
@@ -76,7 +76,7 @@ def main(args) -> None:
     _, train_features = classifier.logits_and_features(train.images[floor_idx], value_range=(0, 255))
     rows["MNIST test"]["ndb_floor_train_vs_test"] = ndb_measures(test_features, train_features, jax.random.PRNGKey(0))
     rows["MNIST test"]["mass_coverage_floor_train"] = mass_coverage(test_features, train_features)["coverage"]
-    rows["MNIST test"]["ssim_diversity"] = ssim_diversity_entries(test.images, test_logits)
+    rows["MNIST test"]["ssim_diversity"] = within_class_ssim(test.images, test_logits)
     threshold = float(np.quantile(kth_neighbour_distances(train_features, 1), 0.01))
 
     def birthday(features) -> dict:
@@ -93,7 +93,7 @@ def main(args) -> None:
         rows[str(path)] = diagnose(logits, features, test_logits, test_features, test.labels, args.threshold)
         rows[str(path)]["ndb_vs_test"] = ndb_measures(test_features, features, jax.random.PRNGKey(0))
         rows[str(path)]["mass_coverage_of_test"] = mass_coverage(test_features, features)["coverage"]
-        rows[str(path)]["ssim_diversity"] = ssim_diversity_entries(images, logits)
+        rows[str(path)]["ssim_diversity"] = within_class_ssim(images, logits)
         rows[str(path)]["birthday"] = birthday(features)
     for name, row in rows.items():
         q = row["top_probability_quantiles"]

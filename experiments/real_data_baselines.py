@@ -35,7 +35,7 @@ from scipy.ndimage import gaussian_filter  # noqa: E402
 
 from gendl_jax import metrics  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics.evaluate import ndb_bins, ndb_measures, ssim_diversity_entries  # noqa: E402
+from gendl_jax.metrics.evaluate import ndb_bins, ndb_measures, within_class_ssim  # noqa: E402
 
 MEASURES = ("inception_score", "modified_inception_score", "mode_score", "am_score", "fid", "kid", "precision",
             "recall", "density", "coverage", "nn_two_sample", "ndb_fraction", "mass_coverage", "ssim_diversity")
@@ -79,7 +79,7 @@ def score(net, name, images, ref_feat, ref_labels, key, n_eval: int, seed: int) 
            "nn_two_sample": metrics.nn_two_sample(ref_feat, feat)["accuracy"],
            **ndb_measures(ref_feat, feat, key),
            "mass_coverage": metrics.mass_coverage(ref_feat, feat)["coverage"],
-           "ssim_diversity": ssim_diversity_entries(images, logits),
+           "ssim_diversity": within_class_ssim(images, logits),
            "classifier_entropy_nats": float(np.mean(-np.sum(_softmax(logits) * _log_softmax(logits), 1)))}
     row["seconds"] = time.perf_counter() - t0
     return row

@@ -1,11 +1,10 @@
 """Every applicable measure of a trained run (what ``gendl eval RUN_DIR`` writes into ``eval.json``).
 
 * Image runs on MNIST (28x28x1): with the shipped LeNet (:func:`mnist_classifier`), the Inception
-  Score of the samples (and of as many MNIST test images, for reference), its variants m-IS (by predicted
-  class), MODE score and AM score (their p*(y): the LeNet's mean prediction on the real images), NDB (K-means bins
-  of the real features, :func:`ndb_bins` of them), the coverage metric C (KDE of the sample features), the SSIM
-  diversity within predicted classes of the samples and of the real images (:func:`ssim_diversity_entries`), FID and
-  KID against the
+  Score of the samples (and of as many MNIST test images, for reference) and its variants m-IS (by
+  predicted class), MODE and AM score (p*(y): the LeNet's mean prediction on the real images); NDB
+  (:func:`ndb_measures`), the coverage metric C (a KDE of the sample features), the SSIM of pairs within
+  predicted classes (:func:`within_class_ssim`, samples and real images); FID and KID against the
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
   (``nearest_neighbours.png``) and their mean distance.
@@ -24,8 +23,8 @@ import jax
 import numpy as np
 
 from gendl_jax import data as gdata
-from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.bins import ndb
+from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import fid
 from gendl_jax.metrics.image_quality import ssim_diversity
 from gendl_jax.metrics.inception import (
@@ -45,6 +44,7 @@ from gendl_jax.metrics.pairwise import (
     nn_two_sample,
     precision_recall,
 )
+
 
 def ndb_bins(n_real: int) -> int:
     """K of the NDB measure against ``n_real`` real samples: about 50 real samples per bin, from 2 up to 100
@@ -77,7 +77,8 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "n_fake": len(fake_feat), "n_real": len(real_feat), "features": "mnist LeNet penultimate (128-d)",
         "inception_score": is_mean, "inception_score_std": is_std,
         "inception_score_real": real_is, "inception_score_real_std": real_is_std,
-        "modified_inception_score": modified_inception_score(fake_logits, from_logits=True)["score"],
+        "modified_inception_score": (modified_inception_score(fake_logits, from_logits=True)["score"]
+                                     if _has_class_pair(fake_logits) else None),
         "mode_score": mode_score(fake_logits, real_labels, from_logits=True),
         "am_score": am_score(fake_logits, real_labels, from_logits=True),
         "fid": fid(real_feat, fake_feat), "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
@@ -85,8 +86,8 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "nn_two_sample": nn_two_sample(real_feat, fake_feat)["accuracy"],
         **ndb_measures(real_feat, fake_feat, key),
         "mass_coverage": mass_coverage(real_feat, fake_feat)["coverage"],
-        "ssim_diversity": ssim_diversity_entries(fake_images, fake_logits, value_range),
-        "ssim_diversity_real": ssim_diversity_entries(real_images, real_logits, (-1.0, 1.0)),
+        "ssim_diversity": within_class_ssim(fake_images, fake_logits, value_range),
+        "ssim_diversity_real": within_class_ssim(real_images, real_logits, (-1.0, 1.0)),
         "predicted_class_histogram": np.bincount(np.argmax(fake_logits, 1), minlength=10).tolist(),
     }
     if train_images is not None:
@@ -109,9 +110,16 @@ def ndb_measures(real_feat, fake_feat, key) -> dict:
     return {"ndb_fraction": out["ndb_fraction"], "ndb_js": out["js_divergence"], "ndb_bins": bins}
 
 
-def ssim_diversity_entries(images, logits, value_range=(-1.0, 1.0), n_pairs: int = 100) -> float:
+def _has_class_pair(logits) -> bool:
+    """Whether some predicted class holds two samples (m-IS and the within-class SSIM need a pair)."""
+    return int(np.bincount(np.argmax(np.asarray(logits), axis=1)).max()) >= 2
+
+
+def within_class_ssim(images, logits, value_range=(-1.0, 1.0), n_pairs: int = 100) -> float | None:
     """Mean SSIM of ``n_pairs`` random pairs within each predicted class (argmax of ``logits``), images mapped
-    to [-1, 1] (data range 2); lower is more diverse."""
+    to [-1, 1] (data range 2); lower is more diverse. None when no class holds two images."""
+    if not _has_class_pair(logits):
+        return None
     x = prepare_images(images, value_range)
     return ssim_diversity(x, data_range=2.0, labels=np.argmax(np.asarray(logits), axis=1), n_pairs=n_pairs)["mean"]
 

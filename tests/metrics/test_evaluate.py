@@ -115,3 +115,21 @@ def test_eval_vae_run_maps_its_value_range(tmp_path, mnist_dir):
         from gendl_jax.metrics.evaluate import evaluate_run
 
         evaluate_run(ae_run, n=50)
+
+
+def test_image_measures_without_a_class_pair(mnist_dir):
+    """Eight samples of eight different digits: m-IS and the within-class SSIM need two samples of one predicted
+    class, so they are None; every other measure is still computed."""
+    from gendl_jax.data import load_dataset
+    from gendl_jax.metrics import mnist_classifier
+    from gendl_jax.metrics.evaluate import image_measures
+
+    test = load_dataset("mnist", split="test", data_dir=mnist_dir)
+    predicted = np.argmax(mnist_classifier().logits_and_features(test.images[:200])[0], axis=1)
+    one_per_class = [int(np.flatnonzero(predicted == c)[0]) for c in range(8)]
+    out = image_measures(test.images[one_per_class], test.images[200:500], key=jax.random.PRNGKey(0))
+    assert out["modified_inception_score"] is None and out["ssim_diversity"] is None
+    assert out["predicted_class_histogram"] == [1] * 8 + [0, 0]
+    for name in ("inception_score", "mode_score", "am_score", "ndb_fraction", "mass_coverage", "ssim_diversity_real",
+                 "precision", "kid"):
+        assert np.isfinite(out[name]), name
