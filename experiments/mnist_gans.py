@@ -9,6 +9,9 @@ real-data floor row scores ``--n-eval`` MNIST train images the same way.
     GENDL_DATA_DIR=/path/to/mnist python experiments/mnist_gans.py --steps 4000 --dcgan-fraction 0.05
     python experiments/mnist_gans.py --models dcgan --steps 1000    # a subset
 
+Class-conditional models (``cdcgan-*``) are sampled with uniform labels; their rows also give
+``label_accuracy``, the share of samples the LeNet reads as the digit they were drawn for.
+
 Writes ``mnist_gans.json``, ``samples_<model>.png``, ``nearest_<model>.png`` into ``--out``; run
 folders (checkpoints) go to ``--runs`` (not committed).
 """
@@ -21,11 +24,13 @@ import json
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gendl_jax.data import load_dataset
+from gendl_jax.metrics import mnist_classifier
 from gendl_jax.metrics.evaluate import image_measures
-from gendl_jax.objectives import gan, wgan
+from gendl_jax.objectives import adversarial, gan, wgan
 from gendl_jax.train import TrainConfig, load_run, plots, train_and_evaluate
 
 MLP = {"model": "mlp", "hidden": (512, 512), "d_activation": "leaky_relu"}
@@ -48,6 +53,8 @@ MODELS = {
                                                       discriminator_loss="hinge", generator_loss="hinge")),
     "dcgan-wide": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=1)),
     "dcgan-wide-d2": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=2)),
+    "cdcgan-deep": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=1, num_classes=10)),
+    "cdcgan-deepest-d": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1, num_classes=10)),
     "wgan-gp-dcgan": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999,
                                                    lr_decay_steps=-1)),
 }
@@ -66,6 +73,10 @@ to 0.5 (reached after 17 epochs);
 discriminator without BatchNorm, hinge losses for both networks, the same optimiser and schedule;
 ``dcgan-wide``: ``dcgan-deepest-d`` at twice the width (``base_features=128``, for an accelerator);
 ``dcgan-wide-d2``: the same with two stride-1 blocks in the discriminator;
+``cdcgan-deep`` and ``cdcgan-deepest-d``: ``dcgan-deep`` and ``dcgan-deepest-d`` made class-conditional
+(``num_classes=10``: the generator reads ``[z, one_hot(y)]``, the discriminator is a projection discriminator,
+Miyato & Koyama 2018), trained on MNIST's labels and sampled with uniform labels; they use the labels, the other
+models do not;
 ``wgan-gp-dcgan``: the same networks trained as WGAN-GP (Gulrajani et al.'s Adam(1e-4, 0.5, 0.9), 5 critic steps, lambda 10, critic
 without normalisation), with the same decay and average. Models with an average
 also get a ``<name>/raw`` row scored from the trained weights, the average's ablation."""
@@ -94,7 +105,7 @@ def model_steps(name: str, args) -> int:
     ``--dcgan-fraction`` for the DCGANs)."""
     if name in args.model_steps:
         return args.model_steps[name]
-    return max(1, int(args.steps * (args.dcgan_fraction if name.startswith("dcgan") else 1)))
+    return max(1, int(args.steps * (args.dcgan_fraction if "dcgan" in name.split("-")[0] else 1)))
 
 
 def model_config(name: str, args):
@@ -150,6 +161,14 @@ def main(args) -> None:
                              title=f"{row_name}, {summary['steps']} steps")
             row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
                                  picture_path=out / f"nearest_{file_name}.png")
+            if config.num_classes:  # how often the LeNet reads a conditional sample as the digit it was drawn for
+                labels = adversarial.sample_labels(state, jax.random.PRNGKey(args.seed + 7), args.n_eval)
+                row["label_accuracy"] = mnist_classifier().accuracy(samples, np.asarray(labels))
+                rows_of_digits = jnp.repeat(jnp.arange(config.num_classes, dtype=jnp.int32), 10)  # row c: digit c
+                by_class = sample(state, jax.random.PRNGKey(args.seed + 8), rows_of_digits.size, ema=ema,
+                                  labels=rows_of_digits)
+                plots.image_grid(np.asarray(by_class), out / f"samples_by_class_{file_name}.png", ncols=10,
+                                 title=f"{row_name}, {summary['steps']} steps; row c: label c")
             record["rows"][row_name] = {"model": row_name, "command": command, "objective": objective,
                                         "config": _jsonable(config),
                                         "steps": summary["steps"], "batch_size": args.batch_size, "seed": args.seed,
@@ -162,8 +181,6 @@ def main(args) -> None:
 
 def classifier_accuracy(test) -> float:
     """Test accuracy of the shipped MNIST classifier the measures use (identifies it in the results)."""
-    from gendl_jax.metrics import mnist_classifier
-
     return float(mnist_classifier().accuracy(test.images, test.labels))
 
 

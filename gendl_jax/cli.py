@@ -122,6 +122,9 @@ def sample(
     if guided and objective.name != "gan":
         raise ValueError(f"--drs-acceptance and --ddls-steps read the discriminator's logit as log p_data / p_g, "
                          f"which a {objective.name} critic is not; {run} is a {objective.name} run")
+    if guided and getattr(state.config, "num_classes", 0):
+        raise ValueError(f"--drs-acceptance and --ddls-steps are implemented for unconditional GANs; {run} is "
+                         f"class-conditional (num_classes={state.config.num_classes})")
     from gendl_jax import sampling
 
     sampling.check_sampler_options(truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,

@@ -503,6 +503,9 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
       ``calibration``. Not combined with DRS or truncation (its target fixes the latent prior). With a
       calibration on batch statistics, D normalises each batch of ``batch_size`` chains by its own
       statistics, which couples those chains slightly (the gradients also flow through the batch moments).
+
+    A class-conditional GAN (``config.num_classes > 0``) draws its labels uniformly
+    (:func:`~gendl_jax.objectives.adversarial.sample_labels`); DRS and DDLS are for unconditional GANs.
     """
     from gendl_jax.objectives import adversarial
 
@@ -512,6 +515,9 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
                           ddls_step_size=ddls_step_size)
     if (drs_acceptance is not None or ddls_steps) and calibration is None:
         raise ValueError("DRS and DDLS need calibration= (calibrate_discriminator on held-out real data)")
+    if (drs_acceptance is not None or ddls_steps) and getattr(state.config, "num_classes", 0):
+        raise ValueError(f"DRS and DDLS are implemented for unconditional GANs; this one is class-conditional "
+                         f"(num_classes={state.config.num_classes}): draw plain or truncated samples")
     dim = adversarial.latent_dim(state.config, state.data_shape)
     generate = jax.jit(functools.partial(adversarial.generate, state))
     info: dict = {"sampler": "plain", "truncation": truncation}
@@ -534,7 +540,8 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
 
         return GanSamples(map_in_batches(generate, chains.z, batch_size), info)
 
-    propose = jax.jit(lambda k, m: adversarial.generate(state, truncated_latents(k, m, dim, truncation)),
+    propose = jax.jit(lambda k, m: adversarial.generate(state, truncated_latents(k, m, dim, truncation),
+                                                        labels=adversarial.sample_labels(state, k, m)),
                       static_argnums=1)
     if drs_acceptance is None:
         keys = jax.random.split(key, -(-n // batch_size))

@@ -27,7 +27,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gendl_jax.models.layers import DCGAN_INIT, Conv, ConvTranspose, spectral_normalized
+from gendl_jax.models.layers import (
+    DCGAN_INIT,
+    Conv,
+    ConvTranspose,
+    append_one_hot,
+    check_class_labels,
+    class_projection,
+    spectral_normalized,
+)
 
 Array = jax.Array
 
@@ -90,6 +98,9 @@ class DCGANGenerator(nn.Module):
       extra_layers: number of stride-1 3x3 conv blocks before the output layer (0: plain DCGAN).
       bn_axis_name: mapped axis over which BatchNorm averages batch statistics under
         ``pmap`` / ``shard_map``; ``None`` on one device.
+      num_classes: 0 (unconditional), or the number of classes of a class-conditional generator, whose
+        ``project`` layer reads ``[z, one_hot(labels)]`` (:func:`~gendl_jax.models.layers.append_one_hot`;
+        ``__call__(z, train, labels=...)`` with labels (N,) ints in [0, num_classes)).
 
     Submodules: ``project``/``bn0``, then ``deconv{i}``/``bn{i}`` for i = 1..n-1, then
     ``extra{j}``/``extra_bn{j}`` for j = 0..extra_layers-1, then ``output``.
@@ -99,6 +110,7 @@ class DCGANGenerator(nn.Module):
     base_features: int = 64
     extra_layers: int = 0
     bn_axis_name: str | None = None
+    num_classes: int = 0
 
     def __post_init__(self):
         shape = self.image_shape
@@ -108,19 +120,22 @@ class DCGANGenerator(nn.Module):
         _check_positive_int("image_shape[2] (channels)", shape[2])
         _check_positive_int("base_features", self.base_features)
         _check_non_negative_int("extra_layers", self.extra_layers)
+        _check_non_negative_int("num_classes", self.num_classes)
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, z: Array, train: bool = True) -> Array:
-        """(N, latent_dim) -> (N, H, W, C)."""
+    def __call__(self, z: Array, train: bool = True, *, labels: Array | None = None) -> Array:
+        """(N, latent_dim) [and labels (N,) for a conditional generator] -> (N, H, W, C)."""
         if jnp.ndim(z) != 2:
             raise ValueError(f"z must have shape (N, latent_dim), got shape {jnp.shape(z)}")
         if not jnp.issubdtype(jnp.result_type(z), jnp.floating):
             raise ValueError(f"z must be a floating-point array, got dtype {jnp.result_type(z)}")
+        check_class_labels(labels, self.num_classes, z.shape[0], owner="this DCGANGenerator")
         size, _, channels = self.image_shape
         s0, n = SUPPORTED_IMAGE_SIZES[size], num_blocks(size)
         features = self.base_features * 2 ** (n - 1)
-        h = nn.Dense(s0 * s0 * features, use_bias=False, kernel_init=DCGAN_INIT, name="project")(z)
+        h = append_one_hot(z, labels, self.num_classes)
+        h = nn.Dense(s0 * s0 * features, use_bias=False, kernel_init=DCGAN_INIT, name="project")(h)
         h = h.reshape(z.shape[0], s0, s0, features)
         h = nn.relu(_batch_norm(train, self.bn_axis_name, "bn0")(h))
         for i in range(1, n):
@@ -157,6 +172,10 @@ class DCGANDiscriminator(nn.Module):
         (:func:`~gendl_jax.models.layers.spectral_normalized`, SN-GAN's discriminator; the
         power-iteration vectors are ``batch_stats`` under ``sn_<layer name>``). Usually with
         ``batch_norm=False``, as in Miyato et al.
+      num_classes: 0 (unconditional), or the number of classes of a projection discriminator (Miyato &
+        Koyama 2018, "cGANs with projection discriminator"): the output adds ``<V[y], h>`` to ``Dense(1)(h)``,
+        ``h`` the flattened last feature map, ``V`` the kernel of a bias-free ``projection`` layer
+        (:func:`~gendl_jax.models.layers.class_projection`); ``__call__(x, train, labels=...)``.
 
     Submodules: ``conv0``, then ``extra{j}`` with ``extra_bn{j}`` or ``extra_ln{j}`` for
     j = 0..extra_layers-1, then ``conv{i}`` with ``bn{i}`` or ``ln{i}`` for i = 1..n-1, then ``logit``.
@@ -168,10 +187,12 @@ class DCGANDiscriminator(nn.Module):
     layer_norm: bool = False
     bn_axis_name: str | None = None
     spectral_norm: bool = False
+    num_classes: int = 0
 
     def __post_init__(self):
         _check_positive_int("base_features", self.base_features)
         _check_non_negative_int("extra_layers", self.extra_layers)
+        _check_non_negative_int("num_classes", self.num_classes)
         super().__post_init__()
 
     def _normalise(self, h: Array, train: bool, bn_name: str, ln_name: str) -> Array:
@@ -182,12 +203,13 @@ class DCGANDiscriminator(nn.Module):
         return h
 
     @nn.compact
-    def __call__(self, x: Array, train: bool = True) -> Array:
-        """(N, H, W, C) -> (N,)."""
+    def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array:
+        """(N, H, W, C) [and labels (N,) for a projection discriminator] -> (N,)."""
         if jnp.ndim(x) != 4:
             raise ValueError(f"x must be images of shape (N, H, W, C), got shape {jnp.shape(x)}")
         if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
             raise ValueError(f"x must be a floating-point array (images in [-1, 1]), got dtype {jnp.result_type(x)}")
+        check_class_labels(labels, self.num_classes, x.shape[0], owner="this DCGANDiscriminator")
         n = num_blocks(_check_image_hw("x", x.shape[1], x.shape[2]))
         normalised = self.batch_norm or self.layer_norm
 
@@ -214,11 +236,12 @@ class DCGANDiscriminator(nn.Module):
                     h = self._normalise(h, train, f"extra_bn{j}", f"extra_ln{j}")
                     h = nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE)
         h = h.reshape(h.shape[0], -1)
-        return weighted(nn.Dense(1, kernel_init=DCGAN_INIT, name="logit"), h)[:, 0]
+        logit = weighted(nn.Dense(1, kernel_init=DCGAN_INIT, name="logit"), h)[:, 0]
+        return logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
 
 
 def conv_critic(base_features: int = 64, layer_norm: bool = False, extra_layers: int = 0,
-                spectral_norm: bool = False) -> DCGANDiscriminator:
+                spectral_norm: bool = False, num_classes: int = 0) -> DCGANDiscriminator:
     """The DCGAN-shaped WGAN / WGAN-GP / WGAN-SN critic: (N, H, W, C) -> scores (N,).
 
     A :class:`DCGANDiscriminator` without BatchNorm (the gradient penalty is per sample, and
@@ -226,4 +249,4 @@ def conv_critic(base_features: int = 64, layer_norm: bool = False, extra_layers:
     ``spectral_norm=True`` WGAN-SN's constraint.
     """
     return DCGANDiscriminator(base_features=base_features, batch_norm=False, layer_norm=layer_norm,
-                              extra_layers=extra_layers, spectral_norm=spectral_norm)
+                              extra_layers=extra_layers, spectral_norm=spectral_norm, num_classes=num_classes)

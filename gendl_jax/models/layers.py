@@ -453,3 +453,51 @@ def spectral_normalized(layer: nn.Module, x: Array, *, enabled: bool, train: boo
     if not enabled:
         return layer(x)
     return nn.SpectralNorm(layer, n_steps=1, name=name)(x, update_stats=train)
+
+
+# ----------------------------------------------------------------------------------------------
+# Class conditioning (conditional GANs)
+# ----------------------------------------------------------------------------------------------
+
+
+def check_class_labels(labels, num_classes: int, n: int, *, owner: str) -> None:
+    """Shape and dtype checks of the ``labels`` a module of ``num_classes`` classes receives for ``n`` samples.
+
+    An unconditional module (``num_classes == 0``) must get ``labels=None``; a conditional one (N,) ints.
+    Values cannot be checked under ``jit`` (the fit loop checks a dataset's labels on the host).
+    """
+    if num_classes == 0:
+        if labels is not None:
+            raise ValueError(f"{owner} is unconditional (num_classes=0) and takes no labels; got labels of shape "
+                             f"{jnp.shape(labels)}")
+        return
+    if labels is None:
+        raise ValueError(f"{owner} is class-conditional (num_classes={num_classes}): pass labels, an (N,) int array "
+                         "of classes in [0, num_classes)")
+    if jnp.shape(labels) != (n,) or not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise ValueError(f"labels must be an ({n},) int array of classes in [0, {num_classes}), got shape "
+                         f"{jnp.shape(labels)} and dtype {jnp.result_type(labels)}")
+
+
+def append_one_hot(z: Array, labels: Array | None, num_classes: int) -> Array:
+    """A conditional generator's input: ``[z, one_hot(labels)]``, (N, d) -> (N, d + num_classes) (Mirza &
+    Osindero 2014); ``z`` itself when ``num_classes == 0``. The first Dense layer then adds a learned
+    per-class vector to its projection of ``z``."""
+    if num_classes == 0:
+        return z
+    return jnp.concatenate([z, jax.nn.one_hot(labels, num_classes, dtype=z.dtype)], axis=-1)
+
+
+def class_projection(h: Array, labels: Array | None, num_classes: int, *, spectral_norm: bool, train: bool,
+                     name: str = "projection") -> Array:
+    """The class term of a projection discriminator (Miyato & Koyama 2018): ``<V[y_i], h_i>``, (N, F) -> (N,).
+
+    ``V`` is the (F, num_classes) kernel of a bias-free Dense layer named ``name`` (spectrally normalised with
+    the rest of the network when ``spectral_norm``, as in the paper); the discriminator's output is its
+    unconditional ``Dense(1)(h)`` plus this term. 0 when ``num_classes == 0``.
+    """
+    if num_classes == 0:
+        return jnp.zeros(h.shape[:1], h.dtype)
+    layer = nn.Dense(num_classes, use_bias=False, kernel_init=DCGAN_INIT, name=name)
+    scores = spectral_normalized(layer, h, enabled=spectral_norm, train=train, name=f"sn_{name}")
+    return jnp.take_along_axis(scores, labels[:, None].astype(jnp.int32), axis=1)[:, 0]

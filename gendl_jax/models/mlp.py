@@ -16,7 +16,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gendl_jax.models.layers import Maxout, fan_in_uniform_bias, spectral_normalized
+from gendl_jax.models.layers import (
+    Maxout,
+    append_one_hot,
+    check_class_labels,
+    class_projection,
+    fan_in_uniform_bias,
+    spectral_normalized,
+)
 
 Array = jax.Array
 
@@ -54,6 +61,11 @@ def _check_choice(name: str, value: str, valid) -> None:
         raise ValueError(f"{name} must be one of {sorted(valid)}, got {value!r}")
 
 
+def _check_num_classes(value) -> None:
+    if not (isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0):
+        raise ValueError(f"num_classes must be an int >= 0 (0: unconditional), got {value!r}")
+
+
 def _check_float_input(name: str, x: Array, shape_doc: str, min_ndim: int, max_ndim: int | None = None) -> None:
     ndim = jnp.ndim(x)
     if ndim < min_ndim or (max_ndim is not None and ndim > max_ndim):
@@ -76,6 +88,8 @@ class MLPGenerator(nn.Module):
       output: ``"linear"``, ``"tanh"`` (data in [-1, 1]) or ``"sigmoid"`` (data in [0, 1]).
       bn_axis_name: mapped axis over which BatchNorm averages its batch statistics under
         ``pmap`` / ``shard_map``; ``None`` on one device.
+      num_classes: 0 (unconditional), or the number of classes of a class-conditional generator, whose first
+        layer reads ``[z, one_hot(labels)]`` (``__call__(z, train, labels=...)``, labels (N,) ints).
 
     ``__call__(z, train)``: ``train=True`` normalises with the batch statistics and updates
     ``batch_stats`` (apply with ``mutable=["batch_stats"]``); ``train=False`` uses the running averages.
@@ -87,6 +101,7 @@ class MLPGenerator(nn.Module):
     batch_norm: bool = False
     output: str = "linear"
     bn_axis_name: str | None = None
+    num_classes: int = 0
 
     def __post_init__(self):
         _check_widths("out_shape", self.out_shape)
@@ -95,14 +110,16 @@ class MLPGenerator(nn.Module):
         _check_widths("hidden", self.hidden)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("output", self.output, GENERATOR_OUTPUTS)
+        _check_num_classes(self.num_classes)
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, z: Array, train: bool = True) -> Array:
-        """(N, latent_dim) -> (N, *out_shape)."""
+    def __call__(self, z: Array, train: bool = True, *, labels: Array | None = None) -> Array:
+        """(N, latent_dim) [and labels (N,) for a conditional generator] -> (N, *out_shape)."""
         _check_float_input("z", z, "(N, latent_dim)", 2, 2)
+        check_class_labels(labels, self.num_classes, z.shape[0], owner="this MLPGenerator")
         act = ACTIVATIONS[self.activation]
-        h = z
+        h = append_one_hot(z, labels, self.num_classes)
         for i, width in enumerate(self.hidden):
             h = nn.Dense(width, use_bias=not self.batch_norm, bias_init=fan_in_uniform_bias(h.shape[-1]), name=f"dense{i}")(h)
             if self.batch_norm:
@@ -139,6 +156,9 @@ class MLPDiscriminator(nn.Module):
         ``batch_stats`` under ``sn{i}`` / ``sn_logit``). The activations are all 1-Lipschitz (sigmoid
         1/4), so without LayerNorm and dropout the network is then 1-Lipschitz up to the power
         iteration's estimate.
+      num_classes: 0 (unconditional), or the number of classes of a projection discriminator (Miyato & Koyama
+        2018): the output adds ``<V[y], h>``, ``h`` the last hidden layer
+        (:func:`~gendl_jax.models.layers.class_projection`); ``__call__(x, train, labels=...)``.
     """
 
     hidden: tuple[int, ...] = (512, 512, 512)
@@ -147,6 +167,7 @@ class MLPDiscriminator(nn.Module):
     layer_norm: bool = False
     dropout: float = 0.0
     spectral_norm: bool = False
+    num_classes: int = 0
 
     def __post_init__(self):
         _check_widths("hidden", self.hidden)
@@ -155,12 +176,14 @@ class MLPDiscriminator(nn.Module):
             raise ValueError(f"maxout_pieces must be a positive int, got {self.maxout_pieces!r}")
         if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout!r}")
+        _check_num_classes(self.num_classes)
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: Array, train: bool = True) -> Array:
-        """(N, *in_shape) -> (N,)."""
+    def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array:
+        """(N, *in_shape) [and labels (N,) for a projection discriminator] -> (N,)."""
         _check_float_input("x", x, "(N, *in_shape)", 2)
+        check_class_labels(labels, self.num_classes, x.shape[0], owner="this MLPDiscriminator")
         h = x.reshape(x.shape[0], -1)
         sn = dict(enabled=self.spectral_norm, train=train)
         for i, width in enumerate(self.hidden):
@@ -176,4 +199,5 @@ class MLPDiscriminator(nn.Module):
             if self.dropout > 0:
                 h = nn.Dropout(rate=self.dropout, deterministic=not train, name=f"dropout{i}")(h)
         logit = nn.Dense(1, bias_init=fan_in_uniform_bias(h.shape[-1]), name="logit")
-        return spectral_normalized(logit, h, name="sn_logit", **sn)[:, 0]
+        logit = spectral_normalized(logit, h, name="sn_logit", **sn)[:, 0]
+        return logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)

@@ -5,14 +5,21 @@ An adversarial objective is four small pure functions:
 * ``discriminator_loss(scores_real, scores_fake) -> (loss, metrics)``: what D (or the critic) minimises;
 * ``generator_loss(scores_fake, weights=None) -> loss``: what G minimises, a mean over the samples,
   weighted by ``weights`` (m,) (mean 1 when uniform; :func:`top_k_weights` for top-k training);
-* optionally ``penalty(critic_fn, real, fake, key) -> (value, metrics)``, added to the D loss
-  with a weight (the WGAN-GP gradient penalty);
+* optionally ``penalty(critic_fn, real, fake, eps[, labels=]) -> (value, metrics)``, added to the D loss
+  with a weight (the WGAN-GP gradient penalty); ``critic_fn(x[, labels=])`` scores (n, *data_shape) -> (n,),
+  and a class-conditional GAN passes the pairs' labels;
 * optionally ``projection(params) -> params``, applied after every D update (WGAN weight clipping).
 
 :func:`adversarial_step` turns them into one pure train step: ``k`` discriminator updates inside
 ``lax.scan`` (Algorithm 1 of the lecture; ``n_critic`` in Algorithm 2), then one generator update.
 The real batch carries the ``k`` minibatches on its leading axis: ``batch["x"]`` has shape
 ``(k, m, *data_shape)``.
+
+Class-conditional GANs (``num_classes > 0``; Mirza & Osindero 2014 for the generator, Miyato & Koyama 2018's
+projection discriminator): the batch also carries the labels, ``batch["y"]`` of shape ``(k, m)``, ints in
+``[0, num_classes)``. Each discriminator update compares its real minibatch with fakes generated for the same
+labels, and the generator update uses the labels of the last minibatch, so fakes follow the data's class
+frequencies; a gradient penalty scores its interpolates with the labels of the pair.
 
 Hyper-parameters that may differ between models trained together (learning rates, the WGAN-GP
 weight, the WGAN clipping bound) are float32 leaves of ``state.hparams``, initialised from the config
@@ -103,6 +110,11 @@ class NetworkConfig:
     top_k_period: int = 1000
     """Generator updates per decay of the kept fraction (the paper decays once an epoch; an MNIST epoch is
     938 updates at batch 64)."""
+    num_classes: int = 0
+    """0: unconditional. ``C > 0``: a class-conditional GAN on labelled data (``batch["y"]``, see the module
+    docstring): the generator reads ``[z, one_hot(y)]`` and the discriminator / critic is a projection
+    discriminator, ``Dense(1)(h) + <V[y], h>`` on its last features ``h`` (Miyato & Koyama 2018, "cGANs with
+    projection discriminator"). :func:`sample` draws the labels uniformly unless given."""
 
     def __post_init__(self):
         # Accept any sequence of widths (e.g. a list from JSON) and store the hashable tuple.
@@ -135,6 +147,8 @@ class NetworkConfig:
             raise ValueError(f"top_k_decay must be in (0, 1], got {self.top_k_decay}")
         if self.top_k_period < 1:
             raise ValueError(f"top_k_period must be >= 1 generator update, got {self.top_k_period}")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0: unconditional), got {self.num_classes}")
 
 
 @struct.dataclass
@@ -195,17 +209,18 @@ def build_networks(
             batch_norm=config.g_batch_norm,
             output=output,
             bn_axis_name=bn_axis_name,
+            num_classes=config.num_classes,
         )
         disc = models.MLPDiscriminator(
             hidden=config.hidden, activation=config.d_activation, layer_norm=config.layer_norm,
-            spectral_norm=config.spectral_norm,
+            spectral_norm=config.spectral_norm, num_classes=config.num_classes,
         )
         return gen, disc
     if len(data_shape) != 3:
         raise ValueError(f"model='dcgan' needs image data of shape (H, W, C), got data shape {data_shape}")
     gen = models.DCGANGenerator(
         image_shape=tuple(data_shape), base_features=config.base_features, extra_layers=config.g_extra_layers,
-        bn_axis_name=bn_axis_name,
+        bn_axis_name=bn_axis_name, num_classes=config.num_classes,
     )
     disc = models.DCGANDiscriminator(
         base_features=config.base_features,
@@ -214,6 +229,7 @@ def build_networks(
         layer_norm=config.layer_norm,
         bn_axis_name=bn_axis_name,
         spectral_norm=config.spectral_norm,
+        num_classes=config.num_classes,
     )
     return gen, disc
 
@@ -292,15 +308,18 @@ def with_hparams(state: AdversarialState, **values) -> AdversarialState:
     return state.replace(hparams=new)
 
 
-def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, *, train: bool) -> tuple[Array, PyTree]:
-    """``module(x)`` with explicit BatchNorm statistics; returns (output, updated statistics)."""
+def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, *, train: bool,
+              labels: Array | None = None) -> tuple[Array, PyTree]:
+    """``module(x)`` (``module(x, labels=labels)`` for a class-conditional network) with explicit BatchNorm
+    statistics; returns (output, updated statistics)."""
     variables = {"params": params}
     if batch_stats:
         variables["batch_stats"] = batch_stats
+    kwargs = {} if labels is None else {"labels": labels}
     if train and batch_stats:
-        out, mutated = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        out, mutated = module.apply(variables, x, train=True, mutable=["batch_stats"], **kwargs)
         return out, mutated["batch_stats"]
-    return module.apply(variables, x, train=train), batch_stats
+    return module.apply(variables, x, train=train, **kwargs), batch_stats
 
 
 def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, batch_norm_in_d: bool,
@@ -321,8 +340,9 @@ def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, 
     g_tx, d_tx = make_optimizers(config)
     key, g_key, d_key = jax.random.split(key, 3)
     z = jnp.zeros((2, latent_dim(config, data_shape)), jnp.float32)
-    g_vars = gen.init(g_key, z, train=False)
-    d_vars = disc.init(d_key, jnp.zeros((2, *data_shape), jnp.float32), train=False)
+    kwargs = {"labels": jnp.zeros((2,), jnp.int32)} if config.num_classes else {}
+    g_vars = gen.init(g_key, z, train=False, **kwargs)
+    d_vars = disc.init(d_key, jnp.zeros((2, *data_shape), jnp.float32), train=False, **kwargs)
 
     def net_state(variables, tx):
         params = variables["params"]
@@ -378,6 +398,7 @@ def adversarial_step(
     if tuple(real_batches.shape[2:]) != state.data_shape:
         raise ValueError(f"batch['x'] examples have shape {real_batches.shape[2:]}, the state expects {state.data_shape}")
     m = real_batches.shape[1]
+    labels = batch_labels(batch, config)
     gen, disc = build_networks(config, state.data_shape, batch_norm_in_d=batch_norm_in_d, bn_axis_name=axis_name)
     g_tx, d_tx = make_optimizers(config)
     z_dim = latent_dim(config, state.data_shape)
@@ -385,20 +406,20 @@ def adversarial_step(
     g_net = state.generator
 
     def d_update(d_net: NetState, inputs):
-        real, step_key = inputs
+        real, y, step_key = inputs
         z_key, p_key = jax.random.split(step_key)
         z = global_draw(jax.random.normal, z_key, (m, z_dim), axis_name)
-        fake, _ = apply_net(gen, g_net.params, g_net.batch_stats, z, train=True)
+        fake, _ = apply_net(gen, g_net.params, g_net.batch_stats, z, train=True, labels=y)
         fake = jax.lax.stop_gradient(fake)
 
         def loss_fn(params):
-            s_real, stats = apply_net(disc, params, d_net.batch_stats, real, train=True)
-            s_fake, stats = apply_net(disc, params, stats, fake, train=True)
+            s_real, stats = apply_net(disc, params, d_net.batch_stats, real, train=True, labels=y)
+            s_fake, stats = apply_net(disc, params, stats, fake, train=True, labels=y)
             loss, metrics = discriminator_loss(s_real, s_fake)
             if penalty is not None:
-                critic = lambda x: apply_net(disc, params, stats, x, train=False)[0]  # noqa: E731
+                critic = lambda x, labels=None: apply_net(disc, params, stats, x, train=False, labels=labels)[0]  # noqa: E731
                 eps = global_draw(jax.random.uniform, p_key, (m,), axis_name)
-                value, p_metrics = penalty(critic, real, fake, eps)
+                value, p_metrics = penalty(critic, real, fake, eps, **({} if y is None else {"labels": y}))
                 loss = loss + penalty_weight * value
                 metrics = {**metrics, **p_metrics}
             return loss, (metrics, stats)
@@ -413,20 +434,22 @@ def adversarial_step(
 
     d_keys = jax.random.split(d_key, k)
     if k == 1:
-        d_net, d_metrics = d_update(state.discriminator, (real_batches[0], d_keys[0]))
+        d_net, d_metrics = d_update(state.discriminator, (real_batches[0], None if labels is None else labels[0],
+                                                          d_keys[0]))
     else:
         # Unrolled: on XLA:CPU a convolution's gradient inside a scan's while loop ran 30x slower
         # (DCGAN critic, batch 64: 1.1 s vs 33 ms per update; benchmarks/train_steps.py).
-        d_net, d_metrics = jax.lax.scan(d_update, state.discriminator, (real_batches, d_keys), unroll=True)
+        d_net, d_metrics = jax.lax.scan(d_update, state.discriminator, (real_batches, labels, d_keys), unroll=True)
         d_metrics = jax.tree_util.tree_map(jnp.mean, d_metrics)
 
     z = global_draw(jax.random.normal, g_key, (m, z_dim), axis_name)
+    g_labels = None if labels is None else labels[-1]
     top_k = config.top_k_fraction < 1.0
     kept = top_k_kept_fraction(state.step, config) if top_k else None
 
     def g_loss_fn(params):
-        fake, stats = apply_net(gen, params, g_net.batch_stats, z, train=True)
-        s_fake, _ = apply_net(disc, d_net.params, d_net.batch_stats, fake, train=True)
+        fake, stats = apply_net(gen, params, g_net.batch_stats, z, train=True, labels=g_labels)
+        s_fake, _ = apply_net(disc, d_net.params, d_net.batch_stats, fake, train=True, labels=g_labels)
         if not top_k:
             return generator_loss(s_fake), stats
         weights = on_global_batch(lambda s: top_k_weights(s, kept), jax.lax.stop_gradient(s_fake), axis_name)
@@ -443,7 +466,7 @@ def adversarial_step(
     if config.ema_decay > 0:
         generator_ema = update_generator_ema(generator_ema, g_params, state.step + 1, config.ema_decay,
                                              lambda ema: apply_net(gen, ema["params"], ema["batch_stats"], z,
-                                                                   train=True)[1])
+                                                                   train=True, labels=g_labels)[1])
     new_state = state.replace(
         step=state.step + 1,
         generator=NetState(g_params, g_stats, g_opt),
@@ -452,6 +475,23 @@ def adversarial_step(
         generator_ema=generator_ema,
     )
     return new_state, metrics
+
+
+def batch_labels(batch: dict, config: NetworkConfig) -> Array | None:
+    """``batch["y"]`` as (k, m) int32 for a class-conditional config (shape and dtype checked), else None.
+
+    An unconditional step ignores ``batch["y"]`` (the fit loop's batches of labelled data carry it)."""
+    if not config.num_classes:
+        return None
+    x = batch["x"]
+    if "y" not in batch:
+        raise ValueError(f"a class-conditional GAN (num_classes={config.num_classes}) needs batch['y'], the labels "
+                         f"of batch['x'], of shape {tuple(x.shape[:2])}; the batch has {sorted(batch)}")
+    y = batch["y"]
+    if tuple(y.shape) != tuple(x.shape[:2]) or not jnp.issubdtype(y.dtype, jnp.integer):
+        raise ValueError(f"batch['y'] must be ints of shape {tuple(x.shape[:2])} (one label per example of "
+                         f"batch['x']), got shape {tuple(y.shape)} and dtype {y.dtype}")
+    return y.astype(jnp.int32)
 
 
 def weighted_mean(values: Array, weights: Array | None) -> Array:
@@ -500,28 +540,42 @@ def update_generator_ema(ema: dict, params: PyTree, updates: Array, decay: float
     return new
 
 
-def generate(state: AdversarialState, z: Array, *, ema: bool = True) -> Array:
+def generate(state: AdversarialState, z: Array, *, ema: bool = True, labels: Array | None = None) -> Array:
     """Samples ``G(z)`` in inference mode (BatchNorm running averages): (n, latent_dim) -> (n, *data_shape).
 
     Uses the averaged generator when the state keeps one (``config.ema_decay > 0``) and ``ema`` is true,
-    else the trained weights.
+    else the trained weights. A class-conditional generator needs ``labels``, (n,) ints in [0, num_classes).
     """
     gen, _ = build_networks(state.config, state.data_shape, batch_norm_in_d=False)
     if ema and state.generator_ema:
-        return apply_net(gen, state.generator_ema["params"], state.generator_ema["batch_stats"], z, train=False)[0]
-    return apply_net(gen, state.generator.params, state.generator.batch_stats, z, train=False)[0]
+        g = state.generator_ema
+        return apply_net(gen, g["params"], g["batch_stats"], z, train=False, labels=labels)[0]
+    return apply_net(gen, state.generator.params, state.generator.batch_stats, z, train=False, labels=labels)[0]
 
 
-def sample(state: AdversarialState, key: Array, n: int, *, ema: bool = True) -> Array:
+def sample_labels(state: AdversarialState, key: Array, n: int) -> Array | None:
+    """The labels :func:`sample` draws for ``key``: (n,) int32, uniform over the classes (from
+    ``fold_in(key, 1)``, so the latents are those of an unconditional model); None when unconditional."""
+    if not state.config.num_classes:
+        return None
+    return jax.random.randint(jax.random.fold_in(key, 1), (n,), 0, state.config.num_classes, jnp.int32)
+
+
+def sample(state: AdversarialState, key: Array, n: int, *, ema: bool = True, labels: Array | None = None) -> Array:
     """``n`` samples of the generator from fresh latents drawn with ``key``: (n, *data_shape).
 
-    ``ema`` as in :func:`generate`."""
+    ``ema`` as in :func:`generate`. A class-conditional generator draws the sample of each label in ``labels``
+    ((n,) ints), by default labels uniform over the classes (:func:`sample_labels`)."""
     z = jax.random.normal(key, (n, latent_dim(state.config, state.data_shape)))
-    return generate(state, z, ema=ema)
+    if labels is None:
+        labels = sample_labels(state, key, n)
+    return generate(state, z, ema=ema, labels=labels)
 
 
-def discriminate(state: AdversarialState, x: Array, *, batch_statistics: bool = False) -> Array:
-    """Discriminator logits / critic scores: (n, *data_shape) -> (n,).
+def discriminate(state: AdversarialState, x: Array, *, batch_statistics: bool = False,
+                 labels: Array | None = None) -> Array:
+    """Discriminator logits / critic scores: (n, *data_shape) -> (n,); a projection discriminator (a
+    class-conditional GAN) scores each sample with its label in ``labels``, (n,) ints.
 
     By default in inference mode (BatchNorm's running averages). With ``batch_statistics=True``, a
     discriminator with BatchNorm normalises with the statistics of ``x`` itself, as in training, where
@@ -531,4 +585,4 @@ def discriminate(state: AdversarialState, x: Array, *, batch_statistics: bool = 
     """
     _, disc = build_networks(state.config, state.data_shape, batch_norm_in_d=bool(state.discriminator.batch_stats))
     d = state.discriminator
-    return apply_net(disc, d.params, d.batch_stats, x, train=batch_statistics)[0]
+    return apply_net(disc, d.params, d.batch_stats, x, train=batch_statistics, labels=labels)[0]

@@ -103,7 +103,8 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
 
     Args:
       state: from :func:`init`.
-      batch: ``{"x": (d_steps, m, *data_shape)}`` real minibatches, one per discriminator update.
+      batch: ``{"x": (d_steps, m, *data_shape)}`` real minibatches, one per discriminator update, and for a
+        class-conditional GAN (``num_classes > 0``) ``"y": (d_steps, m)`` their int labels.
       axis_name: the mapped axis when run under ``pmap`` / ``shard_map`` (gradients and BatchNorm
         statistics are averaged over it).
 
@@ -129,7 +130,7 @@ discriminate = adversarial.discriminate
 
 
 def refit_discriminator_step(state: adversarial.AdversarialState, opt_state: optax.OptState, real: Array, key: Array,
-                             *, tx: optax.GradientTransformation, ema: bool = True):
+                             *, tx: optax.GradientTransformation, ema: bool = True, labels: Array | None = None):
     """One discriminator update of eq. (5) against a *fixed* generator; the generator is not touched.
 
     After training, this fits D to the sampler that will actually be used (the generator's average when
@@ -144,18 +145,19 @@ def refit_discriminator_step(state: adversarial.AdversarialState, opt_state: opt
       real: (m, *data_shape) real minibatch in the objective's value range.
       key: PRNG key of the m latents.
       tx: the optimiser, e.g. ``optax.adam(1e-4, b1=0.5)``.
+      labels: (m,) int labels of ``real`` for a class-conditional GAN; the fakes are generated for the same labels.
 
     Returns ``(state, opt_state, metrics)`` with the new discriminator (parameters and BatchNorm
     running averages) and ``d_loss``, ``d_real``, ``d_fake`` as in :func:`step`.
     """
     _, disc = adversarial.build_networks(state.config, state.data_shape, batch_norm_in_d=True)
     z = jax.random.normal(key, (real.shape[0], adversarial.latent_dim(state.config, state.data_shape)))
-    fake = jax.lax.stop_gradient(adversarial.generate(state, z, ema=ema))
+    fake = jax.lax.stop_gradient(adversarial.generate(state, z, ema=ema, labels=labels))
     d = state.discriminator
 
     def loss_fn(params):
-        s_real, stats = adversarial.apply_net(disc, params, d.batch_stats, real, train=True)
-        s_fake, stats = adversarial.apply_net(disc, params, stats, fake, train=True)
+        s_real, stats = adversarial.apply_net(disc, params, d.batch_stats, real, train=True, labels=labels)
+        s_fake, stats = adversarial.apply_net(disc, params, stats, fake, train=True, labels=labels)
         loss, metrics = discriminator_loss(s_real, s_fake)
         return loss, (metrics, stats)
 
@@ -165,18 +167,20 @@ def refit_discriminator_step(state: adversarial.AdversarialState, opt_state: opt
     return state.replace(discriminator=new_d), opt_state, {"d_loss": loss, **metrics}
 
 
-def generator_gradient_norms(state: adversarial.AdversarialState, z: Array) -> dict[str, Array]:
+def generator_gradient_norms(state: adversarial.AdversarialState, z: Array,
+                             labels: Array | None = None) -> dict[str, Array]:
     """Norms of the generator's gradient under both losses at the current discriminator.
 
-    Both networks run in inference mode; z: (m, latent_dim). Returns ``{"saturating": ||grad of
+    Both networks run in inference mode; z: (m, latent_dim); labels: (m,) ints for a class-conditional GAN.
+    Returns ``{"saturating": ||grad of
     eq. 5||, "non_saturating": ||grad of eq. 7||}`` (Arjovsky & Bottou 2017, Fig. 2).
     """
     gen, disc = adversarial.build_networks(state.config, state.data_shape, batch_norm_in_d=True)
     g, d = state.generator, state.discriminator
 
     def logits(params):
-        fake = adversarial.apply_net(gen, params, g.batch_stats, z, train=False)[0]
-        return adversarial.apply_net(disc, d.params, d.batch_stats, fake, train=False)[0]
+        fake = adversarial.apply_net(gen, params, g.batch_stats, z, train=False, labels=labels)[0]
+        return adversarial.apply_net(disc, d.params, d.batch_stats, fake, train=False, labels=labels)[0]
 
     return {
         name: optax.tree.norm(jax.grad(lambda p: loss(logits(p)))(g.params))

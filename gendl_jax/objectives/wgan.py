@@ -113,22 +113,27 @@ def generator_loss(scores_fake: Array, weights: Array | None = None) -> Array:
     return -adversarial.weighted_mean(scores_fake, weights)
 
 
-def per_sample_gradient_norms(critic: Callable[[Array], Array], x: Array) -> Array:
+def per_sample_gradient_norms(critic: Callable[..., Array], x: Array, labels: Array | None = None) -> Array:
     """``||grad_x f(x_i)||_2`` for each sample: critic maps (n, *shape) -> (n,); x: (n, *shape) -> (n,).
 
     Each gradient is taken on its own sample with ``vmap(grad)``, and its norm runs over all
-    non-batch axes.
+    non-batch axes. For a class-conditional critic, ``labels`` (n,) are passed on as ``critic(x, labels=...)``,
+    each sample's with it.
     """
-    single = lambda xi: critic(xi[None])[0]  # noqa: E731
-    grads = jax.vmap(jax.grad(single))(x)
+    if labels is None:
+        grads = jax.vmap(jax.grad(lambda xi: critic(xi[None])[0]))(x)
+    else:
+        grads = jax.vmap(jax.grad(lambda xi, yi: critic(xi[None], labels=yi[None])[0]))(x, labels)
     return jnp.sqrt(jnp.sum(jnp.square(grads).reshape(x.shape[0], -1), axis=1))
 
 
-def gradient_penalty(critic: Callable[[Array], Array], real: Array, fake: Array, eps: Array) -> tuple[Array, dict]:
-    """``mean_i (||grad f(eps_i x_i + (1 - eps_i) y_i)|| - 1)^2``; real, fake: (m, *shape), eps: (m,)."""
+def gradient_penalty(critic: Callable[..., Array], real: Array, fake: Array, eps: Array,
+                     labels: Array | None = None) -> tuple[Array, dict]:
+    """``mean_i (||grad f(eps_i x_i + (1 - eps_i) y_i)|| - 1)^2``; real, fake: (m, *shape), eps: (m,); ``labels``
+    (m,): the pairs' classes for a class-conditional critic, ``critic(x, labels=...)``."""
     eps = eps.reshape((-1,) + (1,) * (real.ndim - 1))
     interpolates = eps * real + (1.0 - eps) * fake
-    norms = per_sample_gradient_norms(critic, interpolates)
+    norms = per_sample_gradient_norms(critic, interpolates, labels)
     penalty = jnp.mean(jnp.square(norms - 1.0))
     return penalty, {"gp": penalty, "grad_norm_interp": jnp.mean(norms)}
 

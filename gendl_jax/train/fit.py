@@ -220,6 +220,21 @@ def _aggregate(per_seed: list[dict]) -> dict:
     return out
 
 
+def check_class_labels(dataset, num_classes: int) -> None:
+    """A class-conditional model (``num_classes > 0``) needs a labelled dataset whose labels lie in
+    ``[0, num_classes)``; checked once on the host, since the jitted step cannot."""
+    if not num_classes:
+        return
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        raise ValueError(f"num_classes={num_classes} (a class-conditional model) needs labelled data; dataset "
+                         f"{getattr(dataset, 'name', dataset)!r} has no labels")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"num_classes={num_classes}, but dataset {dataset.name!r} has labels in [{lo}, {hi}]; "
+                         f"num_classes must be > {hi}")
+
+
 def train_and_evaluate(
     objective: str | Objective, config: Any, train: TrainConfig, *, dataset=None
 ) -> dict:
@@ -252,6 +267,7 @@ def train_and_evaluate(
         dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
     if obj.prepare_dataset is not None:
         dataset = obj.prepare_dataset(dataset, config)
+    check_class_labels(dataset, getattr(config, "num_classes", 0))
     iterators = [make_iterator(dataset, train.batch_size, s, config.inner_steps, obj.value_range,
                                process_index=jax.process_index(), process_count=jax.process_count())
                  for s in seeds]

@@ -14,8 +14,11 @@ from gendl_jax.objectives import adversarial, gan, get_objective, wgan
 TINY = dict(hidden=(16, 16), latent_dim=3)
 
 
-def _batch(rng, k, m=8, shape=(2,)):
-    return {"x": jnp.asarray(rng.normal(size=(k, m, *shape)), jnp.float32)}
+def _batch(rng, k, m=8, shape=(2,), num_classes=0):
+    batch = {"x": jnp.asarray(rng.normal(size=(k, m, *shape)), jnp.float32)}
+    if num_classes:
+        batch["y"] = jnp.asarray(rng.integers(0, num_classes, (k, m)), jnp.int32)
+    return batch
 
 
 IMAGE = (28, 28, 1)
@@ -28,6 +31,7 @@ CASES = [
     ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), IMAGE),
     ("wgan-sn", wgan.WGANSNConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
     ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
+    ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, num_classes=10, ema_decay=0.9), IMAGE),
 ]
 
 
@@ -35,7 +39,7 @@ CASES = [
 def test_step_compiles_once_and_is_deterministic(name, config, shape):
     obj = get_objective(name)
     rng = np.random.default_rng(0)
-    _batch_of = lambda k: _batch(rng, k, shape=shape)  # noqa: E731
+    _batch_of = lambda k: _batch(rng, k, shape=shape, num_classes=config.num_classes)  # noqa: E731
     state = obj.init(jax.random.PRNGKey(1), config, _batch_of(config.inner_steps))
 
     @jax.jit
@@ -145,22 +149,30 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
     """
     config = state.config
     gen, disc = adversarial.build_networks(config, state.data_shape, batch_norm_in_d=False)
+    labels = batch.get("y") if config.num_classes else None
+    with_labels = lambda y: {} if labels is None else {"labels": y}  # noqa: E731
     g_tx, d_tx = _previous_optimizers(config, float(state.hparams["g_learning_rate"]),
                                       float(state.hparams["d_learning_rate"]))
     z_dim = config.latent_dim
     key, d_key, g_key = jax.random.split(state.key, 3)
     g_params, d_params, d_opt = state.generator.params, state.discriminator.params, state.discriminator.opt_state
     d_losses = []
-    for real, step_key in zip(batch["x"], jax.random.split(d_key, config.inner_steps)):
+    for i, (real, step_key) in enumerate(zip(batch["x"], jax.random.split(d_key, config.inner_steps))):
         z_key, p_key = jax.random.split(step_key)
-        fake = gen.apply({"params": g_params}, jax.random.normal(z_key, (real.shape[0], z_dim)), train=True)
+        y = with_labels(None if labels is None else labels[i])
+        fake = gen.apply({"params": g_params}, jax.random.normal(z_key, (real.shape[0], z_dim)), train=True, **y)
 
         def loss(p):
-            critic = lambda x: disc.apply({"params": p}, x, train=True)  # noqa: E731
+            critic = lambda x: disc.apply({"params": p}, x, train=True, **y)  # noqa: E731
             value = d_loss_fn(critic(real), critic(fake))[0]
             if penalty_weight:
                 eps = jax.random.uniform(p_key, (real.shape[0],))
-                value += penalty_weight * wgan.gradient_penalty(critic, real, fake, eps)[0]
+                if labels is None:
+                    value += penalty_weight * wgan.gradient_penalty(critic, real, fake, eps)[0]
+                else:  # written out: the MLP critic scores each sample on its own, so grad of the sum is per sample
+                    interpolates = eps[:, None] * real + (1.0 - eps[:, None]) * fake
+                    grads = jax.grad(lambda x: critic(x).sum())(interpolates)
+                    value += penalty_weight * jnp.mean(jnp.square(jnp.linalg.norm(grads, axis=1) - 1.0))
             return value
 
         value, grads = jax.value_and_grad(loss)(d_params)
@@ -170,8 +182,10 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
         if clip is not None:
             d_params = jax.tree_util.tree_map(lambda w: np.clip(w, -clip, clip), d_params)
     z = jax.random.normal(g_key, (batch["x"].shape[1], z_dim))
+    y = with_labels(None if labels is None else labels[-1])  # the last minibatch's labels
     g_loss, g_grads = jax.value_and_grad(
-        lambda p: g_loss_fn(disc.apply({"params": d_params}, gen.apply({"params": p}, z, train=True), train=True))
+        lambda p: g_loss_fn(disc.apply({"params": d_params}, gen.apply({"params": p}, z, train=True, **y), train=True,
+                                       **y))
     )(g_params)
     updates, g_opt = g_tx.update(g_grads, state.generator.opt_state, g_params)
     new_state = state.replace(
@@ -204,6 +218,12 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
          {"gp_weight": 3.0, "g_learning_rate": 2e-3, "d_learning_rate": 5e-4}),
         ("wgan", wgan.WGANConfig(n_critic=2, d_learning_rate=1e-3, **TINY), wgan.critic_loss, wgan.generator_loss,
          0.0, 0.03, {"clip": 0.03}),
+        # Class-conditional: fakes for the labels of each real minibatch, projection discriminator / critic,
+        # the penalty's interpolates scored with the pair's labels.
+        ("gan", gan.GANConfig(d_steps=2, num_classes=3, **TINY), gan.discriminator_loss,
+         gan.non_saturating_generator_loss, 0.0, None, {}),
+        ("wgan-gp", wgan.WGANGPConfig(n_critic=3, gp_weight=10.0, num_classes=4, **TINY), wgan.critic_loss,
+         wgan.generator_loss, 10.0, None, {}),
     ],
 )
 def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, weight, clip, hparams):
@@ -211,12 +231,12 @@ def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, 
     ``optax.rmsprop`` as before the learning rates became state leaves (float32 rounding)."""
     obj = get_objective(name)
     rng = np.random.default_rng(4)
-    batch = _batch(rng, config.inner_steps, m=16)
+    batch = _batch(rng, config.inner_steps, m=16, num_classes=config.num_classes)
     state = adversarial.with_hparams(obj.init(jax.random.PRNGKey(5), config, batch), **hparams)
     ref = state
     step = jax.jit(obj.step)
     for _ in range(3):
-        batch = _batch(rng, config.inner_steps, m=16)
+        batch = _batch(rng, config.inner_steps, m=16, num_classes=config.num_classes)
         state, metrics = step(state, batch)
         ref, d_loss_ref, g_loss_ref = _reference_step(ref, batch, d_loss_fn, g_loss_fn, weight, clip)
         chex.assert_trees_all_close(state.generator.params, ref.generator.params, rtol=2e-4, atol=1e-6)
@@ -474,3 +494,51 @@ def test_bad_top_k_config_raises(field, value, message):
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=message):
         gan.init(jax.random.PRNGKey(0), gan.GANConfig(**{field: value}, **TINY), _batch(rng, 1))
+
+
+def test_conditional_batch_errors_and_unconditional_steps_ignore_labels():
+    rng = np.random.default_rng(7)
+    config = gan.GANConfig(d_steps=2, num_classes=3, **TINY)
+    batch = _batch(rng, 2, num_classes=3)
+    state = gan.init(jax.random.PRNGKey(0), config, batch)
+    with pytest.raises(ValueError, match=r"num_classes=3\) needs batch\['y'\], the labels of batch\['x'\], of shape "
+                                         r"\(2, 8\); the batch has \['x'\]"):
+        gan.step(state, {"x": batch["x"]})
+    with pytest.raises(ValueError, match=r"batch\['y'\] must be ints of shape \(2, 8\).*got shape \(2, 7\)"):
+        gan.step(state, {**batch, "y": batch["y"][:, :7]})
+    with pytest.raises(ValueError, match=r"got shape \(2, 8\) and dtype float32"):
+        gan.step(state, {**batch, "y": batch["y"].astype(jnp.float32)})
+    with pytest.raises(ValueError, match="num_classes must be >= 0"):
+        gan.init(jax.random.PRNGKey(0), gan.GANConfig(num_classes=-1, **TINY), batch)
+    # an unconditional step reads batch["x"] only (the fit loop's batches of labelled data carry "y" too)
+    plain = gan.init(jax.random.PRNGKey(0), gan.GANConfig(d_steps=2, **TINY), batch)
+    step = jax.jit(gan.step)
+    chex.assert_trees_all_equal(step(plain, batch), step(plain, {"x": batch["x"]}))
+
+
+def test_conditional_sampling_draws_uniform_labels_from_the_key_and_keeps_the_latents():
+    rng = np.random.default_rng(8)
+    config = gan.GANConfig(num_classes=4, ema_decay=0.5, **TINY)
+    state = gan.init(jax.random.PRNGKey(0), config, _batch(rng, 1, num_classes=4))
+    state, _ = jax.jit(gan.step)(state, _batch(rng, 1, num_classes=4))
+    key = jax.random.PRNGKey(3)
+    labels = adversarial.sample_labels(state, key, 4000)
+    assert labels.shape == (4000,) and labels.dtype == jnp.int32
+    counts = np.bincount(np.asarray(labels), minlength=4)
+    assert counts.size == 4 and np.all(np.abs(counts - 1000) < 4 * np.sqrt(4000 * 0.25 * 0.75))  # uniform, 4 SE
+    z = jax.random.normal(key, (4000, config.latent_dim))  # the latents of an unconditional model's sample
+    sample = jax.jit(gan.sample, static_argnums=2, static_argnames="ema")
+    for ema in (True, False):
+        np.testing.assert_array_equal(sample(state, key, 4000, ema=ema),
+                                      adversarial.generate(state, z, ema=ema, labels=labels))
+    given = jnp.full((4000,), 2, jnp.int32)
+    np.testing.assert_array_equal(gan.sample(state, key, 4000, labels=given),
+                                  adversarial.generate(state, z, labels=given))
+    with pytest.raises(ValueError, match=r"class-conditional \(num_classes=4\): pass labels"):
+        adversarial.generate(state, z)
+    unconditional = gan.init(jax.random.PRNGKey(0), gan.GANConfig(**TINY), _batch(rng, 1))
+    assert adversarial.sample_labels(unconditional, key, 5) is None
+    # the discriminator scores each sample with its label
+    x = gan.sample(state, key, 6)
+    scores = [adversarial.discriminate(state, x, labels=jnp.full((6,), c, jnp.int32)) for c in range(4)]
+    assert np.ptp(np.stack(scores), axis=0).min() > 0

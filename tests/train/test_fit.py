@@ -317,3 +317,32 @@ def test_devices_flag_trains_data_parallel_like_one_device(tmp_path):
     assert len(errors) == 2, result.stdout
     assert "8" in errors[0] and "4" in errors[0]
     assert "batch_size=30" in errors[1] and "4 devices" in errors[1]
+
+
+def test_cli_trains_and_samples_a_class_conditional_gan(tmp_path, capsys):
+    out = tmp_path / "cgan"
+    common = ["--model", "mlp", "--hidden", "16", "--data", "digits", "--batch-size", "16", "--log-every", "1",
+              "--no-progress", "--n-samples", "20"]
+    cli.main(["train", "gan", *common, "--num-classes", "10", "--steps", "3", "--out", str(out)])
+    _, state, record = load_run(out)
+    assert record["config"]["num_classes"] == 10 and state.config.num_classes == 10
+    assert state.discriminator.params["projection"]["kernel"].shape == (16, 10)
+    cli.main(["sample", str(out), "-n", "9", "--out", str(tmp_path / "s.npy")])
+    from gendl_jax.objectives import adversarial
+
+    key = jax.random.PRNGKey(0)  # `gendl sample`'s default seed; labels uniform from the same key
+    expected = adversarial.generate(state, jax.random.normal(key, (9, 100)), labels=adversarial.sample_labels(state, key, 9))
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, rtol=1e-6, atol=1e-6)
+    cli.main(["sample", str(out), "-n", "9", "--truncation", "1.5", "--out", str(tmp_path / "t.npy")])
+    assert np.load(tmp_path / "t.npy").shape == (9, 8, 8, 1)
+    capsys.readouterr()
+    for argv, message in [
+        (["sample", str(out), "-n", "9", "--drs-acceptance", "0.5"], "implemented for unconditional GANs"),
+        (["train", "gan", *common, "--num-classes", "5", "--steps", "1", "--out", str(tmp_path / "few")],
+         r"num_classes=5, but dataset 'digits' has labels in [0, 9]; num_classes must be > 9"),
+        (["train", "gan", "--model", "mlp", "--hidden", "8", "--data", "ring8", "--num-classes", "3", "--steps", "1",
+          "--no-progress", "--out", str(tmp_path / "toy")], "needs labelled data; dataset 'ring8' has no labels"),
+    ]:
+        with pytest.raises(SystemExit):
+            cli.main(argv)
+        assert message in capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 After 10 steps on the same global batches, (a) ``jit_step`` over a Mesh, (b) ``pmap_step`` and
 (c) ``shard_map_step`` give the same parameters, BatchNorm statistics, optimiser states and
-metrics as one device: for a GAN with a BatchNorm MLP generator (and D steps = 2), WGAN-GP
+metrics as one device: for a GAN with a BatchNorm MLP generator (and D steps = 2), unconditional and
+class-conditional, WGAN-GP
 (n_critic = 2), a GAN with top-k generator training, a tiny DCGAN (BatchNorm in both networks; marked slow, ~35 s on 2 cores), and the
 denoising, KL-sparse and contractive autoencoders and the VAE.
 Measured (CPU): max abs error <= 5e-7, max relative error <= 1e-4 on entries >= 1e-3. The device count is fixed when JAX
@@ -45,6 +46,9 @@ SCRIPT = textwrap.dedent(
         ("gan-top-k", "gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, top_k_fraction=0.25, top_k_decay=0.5,
                                            top_k_period=2), (2,), 16),
         ("gan-dcgan", "gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), (28, 28, 1), 8),
+        # class-conditional: labels sharded with their examples; fakes for each device's labels
+        ("cgan-mlp-bn", "gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, g_batch_norm=True, d_steps=2,
+                                             ema_decay=0.9, num_classes=3), (2,), 16),
         # autoencoders and the VAE on [0, 1] images: global corruption / binarisation / latent noise,
         # whole-batch terms (KL sparsity's mean activation, the contractive penalty's first examples)
         ("denoising-ae", "denoising-ae", autoencoders.DenoisingAEConfig(hidden=(16,), latent_dim=4,
@@ -80,6 +84,9 @@ SCRIPT = textwrap.dedent(
         low = 0.0 if label in UNIT_RANGE else -1.0
         batches = [{"x": rng.uniform(low, 1, size=(config.inner_steps, m, *shape)).astype(np.float32)}
                    for _ in range(STEPS)]
+        if getattr(config, "num_classes", 0):
+            for batch in batches:
+                batch["y"] = rng.integers(0, config.num_classes, size=(config.inner_steps, m)).astype(np.int32)
         init = lambda: obj.init(jax.random.PRNGKey(1), config, batches[0])
 
         seconds, start = {}, time.perf_counter()
@@ -123,7 +130,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("case", ["gan-mlp-bn", "wgan-gp", "gan-sn", "gan-top-k", pytest.param("gan-dcgan", marks=pytest.mark.slow),
+@pytest.mark.parametrize("case", ["gan-mlp-bn", "cgan-mlp-bn", "wgan-gp", "gan-sn", "gan-top-k", pytest.param("gan-dcgan", marks=pytest.mark.slow),
                                   "denoising-ae", "sparse-ae-kl", "contractive-ae", "vae"])
 def test_wrappers_match_one_device(case):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
