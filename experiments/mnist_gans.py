@@ -28,7 +28,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendl_jax.data import load_dataset
-from gendl_jax.metrics import mnist_classifier
 from gendl_jax.metrics.evaluate import image_measures
 from gendl_jax.objectives import adversarial, gan, wgan
 from gendl_jax.train import TrainConfig, load_run, plots, train_and_evaluate
@@ -159,11 +158,10 @@ def main(args) -> None:
                 np.savez_compressed(out / f"samples_{file_name}.npz", images=samples.astype(np.float16))
             plots.image_grid(samples[:100], out / f"samples_{file_name}.png",
                              title=f"{row_name}, {summary['steps']} steps")
+            labels = adversarial.sample_labels(state, jax.random.PRNGKey(args.seed + 7), args.n_eval)  # or None
             row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
-                                 picture_path=out / f"nearest_{file_name}.png")
-            if config.num_classes:  # how often the LeNet reads a conditional sample as the digit it was drawn for
-                labels = adversarial.sample_labels(state, jax.random.PRNGKey(args.seed + 7), args.n_eval)
-                row["label_accuracy"] = mnist_classifier().accuracy(samples, np.asarray(labels))
+                                 picture_path=out / f"nearest_{file_name}.png", sample_labels=labels)
+            if config.num_classes:
                 rows_of_digits = jnp.repeat(jnp.arange(config.num_classes, dtype=jnp.int32), 10)  # row c: digit c
                 by_class = sample(state, jax.random.PRNGKey(args.seed + 8), rows_of_digits.size, ema=ema,
                                   labels=rows_of_digits)
@@ -181,6 +179,8 @@ def main(args) -> None:
 
 def classifier_accuracy(test) -> float:
     """Test accuracy of the shipped MNIST classifier the measures use (identifies it in the results)."""
+    from gendl_jax.metrics import mnist_classifier
+
     return float(mnist_classifier().accuracy(test.images, test.labels))
 
 

@@ -7,7 +7,8 @@
   predicted classes (:func:`within_class_ssim`, samples and real images); FID and KID against the
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
-  (``nearest_neighbours.png``) and their mean distance.
+  (``nearest_neighbours.png``) and their mean distance. Class-conditional runs (uniform labels) also get
+  ``label_accuracy``, how often the LeNet reads a sample as the digit it was drawn for.
 * 2-D runs on a mixture with known modes: the PacGAN mode coverage, and the exact W1 and W2 between
   the first ``min(n, 2500)`` samples and as many fresh draws of the true mixture
   (:func:`gendl_jax.transport.wasserstein`, an assignment problem on equal-size samples).
@@ -57,13 +58,19 @@ TRANSPORT_MAX_POINTS = 2500
 
 
 def image_measures(fake_images, real_images, *, key, train_images=None, n_neighbour_rows: int = 8,
-                   picture_path=None, value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
+                   picture_path=None, value_range: tuple[float, float] = (-1.0, 1.0), sample_labels=None) -> dict:
     """The MNIST measures of ``fake_images`` against ``real_images``, both (N, 28, 28[, 1]) uint8 or
     floating point in ``value_range`` ((0, 1) for the VAE's Bernoulli means).
 
     ``train_images`` (uint8 MNIST train): for the nearest-neighbour check, drawn into
-    ``picture_path`` if given.
+    ``picture_path`` if given. ``sample_labels`` (N,) ints: the digits a class-conditional model drew
+    ``fake_images`` for; adds ``label_accuracy``, the share of samples the LeNet classifies as their label.
     """
+    if sample_labels is not None:
+        sample_labels = np.asarray(sample_labels)
+        if sample_labels.shape != (len(fake_images),) or not np.issubdtype(sample_labels.dtype, np.integer):
+            raise ValueError(f"sample_labels must be ({len(fake_images)},) ints, one per fake image, got shape "
+                             f"{sample_labels.shape} and dtype {sample_labels.dtype}")
     net = mnist_classifier()
     fake_logits, fake_feat = net.logits_and_features(fake_images, value_range=value_range)
     real_logits, real_feat = net.logits_and_features(real_images)
@@ -90,6 +97,8 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "ssim_diversity_real": within_class_ssim(real_images, real_logits, (-1.0, 1.0)),
         "predicted_class_histogram": np.bincount(np.argmax(fake_logits, 1), minlength=10).tolist(),
     }
+    if sample_labels is not None:
+        out["label_accuracy"] = float(np.mean(np.argmax(fake_logits, 1) == sample_labels))
     if train_images is not None:
         rows = min(n_neighbour_rows, len(fake_feat))
         fake = prepare_images(np.asarray(fake_images)[:rows], value_range)  # in [-1, 1]
@@ -166,7 +175,13 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
     data_name = record["train"]["data"]
     data_dir = record["train"].get("data_dir")
     t0 = time.perf_counter()
-    samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, jax.random.PRNGKey(seed), n))
+    key = jax.random.PRNGKey(seed)
+    samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, key, n))
+    labels = None
+    if getattr(state.config, "num_classes", 0):  # a class-conditional GAN: the labels sample() drew
+        from gendl_jax.objectives import adversarial
+
+        labels = np.asarray(adversarial.sample_labels(state, key, n))
     result = {"run": str(run), "objective": record["objective"], "data": data_name, "step": int(state.step),
               "n": n, "seed": seed}
     if data_name in gdata.TOY_DISTRIBUTIONS:
@@ -181,7 +196,7 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
         train = gdata.load_dataset("mnist", split="train", data_dir=data_dir)
         result.update(image_measures(samples, test.images[mnist_test_subset(n, seed)], key=jax.random.PRNGKey(seed + 1),
                                      train_images=train.images, picture_path=out.with_name("nearest_neighbours.png"),
-                                     value_range=objective.value_range))
+                                     value_range=objective.value_range, sample_labels=labels))
     else:
         raise ValueError(f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
                          "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)")

@@ -133,3 +133,32 @@ def test_image_measures_without_a_class_pair(mnist_dir):
     for name in ("inception_score", "mode_score", "am_score", "ndb_fraction", "mass_coverage", "ssim_diversity_real",
                  "precision", "kid"):
         assert np.isfinite(out[name]), name
+
+
+def test_label_accuracy_of_a_class_conditional_run(tmp_path, mnist_dir):
+    """eval.json of a class-conditional GAN gives how often the LeNet reads a sample as the digit it was drawn for;
+    on real digits with their true labels the measure is the classifier's accuracy."""
+    from gendl_jax.data import load_dataset
+    from gendl_jax.metrics import mnist_classifier
+    from gendl_jax.metrics.evaluate import image_measures
+    from gendl_jax.objectives import adversarial
+
+    test = load_dataset("mnist", split="test", data_dir=mnist_dir)
+    idx = np.random.default_rng().choice(len(test), 300, replace=False)
+    images, labels = test.images[idx], test.labels[idx]
+    out = image_measures(images, test.images[:300], key=jax.random.PRNGKey(0), sample_labels=labels)
+    assert out["label_accuracy"] == pytest.approx(mnist_classifier().accuracy(images, labels), abs=1e-12)
+    assert out["label_accuracy"] > 0.95
+    with pytest.raises(ValueError, match=r"sample_labels must be \(300,\) ints, one per fake image, got shape \(299,\)"):
+        image_measures(images, test.images[:300], key=jax.random.PRNGKey(0), sample_labels=labels[:299])
+
+    run = tmp_path / "cgan"
+    train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,), num_classes=10), TrainConfig(
+        data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(run), log_every=1,
+        sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
+    cli.main(["eval", str(run), "-n", "200"])
+    result = json.loads((run / "eval.json").read_text())
+    _, state, _ = load_run(run)
+    drawn_for = np.asarray(adversarial.sample_labels(state, jax.random.PRNGKey(0), 200))
+    predicted = np.argmax(mnist_classifier().logits(_samples(run, 200, 0)), axis=1)
+    assert result["label_accuracy"] == pytest.approx(np.mean(predicted == drawn_for), abs=1e-12)
