@@ -3,6 +3,8 @@
 Conventions: ``__call__(x, train=True)``; images are NHWC float32; generators map
 z (N, latent_dim) -> (N, *sample_shape); discriminators / critics map (N, *sample_shape) -> (N,)
 logits or scores; modules with BatchNorm take ``bn_axis_name`` for cross-device batch statistics.
+The GAN networks take ``num_classes``: a class-conditional one is called ``(x, train, labels=...)`` with
+(N,) int labels (one-hot input of the generator, projection discriminator).
 """
 
 from gendl_jax.models.classic import VGG, AlexNet, vgg16
