@@ -5,7 +5,8 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`mode_score`, :func:`am_score`, with :func:`mean_prediction` for their p*), :func:`mmd`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
 :func:`kmeans`); learned:
-:func:`classifier_two_sample`, :func:`critic_wasserstein`, :func:`generative_adversarial_metric` (two GANs battle); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
+:func:`classifier_two_sample`, :func:`critic_wasserstein`, :func:`generative_adversarial_metric` (two GANs battle),
+:func:`adversarial_accuracy` (classifiers trained on a conditional model's samples and on real data); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
 :func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; image quality: :func:`ssim`, :func:`psnr` and
 :func:`ssim_diversity` (mean SSIM of sample pairs). MNIST features and
@@ -48,11 +49,12 @@ from gendl_jax.metrics.pairwise import (
     nn_two_sample,
     precision_recall,
 )
-from gendl_jax.metrics.two_sample import classifier_two_sample, critic_wasserstein
+from gendl_jax.metrics.two_sample import adversarial_accuracy, classifier_two_sample, critic_wasserstein
 
 __all__ = [
     "MNIST_CLASSIFIER_CONFIG",
     "MnistClassifier",
+    "adversarial_accuracy",
     "am_score",
     "birthday_duplicates",
     "birthday_support_size",
