@@ -11,7 +11,7 @@ real-data floor row scores ``--n-eval`` MNIST train images the same way.
 
 Class-conditional models (``cdcgan-*``) are sampled with uniform labels; their rows also give
 ``label_accuracy``, the share of samples the LeNet reads as the digit they were drawn for, and the
-adversarial accuracy / divergence (Yang et al. 2017; :func:`gendl_jax.metrics.adversarial_accuracy`).
+adversarial accuracy / divergence (Yang et al. 2017; :func:`gendl_jax.metrics.evaluate.adversarial_measures`).
 
 Writes ``mnist_gans.json``, ``samples_<model>.png``, ``nearest_<model>.png`` into ``--out``; run
 folders (checkpoints) go to ``--runs`` (not committed).
@@ -29,8 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendl_jax.data import load_dataset
-from gendl_jax.metrics import adversarial_accuracy
-from gendl_jax.metrics.evaluate import image_measures
+from gendl_jax.metrics.evaluate import adversarial_measures, image_measures
 from gendl_jax.objectives import adversarial, gan, wgan
 from gendl_jax.train import TrainConfig, load_run, plots, train_and_evaluate
 
@@ -164,7 +163,7 @@ def main(args) -> None:
             row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
                                  picture_path=out / f"nearest_{file_name}.png", sample_labels=labels)
             if config.num_classes:
-                row.update(adversarial_measures(samples, np.asarray(labels), train, test, args.n_eval))
+                row.update(adversarial_measures(samples, np.asarray(labels), train, test, n_train=args.n_eval))
                 rows_of_digits = jnp.repeat(jnp.arange(config.num_classes, dtype=jnp.int32), 10)  # row c: digit c
                 by_class = sample(state, jax.random.PRNGKey(args.seed + 8), rows_of_digits.size, ema=ema,
                                   labels=rows_of_digits)
@@ -178,18 +177,6 @@ def main(args) -> None:
                                         "device": jax.devices()[0].device_kind, "jax": jax.__version__, **row}
             print(json.dumps({k: v for k, v in record["rows"][row_name].items() if k != "config"}), flush=True)
         results_path.write_text(json.dumps(record, indent=2))
-
-
-def adversarial_measures(samples, labels, train, test, n: int) -> dict:
-    """Adversarial accuracy and divergence (Yang et al. 2017) of a conditional model's labelled samples: a
-    one-hidden-layer MLP (256 units) on pixels trained on them and one trained on n labelled MNIST train images,
-    both scored on MNIST test."""
-    idx = np.random.default_rng(2).choice(len(train), n, replace=False)
-    scale = lambda images: images.reshape(len(images), -1).astype(np.float32) / 127.5 - 1.0  # noqa: E731
-    out = adversarial_accuracy(samples, labels, scale(train.images[idx]), train.labels[idx], scale(test.images),
-                               test.labels, jax.random.PRNGKey(3), num_classes=10)
-    return {"adversarial_accuracy_fake": out["accuracy_fake"], "adversarial_accuracy_real": out["accuracy_real"],
-            "adversarial_divergence": out["adversarial_divergence"]}
 
 
 def classifier_accuracy(test) -> float:

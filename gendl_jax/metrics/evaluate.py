@@ -8,7 +8,8 @@
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
   (``nearest_neighbours.png``) and their mean distance. Class-conditional runs (uniform labels) also get
-  ``label_accuracy``, how often the LeNet reads a sample as the digit it was drawn for.
+  ``label_accuracy``, how often the LeNet reads a sample as the digit it was drawn for, and the adversarial
+  accuracy and divergence (:func:`adversarial_measures`).
 * 2-D runs on a mixture with known modes: the PacGAN mode coverage, and the exact W1 and W2 between
   the first ``min(n, 2500)`` samples and as many fresh draws of the true mixture
   (:func:`gendl_jax.transport.wasserstein`, an assignment problem on equal-size samples).
@@ -45,6 +46,7 @@ from gendl_jax.metrics.pairwise import (
     nn_two_sample,
     precision_recall,
 )
+from gendl_jax.metrics.two_sample import adversarial_accuracy
 
 
 def ndb_bins(n_real: int) -> int:
@@ -156,6 +158,27 @@ def mnist_test_subset(n: int, seed: int, size: int = 10000) -> np.ndarray:
     return np.random.default_rng(seed).choice(size, n, replace=False)
 
 
+def adversarial_measures(samples, labels, train, test, *, n_train: int = 10000, seed: int = 2,
+                         value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
+    """Adversarial accuracy and divergence (:func:`adversarial_accuracy`) of a class-conditional model's samples.
+
+    ``samples`` (n, 28, 28[, 1]) in ``value_range`` and the ``labels`` (n,) they were drawn for train one
+    classifier (a one-hidden-layer MLP of 256 units on pixels, the function's defaults); ``n_train`` random MNIST
+    ``train`` images (the dataset; subset drawn with ``seed``) and their labels train the other; both are scored on
+    every image of MNIST ``test``. Returns ``adversarial_accuracy_fake``, ``adversarial_accuracy_real`` and
+    ``adversarial_divergence``.
+    """
+    idx = np.random.default_rng(seed).choice(len(train), min(n_train, len(train)), replace=False)
+
+    def pixels(images, value_range=(-1.0, 1.0)):  # (n, 784) in [-1, 1], as the LeNet reads them
+        return prepare_images(images, value_range).reshape(len(images), -1)
+
+    out = adversarial_accuracy(pixels(samples, value_range), labels, pixels(train.images[idx]), train.labels[idx],
+                               pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10)
+    return {"adversarial_accuracy_fake": out["accuracy_fake"], "adversarial_accuracy_real": out["accuracy_real"],
+            "adversarial_divergence": out["adversarial_divergence"]}
+
+
 def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
     """Draws ``n`` samples from the latest checkpoint of ``run`` and writes ``eval.json`` (and a picture).
 
@@ -197,6 +220,9 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
         result.update(image_measures(samples, test.images[mnist_test_subset(n, seed)], key=jax.random.PRNGKey(seed + 1),
                                      train_images=train.images, picture_path=out.with_name("nearest_neighbours.png"),
                                      value_range=objective.value_range, sample_labels=labels))
+        if labels is not None:
+            result.update(adversarial_measures(samples, labels, train, test, n_train=n, seed=seed + 2,
+                                               value_range=objective.value_range))
     else:
         raise ValueError(f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
                          "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)")

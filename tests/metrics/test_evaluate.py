@@ -162,3 +162,16 @@ def test_label_accuracy_of_a_class_conditional_run(tmp_path, mnist_dir):
     drawn_for = np.asarray(adversarial.sample_labels(state, jax.random.PRNGKey(0), 200))
     predicted = np.argmax(mnist_classifier().logits(_samples(run, 200, 0)), axis=1)
     assert result["label_accuracy"] == pytest.approx(np.mean(predicted == drawn_for), abs=1e-12)
+    # adversarial accuracy / divergence: MLPs on pixels in [-1, 1], trained on the samples and on 200 random train
+    # digits (subset seed 2 = eval seed + 2, key PRNGKey(3)), scored on all of MNIST test
+    from gendl_jax.metrics import adversarial_accuracy
+
+    train = load_dataset("mnist", split="train", data_dir=mnist_dir)
+    idx = np.random.default_rng(2).choice(len(train), 200, replace=False)
+    scaled = lambda images: images.astype(np.float32) / 127.5 - 1.0  # noqa: E731  (uint8 -> [-1, 1])
+    want = adversarial_accuracy(_samples(run, 200, 0), drawn_for, scaled(train.images[idx]), train.labels[idx],
+                                scaled(test.images), test.labels, jax.random.PRNGKey(3), num_classes=10)
+    assert result["adversarial_accuracy_fake"] == pytest.approx(want["accuracy_fake"], abs=1e-12)
+    assert result["adversarial_accuracy_real"] == pytest.approx(want["accuracy_real"], abs=1e-12)
+    assert result["adversarial_divergence"] == pytest.approx(want["adversarial_divergence"], rel=1e-6)
+    assert result["adversarial_accuracy_real"] > 0.7  # 200 real digits already teach the MLP most of MNIST
