@@ -492,8 +492,9 @@ def class_projection(h: Array, labels: Array | None, num_classes: int, *, spectr
                      name: str = "projection") -> Array:
     """The class term of a projection discriminator (Miyato & Koyama 2018): ``<V[y_i], h_i>``, (N, F) -> (N,).
 
-    ``V`` is the (F, num_classes) kernel of a bias-free Dense layer named ``name`` (spectrally normalised with
-    the rest of the network when ``spectral_norm``, as in the paper); the discriminator's output is its
+    ``V`` is the (F, num_classes) kernel of a bias-free Dense layer named ``name``, initialised from N(0, 0.02^2)
+    (spectrally normalised with the rest of the network when ``spectral_norm``, as in the paper); the
+    discriminator's output is its
     unconditional ``Dense(1)(h)`` plus this term. 0 when ``num_classes == 0``.
     """
     if num_classes == 0:

@@ -220,7 +220,7 @@ def _aggregate(per_seed: list[dict]) -> dict:
     return out
 
 
-def check_class_labels(dataset, num_classes: int) -> None:
+def check_dataset_labels(dataset, num_classes: int) -> None:
     """A class-conditional model (``num_classes > 0``) needs a labelled dataset whose labels lie in
     ``[0, num_classes)``; checked once on the host, since the jitted step cannot."""
     if not num_classes:
@@ -267,7 +267,7 @@ def train_and_evaluate(
         dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
     if obj.prepare_dataset is not None:
         dataset = obj.prepare_dataset(dataset, config)
-    check_class_labels(dataset, getattr(config, "num_classes", 0))
+    check_dataset_labels(dataset, getattr(config, "num_classes", 0))
     iterators = [make_iterator(dataset, train.batch_size, s, config.inner_steps, obj.value_range,
                                process_index=jax.process_index(), process_count=jax.process_count())
                  for s in seeds]
