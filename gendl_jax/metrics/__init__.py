@@ -9,7 +9,8 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`adversarial_accuracy` (classifiers trained on a conditional model's samples and on real data); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
 :func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; image quality: :func:`ssim`, :func:`psnr` and
-:func:`ssim_diversity` (mean SSIM of sample pairs). MNIST features and
+:func:`ssim_diversity` (mean SSIM of sample pairs), :func:`low_level_statistics` (power spectrum, random filter
+responses, intensity and contrast; Zeng et al. 2017). MNIST features and
 logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
 
 Precision: inputs are checked on the host and converted to float64; the jitted kernels run inside
@@ -22,6 +23,7 @@ from gendl_jax.metrics.bins import kmeans, ndb
 from gendl_jax.metrics.classifier import MNIST_CLASSIFIER_CONFIG, MnistClassifier, mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
 from gendl_jax.metrics.image_quality import psnr, ssim, ssim_diversity
+from gendl_jax.metrics.image_statistics import low_level_statistics, radial_power_spectrum
 from gendl_jax.metrics.inception import (
     am_score,
     inception_score,
@@ -72,6 +74,7 @@ __all__ = [
     "kmeans",
     "kth_neighbour_distances",
     "latent_reconstruction",
+    "low_level_statistics",
     "mass_coverage",
     "mean_prediction",
     "mmd",
@@ -89,6 +92,7 @@ __all__ = [
     "per_class_fid",
     "precision_recall",
     "psnr",
+    "radial_power_spectrum",
     "prepare_images",
     "select_parzen_bandwidth",
     "ssim",

@@ -4,7 +4,9 @@
   Score of the samples (and of as many MNIST test images, for reference) and its variants m-IS (by
   predicted class), MODE and AM score (p*(y): the LeNet's mean prediction on the real images); NDB
   (:func:`ndb_measures`), the coverage metric C (a KDE of the sample features), the SSIM of pairs within
-  predicted classes (:func:`within_class_ssim`, samples and real images); FID and KID against the
+  predicted classes (:func:`within_class_ssim`, samples and real images), low-level image statistics
+  (:func:`pixel_statistics`: power spectrum, random filter responses, mean intensity and contrast); FID and KID
+  against the
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
   (``nearest_neighbours.png``) and their mean distance. Class-conditional runs (uniform labels) also get
@@ -29,6 +31,7 @@ from gendl_jax.metrics.bins import ndb
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import fid
 from gendl_jax.metrics.image_quality import ssim_diversity
+from gendl_jax.metrics.image_statistics import low_level_statistics
 from gendl_jax.metrics.inception import (
     am_score,
     inception_score,
@@ -97,6 +100,7 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "mass_coverage": mass_coverage(real_feat, fake_feat)["coverage"],
         "ssim_diversity": within_class_ssim(fake_images, fake_logits, value_range),
         "ssim_diversity_real": within_class_ssim(real_images, real_logits, (-1.0, 1.0)),
+        **pixel_statistics(real_images, fake_images, key, value_range),
         "predicted_class_histogram": np.bincount(np.argmax(fake_logits, 1), minlength=10).tolist(),
     }
     if sample_labels is not None:
@@ -119,6 +123,15 @@ def ndb_measures(real_feat, fake_feat, key) -> dict:
     bins = ndb_bins(len(real_feat))
     out = ndb(real_feat, fake_feat, key=jax.random.fold_in(key, 1), n_bins=bins)
     return {"ndb_fraction": out["ndb_fraction"], "ndb_js": out["js_divergence"], "ndb_bins": bins}
+
+
+def pixel_statistics(real_images, fake_images, key, value_range=(-1.0, 1.0)) -> dict:
+    """The low-level image statistics entries of :func:`image_measures` (:func:`low_level_statistics` of the images
+    mapped to [-1, 1], random filters and response positions from ``key`` folded with 2):
+    ``log_power_spectrum_rms``, ``filter_response_w1``, ``mean_intensity_w1``, ``contrast_w1``."""
+    out = low_level_statistics(prepare_images(real_images), prepare_images(fake_images, value_range),
+                               key=jax.random.fold_in(key, 2))
+    return {k: out[k] for k in ("log_power_spectrum_rms", "filter_response_w1", "mean_intensity_w1", "contrast_w1")}
 
 
 def _has_class_pair(logits) -> bool:

@@ -50,6 +50,7 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
         am_score,
         fid,
         inception_score,
+        low_level_statistics,
         mass_coverage,
         mnist_classifier,
         mode_score,
@@ -83,6 +84,11 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     assert result["ndb_bins"] == 6 and result["ndb_fraction"] == bins["ndb_fraction"]
     assert result["ndb_js"] == pytest.approx(bins["js_divergence"], rel=1e-12)
     assert result["mass_coverage"] == mass_coverage(real_feats, feats)["coverage"]
+    # low-level statistics of the images in [-1, 1], keyed by the eval key folded with 2
+    stats = low_level_statistics(test_images[mnist_test_subset(300, 0)] / 127.5 - 1.0, samples,
+                                 key=jax.random.fold_in(jax.random.PRNGKey(1), 2))
+    for name in ("log_power_spectrum_rms", "filter_response_w1", "mean_intensity_w1", "contrast_w1"):
+        assert result[name] == pytest.approx(stats[name], rel=1e-5), name
     want = ssim_diversity(samples, data_range=2.0, labels=np.argmax(logits, 1), n_pairs=100)["mean"]
     assert result["ssim_diversity"] == pytest.approx(want, rel=1e-12)
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
