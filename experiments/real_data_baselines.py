@@ -11,7 +11,8 @@ LeNet's mean prediction on the reference set (MODE down, AM up for a worse set; 
 within a class and has no "right way" for these degradations). NDB (bins: k-means of the reference
 features) should rise, the coverage metric C (the share of the reference set where a KDE of the set's
 features puts 95% of its mass) fall. The mean SSIM of 100 random pairs within each predicted class (whole set)
-measures diversity, not quality.
+measures diversity, not quality. The low-level image statistics (Zeng et al. 2017: power spectrum, random
+filter responses, per-image mean and contrast; pixels, not features) should rise for noise and blur.
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/real_data_baselines.py
 
@@ -35,14 +36,16 @@ from scipy.ndimage import gaussian_filter  # noqa: E402
 
 from gendl_jax import metrics  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics.evaluate import ndb_bins, ndb_measures, within_class_ssim  # noqa: E402
+from gendl_jax.metrics.evaluate import ndb_bins, ndb_measures, pixel_statistics, within_class_ssim  # noqa: E402
 
 MEASURES = ("inception_score", "modified_inception_score", "mode_score", "am_score", "fid", "kid", "precision",
-            "recall", "density", "coverage", "nn_two_sample", "ndb_fraction", "mass_coverage", "ssim_diversity")
+            "recall", "density", "coverage", "nn_two_sample", "ndb_fraction", "mass_coverage", "ssim_diversity",
+            "log_power_spectrum_rms", "filter_response_w1", "mean_intensity_w1", "contrast_w1")
 HIGHER_IS_BETTER = {"inception_score": True, "modified_inception_score": None, "mode_score": True, "am_score": False,
                     "fid": False, "kid": False, "precision": True, "recall": True, "density": True, "coverage": True,
                     "nn_two_sample": False, "ndb_fraction": False, "mass_coverage": True,
-                    "ssim_diversity": None}
+                    "ssim_diversity": None, "log_power_spectrum_rms": False, "filter_response_w1": False,
+                    "mean_intensity_w1": False, "contrast_w1": False}
 """None: no better direction (m-IS rises with within-class diversity and with unconfident predictions alike; the
 SSIM of pairs within a class falls with diversity and with pixel noise alike)."""
 
@@ -60,7 +63,7 @@ def degraded_sets(test_images: np.ndarray, test_labels: np.ndarray, seed: int) -
     return sets
 
 
-def score(net, name, images, ref_feat, ref_labels, key, n_eval: int, seed: int) -> dict:
+def score(net, name, images, ref_images, ref_feat, ref_labels, key, n_eval: int, seed: int) -> dict:
     """IS and its variants on the whole set (as in the 9.88 reference); the other measures on ``n_eval`` of
     its images. ``ref_labels``: p*(y) (C,) of the MODE and AM scores."""
     t0 = time.perf_counter()
@@ -80,6 +83,7 @@ def score(net, name, images, ref_feat, ref_labels, key, n_eval: int, seed: int) 
            **ndb_measures(ref_feat, feat, key),
            "mass_coverage": metrics.mass_coverage(ref_feat, feat)["coverage"],
            "ssim_diversity": within_class_ssim(images, logits),
+           **pixel_statistics(ref_images, images[sub], key),
            "classifier_entropy_nats": float(np.mean(-np.sum(_softmax(logits) * _log_softmax(logits), 1)))}
     row["seconds"] = time.perf_counter() - t0
     return row
@@ -95,7 +99,7 @@ def _softmax(z):
 
 
 def plot(rows, sets, out: pathlib.Path) -> None:
-    fig, axes = plt.subplots(4, 4, figsize=(14, 12), dpi=100)
+    fig, axes = plt.subplots(5, 4, figsize=(14, 15), dpi=100)
     names = [r["set"] for r in rows]
     for ax, m in zip(axes.flat, MEASURES):
         vals = [r[m] for r in rows]
@@ -135,7 +139,7 @@ def main(args) -> None:
     sets = degraded_sets(test.images, test.labels, args.seed)
     rows = []
     for i, (name, images) in enumerate(sets.items()):
-        rows.append(score(net, name, images, ref_feat, ref_labels, jax.random.PRNGKey(args.seed + i), args.n_eval, args.seed + i))
+        rows.append(score(net, name, images, train.images[ref_idx], ref_feat, ref_labels, jax.random.PRNGKey(args.seed + i), args.n_eval, args.seed + i))
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}), flush=True)
     record = {
         "command": f"python experiments/real_data_baselines.py --n-ref {args.n_ref} --n-eval {args.n_eval} --seed {args.seed}",
@@ -148,6 +152,9 @@ def main(args) -> None:
                      "nn_two_sample": "leave-one-out 1-NN accuracy (0.5 ideal)",
                      "ndb": f"{ndb_bins(args.n_ref)} k-means bins of the reference features, z-tests at level 0.05",
                      "ssim_diversity": "whole set, 100 random pairs per predicted class, SSIM 11x11 Gaussian window",
+                     "low_level_statistics": "pixels in [-1, 1]: RMS log10 ratio of radial power spectra (radii 1-14), "
+                                             "mean 1-D W1 of 32 random zero-mean 5x5 filters' responses (200,000 "
+                                             "positions per set), W1 of per-image means and standard deviations",
                      "mass_coverage": "reference share where the set's KDE (fit on half, t from the other half, "
                                       "bandwidth by held-out likelihood) holds 95% of its mass",
                      "features": "shipped LeNet penultimate layer (128-d)"},
