@@ -94,6 +94,7 @@ def sample(
     ddls_metropolis: bool = False,
     calibration: int = 10000,
     d_batch_statistics: bool = False,
+    label: int | None = None,
     progress: bool = True,
 ) -> pathlib.Path:
     """Draw N samples from the latest checkpoint of RUN (a folder written by `gendl train`).
@@ -103,7 +104,8 @@ def sample(
     latent sampling (--ddls-steps K [--ddls-step-size E] [--ddls-metropolis]); both Platt-scale the
     discriminator first on CALIBRATION training examples against as many samples, with D's BatchNorm
     on each batch's own statistics if --d-batch-statistics. The sampler's settings and statistics go to
-    OUT with the suffix .json.
+    OUT with the suffix .json. A class-conditional GAN run draws uniform labels, or only class LABEL with
+    --label.
     """
     import jax
     import numpy as np
@@ -116,6 +118,10 @@ def sample(
     if objective.sample is None:
         raise ValueError(f"{run} was trained as {objective.name}, which has no prior to sample from (use a vae run)")
     guided = drs_acceptance is not None or ddls_steps != 0
+    num_classes = getattr(getattr(state, "config", None), "num_classes", 0)
+    if label is not None and not (num_classes and 0 <= label < num_classes):
+        raise ValueError(f"--label {label}: " + (f"the run's classes are 0..{num_classes - 1}" if num_classes else
+                                                 f"{run} is not a class-conditional GAN run"))
     if (guided or truncation is not None) and objective.name not in ("gan", "wgan", "wgan-gp", "wgan-sn"):
         raise ValueError(f"--truncation, --drs-acceptance and --ddls-steps sample GAN runs; {run} is a "
                          f"{objective.name} run")
@@ -131,21 +137,23 @@ def sample(
                                    ddls_step_size=ddls_step_size)
     path = pathlib.Path(out) if out else pathlib.Path(run) / f"samples_n{n}_seed{seed}.npy"
     key = jax.random.PRNGKey(seed)
+    labels = None if label is None else jax.numpy.full((n,), label, jax.numpy.int32)
     if truncation is None and not guided:
-        samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, key, n))
+        samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, key, n,
+                                                                         **({} if labels is None else {"labels": labels})))
         info = {"sampler": "plain"}
     else:
         cal = None
         if guided:
             cal = _calibrate(state, record, objective, calibration, seed, d_batch_statistics)
             print(json.dumps({"calibration": dataclasses.asdict(cal)}))
-        drawn = sampling.sample_gan(state, jax.random.fold_in(key, 1), n, truncation=truncation, calibration=cal,
+        drawn = sampling.sample_gan(state, jax.random.fold_in(key, 1), n, truncation=truncation, calibration=cal, label=label,
                                     drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
                                     ddls_step_size=ddls_step_size, ddls_metropolis=ddls_metropolis, progress=progress)
         samples, info = drawn.samples, drawn.info
     np.save(path, samples)
     path.with_suffix(".json").write_text(json.dumps({"run": str(run), "step": int(state.step), "n": n, "seed": seed,
-                                                     **info}, indent=2))
+                                                     "label": label, **info}, indent=2))
     print(json.dumps({k: v for k, v in info.items() if k != "calibration"}))
     print(f"wrote {samples.shape} samples to {path}")
     return path

@@ -491,7 +491,7 @@ def check_sampler_options(*, truncation=None, drs_acceptance=None, ddls_steps: i
 def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
                calibration: DiscriminatorCalibration | None = None, drs_acceptance: float | None = None,
                ddls_steps: int = 0, ddls_step_size: float = 0.01, ddls_metropolis: bool = False,
-               batch_size: int = 1000, progress: bool = False) -> GanSamples:
+               batch_size: int = 1000, progress: bool = False, label: int | None = None) -> GanSamples:
     """``n`` samples of a trained GAN (or WGAN) ``state`` with one of the samplers of this module.
 
     * plain: ``G(z)``, ``z ~ N(0, I)`` (the generator's average when the state keeps one);
@@ -505,7 +505,8 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
       statistics, which couples those chains slightly (the gradients also flow through the batch moments).
 
     A class-conditional GAN (``config.num_classes > 0``) draws its labels uniformly
-    (:func:`~gendl_jax.objectives.adversarial.sample_labels`); DRS and DDLS are for unconditional GANs.
+    (:func:`~gendl_jax.objectives.adversarial.sample_labels`), or every sample of class ``label``; DRS and DDLS
+    are for unconditional GANs.
     """
     from gendl_jax.objectives import adversarial
 
@@ -515,7 +516,11 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
                           ddls_step_size=ddls_step_size)
     if (drs_acceptance is not None or ddls_steps) and calibration is None:
         raise ValueError("DRS and DDLS need calibration= (calibrate_discriminator on held-out real data)")
-    if (drs_acceptance is not None or ddls_steps) and getattr(state.config, "num_classes", 0):
+    num_classes = getattr(state.config, "num_classes", 0)
+    if label is not None and not (num_classes and isinstance(label, (int, np.integer)) and 0 <= label < num_classes):
+        raise ValueError(f"label must be a class in [0, num_classes={num_classes}) of a class-conditional GAN, "
+                         f"got {label!r}")
+    if (drs_acceptance is not None or ddls_steps) and num_classes:
         raise ValueError(f"DRS and DDLS are implemented for unconditional GANs; this one is class-conditional "
                          f"(num_classes={state.config.num_classes}): draw plain or truncated samples")
     dim = adversarial.latent_dim(state.config, state.data_shape)
@@ -540,8 +545,11 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
 
         return GanSamples(map_in_batches(generate, chains.z, batch_size), info)
 
+    def labels_of(k, m):
+        return adversarial.sample_labels(state, k, m) if label is None else jnp.full((m,), label, jnp.int32)
+
     propose = jax.jit(lambda k, m: adversarial.generate(state, truncated_latents(k, m, dim, truncation),
-                                                        labels=adversarial.sample_labels(state, k, m)),
+                                                        labels=labels_of(k, m)),
                       static_argnums=1)
     if drs_acceptance is None:
         keys = jax.random.split(key, -(-n // batch_size))

@@ -121,6 +121,9 @@ def test_cli_refuses_discriminator_samplers_for_a_wgan(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["sample", str(out), "-n", "10", "--drs-acceptance", "0.5"])
     assert "wgan critic is not" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["sample", str(out), "-n", "10", "--label", "1"])
+    assert "is not a class-conditional GAN run" in capsys.readouterr().err
     cli.main(["sample", str(out), "-n", "10", "--truncation", "1.0", "--out", str(tmp_path / "t.npy")])
     import jax
 
@@ -335,9 +338,21 @@ def test_cli_trains_and_samples_a_class_conditional_gan(tmp_path, capsys):
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, rtol=1e-6, atol=1e-6)
     cli.main(["sample", str(out), "-n", "9", "--truncation", "1.5", "--out", str(tmp_path / "t.npy")])
     assert np.load(tmp_path / "t.npy").shape == (9, 8, 8, 1)
+    cli.main(["sample", str(out), "-n", "9", "--label", "3", "--out", str(tmp_path / "three.npy")])
+    threes = adversarial.generate(state, jax.random.normal(key, (9, 100)), labels=np.full(9, 3, np.int32))
+    np.testing.assert_allclose(np.load(tmp_path / "three.npy"), threes, rtol=1e-6, atol=1e-6)
+    assert json.loads((tmp_path / "three.json").read_text())["label"] == 3
+    from gendl_jax import sampling
+
+    cli.main(["sample", str(out), "-n", "9", "--label", "3", "--truncation", "1.5", "--out", str(tmp_path / "t3.npy")])
+    want = sampling.sample_gan(state, jax.random.fold_in(key, 1), 9, truncation=1.5, label=3).samples
+    z = sampling.truncated_latents(jax.random.split(jax.random.fold_in(key, 1), 1)[0], 1000, 100, 1.5)[:9]
+    np.testing.assert_allclose(want, adversarial.generate(state, z, labels=np.full(9, 3, np.int32)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "t3.npy"), want, rtol=1e-6, atol=1e-6)
     capsys.readouterr()
     for argv, message in [
         (["sample", str(out), "-n", "9", "--drs-acceptance", "0.5"], "implemented for unconditional GANs"),
+        (["sample", str(out), "-n", "9", "--label", "10"], "--label 10: the run's classes are 0..9"),
         (["train", "gan", *common, "--num-classes", "5", "--steps", "1", "--out", str(tmp_path / "few")],
          r"num_classes=5, but dataset 'digits' has labels in [0, 9]; num_classes must be > 9"),
         (["train", "gan", "--model", "mlp", "--hidden", "8", "--data", "ring8", "--num-classes", "3", "--steps", "1",
