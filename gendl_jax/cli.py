@@ -128,9 +128,9 @@ def sample(
     if guided and objective.name != "gan":
         raise ValueError(f"--drs-acceptance and --ddls-steps read the discriminator's logit as log p_data / p_g, "
                          f"which a {objective.name} critic is not; {run} is a {objective.name} run")
-    if guided and getattr(state.config, "num_classes", 0):
-        raise ValueError(f"--drs-acceptance and --ddls-steps are implemented for unconditional GANs; {run} is "
-                         f"class-conditional (num_classes={state.config.num_classes})")
+    if ddls_steps and getattr(state.config, "num_classes", 0):
+        raise ValueError(f"--ddls-steps is implemented for unconditional GANs; {run} is class-conditional "
+                         f"(num_classes={state.config.num_classes})")
     from gendl_jax import sampling
 
     sampling.check_sampler_options(truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
@@ -171,9 +171,11 @@ def _calibrate(state, record, objective, n: int, seed: int, batch_statistics: bo
     if n < 2:
         raise ValueError(f"calibration must be >= 2 examples, got {n}")
     dataset = load_dataset(record["train"]["data"], split="train", data_dir=record["train"].get("data_dir"))
-    real = make_iterator(dataset, n, seed + 1, 1, objective.value_range).batch_at(0)["x"][0]
-    fake = sampling.sample_gan(state, jax.random.PRNGKey(seed + 2), n).samples  # in batches
-    return sampling.calibrate_discriminator(state, real, fake, batch_statistics=batch_statistics)
+    batch = make_iterator(dataset, n, seed + 1, 1, objective.value_range).batch_at(0)
+    fake = sampling.sample_gan(state, jax.random.PRNGKey(seed + 2), n)  # in batches
+    labels = {"real_labels": batch["y"][0], "fake_labels": fake.labels} if fake.labels is not None else {}
+    return sampling.calibrate_discriminator(state, batch["x"][0], fake.samples, batch_statistics=batch_statistics,
+                                            **labels)
 
 
 def evaluate(

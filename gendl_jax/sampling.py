@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -186,8 +186,9 @@ def platt_scaling(logits_real, logits_fake, *, max_iter: int = 100, tol: float =
 class RejectionSamples:
     """What :func:`rejection_sample` returns."""
 
-    samples: np.ndarray
-    """(n, ...) accepted samples, in the order they were accepted."""
+    samples: Any
+    """(n, ...) accepted samples, in the order they were accepted (a pytree of such arrays when the proposals are
+    one, e.g. ``(images, labels)``)."""
     proposals: int
     """Proposals drawn after the burn-in."""
     accepted: int
@@ -212,9 +213,10 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
 
     Args:
       key: PRNG key (proposals, and the uniforms of the accept test).
-      propose: ``(key, m) -> (m, ...)`` samples of the generator (jit it; ``m`` is always ``batch_size``).
-      log_ratio: ``(m, ...) -> (m,)`` estimates of ``log p_data / p_g``, e.g. the discriminator's
-        logits, Platt-scaled (:func:`platt_scaling`).
+      propose: ``(key, m) -> (m, ...)`` samples of the generator (jit it; ``m`` is always ``batch_size``), or a
+        pytree of such arrays, e.g. ``(images, labels)`` of a class-conditional generator.
+      log_ratio: ``(m, ...) -> (m,)`` (of what ``propose`` returns) estimates of ``log p_data / p_g``, e.g. the
+        discriminator's logits, Platt-scaled (:func:`platt_scaling`).
       n: samples to return.
       gamma: DRS's shift, fixed for the whole run. Give ``gamma`` or ``acceptance``, not both;
         neither means ``gamma = 0``, the exact rejection sampler.
@@ -240,9 +242,9 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
 
     def logits_of(x):
         logits = np.asarray(log_ratio(x), np.float64)
-        if logits.shape != (x.shape[0],):
-            raise ValueError(f"log_ratio must map ({x.shape[0]}, ...) samples to ({x.shape[0]},) logits, "
-                             f"got shape {logits.shape}")
+        m = jax.tree_util.tree_leaves(x)[0].shape[0]
+        if logits.shape != (m,):
+            raise ValueError(f"log_ratio must map ({m}, ...) samples to ({m},) logits, got shape {logits.shape}")
         if not np.all(np.isfinite(logits)):
             raise ValueError("log_ratio returned NaN or inf")
         return logits
@@ -273,12 +275,12 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
         f = _drs_f(np, logits, max_logit, eps, gamma)
         log_u = np.log1p(-np.asarray(jax.random.uniform(k_accept, (batch_size,)), np.float64))  # 1 - u in (0, 1]
         keep = log_u < -np.logaddexp(0.0, -f)  # log sigmoid(F)
-        accepted.append(np.asarray(x)[keep])
+        accepted.append(jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[keep], x))
         count += int(keep.sum())
         proposals += batch_size
         bar.update(min(int(keep.sum()), n - bar.n))
     bar.close()
-    samples = np.concatenate(accepted)[:n]
+    samples = jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves)[:n], *accepted)
     return RejectionSamples(samples=samples, proposals=proposals, accepted=count, burn_in=burn_batches * batch_size,
                             max_logit=max_logit, gamma=gamma)
 
@@ -422,17 +424,19 @@ class DiscriminatorCalibration:
     n_fake: int
 
     def log_ratio(self, state) -> Callable[[Array], Array]:
-        """Pure ``x -> a * D(x) + b`` of ``state``'s discriminator: (m, *data_shape) -> (m,), jittable."""
+        """Pure ``x -> a * D(x) + b`` of ``state``'s discriminator: (m, *data_shape) -> (m,), jittable; a
+        class-conditional GAN's takes ``labels=`` (m,) too."""
         from gendl_jax.objectives import adversarial
 
-        def log_ratio(x):
-            return self.a * adversarial.discriminate(state, x, batch_statistics=self.batch_statistics) + self.b
+        def log_ratio(x, labels=None):
+            return self.a * adversarial.discriminate(state, x, batch_statistics=self.batch_statistics,
+                                                     labels=labels) + self.b
 
         return log_ratio
 
 
-def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False,
-                            batch_size: int = 1000) -> DiscriminatorCalibration:
+def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False, batch_size: int = 1000,
+                            real_labels=None, fake_labels=None) -> DiscriminatorCalibration:
     """Platt-scales the discriminator of a trained GAN ``state`` (:func:`platt_scaling`).
 
     Args:
@@ -443,6 +447,8 @@ def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False
       fake: (n_f, *data_shape) fresh samples of the sampler DRS / DDLS will start from.
       batch_statistics: evaluate D's BatchNorm on each batch's own statistics (batches of
         ``batch_size`` all-real or all-fake examples, as D saw them in training).
+      real_labels, fake_labels: (n_r,) and (n_f,) int labels, for a class-conditional GAN (each sample scored
+        with its label; the fakes' are those they were drawn for).
     """
     from gendl_jax.data import map_in_batches
     from gendl_jax.objectives import adversarial
@@ -451,8 +457,21 @@ def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False
     for name, x in (("real", real), ("fake", fake)):
         if np.ndim(x) != 1 + len(shape) or tuple(np.shape(x)[1:]) != shape:
             raise ValueError(f"{name} must have shape (n, {', '.join(map(str, shape))}), got {np.shape(x)}")
+    conditional = bool(getattr(state.config, "num_classes", 0))
+    if conditional != (real_labels is not None and fake_labels is not None):
+        raise ValueError("a class-conditional GAN's calibration needs real_labels and fake_labels, an unconditional "
+                         f"one neither (num_classes={getattr(state.config, 'num_classes', 0)})")
     logits = jax.jit(functools.partial(adversarial.discriminate, state, batch_statistics=batch_statistics))
-    real_logits, fake_logits = (map_in_batches(logits, x, batch_size).astype(np.float64) for x in (real, fake))
+    if conditional:
+        pairs = [(x, np.asarray(y, np.int32)) for x, y in ((real, real_labels), (fake, fake_labels))]
+        for (x, y), name in zip(pairs, ("real", "fake")):
+            if y.shape != (len(x),):
+                raise ValueError(f"{name}_labels must have shape ({len(x)},), got {y.shape}")
+        real_logits, fake_logits = (
+            np.concatenate([np.asarray(logits(jnp.asarray(x[i:i + batch_size]), labels=jnp.asarray(y[i:i + batch_size])))
+                            for i in range(0, len(x), batch_size)]).astype(np.float64) for x, y in pairs)
+    else:
+        real_logits, fake_logits = (map_in_batches(logits, x, batch_size).astype(np.float64) for x in (real, fake))
     a, b = platt_scaling(real_logits, fake_logits)
     sig = lambda v: float(np.mean(0.5 * (1.0 + np.tanh(0.5 * v))))  # noqa: E731
     return DiscriminatorCalibration(a=a, b=b, batch_statistics=batch_statistics, auc=roc_auc(real_logits, fake_logits),
@@ -469,6 +488,8 @@ class GanSamples:
     info: dict
     """How they were drawn: the sampler's settings and statistics (share of proposals kept, gamma, M, the
     Langevin log-ratio trace's ends), JSON-ready."""
+    labels: np.ndarray | None = None
+    """(n,) the labels the samples were drawn for (class-conditional GANs; DRS keeps each sample's own)."""
 
 
 def check_sampler_options(*, truncation=None, drs_acceptance=None, ddls_steps: int = 0,
@@ -505,8 +526,9 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
       statistics, which couples those chains slightly (the gradients also flow through the batch moments).
 
     A class-conditional GAN (``config.num_classes > 0``) draws its labels uniformly
-    (:func:`~gendl_jax.objectives.adversarial.sample_labels`), or every sample of class ``label``; DRS and DDLS
-    are for unconditional GANs.
+    (:func:`~gendl_jax.objectives.adversarial.sample_labels`), or every sample of class ``label``, and returns the
+    labels (DRS scores each proposal with its own label, from a calibration with labels); DDLS is for
+    unconditional GANs.
     """
     from gendl_jax.objectives import adversarial
 
@@ -520,9 +542,9 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
     if label is not None and not (num_classes and isinstance(label, (int, np.integer)) and 0 <= label < num_classes):
         raise ValueError(f"label must be a class in [0, num_classes={num_classes}) of a class-conditional GAN, "
                          f"got {label!r}")
-    if (drs_acceptance is not None or ddls_steps) and num_classes:
-        raise ValueError(f"DRS and DDLS are implemented for unconditional GANs; this one is class-conditional "
-                         f"(num_classes={state.config.num_classes}): draw plain or truncated samples")
+    if ddls_steps and num_classes:
+        raise ValueError(f"DDLS is implemented for unconditional GANs; this one is class-conditional "
+                         f"(num_classes={state.config.num_classes}): draw plain, truncated or DRS samples")
     dim = adversarial.latent_dim(state.config, state.data_shape)
     generate = jax.jit(functools.partial(adversarial.generate, state))
     info: dict = {"sampler": "plain", "truncation": truncation}
@@ -548,14 +570,23 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
     def labels_of(k, m):
         return adversarial.sample_labels(state, k, m) if label is None else jnp.full((m,), label, jnp.int32)
 
-    propose = jax.jit(lambda k, m: adversarial.generate(state, truncated_latents(k, m, dim, truncation),
-                                                        labels=labels_of(k, m)),
-                      static_argnums=1)
+    def propose_fn(k, m):  # (images, labels) of a class-conditional generator
+        labels = labels_of(k, m)
+        x = adversarial.generate(state, truncated_latents(k, m, dim, truncation), labels=labels)
+        return (x, labels) if num_classes else x
+
+    propose = jax.jit(propose_fn, static_argnums=1)
     if drs_acceptance is None:
         keys = jax.random.split(key, -(-n // batch_size))
-        return GanSamples(np.concatenate([np.asarray(propose(k, batch_size)) for k in keys])[:n], info)
-    drawn = rejection_sample(key, propose, jax.jit(calibration.log_ratio(state)), n, acceptance=drs_acceptance,
-                             batch_size=batch_size, progress=progress)
+        drawn = jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves)[:n],
+                                       *[propose(k, batch_size) for k in keys])
+        return GanSamples(drawn[0], info, labels=drawn[1]) if num_classes else GanSamples(drawn, info)
+    log_ratio = calibration.log_ratio(state)
+    ratio = jax.jit(lambda xy: log_ratio(xy[0], labels=xy[1])) if num_classes else jax.jit(log_ratio)
+    drawn = rejection_sample(key, propose, ratio, n, acceptance=drs_acceptance, batch_size=batch_size,
+                             progress=progress)
     info.update(sampler="drs", drs_acceptance=drs_acceptance, kept=drawn.acceptance_rate, gamma=drawn.gamma,
                 max_logit=drawn.max_logit, proposals=drawn.proposals, burn_in=drawn.burn_in)
+    if num_classes:
+        return GanSamples(drawn.samples[0], info, labels=drawn.samples[1])
     return GanSamples(drawn.samples, info)

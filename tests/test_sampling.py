@@ -386,3 +386,69 @@ def test_sample_gan_plain_truncation_and_drs(toy_gan):
         sampling.check_sampler_options(ddls_steps=5, ddls_step_size=0.0)
     with pytest.raises(ValueError, match="ddls_steps must be an int >= 0"):
         sampling.check_sampler_options(ddls_steps=-2)
+
+
+def test_rejection_sample_of_pytree_proposals_keeps_each_label_with_its_sample():
+    """(x, label) proposals: the accepted x are those of the array proposals under the same key, and each label is
+    still the one drawn with its x."""
+    @functools.partial(jax.jit, static_argnums=1)
+    def propose_pairs(key, m):
+        x = _propose(key, m)
+        return x, (x[:, 0] > 0).astype(jnp.int32)
+
+    kwargs = dict(acceptance=0.4, batch_size=500, burn_in=1000)
+    pairs = sampling.rejection_sample(jax.random.PRNGKey(9), propose_pairs, lambda xy: _jax_log_ratio(xy[0]), 1500,
+                                      **kwargs)
+    plain = sampling.rejection_sample(jax.random.PRNGKey(9), _propose, _jax_log_ratio, 1500, **kwargs)
+    x, labels = pairs.samples
+    np.testing.assert_array_equal(x, plain.samples)
+    np.testing.assert_array_equal(labels, (x[:, 0] > 0).astype(np.int32))
+    assert (pairs.proposals, pairs.gamma) == (plain.proposals, plain.gamma)
+
+
+@pytest.fixture(scope="module")
+def toy_cgan():
+    """A class-conditional GAN on 2-D data of 3 classes, a few steps into training."""
+    from gendl_jax.objectives import gan
+
+    rng = np.random.default_rng(0)
+
+    def batch():
+        y = rng.integers(0, 3, (1, 64))
+        return {"x": jnp.asarray(rng.normal(size=(1, 64, 2)) + 2.0 * y[..., None], jnp.float32),
+                "y": jnp.asarray(y, jnp.int32)}
+
+    config = gan.GANConfig(model="mlp", hidden=(32, 32), latent_dim=2, num_classes=3)
+    state = gan.init(jax.random.PRNGKey(0), config, batch())
+    step = jax.jit(gan.step)
+    for _ in range(5):
+        state, _ = step(state, batch())
+    return state
+
+
+def test_conditional_calibration_and_drs_score_each_sample_with_its_label(toy_cgan):
+    from gendl_jax.objectives import adversarial
+
+    rng = np.random.default_rng(1)
+    real_labels = rng.integers(0, 3, 2000).astype(np.int32)
+    real = (rng.normal(size=(2000, 2)) + 2.0 * real_labels[:, None]).astype(np.float32)
+    drawn = sampling.sample_gan(toy_cgan, jax.random.PRNGKey(2), 1500, batch_size=500)
+    assert drawn.labels.shape == (1500,) and set(np.unique(drawn.labels)) == {0, 1, 2}
+    z = jax.random.normal(jax.random.split(jax.random.PRNGKey(2), 3)[0], (500, 2))
+    np.testing.assert_allclose(drawn.samples[:500], adversarial.generate(toy_cgan, z, labels=drawn.labels[:500]),
+                               rtol=1e-6, atol=1e-6)
+    cal = sampling.calibrate_discriminator(toy_cgan, real, drawn.samples, real_labels=real_labels,
+                                           fake_labels=drawn.labels, batch_size=700)
+    logits_real = np.asarray(adversarial.discriminate(toy_cgan, real, labels=real_labels), np.float64)
+    logits_fake = np.asarray(adversarial.discriminate(toy_cgan, drawn.samples, labels=drawn.labels), np.float64)
+    a, b = sampling.platt_scaling(logits_real, logits_fake)
+    assert (cal.a, cal.b) == pytest.approx((a, b), rel=1e-4, abs=1e-5)
+    with pytest.raises(ValueError, match="needs real_labels and fake_labels"):
+        sampling.calibrate_discriminator(toy_cgan, real, drawn.samples)
+
+    out = sampling.sample_gan(toy_cgan, jax.random.PRNGKey(3), 1000, calibration=cal, drs_acceptance=0.5,
+                              batch_size=500)
+    assert out.samples.shape == (1000, 2) and out.labels.shape == (1000,)
+    assert out.info["sampler"] == "drs" and out.info["kept"] == pytest.approx(0.5, abs=0.06)
+    with pytest.raises(ValueError, match="DDLS is implemented for unconditional GANs"):
+        sampling.sample_gan(toy_cgan, jax.random.PRNGKey(3), 10, calibration=cal, ddls_steps=2)

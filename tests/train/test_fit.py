@@ -349,9 +349,15 @@ def test_cli_trains_and_samples_a_class_conditional_gan(tmp_path, capsys):
     z = sampling.truncated_latents(jax.random.split(jax.random.fold_in(key, 1), 1)[0], 1000, 100, 1.5)[:9]
     np.testing.assert_allclose(want, adversarial.generate(state, z, labels=np.full(9, 3, np.int32)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.load(tmp_path / "t3.npy"), want, rtol=1e-6, atol=1e-6)
+    # discriminator rejection sampling, each proposal scored with its label (calibration with labels)
+    cli.main(["sample", str(out), "-n", "40", "--drs-acceptance", "0.5", "--calibration", "200", "--no-progress",
+              "--out", str(tmp_path / "drs.npy")])
+    info = json.loads((tmp_path / "drs.json").read_text())
+    assert np.load(tmp_path / "drs.npy").shape == (40, 8, 8, 1) and info["sampler"] == "drs"
+    assert info["calibration"]["n_real"] == 200
     capsys.readouterr()
     for argv, message in [
-        (["sample", str(out), "-n", "9", "--drs-acceptance", "0.5"], "implemented for unconditional GANs"),
+        (["sample", str(out), "-n", "9", "--ddls-steps", "3"], "implemented for unconditional GANs"),
         (["sample", str(out), "-n", "9", "--label", "10"], "--label 10: the run's classes are 0..9"),
         (["train", "gan", *common, "--num-classes", "5", "--steps", "1", "--out", str(tmp_path / "few")],
          r"num_classes=5, but dataset 'digits' has labels in [0, 9]; num_classes must be > 9"),
