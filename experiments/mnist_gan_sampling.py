@@ -27,6 +27,9 @@ test; ``gendl eval``'s protocol):
   ``batch`` BatchNorm, D normalises each batch of 1,000 chains by its own statistics, which couples the
   chains of a batch slightly (each gradient also flows through the batch mean and variance).
 
+A class-conditional run (``cdcgan-*``; uniform labels) gets plain, truncation and DRS rows (trained D,
+calibrated with labels, each proposal scored with its own label) with ``label_accuracy``; no refit, no DDLS.
+
 Each row also splits the one-split IS into class balance x confidence
 (:func:`gendl_jax.metrics.inception_score_breakdown`). Writes ``mnist_gan_sampling.json``,
 ``tradeoff.png`` (IS and FID against the share of proposals kept; precision against recall) and
@@ -79,14 +82,16 @@ def make_networks(state):
     return propose, disc
 
 
-def draw(state, key, n: int, threshold=None) -> np.ndarray:
-    """n samples of the plain (or truncated) sampler, in batches of BATCH."""
-    return sampling.sample_gan(state, key, n, truncation=threshold, batch_size=BATCH).samples
+def draw(state, key, n: int, threshold=None) -> sampling.GanSamples:
+    """n samples of the plain (or truncated) sampler, in batches of BATCH (with their labels for a
+    class-conditional run)."""
+    return sampling.sample_gan(state, key, n, truncation=threshold, batch_size=BATCH)
 
 
-def score(samples, real, train_images, out: pathlib.Path, name: str, seed: int) -> dict:
+def score(samples, real, train_images, out: pathlib.Path, name: str, seed: int, labels=None) -> dict:
     plots.image_grid(samples[:100], out / f"samples_{name}.png", title=name)
-    row = image_measures(samples, real, key=jax.random.PRNGKey(seed + 1), train_images=train_images)
+    row = image_measures(samples, real, key=jax.random.PRNGKey(seed + 1), train_images=train_images,
+                         sample_labels=labels)
     breakdown = inception_score_breakdown(mnist_classifier().logits(samples, value_range=(-1.0, 1.0)))
     row.update({k: breakdown[k] for k in ("class_balance", "confidence", "fraction_below_threshold")})
     return row
@@ -120,9 +125,9 @@ def main(args) -> None:
                 result[key_].update(earlier.get(key_, {}))
             result.update({k: v for k, v in earlier.items() if k.startswith("refit")})
 
-    def write(name, samples, **extra):
+    def write(name, samples, labels=None, **extra):
         t0 = time.perf_counter()
-        row = {"command": command, **extra, **score(samples, real, train.images, out, name, args.seed)}
+        row = {"command": command, **extra, **score(samples, real, train.images, out, name, args.seed, labels)}
         row["score_seconds"] = time.perf_counter() - t0
         result["rows"][name] = row
         shown = {k: v for k, v in row.items() if k not in ("predicted_class_histogram", "command")}
@@ -130,10 +135,15 @@ def main(args) -> None:
         path.write_text(json.dumps(result, indent=2))
 
     if args.plain:
-        write("plain", draw(state, jax.random.fold_in(key, 0), args.n_eval), kept=1.0)
+        drawn = draw(state, jax.random.fold_in(key, 0), args.n_eval)
+        write("plain", drawn.samples, drawn.labels, kept=1.0)
     for i, t in enumerate(args.truncation):
-        write(f"truncation-{t:g}", draw(state, jax.random.fold_in(key, 1 + i), args.n_eval, t), threshold=t,
-              kept=1.0)
+        drawn = draw(state, jax.random.fold_in(key, 1 + i), args.n_eval, t)
+        write(f"truncation-{t:g}", drawn.samples, drawn.labels, threshold=t, kept=1.0)
+    if state.config.num_classes:
+        conditional_drs(state, train, key, args, result, write)
+        plot(result["rows"], out / "tradeoff.png", title=f"{pathlib.Path(args.run).name}: {args.n_eval} samples per row")
+        return
 
     discriminators, discriminator_states = {"trained": disc}, {"trained": state}
     if args.refit_steps:
@@ -150,7 +160,7 @@ def main(args) -> None:
             d_state = discriminator_states[which]
             try:
                 cal = sampling.calibrate_discriminator(
-                    d_state, prepare_images(train.images[idx]), draw(state, jax.random.fold_in(key, 100), args.calibration),
+                    d_state, prepare_images(train.images[idx]), draw(state, jax.random.fold_in(key, 100), args.calibration).samples,
                     batch_statistics=mode == "batch", batch_size=BATCH)
             except ValueError as e:  # e.g. separable: no finite calibration, so no DRS rows for this D
                 result["calibration"][label] = {"error": str(e)}
@@ -165,7 +175,7 @@ def main(args) -> None:
                 return a * np.asarray(logits_of(x)) + b
 
             # Exact rejection sampling (gamma = 0) when its acceptance is not hopeless.
-            burn = map_in_batches(log_ratio, draw(state, jax.random.fold_in(key, 200), 10000))
+            burn = map_in_batches(log_ratio, draw(state, jax.random.fold_in(key, 200), 10000).samples)
             exact = float(np.mean(np.exp(burn - burn.max())))
             result["exact_burn_in_acceptance"][label] = exact
             targets = [(f"drs-{label}-{acc:g}", {"acceptance": acc}) for acc in args.acceptance]
@@ -188,6 +198,33 @@ def main(args) -> None:
                     write(f"{prefix}-{steps}", samples, discriminator=which, d_mode=mode, kept=1.0, scale=scale,
                           step_size=args.ddls_step_size, metropolis=args.ddls_metropolis, **extra)
     plot(result["rows"], out / "tradeoff.png", title=f"{pathlib.Path(args.run).name}: {args.n_eval} samples per row")
+
+
+def conditional_drs(state, train, key, args, result, write) -> None:
+    """DRS rows of a class-conditional run: the trained discriminator, Platt-scaled on MNIST train images with their
+    labels against samples with the labels they were drawn for; each proposal is scored with its own label
+    (:func:`gendl_jax.sampling.sample_gan`). No refit and no DDLS for these runs."""
+    if args.refit_steps or args.ddls_steps:
+        raise SystemExit("a class-conditional run gets DRS rows with its trained discriminator only: pass "
+                         "--refit-steps 0 and no --ddls-steps")
+    idx = np.random.default_rng(args.seed).choice(len(train), args.calibration, replace=False)
+    for mode in args.d_modes:
+        label = f"trained-{mode}"
+        fake = draw(state, jax.random.fold_in(key, 100), args.calibration)
+        cal = sampling.calibrate_discriminator(state, prepare_images(train.images[idx]), fake.samples,
+                                               batch_statistics=mode == "batch", batch_size=BATCH,
+                                               real_labels=train.labels[idx], fake_labels=fake.labels)
+        result["calibration"][label] = {"a": cal.a, "b": cal.b, "n": args.calibration, "d_real_mean": cal.d_real_mean,
+                                        "d_fake_mean": cal.d_fake_mean, "auc": cal.auc}
+        print(json.dumps({"calibration": label, **result["calibration"][label]}), flush=True)
+        for i, acc in enumerate(args.acceptance):
+            t0 = time.perf_counter()
+            drawn = sampling.sample_gan(state, jax.random.fold_in(key, 300 + i), args.n_eval, calibration=cal,
+                                        drs_acceptance=acc, batch_size=BATCH, progress=args.progress)
+            info = drawn.info
+            write(f"drs-{label}-{acc:g}", drawn.samples, drawn.labels, discriminator="trained", d_mode=mode,
+                  kept=info["kept"], gamma=info["gamma"], max_logit=info["max_logit"], proposals=info["proposals"],
+                  sample_seconds=time.perf_counter() - t0)
 
 
 def ddls(key, state, log_ratio, args):
