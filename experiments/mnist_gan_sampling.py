@@ -208,9 +208,9 @@ def conditional_drs(state, train, key, args, result, write) -> None:
         raise SystemExit("a class-conditional run gets DRS rows with its trained discriminator only: pass "
                          "--refit-steps 0 and no --ddls-steps")
     idx = np.random.default_rng(args.seed).choice(len(train), args.calibration, replace=False)
+    fake = draw(state, jax.random.fold_in(key, 100), args.calibration)
     for mode in args.d_modes:
         label = f"trained-{mode}"
-        fake = draw(state, jax.random.fold_in(key, 100), args.calibration)
         cal = sampling.calibrate_discriminator(state, prepare_images(train.images[idx]), fake.samples,
                                                batch_statistics=mode == "batch", batch_size=BATCH,
                                                real_labels=train.labels[idx], fake_labels=fake.labels)

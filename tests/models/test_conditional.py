@@ -136,9 +136,13 @@ def test_dcgan_conditional_generator_is_the_unconditional_one_on_z_and_one_hot(r
     assert np.abs(np.asarray(other) - np.asarray(cond.apply(variables, z, train=False, labels=y))).max() > 1e-3
 
 
-def test_conv_critic_takes_num_classes():
+def test_conv_critic_is_a_projection_critic_with_num_classes(rng):
     critic = conv_critic(base_features=4, num_classes=C)
-    assert critic.num_classes == C and not critic.batch_norm
+    x = jnp.asarray(rng.uniform(-1, 1, size=(3, 28, 28, 1)), jnp.float32)
+    variables = critic.init(jax.random.key(0), x, train=False, labels=_labels(rng, 3))
+    assert set(variables) == {"params"} and variables["params"]["projection"]["kernel"].shape == (7 * 7 * 8, C)
+    scores = [critic.apply(variables, x, train=False, labels=jnp.full((3,), c, jnp.int32)) for c in range(C)]
+    assert np.ptp(np.stack(scores), axis=0).min() > 0  # each sample's score depends on its label
 
 
 @pytest.mark.parametrize("module,x", [
