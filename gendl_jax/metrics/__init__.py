@@ -6,6 +6,7 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
 :func:`kmeans`); learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`, :func:`generative_adversarial_metric` (two GANs battle),
+:func:`skill_rating` (a tournament of generators and discriminators rated by Glicko-2, :func:`glicko2_update`),
 :func:`adversarial_accuracy` (classifiers trained on a conditional model's samples and on real data); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
 :func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; image quality: :func:`ssim`, :func:`psnr` and
@@ -51,6 +52,7 @@ from gendl_jax.metrics.pairwise import (
     nn_two_sample,
     precision_recall,
 )
+from gendl_jax.metrics.tournament import glicko2_update, match_outcomes, skill_rating
 from gendl_jax.metrics.two_sample import adversarial_accuracy, classifier_two_sample, critic_wasserstein
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "fid",
     "frechet_distance",
     "generative_adversarial_metric",
+    "glicko2_update",
     "inception_score",
     "inception_score_breakdown",
     "kid",
@@ -76,6 +79,7 @@ __all__ = [
     "latent_reconstruction",
     "low_level_statistics",
     "mass_coverage",
+    "match_outcomes",
     "mean_prediction",
     "mmd",
     "mnist_classifier",
@@ -95,6 +99,7 @@ __all__ = [
     "radial_power_spectrum",
     "prepare_images",
     "select_parzen_bandwidth",
+    "skill_rating",
     "ssim",
     "ssim_diversity",
     "trace_sqrt_product",
