@@ -6,6 +6,7 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
 :func:`kmeans`); learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`, :func:`generative_adversarial_metric` (two GANs battle),
+NRDS (:func:`nrds`: epochs a classifier needs to tell each model from the data),
 :func:`skill_rating` (a tournament of generators and discriminators rated by Glicko-2, :func:`glicko2_update`),
 :func:`adversarial_accuracy` (classifiers trained on a conditional model's samples and on real data); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
@@ -40,6 +41,7 @@ from gendl_jax.metrics.likelihood import (
     parzen_log_likelihood,
     select_parzen_bandwidth,
 )
+from gendl_jax.metrics.nrds import nrds
 from gendl_jax.metrics.reconstruction import latent_reconstruction
 from gendl_jax.metrics.mode_coverage import mode_coverage, mode_histogram
 from gendl_jax.metrics.pairwise import (
@@ -90,6 +92,7 @@ __all__ = [
     "ndb",
     "nearest_neighbour_picture",
     "nearest_neighbours",
+    "nrds",
     "nn_two_sample",
     "parzen_log_densities",
     "parzen_log_likelihood",

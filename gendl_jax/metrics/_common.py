@@ -9,6 +9,7 @@ global ``jax_enable_x64`` setting is.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 
 import jax
@@ -71,3 +72,20 @@ def check_k(k, n: int, name: str, *, exclude_self: bool) -> int:
             + (" (excluding the point itself)" if exclude_self else "")
         )
     return k
+
+
+def flatten_samples(x, name: str) -> np.ndarray:
+    """``x`` (n, ...) as (n, prod(...)), e.g. images (n, 28, 28, 1) -> (n, 784); an empty set stays (0, d)."""
+    arr = np.asarray(x)
+    if arr.ndim < 2:
+        raise ValueError(f"{name} must have shape (n, ...) with at least 2 axes, got {arr.shape}")
+    return arr.reshape(arr.shape[0], math.prod(arr.shape[1:]))
+
+
+def split_indices(key: jax.Array, n: int, test_fraction: float, name: str = "the samples"):
+    """A random split of ``range(n)`` into (train rows, test rows), ``round(n * test_fraction)`` of them test."""
+    n_test = int(round(n * test_fraction))
+    if not 1 <= n_test <= n - 1:
+        raise ValueError(f"test_fraction={test_fraction} leaves no training or no test sample out of the {n} of {name}")
+    perm = np.asarray(jax.random.permutation(key, n))
+    return perm[n_test:], perm[:n_test]

@@ -21,8 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gendl_jax.metrics._common import as_samples, positive_int, same_dim
-from gendl_jax.metrics.two_sample import _flat, _split
+from gendl_jax.metrics._common import as_samples, flatten_samples, positive_int, same_dim, split_indices
 from gendl_jax.models.mlp import MLPDiscriminator
 
 
@@ -47,9 +46,7 @@ def _samples(x, label: str, min_n: int) -> tuple[np.ndarray, tuple[int, ...]]:
         arr = np.asarray(x)
     except (TypeError, ValueError) as e:  # e.g. ragged lists
         raise TypeError(f"{label} must be an array of shape (m, ...), got {type(x).__name__}") from e
-    if arr.ndim >= 2 and arr.shape[0] == 0:  # _flat's reshape(0, -1) cannot infer the width of an empty array
-        raise ValueError(f"{label} must have at least {min_n} samples, got shape {arr.shape}")
-    return as_samples(_flat(arr, label), label, min_n=min_n), arr.shape[1:]
+    return as_samples(flatten_samples(arr, label), label, min_n=min_n), arr.shape[1:]
 
 
 def _model_sets(real, fakes) -> tuple[np.ndarray, list, list[str], list[np.ndarray]]:
@@ -90,10 +87,7 @@ def _inputs(real, fakes, key, *, epochs, steps_per_epoch, hidden, batch_size, te
     k_split, k_init, k_real, k_fake = jax.random.split(key, 4)
     pool, test, n_test = [], [], []
     for x, label, k in zip(sets, labels, jax.random.split(k_split, len(sets))):
-        try:
-            train_rows, test_rows = _split(k, len(x), test_fraction)
-        except ValueError as e:
-            raise ValueError(f"{label}: {e}") from e
+        train_rows, test_rows = split_indices(k, len(x), test_fraction, label)
         pool.append(x[train_rows])
         test.append(x[test_rows])
         n_test.append(len(test_rows))

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gendl_jax.metrics._common import DEFAULT_BLOCK_SIZE, as_samples, check_k, positive_int, same_dim, x64
+from gendl_jax.metrics._common import DEFAULT_BLOCK_SIZE, as_samples, check_k, flatten_samples, positive_int, same_dim, x64
 
 
 def _blocks(x: jax.Array, block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -190,13 +190,6 @@ def nn_two_sample(real, fake, *, block_size: int = DEFAULT_BLOCK_SIZE) -> dict[s
             "accuracy_fake": float(correct[len(real):].mean())}
 
 
-def _flatten(x, name: str) -> np.ndarray:
-    arr = np.asarray(x)
-    if arr.ndim < 2:
-        raise ValueError(f"{name} must have shape (n, ...) with at least 2 axes, got {arr.shape}")
-    return arr.reshape(arr.shape[0], -1)
-
-
 @x64
 def nearest_neighbours(fake, train, k: int = 1, *, block_size: int = DEFAULT_BLOCK_SIZE):
     """The k nearest ``train`` samples (n_train, ...) of each ``fake`` sample (n, ...) (memorisation check).
@@ -204,7 +197,7 @@ def nearest_neighbours(fake, train, k: int = 1, *, block_size: int = DEFAULT_BLO
     Samples of any shape are flattened (images compare pixel by pixel).
     Returns ``(distances (n, k) float64 ascending, indices (n, k) int into train)``.
     """
-    fake, train = as_samples(_flatten(fake, "fake"), "fake"), as_samples(_flatten(train, "train"), "train")
+    fake, train = as_samples(flatten_samples(fake, "fake"), "fake"), as_samples(flatten_samples(train, "train"), "train")
     same_dim(fake, train, "fake", "train")
     k = check_k(k, len(train), "train", exclude_self=False)
     d2, idx = _knn_sq(jnp.asarray(fake), jnp.asarray(train), k, False, _block(block_size))
@@ -280,7 +273,7 @@ def birthday_duplicates(samples, batch_size: int, *, threshold: float, n_batches
     Returns a dict: ``duplicate_probability`` (share of batches with a duplicate), ``closest_distances``
     (n_batches,), ``closest_pairs`` ((n_batches, 2) indices into ``samples``), ``batch_size``, ``n_batches``.
     """
-    x = as_samples(_flatten(samples, "samples"), "samples", min_n=2)
+    x = as_samples(flatten_samples(samples, "samples"), "samples", min_n=2)
     batch_size = positive_int(batch_size, "batch_size", minimum=2)
     if batch_size > len(x):
         raise ValueError(f"batch_size={batch_size} exceeds the {len(x)} samples")

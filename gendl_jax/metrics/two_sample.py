@@ -26,31 +26,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gendl_jax.metrics._common import as_samples, positive_int, same_dim
+from gendl_jax.metrics._common import as_samples, flatten_samples, positive_int, same_dim, split_indices
 from gendl_jax.models.mlp import MLPDiscriminator
 
 
-def _split(key, n: int, test_fraction: float):
-    n_test = int(round(n * test_fraction))
-    if not 1 <= n_test <= n - 1:
-        raise ValueError(f"test_fraction={test_fraction} leaves no training or no test sample out of {n}")
-    perm = np.asarray(jax.random.permutation(key, n))
-    return perm[n_test:], perm[:n_test]
-
-
 def _prepare(real, fake, test_fraction):
-    real, fake = as_samples(_flat(real, "real"), "real", min_n=2), as_samples(_flat(fake, "fake"), "fake", min_n=2)
+    real, fake = as_samples(flatten_samples(real, "real"), "real", min_n=2), as_samples(flatten_samples(fake, "fake"), "fake", min_n=2)
     same_dim(real, fake, "real", "fake")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
     return real.astype(np.float32), fake.astype(np.float32)
-
-
-def _flat(x, name):
-    arr = np.asarray(x)
-    if arr.ndim < 2:
-        raise ValueError(f"{name} must have shape (n, ...) with at least 2 axes, got {arr.shape}")
-    return arr.reshape(arr.shape[0], -1)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "steps", "batch_size", "lr"))
@@ -86,8 +71,8 @@ def classifier_two_sample(real, fake, key, *, hidden: tuple[int, ...] = (128, 12
     real, fake = _prepare(real, fake, test_fraction)
     steps, batch_size = positive_int(steps, "steps"), positive_int(batch_size, "batch_size")
     k_real, k_fake, k_train = jax.random.split(key, 3)
-    r_train, r_test = _split(k_real, len(real), test_fraction)
-    f_train, f_test = _split(k_fake, len(fake), test_fraction)
+    r_train, r_test = split_indices(k_real, len(real), test_fraction, "real")
+    f_train, f_test = split_indices(k_fake, len(fake), test_fraction, "fake")
     model = MLPDiscriminator(hidden=tuple(hidden), activation="relu")
     params = _train_classifier(k_train, real[r_train], fake[f_train], model, steps, batch_size, float(lr))
     acc_real = float(jnp.mean(model.apply(params, real[r_test]) > 0))
@@ -135,8 +120,8 @@ def critic_wasserstein(real, fake, key, *, hidden: tuple[int, ...] = (128, 128),
     if not gp_weight > 0:
         raise ValueError(f"gp_weight must be > 0, got {gp_weight}")
     k_real, k_fake, k_train = jax.random.split(key, 3)
-    r_train, r_test = _split(k_real, len(real), test_fraction)
-    f_train, f_test = _split(k_fake, len(fake), test_fraction)
+    r_train, r_test = split_indices(k_real, len(real), test_fraction, "real")
+    f_train, f_test = split_indices(k_fake, len(fake), test_fraction, "fake")
     model = MLPDiscriminator(hidden=tuple(hidden), activation="relu")
     params = _train_critic(k_train, real[r_train], fake[f_train], model, steps, batch_size, float(lr), float(gp_weight))
     w1 = float(jnp.mean(model.apply(params, real[r_test])) - jnp.mean(model.apply(params, fake[f_test])))
@@ -177,7 +162,7 @@ def _train_softmax(key, x, y, model, steps, batch_size, lr):
 
 
 def _labelled(x, labels, name: str, num_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
-    x = as_samples(_flat(x, name), name, min_n=2).astype(np.float32)
+    x = as_samples(flatten_samples(x, name), name, min_n=2).astype(np.float32)
     y = np.asarray(labels)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"{name}_labels must be ({len(x)},) ints, one per row of {name}, got shape {y.shape} and "

@@ -169,7 +169,7 @@ def test_nrds_bad_input():
     cases = [
         (ValueError, "fakes must hold at least one model's samples", dict(fakes=[])),
         (TypeError, r"fakes must be a sequence of \(m_i, \.\.\.\) arrays.*got ndarray", dict(fakes=x)),
-        (ValueError, r"fakes\[1\] must have at least 2 samples, got shape \(0, 2\)", dict(fakes=[x, x[:0]])),
+        (ValueError, r"fakes\[1\] must have at least 2 samples of dimension >= 1, got shape \(0, 2\)", dict(fakes=[x, x[:0]])),
         (ValueError, r"fakes\[0\] must have at least 2 samples", dict(fakes=[x[:1]])),
         (ValueError, r"fakes\['b'\] contains NaN", dict(fakes={"a": x, "b": np.r_[x, [[np.nan, 0.0]]]})),
         (ValueError, "real contains NaN", dict(real=np.r_[x, [[0.0, np.inf]]])),
@@ -182,7 +182,7 @@ def test_nrds_bad_input():
         (TypeError, "epochs must be an int", dict(epochs=2.5)),
         (ValueError, r"test_fraction must lie in \(0, 1\), got 1.0", dict(test_fraction=1.0)),
         (ValueError, r"test_fraction must lie in \(0, 1\), got 0.0", dict(test_fraction=0.0)),
-        (ValueError, r"fakes\[1\]: test_fraction=0.2 leaves no training or no test sample out of 2",
+        (ValueError, r"test_fraction=0.2 leaves no training or no test sample out of the 2 of fakes\[1\]",
          dict(fakes=[x, x[:2]], test_fraction=0.2)),
         (ValueError, "lr must be > 0, got 0", dict(lr=0.0)),
         (ValueError, "batch_size must be >= 1", dict(batch_size=0)),

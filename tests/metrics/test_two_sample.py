@@ -45,6 +45,10 @@ def test_bad_input():
         classifier_two_sample(x, x, jax.random.PRNGKey(0), test_fraction=1.0)
     with pytest.raises(ValueError, match="gp_weight"):
         critic_wasserstein(x, x, jax.random.PRNGKey(0), gp_weight=0.0)
+    with pytest.raises(ValueError, match=r"fake must have at least 2 samples of dimension >= 1, got shape \(0, 2\)"):
+        classifier_two_sample(x, np.zeros((0, 2)), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="leaves no training or no test sample out of the 3 of fake"):
+        classifier_two_sample(x, x[:3], jax.random.PRNGKey(0), test_fraction=0.1)
 
 
 def _two_gaussian_classes(rng, n, mu, shift=0.0):
