@@ -7,7 +7,8 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`kmeans`); learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`, :func:`generative_adversarial_metric` (two GANs battle),
 NRDS (:func:`nrds`: epochs a classifier needs to tell each model from the data),
-:func:`skill_rating` (a tournament of generators and discriminators rated by Glicko-2, :func:`glicko2_update`),
+:func:`skill_rating` (a tournament of generators and discriminators rated by Glicko-2, :func:`glicko2_update`, or
+Bradley-Terry, :func:`bradley_terry_ratings`),
 :func:`adversarial_accuracy` (classifiers trained on a conditional model's samples and on real data); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
 :func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; image quality: :func:`ssim`, :func:`psnr` and
@@ -54,7 +55,7 @@ from gendl_jax.metrics.pairwise import (
     nn_two_sample,
     precision_recall,
 )
-from gendl_jax.metrics.tournament import glicko2_update, match_outcomes, skill_rating
+from gendl_jax.metrics.tournament import bradley_terry_ratings, glicko2_update, match_outcomes, skill_rating
 from gendl_jax.metrics.two_sample import adversarial_accuracy, classifier_two_sample, critic_wasserstein
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "am_score",
     "birthday_duplicates",
     "birthday_support_size",
+    "bradley_terry_ratings",
     "classifier_two_sample",
     "critic_wasserstein",
     "density_coverage",

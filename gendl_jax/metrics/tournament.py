@@ -17,7 +17,9 @@ ratings come from Glicko-2 (Glickman 2001; the step-by-step of Glickman's "Examp
 all players start at rating 1500, deviation 350, volatility 0.06; the matches are played in rating periods of
 ``matches_per_period`` matches per pair (1 by default), each a simultaneous update of every player from the
 period's games. Ratings are relative to
-the players of one tournament: two tournaments' numbers are not comparable.
+the players of one tournament: two tournaments' numbers are not comparable. :func:`bradley_terry_ratings` fits
+the same Elo-scale model to all matches at once (``method="bradley-terry"``), free of the order of the games and of
+Glicko-2's runaway volatility.
 
 :func:`glicko2_update` is one rating period for P players at once, from (P, P) counts of games and scores,
 jitted in float64 (the volatility's Illinois iteration runs for all players in one ``lax.while_loop``).
@@ -134,6 +136,20 @@ def _vector(x, name: str, p: int | None = None) -> np.ndarray:
     return arr
 
 
+def _games_and_scores(games, scores, p: int) -> tuple[np.ndarray, np.ndarray]:
+    games, scores = np.asarray(games, np.float64), np.asarray(scores, np.float64)
+    for name, m in (("games", games), ("scores", scores)):
+        if m.shape != (p, p):
+            raise ValueError(f"{name} must have shape ({p}, {p}) for {p} players, got {m.shape}")
+        if not np.all(np.isfinite(m)) or np.any(m < 0):
+            raise ValueError(f"{name} must be finite and >= 0")
+    if not np.array_equal(games, games.T) or np.any(np.diag(games) != 0):
+        raise ValueError("games must be symmetric with a zero diagonal (games[i, j]: games between i and j)")
+    if not np.allclose(scores + scores.T, games, rtol=0, atol=1e-9):
+        raise ValueError("scores + scores.T must equal games: each game's scores add to 1 (win 1, draw 1/2, loss 0)")
+    return games, scores
+
+
 def _positive_number(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
@@ -163,22 +179,72 @@ def glicko2_update(rating, deviation, volatility, games, scores, *, tau: float =
     deviation, volatility = _vector(deviation, "deviation", p), _vector(volatility, "volatility", p)
     if np.any(deviation <= 0) or np.any(volatility <= 0):
         raise ValueError("deviation and volatility must be > 0 for every player")
-    games, scores = np.asarray(games, np.float64), np.asarray(scores, np.float64)
-    for name, m in (("games", games), ("scores", scores)):
-        if m.shape != (p, p):
-            raise ValueError(f"{name} must have shape ({p}, {p}) for {p} players, got {m.shape}")
-        if not np.all(np.isfinite(m)) or np.any(m < 0):
-            raise ValueError(f"{name} must be finite and >= 0")
-    if not np.array_equal(games, games.T) or np.any(np.diag(games) != 0):
-        raise ValueError("games must be symmetric with a zero diagonal (games[i, j]: games between i and j)")
-    if not np.allclose(scores + scores.T, games, rtol=0, atol=1e-9):
-        raise ValueError("scores + scores.T must equal games: each game's scores add to 1 (win 1, draw 1/2, loss 0)")
+    games, scores = _games_and_scores(games, scores, p)
     tau, tolerance = _positive_number(tau, "tau"), _positive_number(tolerance, "tolerance")
     max_iter = positive_int(max_iter, "max_iter")
     r, rd, sigma, iterations = _glicko2_update(jnp.asarray(rating), jnp.asarray(deviation), jnp.asarray(volatility),
                                                jnp.asarray(games), jnp.asarray(scores), tau, tolerance, max_iter)
     return {"rating": np.asarray(r), "deviation": np.asarray(rd), "volatility": np.asarray(sigma),
             "iterations": int(iterations)}
+
+
+ELO_SCALE = 400.0 / np.log(10.0)
+"""Rating points per unit of log-odds: a 400-point gap is 10:1 odds, as in Elo and Glicko."""
+
+
+@functools.partial(jax.jit, static_argnames=("max_iter",))
+def _bradley_terry(games, scores, prior_deviation, max_iter: int):
+    q = 1.0 / ELO_SCALE
+    precision = 1.0 / prior_deviation**2
+
+    def newton(carry):
+        theta, _, it = carry
+        p_win = jax.nn.sigmoid(q * (theta[:, None] - theta[None, :]))  # (P, P): P(i beats j)
+        grad = q * jnp.sum(scores - games * p_win, axis=1) - precision * (theta - INITIAL_RATING)
+        w = q**2 * games * p_win * (1.0 - p_win)
+        hess = w - jnp.diag(jnp.sum(w, axis=1)) - precision * jnp.eye(theta.shape[0])  # negative definite
+        step = jnp.linalg.solve(hess, grad)
+        return theta - step, jnp.max(jnp.abs(step)), it + 1
+
+    def not_done(carry):
+        _, size, it = carry
+        return (size > 1e-9) & (it < max_iter)
+
+    theta, size, it = lax.while_loop(not_done, newton, (jnp.full(games.shape[0], INITIAL_RATING), jnp.inf, 0))
+    p_win = jax.nn.sigmoid(q * (theta[:, None] - theta[None, :]))
+    w = q**2 * games * p_win * (1.0 - p_win)
+    hess = w - jnp.diag(jnp.sum(w, axis=1)) - precision * jnp.eye(theta.shape[0])
+    deviation = jnp.sqrt(jnp.diag(jnp.linalg.inv(-hess)))
+    return theta, deviation, size, it
+
+
+@x64
+def bradley_terry_ratings(games, scores, *, prior_deviation: float = INITIAL_DEVIATION,
+                          max_iter: int = 100) -> dict[str, np.ndarray]:
+    """Bradley-Terry ratings on the Elo scale, fitted to all games at once (maximum a posteriori).
+
+    P(i beats j) = 1 / (1 + 10^((r_j - r_i) / 400)); a draw counts as half a win. Each rating has a Gaussian
+    prior N(1500, ``prior_deviation``^2) (Glicko's starting point), which keeps an unbeaten or winless player
+    finite. Unlike Glicko-2's period-by-period updates, the result does not depend on the order of the games.
+    Fitted by Newton's method (the log posterior is strictly concave), jitted in float64.
+
+    Args:
+      games, scores: (P, P) as for :func:`glicko2_update`, over the whole tournament.
+
+    Returns ``{"rating": (P,), "deviation": (P,) posterior standard deviations from the inverse Hessian,
+    "iterations"}``.
+    """
+    games_arr = np.asarray(games)
+    if games_arr.ndim != 2 or games_arr.shape[0] != games_arr.shape[1] or games_arr.shape[0] == 0:
+        raise ValueError(f"games must be a (P, P) matrix, got shape {games_arr.shape}")
+    games, scores = _games_and_scores(games, scores, games_arr.shape[0])
+    prior_deviation = _positive_number(prior_deviation, "prior_deviation")
+    max_iter = positive_int(max_iter, "max_iter")
+    theta, deviation, size, it = _bradley_terry(jnp.asarray(games), jnp.asarray(scores), prior_deviation, max_iter)
+    if not float(size) <= 1e-6:
+        raise FloatingPointError(f"Bradley-Terry fit did not converge in {max_iter} Newton steps (last step "
+                                 f"{float(size):.3g} rating points)")
+    return {"rating": np.asarray(theta), "deviation": np.asarray(deviation), "iterations": int(it)}
 
 
 def _logits(x, name: str, ndim: int) -> np.ndarray:
@@ -224,8 +290,8 @@ def match_outcomes(fake_logits, real_logits=None, *, rule: str = "threshold") ->
     raise ValueError(f"rule must be 'threshold' or 'pairwise', got {rule!r}")
 
 
-def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", matches_per_period: int = 1,
-                 tau: float = 0.5, generator_names=None, discriminator_names=None) -> dict:
+def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", method: str = "glicko2",
+                 matches_per_period: int = 1, tau: float = 0.5, generator_names=None, discriminator_names=None) -> dict:
     """Tournament of n_D discriminators against n_G generators: win rates and Glicko-2 skill ratings.
 
     Args:
@@ -233,12 +299,17 @@ def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", matc
         ``adversarial.discriminate(state_i, samples_j)``).
       real_logits: (n_D, m) logits on real images (see :func:`match_outcomes`; required for ``"pairwise"``).
       rule: how a match is decided, ``"threshold"`` or ``"pairwise"``.
-      matches_per_period: matches of every pair in one rating period; the m matches are played in order, so
+      method: ``"glicko2"`` (Olsson et al.'s choice: rating periods in order) or ``"bradley-terry"``
+        (:func:`bradley_terry_ratings` of all matches at once: order-free, and it cannot diverge).
+      matches_per_period (Glicko-2 only): matches of every pair in one rating period; the m matches are played in order, so
         there are ceil(m / matches_per_period) periods (the last may be shorter). Keep it small: Glicko-2's
         update is one Newton-like step per period, made for about 10-15 games per player (Glickman), and with
         hundreds of games per period it overshoots (5 discriminators x 4 generators, 50 matches per pair per
         period: the ratings left the scale, past 1e80, within 4 periods).
-      tau: Glicko-2's system constant.
+      tau: Glicko-2's system constant. Glicko-2's volatility can also run away when the results do not fit one
+        rating per player (a generator that beats strong discriminators and loses to weak ones): on a DCGAN's
+        16 snapshots (``experiments/gan_tournament.py``) tau 0.5 diverged with 1 match per period, tau 0.2 with
+        10 did not. A diverged run raises ``FloatingPointError``; ``"bradley-terry"`` is the robust summary.
       generator_names, discriminator_names: labels for the output (default ``"G0"``, ... and ``"D0"``, ...).
 
     Returns a dict of lists, generators first (with ``rule="threshold"`` and ``real_logits``, the "data" player is
@@ -253,24 +324,39 @@ def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", matc
     if matches_per_period > m:
         raise ValueError(f"matches_per_period={matches_per_period} is more than the m={m} matches of each pair")
     tau = _positive_number(tau, "tau")
+    if method not in ("glicko2", "bradley-terry"):
+        raise ValueError(f"method must be 'glicko2' or 'bradley-terry', got {method!r}")
     with_data = rule == "threshold" and real_logits is not None
     g_names = _names(generator_names, n_g - with_data, "G", "generator_names") + (["data"] if with_data else [])
     d_names = _names(discriminator_names, n_d, "D", "discriminator_names")
-    starts = np.arange(0, m, matches_per_period)
-    sizes = np.diff(np.append(starts, m)).astype(np.float64)
-    d_scores = np.add.reduceat(outcomes, starts, axis=2).transpose(2, 0, 1)  # (T, n_D, n_G)
-    with jax.enable_x64(True):
-        rating, deviation, _ = (np.asarray(a) for a in _tournament_ratings(
-            jnp.asarray(sizes), jnp.asarray(d_scores), tau, 1e-6, 100))
-    if not (np.all(np.isfinite(rating)) and np.all(np.abs(rating - INITIAL_RATING) < 1e5)):
-        raise FloatingPointError(f"Glicko-2 diverged (ratings up to {np.max(np.abs(rating)):.3g}) with "
-                                 f"{matches_per_period} matches per pair and period: lower matches_per_period")
+    if method == "bradley-terry":
+        p = n_d + n_g
+        games = np.zeros((p, p))
+        games[:n_d, n_d:], games[n_d:, :n_d] = m, m
+        scores = np.zeros((p, p))
+        d_total = outcomes.sum(axis=2)
+        scores[:n_d, n_d:], scores[n_d:, :n_d] = d_total, m - d_total.T
+        fitted = bradley_terry_ratings(games, scores)
+        rating, deviation, n_periods = fitted["rating"], fitted["deviation"], None
+    else:
+        starts = np.arange(0, m, matches_per_period)
+        sizes = np.diff(np.append(starts, m)).astype(np.float64)
+        d_scores = np.add.reduceat(outcomes, starts, axis=2).transpose(2, 0, 1)  # (T, n_D, n_G)
+        with jax.enable_x64(True):
+            rating, deviation, _ = (np.asarray(a) for a in _tournament_ratings(
+                jnp.asarray(sizes), jnp.asarray(d_scores), tau, 1e-6, 100))
+        n_periods = len(sizes)
+        if not (np.all(np.isfinite(rating)) and np.all(np.abs(rating - INITIAL_RATING) < 1e5)):
+            raise FloatingPointError(f"Glicko-2 diverged (ratings up to {np.max(np.abs(rating)):.3g}) with tau={tau} "
+                                     f"and {matches_per_period} matches per pair and period: lower tau, or use "
+                                     "method='bradley-terry'")
     win = outcomes.mean(axis=2)
     return {"generator_names": g_names, "generator_rating": rating[n_d:].tolist(),
             "generator_deviation": deviation[n_d:].tolist(), "generator_win_rate": (1.0 - win.mean(axis=0)).tolist(),
             "discriminator_names": d_names, "discriminator_rating": rating[:n_d].tolist(),
             "discriminator_deviation": deviation[:n_d].tolist(), "discriminator_win_rate": win.mean(axis=1).tolist(),
-            "win_matrix": win.tolist(), "rule": rule, "n_periods": len(sizes), "matches_per_period": matches_per_period,
+            "win_matrix": win.tolist(), "rule": rule, "method": method, "n_periods": n_periods,
+            "matches_per_period": matches_per_period if method == "glicko2" else None,
             "matches_per_pair": m}
 
 

@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from gendl_jax.metrics import glicko2_update, match_outcomes, skill_rating
+from scipy.optimize import minimize
+
+from gendl_jax.metrics import bradley_terry_ratings, glicko2_update, match_outcomes, skill_rating
 
 SCALE = 173.7178
 
@@ -102,6 +104,54 @@ def test_big_surprise_takes_the_log_branch():
     assert out["volatility"][0] > 0.06
 
 
+def _random_games(rng, p, max_games=12):
+    games = np.triu(rng.integers(0, max_games, size=(p, p)), 1).astype(float)
+    games = games + games.T
+    wins = np.triu(rng.binomial(games.astype(int), rng.uniform(0.1, 0.9, size=(p, p))), 1).astype(float)
+    draws = np.triu(np.minimum(rng.integers(0, 3, size=(p, p)), games - wins), 1)
+    scores = wins + draws / 2
+    return games, scores + np.triu(games - wins - draws + draws / 2, 1).T
+
+
+def test_bradley_terry_is_the_map_of_its_posterior():
+    rng = np.random.default_rng()
+    p = 6
+    games, scores = _random_games(rng, p)
+    scores[0, 1:] = games[0, 1:]  # player 0 unbeaten: the prior keeps it finite
+    scores[1:, 0] = 0.0
+    q = np.log(10) / 400
+
+    def neg_log_posterior(r):
+        diff = q * (r[:, None] - r[None, :])
+        return -np.sum(scores * -np.logaddexp(0, -diff)) + np.sum((r - 1500) ** 2) / (2 * 350.0**2)
+
+    # scipy's BFGS on a unit scale (u = (r - 1500) / 400)
+    ref = minimize(lambda u: neg_log_posterior(1500 + 400 * u), np.zeros(p), method="BFGS", options={"gtol": 1e-12})
+    out = bradley_terry_ratings(games, scores)
+    np.testing.assert_allclose(out["rating"], 1500 + 400 * ref.x, atol=1e-4)
+    # The posterior deviation: inverse Hessian of the negative log posterior by finite differences.
+    h, eye = 1e-2, np.eye(p)
+    hess = np.array([[(neg_log_posterior(out["rating"] + h * (eye[i] + eye[j])) - neg_log_posterior(out["rating"] + h * (eye[i] - eye[j]))
+                       - neg_log_posterior(out["rating"] - h * (eye[i] - eye[j])) + neg_log_posterior(out["rating"] - h * (eye[i] + eye[j]))) / (4 * h * h)
+                      for j in range(p)] for i in range(p)])
+    np.testing.assert_allclose(out["deviation"], np.sqrt(np.diag(np.linalg.inv(hess))), rtol=1e-4)
+    assert out["rating"][0] == max(out["rating"]) and np.isfinite(out["rating"][0])
+
+
+def test_bradley_terry_recovers_simulated_ratings():
+    rng = np.random.default_rng()
+    true = np.array([1200.0, 1400.0, 1500.0, 1650.0, 1900.0])
+    p = len(true)
+    games = np.full((p, p), 4000.0) - np.diag(np.full(p, 4000.0))
+    p_win = 1 / (1 + 10 ** ((true[None, :] - true[:, None]) / 400))
+    wins = np.triu(rng.binomial(4000, p_win), 1).astype(float)
+    scores = wins + np.triu(4000 - wins, 1).T
+    out = bradley_terry_ratings(games, scores, prior_deviation=1e4)  # a nearly flat prior: the MLE
+    centred = out["rating"] - out["rating"].mean()
+    # A rating gap's standard error here is about 400 / ln 10 / sqrt(4000 p (1 - p)) / sqrt(2) < 5 points.
+    np.testing.assert_allclose(centred, true - true.mean(), atol=20)
+
+
 def test_match_outcomes_follow_the_rules():
     rng = np.random.default_rng()
     fake = rng.normal(size=(3, 4, 20))
@@ -156,9 +206,26 @@ def test_planted_generator_quality_is_recovered():
     fake = rng.normal(quality[None, :, None], 1.0, size=(5, 4, 400))
     real = rng.normal(1.0, 1.0, size=(5, 400))
     for rule in ("threshold", "pairwise"):
-        out = skill_rating(fake, real, rule=rule)
-        assert np.all(np.diff(out["generator_rating"][:4]) > 0), rule
+        for method in ("glicko2", "bradley-terry"):
+            out = skill_rating(fake, real, rule=rule, method=method)
+            assert np.all(np.diff(out["generator_rating"][:4]) > 0), (rule, method)
         assert np.all(np.diff(out["generator_win_rate"][:4]) > 0), rule
+
+
+def test_bradley_terry_tournament_uses_all_matches_at_once():
+    rng = np.random.default_rng()
+    fake = rng.normal(size=(3, 2, 50))
+    real = rng.normal(size=(3, 50))
+    out = skill_rating(fake, real, rule="pairwise", method="bradley-terry")
+    outcomes = match_outcomes(fake, real, rule="pairwise")
+    games, scores = np.zeros((5, 5)), np.zeros((5, 5))
+    games[:3, 3:], games[3:, :3] = 50, 50
+    scores[:3, 3:] = outcomes.sum(axis=2)
+    scores[3:, :3] = 50 - outcomes.sum(axis=2).T
+    want = bradley_terry_ratings(games, scores)
+    np.testing.assert_allclose(out["discriminator_rating"] + out["generator_rating"], want["rating"], rtol=1e-12)
+    shuffled = skill_rating(fake[:, :, ::-1], real[:, ::-1], rule="pairwise", method="bradley-terry")
+    np.testing.assert_allclose(shuffled["generator_rating"], out["generator_rating"], rtol=1e-12)
 
 
 def test_data_player_punishes_a_discriminator_that_calls_everything_fake():
@@ -202,5 +269,11 @@ def test_bad_input():
         skill_rating(lopsided, rng.normal(1.0, 1.0, size=(5, 400)), rule="pairwise", matches_per_period=50)
     with pytest.raises(ValueError, match="matches_per_period=11 is more than the m=10 matches"):
         skill_rating(fake, matches_per_period=11)
+    with pytest.raises(ValueError, match="method must be 'glicko2' or 'bradley-terry'"):
+        skill_rating(fake, method="elo")
+    with pytest.raises(ValueError, match=r"games must be a \(P, P\) matrix"):
+        bradley_terry_ratings(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="prior_deviation must be a number > 0"):
+        bradley_terry_ratings(p2, p2 / 2, prior_deviation=0)
     with pytest.raises(ValueError, match="generator_names must name 3 players"):
         skill_rating(fake, generator_names=["a"])
