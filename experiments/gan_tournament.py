@@ -6,7 +6,8 @@ generator steps, keeping ``--snapshots`` checkpoints evenly spaced. Then:
 
 * every snapshot's discriminator plays every snapshot's generator on ``--matches`` samples
   (:func:`gendl_jax.metrics.skill_rating`; each set is judged as one batch, BatchNorm on its own statistics as
-  in training), by the threshold rule with the data as a player and by the pairwise rule;
+  in training), by the threshold rule with the data as a player and by the pairwise rule, rated by Bradley-Terry
+  and by Glicko-2 (``--tau``, ``--matches-per-period``; a Glicko-2 run that diverges is recorded as such);
 * NRDS (:func:`gendl_jax.metrics.nrds`): one classifier learns real digits against all snapshots' samples;
 * FID and IS of ``--n-eval`` samples of each snapshot against as many MNIST test digits, with the shipped LeNet.
 
@@ -92,30 +93,41 @@ def main(args) -> None:
     np.savez_compressed(out / "logits.npz", fake_logits=fake_logits.astype(np.float32),
                         real_logits=d_real.astype(np.float32), steps=np.asarray(steps))
     names = [str(s) for s in steps]
-    tournaments = {rule: skill_rating(fake_logits, d_real, rule=rule, generator_names=names,
-                                      discriminator_names=names) for rule in ("threshold", "pairwise")}
+    tournaments, failures = {}, {}
+    for rule in ("threshold", "pairwise"):
+        for method in ("bradley-terry", "glicko2"):
+            try:
+                tournaments[f"{rule}_{method}"] = skill_rating(
+                    fake_logits, d_real, rule=rule, method=method, tau=args.tau,
+                    matches_per_period=args.matches_per_period, generator_names=names, discriminator_names=names)
+            except FloatingPointError as e:  # Glicko-2's volatility ran away: recorded, not hidden
+                failures[f"{rule}_{method}"] = str(e)
+                print(f"{rule} / {method}: {e}", flush=True)
     nrds_out = nrds(real_nrds, {n: x[args.matches:] for n, x in zip(names, samples)}, jax.random.PRNGKey(args.seed),
                     epochs=args.nrds_epochs)
 
     fids = [r["fid"] for r in rows]
     for i, r in enumerate(rows):
-        for rule, t in tournaments.items():
-            r[f"skill_rating_{rule}"] = t["generator_rating"][i]
-            r[f"skill_deviation_{rule}"] = t["generator_deviation"][i]
-            r[f"win_rate_{rule}"] = t["generator_win_rate"][i]
-            r[f"discriminator_rating_{rule}"] = t["discriminator_rating"][i]
+        for name, t in tournaments.items():
+            r[f"skill_rating_{name}"] = t["generator_rating"][i]
+            r[f"skill_deviation_{name}"] = t["generator_deviation"][i]
+            r[f"discriminator_rating_{name}"] = t["discriminator_rating"][i]
+        for rule in ("threshold", "pairwise"):
+            r[f"win_rate_{rule}"] = tournaments[f"{rule}_bradley-terry"]["generator_win_rate"][i]
         r["nrds"] = nrds_out["nrds"][i]
-    measures = ["inception_score"] + [f"{k}_{rule}" for rule in tournaments for k in ("skill_rating", "win_rate")]
+    measures = (["inception_score", "win_rate_threshold", "win_rate_pairwise"]
+                + [f"skill_rating_{name}" for name in tournaments])
     correlations = {m: float(spearmanr([r[m] for r in rows], fids).statistic) for m in measures + ["nrds"]}
     record = {
         "command": (f"python experiments/gan_tournament.py --model {args.model} --steps {args.steps} --snapshots "
                     f"{args.snapshots} --matches {args.matches} --n-eval {args.n_eval} --nrds-epochs "
-                    f"{args.nrds_epochs} --seed {args.seed}"),
+                    f"{args.nrds_epochs} --tau {args.tau} --matches-per-period {args.matches_per_period} "
+                    f"--seed {args.seed}"),
         "train_seconds": train_seconds, "seconds": time.time() - t0, "rows": rows,
         "spearman_with_fid": correlations,
-        "data_player": {rule: {"rating": t["generator_rating"][-1], "win_rate": t["generator_win_rate"][-1]}
-                        for rule, t in tournaments.items() if t["generator_names"][-1] == "data"},
-        "tournaments": tournaments, "nrds": nrds_out,
+        "data_player": {name: {"rating": t["generator_rating"][-1], "win_rate": t["generator_win_rate"][-1]}
+                        for name, t in tournaments.items() if t["generator_names"][-1] == "data"},
+        "tournaments": tournaments, "glicko2_failures": failures, "nrds": nrds_out,
     }
     (out / "gan_tournament.json").write_text(json.dumps(record, indent=2))
     plot(rows, tournaments, out / "gan_tournament.png")
@@ -126,11 +138,11 @@ def plot(rows, tournaments, path) -> None:
     steps = [r["step"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     ax = axes[0]
-    for rule in tournaments:
-        ax.errorbar(steps, [r[f"skill_rating_{rule}"] for r in rows], [r[f"skill_deviation_{rule}"] for r in rows],
-                    label=f"generator skill rating ({rule})", capsize=2)
+    for name in tournaments:
+        ax.errorbar(steps, [r[f"skill_rating_{name}"] for r in rows], [r[f"skill_deviation_{name}"] for r in rows],
+                    label=name.replace("_", ", "), capsize=2)
     ax.set_xlabel("training step of the snapshot")
-    ax.set_ylabel("Glicko-2 rating")
+    ax.set_ylabel("generator skill rating (Elo scale)")
     twin = ax.twinx()
     twin.plot(steps, [r["fid"] for r in rows], "k--", label="FID")
     twin.set_ylabel("FID (LeNet features)")
@@ -139,13 +151,13 @@ def plot(rows, tournaments, path) -> None:
     axes[1].plot(steps, [r["nrds"] for r in rows], "o-")
     axes[1].set_xlabel("training step of the snapshot")
     axes[1].set_ylabel("NRDS")
-    win = np.asarray(tournaments["pairwise"]["win_matrix"])
+    win = np.asarray(tournaments["pairwise_bradley-terry"]["win_matrix"])
     im = axes[2].imshow(win, vmin=0, vmax=1, cmap="viridis")
     axes[2].set_xticks(range(len(steps)), steps, rotation=90, fontsize=7)
     axes[2].set_yticks(range(len(steps)), steps, fontsize=7)
     axes[2].set_xlabel("generator snapshot")
     axes[2].set_ylabel("discriminator snapshot")
-    axes[2].set_title("discriminator's share of matches won (pairwise)")
+    axes[2].set_title("share of matches D won (pairwise)", fontsize=9)
     fig.colorbar(im, ax=axes[2])
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -160,6 +172,8 @@ if __name__ == "__main__":
     p.add_argument("--matches", type=int, default=1000, help="matches per (discriminator, generator) pair")
     p.add_argument("--n-eval", type=int, default=5000, help="samples per snapshot for FID / IS (and NRDS)")
     p.add_argument("--nrds-epochs", type=int, default=20)
+    p.add_argument("--tau", type=float, default=0.2, help="Glicko-2's system constant")
+    p.add_argument("--matches-per-period", type=int, default=10, help="Glicko-2: matches per pair and rating period")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--runs", default="runs/gan_tournament")
