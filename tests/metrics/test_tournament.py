@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import choix
 from scipy.optimize import minimize
 
 from gendl_jax.metrics import bradley_terry_ratings, glicko2_update, match_outcomes, skill_rating
@@ -136,6 +137,25 @@ def test_bradley_terry_is_the_map_of_its_posterior():
                       for j in range(p)] for i in range(p)])
     np.testing.assert_allclose(out["deviation"], np.sqrt(np.diag(np.linalg.inv(hess))), rtol=1e-4)
     assert out["rating"][0] == max(out["rating"]) and np.isfinite(out["rating"][0])
+
+
+def test_bradley_terry_equals_choix():
+    """choix (an independent Bradley-Terry library) on win/loss data; its penalty alpha ||beta||^2 on natural
+    log-odds beta = (r - 1500) ln 10 / 400 is our N(1500, 350^2) prior with alpha = 1 / (2 (350 ln 10 / 400)^2)."""
+    rng = np.random.default_rng()
+    p = 6
+    strength = rng.normal(0, 1, p)
+    games, scores, data = np.zeros((p, p)), np.zeros((p, p)), []
+    for _ in range(200):
+        i, j = rng.choice(p, 2, replace=False)
+        win, lose = (i, j) if rng.random() < 1 / (1 + np.exp(strength[j] - strength[i])) else (j, i)
+        data.append((win, lose))
+        games[i, j] += 1
+        games[j, i] += 1
+        scores[win, lose] += 1
+    q = np.log(10) / 400
+    beta = choix.opt_pairwise(p, data, alpha=1 / (2 * (q * 350) ** 2), tol=1e-12)
+    np.testing.assert_allclose(bradley_terry_ratings(games, scores)["rating"], 1500 + beta / q, atol=1e-5)
 
 
 def test_bradley_terry_recovers_simulated_ratings():
