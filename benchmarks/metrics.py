@@ -18,9 +18,15 @@ Cases (each: warm-up, ``block_until_ready``, compile time reported apart, median
       matrices of each class in float64 numpy;
   (7) latent recovery, min_z |G(z) - x|^2 for 256 targets x 4 restarts, 200 Adam steps through a DCGAN
       generator (base 64, random weights, inference mode): ``latent_reconstruction`` (one jitted scan) vs
-      the same loop in PyTorch eager on the same architecture (if torch is importable; times only).
+      the same loop in PyTorch eager on the same architecture (if torch is importable; times only);
+  (8) a tournament of 16 discriminators x 16 generators x 250 matches (``experiments/gan_tournament.py`` plays
+      1,000; pairwise rule, synthetic logits): ``skill_rating(method="bradley-terry")`` (jitted Newton, float64)
+      vs choix's ``opt_pairwise`` (Newton-CG over the list of 64,000 (winner, loser) pairs, the same prior), with
+      the largest rating difference; and the time of ``skill_rating(method="glicko2")`` (50 periods in one
+      ``lax.scan``; no reference: the PyPI ``glicko2`` package computes its step 5 with the rating in place of
+      the deviation).
 
-    python benchmarks/metrics.py [--repeats 3] [--skip-sqrtm] [--only fid kid prdc features kmeans mis latent]
+    python benchmarks/metrics.py [--repeats 3] [--skip-sqrtm] [--only fid kid prdc features kmeans mis latent skill]
 
 Writes ``benchmarks/results/metrics.json``.
 """
@@ -28,6 +34,7 @@ Writes ``benchmarks/results/metrics.json``.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import platform
@@ -280,18 +287,45 @@ def bench_latent(repeats: int, n: int = 256, restarts: int = 4, steps: int = 200
     return row
 
 
+def bench_skill(repeats: int, n_d: int = 16, n_g: int = 16, m: int = 250) -> dict:
+    import choix
+
+    rng = np.random.default_rng(7)
+    quality = np.linspace(-3, 1, n_g)
+    fake = rng.normal(quality[None, :, None] - np.linspace(0, 2, n_d)[:, None, None], 1.0, size=(n_d, n_g, m))
+    real = rng.normal(1.0, 1.0, size=(n_d, m))
+    ours = _timed(lambda: metrics.skill_rating(fake, real, rule="pairwise", method="bradley-terry"), repeats)
+    glicko = _timed(lambda: metrics.skill_rating(fake, real, rule="pairwise", tau=0.2, matches_per_period=5), repeats)
+    outcomes = metrics.match_outcomes(fake, real, rule="pairwise")
+    i, j, k = np.nonzero(outcomes == 1.0)
+    data = [(a, n_d + b) for a, b in zip(i, j)]
+    i, j, k = np.nonzero(outcomes == 0.0)
+    data += [(n_d + b, a) for a, b in zip(i, j)]
+    q = np.log(10) / 400
+    ref = _timed(lambda: choix.opt_pairwise(n_d + n_g, data, alpha=1 / (2 * (q * 350) ** 2), tol=1e-10), repeats,
+                 warmup=False)
+    mine = np.array(ours["out"]["discriminator_rating"] + ours["out"]["generator_rating"])
+    return {"case": f"skill rating, {n_d} x {n_g} players x {m} matches", "ours":
+            "skill_rating(method='bradley-terry') (jitted Newton, float64)", "ours_median_s": ours["median_s"],
+            "ours_compile_s": ours["compile_s"], "reference": f"choix {importlib.metadata.version('choix')} opt_pairwise (Newton-CG)",
+            "reference_median_s": ref["median_s"], "speedup": ref["median_s"] / ours["median_s"],
+            "max_rating_difference": float(np.max(np.abs(mine - (1500 + ref["out"] / q)))),
+            "glicko2_median_s": glicko["median_s"], "glicko2_compile_s": glicko["compile_s"],
+            "glicko2_periods": glicko["out"]["n_periods"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-sqrtm", action="store_true", help="do not time scipy.linalg.sqrtm (about 20 s a call)")
-    parser.add_argument("--only", nargs="*", default=["fid", "kid", "prdc", "features", "kmeans", "mis", "latent"])
+    parser.add_argument("--only", nargs="*", default=["fid", "kid", "prdc", "features", "kmeans", "mis", "latent", "skill"])
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "metrics.json")
     args = parser.parse_args()
     cases = {"fid": lambda: bench_fid_trace(args.repeats, args.skip_sqrtm), "kid": lambda: bench_kid(args.repeats),
              "prdc": lambda: bench_prdc(args.repeats), "features": lambda: bench_features(args.repeats, args.data_dir),
              "kmeans": lambda: bench_kmeans(args.repeats), "mis": lambda: bench_mis(args.repeats),
-             "latent": lambda: bench_latent(args.repeats)}
+             "latent": lambda: bench_latent(args.repeats), "skill": lambda: bench_skill(args.repeats)}
     # Rows already in --out for cases not re-run are kept (each case can be run on its own).
     previous = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
     rows = [r for r in previous if r.get("key") not in args.only]
