@@ -1,4 +1,4 @@
-"""Tournaments between generators and discriminators, summarised by win rates and Glicko-2 skill ratings
+"""Tournaments between generators and discriminators, summarised by win rates and skill ratings
 (Olsson et al. 2018, "Skill rating for generative models"; the "tournament" row of Borji 2018's table).
 
 Every discriminator plays every generator. A *match* is one generated sample shown to one discriminator:
@@ -13,13 +13,17 @@ Every discriminator plays every generator. A *match* is one generated sample sho
   so a discriminator's calibration does not matter, only its ranking (the match is one draw of its AUC).
 
 The tournament win rate of a generator is the share of its matches it won against all discriminators. Skill
-ratings come from Glicko-2 (Glickman 2001; the step-by-step of Glickman's "Example of the Glicko-2 system"):
-all players start at rating 1500, deviation 350, volatility 0.06; the matches are played in rating periods of
-``matches_per_period`` matches per pair (1 by default), each a simultaneous update of every player from the
-period's games. Ratings are relative to
-the players of one tournament: two tournaments' numbers are not comparable. :func:`bradley_terry_ratings` fits
-the same Elo-scale model to all matches at once (``method="bradley-terry"``), free of the order of the games and of
-Glicko-2's runaway volatility.
+ratings are on the Elo scale (a 400-point gap is 10:1 odds), in one of two ways:
+
+* ``method="bradley-terry"`` (default): :func:`bradley_terry_ratings` fits P(i beats j) to all matches at once,
+  with Glicko's starting point N(1500, 350^2) as a prior; free of the order of the games.
+* ``method="glicko2"``, as Olsson et al. rate their tournaments: Glicko-2 (Glickman 2001; the step-by-step of
+  Glickman's "Example of the Glicko-2 system"); all players start at rating 1500, deviation 350, volatility
+  0.06, and the matches are played in rating periods of ``matches_per_period`` matches per pair, each a
+  simultaneous update of every player from the period's games. Its volatility can run away (see
+  :func:`skill_rating`).
+
+Ratings are relative to the players of one tournament: two tournaments' numbers are not comparable.
 
 :func:`glicko2_update` is one rating period for P players at once, from (P, P) counts of games and scores,
 jitted in float64 (the volatility's Illinois iteration runs for all players in one ``lax.while_loop``).
@@ -290,26 +294,26 @@ def match_outcomes(fake_logits, real_logits=None, *, rule: str = "threshold") ->
     raise ValueError(f"rule must be 'threshold' or 'pairwise', got {rule!r}")
 
 
-def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", method: str = "glicko2",
-                 matches_per_period: int = 1, tau: float = 0.5, generator_names=None, discriminator_names=None) -> dict:
-    """Tournament of n_D discriminators against n_G generators: win rates and Glicko-2 skill ratings.
+def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", method: str = "bradley-terry",
+                 matches_per_period: int = 10, tau: float = 0.2, generator_names=None, discriminator_names=None) -> dict:
+    """Tournament of n_D discriminators against n_G generators: win rates and skill ratings.
 
     Args:
       fake_logits: (n_D, n_G, m) discriminator i's logits on m samples of generator j (for a library GAN state,
         ``adversarial.discriminate(state_i, samples_j)``).
       real_logits: (n_D, m) logits on real images (see :func:`match_outcomes`; required for ``"pairwise"``).
       rule: how a match is decided, ``"threshold"`` or ``"pairwise"``.
-      method: ``"glicko2"`` (Olsson et al.'s choice: rating periods in order) or ``"bradley-terry"``
-        (:func:`bradley_terry_ratings` of all matches at once: order-free, and it cannot diverge).
+      method: ``"bradley-terry"`` (:func:`bradley_terry_ratings` of all matches at once: order-free, and it
+        cannot diverge) or ``"glicko2"`` (Olsson et al.'s choice: rating periods in order).
       matches_per_period (Glicko-2 only): matches of every pair in one rating period; the m matches are played in order, so
         there are ceil(m / matches_per_period) periods (the last may be shorter). Keep it small: Glicko-2's
         update is one Newton-like step per period, made for about 10-15 games per player (Glickman), and with
         hundreds of games per period it overshoots (5 discriminators x 4 generators, 50 matches per pair per
-        period: the ratings left the scale, past 1e80, within 4 periods).
-      tau: Glicko-2's system constant. Glicko-2's volatility can also run away when the results do not fit one
-        rating per player (a generator that beats strong discriminators and loses to weak ones): on a DCGAN's
-        16 snapshots (``experiments/gan_tournament.py``) tau 0.5 diverged with 1 match per period, tau 0.2 with
-        10 did not. A diverged run raises ``FloatingPointError``; ``"bradley-terry"`` is the robust summary.
+        period: the ratings left the scale, past 1e18, by the fourth period).
+      tau (Glicko-2 only): the system constant. Glicko-2's volatility can also run away when the results do not
+        fit one rating per player (a player that beats strong opponents and loses to weak ones): on a DCGAN's 16
+        snapshots (``experiments/gan_tournament.py``) Glickman's tau 0.5 diverged with 1 match per period, and
+        the defaults here (tau 0.2, below Glickman's suggested 0.3-1.2, and 10 matches per period) did not. A diverged run raises ``FloatingPointError``; ``"bradley-terry"`` is the robust summary.
       generator_names, discriminator_names: labels for the output (default ``"G0"``, ... and ``"D0"``, ...).
 
     Returns a dict of lists, generators first (with ``rule="threshold"`` and ``real_logits``, the "data" player is
@@ -320,12 +324,13 @@ def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", meth
     """
     outcomes = match_outcomes(fake_logits, real_logits, rule=rule)
     n_d, n_g, m = outcomes.shape
-    matches_per_period = positive_int(matches_per_period, "matches_per_period")
-    if matches_per_period > m:
-        raise ValueError(f"matches_per_period={matches_per_period} is more than the m={m} matches of each pair")
-    tau = _positive_number(tau, "tau")
     if method not in ("glicko2", "bradley-terry"):
         raise ValueError(f"method must be 'glicko2' or 'bradley-terry', got {method!r}")
+    if method == "glicko2":
+        matches_per_period = positive_int(matches_per_period, "matches_per_period")
+        if matches_per_period > m:
+            raise ValueError(f"matches_per_period={matches_per_period} is more than the m={m} matches of each pair")
+        tau = _positive_number(tau, "tau")
     with_data = rule == "threshold" and real_logits is not None
     g_names = _names(generator_names, n_g - with_data, "G", "generator_names") + (["data"] if with_data else [])
     d_names = _names(discriminator_names, n_d, "D", "discriminator_names")

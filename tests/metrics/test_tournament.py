@@ -198,7 +198,7 @@ def test_skill_rating_equals_period_by_period_reference(rule):
     n_d, n_g, m, per_period = 3, 4, 29, 3  # 10 periods, the last of 2 matches
     fake = rng.normal(rng.normal(size=(1, n_g, 1)), 1.0, size=(n_d, n_g, m))
     real = rng.normal(0.5, 1.0, size=(n_d, m))
-    out = skill_rating(fake, real, rule=rule, matches_per_period=per_period)
+    out = skill_rating(fake, real, rule=rule, method="glicko2", tau=0.5, matches_per_period=per_period)
     assert out["n_periods"] == 10
     outcomes = match_outcomes(fake, real, rule=rule)
     n_gp = outcomes.shape[1]
@@ -253,8 +253,8 @@ def test_data_player_punishes_a_discriminator_that_calls_everything_fake():
     fake = rng.normal(-0.5, 1.0, size=(2, 3, 200))
     real = rng.normal(1.0, 1.0, size=(2, 200))
     fake[1], real[1] = -10.0, -10.0  # D1 calls everything fake
-    alone = skill_rating(fake)
-    with_data = skill_rating(fake, real)
+    alone = skill_rating(fake, method="glicko2", matches_per_period=1)
+    with_data = skill_rating(fake, real, method="glicko2", matches_per_period=1)
     assert alone["discriminator_rating"][1] > alone["discriminator_rating"][0]
     assert with_data["discriminator_win_rate"][1] == pytest.approx(0.75)
     assert with_data["win_matrix"][1][3] == 0.0
@@ -286,9 +286,11 @@ def test_bad_input():
     rng = np.random.default_rng(1)  # the overshoot the docstring describes: 250 games per player and period
     lopsided = rng.normal(np.array([-3.0, -1.5, -0.5, 0.5])[None, :, None], 1.0, size=(5, 4, 400))
     with pytest.raises(FloatingPointError, match="Glicko-2 diverged"):
-        skill_rating(lopsided, rng.normal(1.0, 1.0, size=(5, 400)), rule="pairwise", matches_per_period=50)
+        skill_rating(lopsided, rng.normal(1.0, 1.0, size=(5, 400)), rule="pairwise", method="glicko2", tau=0.5,
+                     matches_per_period=50)
     with pytest.raises(ValueError, match="matches_per_period=11 is more than the m=10 matches"):
-        skill_rating(fake, matches_per_period=11)
+        skill_rating(fake, method="glicko2", matches_per_period=11)
+    assert skill_rating(np.zeros((2, 3, 4)))["matches_per_pair"] == 4  # Bradley-Terry has no periods to fill
     with pytest.raises(ValueError, match="method must be 'glicko2' or 'bradley-terry'"):
         skill_rating(fake, method="elo")
     with pytest.raises(ValueError, match=r"games must be a \(P, P\) matrix"):
