@@ -56,7 +56,9 @@ smallest D[w, l] - m_w (k >= the largest number of landmarks within alpha_max^2 
 by a first pass) give every vertex, edge and triangle that this witness puts below the cut-off; their
 values are scatter-min'ed into dense (L, L) and (L, L, L) arrays, so every one of the L(L-1)/2 edges
 and L(L-1)(L-2)/6 triangles gets its exact value when that value is <= alpha_max^2 and +inf (left out)
-otherwise, and nothing of size N x #triangles is held. The persistence pairs come from the C extension
+otherwise, and nothing of size N x #triangles is held. When k is large (C(k, 3) > #triangles / 8, a
+large gamma), a second kernel takes the min over each block of witnesses of every triangle's max
+directly (blocks of ``_DENSE_BUDGET`` / (iterations x #triangles) witnesses). The persistence pairs come from the C extension
 ``gendl_jax.metrics._persistence`` (column reduction over Z/2, see :func:`h1_persistence`).
 """
 
@@ -80,6 +82,8 @@ __all__ = ["DEFAULT_N_ITERATIONS", "geometry_score", "h1_persistence", "relative
 DEFAULT_N_ITERATIONS = 100
 _ITER_CHUNK = 8  # iterations per vmapped kernel call
 _SCATTER_BUDGET = 1 << 21  # candidate simplices per block (iterations x witnesses x k-subsets)
+_DENSE_FRACTION = 1 / 8  # see _filtrations
+_DENSE_BUDGET = 1 << 23  # triangle maxima per block of the direct kernel (iterations x witnesses x triangles)
 _TRIANGLE_BUDGET = 1 << 24  # float64 triangle values held per chunk (iterations x L^3): 128 MB
 
 
@@ -250,6 +254,38 @@ def _filtration(w: jax.Array, lm: jax.Array, alpha_sq: jax.Array, k: int, block:
     return vert, edge, tri
 
 
+@functools.partial(jax.jit, static_argnames=("block",))
+def _dense_filtration(w: jax.Array, lm: jax.Array, alpha_sq: jax.Array, block: int):
+    """As :func:`_filtration`, every simplex's min over the witnesses of the max of its landmarks'
+    excesses computed directly (for many landmarks within the cut-off of some witness)."""
+    n_it, n_l = lm.shape[:2]
+    blocks, valid = _witness_blocks(w, block)
+    tri_idx = np.array(list(itertools.combinations(range(n_l), 3)), np.int32).reshape(-1, 3)
+
+    def body(carry, blk):
+        vert, edge, tri = carry
+        wb, v = blk
+        e = jnp.where(v[None, :, None], _excess(wb, lm), jnp.inf)  # (I, B, L)
+        vert = jnp.minimum(vert, jnp.min(e, axis=1))
+        edge = jnp.minimum(edge, jnp.min(jnp.maximum(e[:, :, :, None], e[:, :, None, :]), axis=1))
+        if len(tri_idx):
+            et = jnp.swapaxes(e, 1, 2)  # (I, L, B): gathers of whole rows
+            t = jnp.maximum(jnp.maximum(et[:, tri_idx[:, 0]], et[:, tri_idx[:, 1]]), et[:, tri_idx[:, 2]])
+            tri = jnp.minimum(tri, jnp.min(t, axis=2))
+        return (vert, edge, tri), None
+
+    init = (jnp.full((n_it, n_l), jnp.inf), jnp.full((n_it, n_l, n_l), jnp.inf),
+            jnp.full((n_it, len(tri_idx)), jnp.inf))
+    (vert, edge, tri), _ = lax.scan(body, init, (blocks, valid))
+    a2 = alpha_sq[:, None]
+    vert = jnp.where(vert <= a2, vert, jnp.inf)
+    upper = np.triu(np.ones((n_l, n_l), bool), 1).ravel()
+    edge = jnp.where(upper & (edge.reshape(n_it, -1) <= a2), edge.reshape(n_it, -1), jnp.inf)
+    flat = (tri_idx[:, 0] * n_l + tri_idx[:, 1]) * n_l + tri_idx[:, 2]
+    tri = jnp.full((n_it, n_l**3 if len(tri_idx) else 1), jnp.inf).at[:, flat].set(jnp.where(tri <= a2, tri, jnp.inf))
+    return vert, edge, tri
+
+
 @jax.jit
 def _max_landmark_sq_dist(lm: jax.Array) -> jax.Array:
     """(I,) the largest squared distance between two landmarks of each set (I, L, d) (centred inputs)."""
@@ -265,12 +301,18 @@ def _bucket(kmax: int, n_l: int) -> int:
     return min(k, n_l)
 
 
-def _filtrations(w: np.ndarray, lm: np.ndarray, alpha_sq: np.ndarray) -> list[dict]:
-    """The truncated filtration of each landmark set lm (I, L, d) with witnesses w (N, d): one dict per set."""
+@x64
+def _filtrations(w: np.ndarray, lm: np.ndarray, alpha_sq: np.ndarray, dense: bool | None = None) -> list[dict]:
+    """The truncated filtration of each landmark set lm (I, L, d) with witnesses w (N, d): one dict per set.
+
+    ``dense``: compute every simplex's value directly (True), from each witness's k nearest landmarks in
+    excess (False), or (None) directly when the k-subsets would number more than ``_DENSE_FRACTION`` of
+    the triangles (the direct kernel costs N x #triangles per iteration, the other N x C(k, 3) scatters).
+    """
     n_it, n_l = lm.shape[:2]
     centre = w.mean(axis=0)  # translation-invariant; centring reduces the round-off of |l|^2 - 2 w.l
     wj = jnp.asarray(w - centre)
-    chunk = max(1, min(_ITER_CHUNK, _TRIANGLE_BUDGET // n_l**3))  # the (chunk, L^3) triangle values
+    chunk = max(1, min(_ITER_CHUNK, n_it, _TRIANGLE_BUDGET // n_l**3))  # the (chunk, L^3) triangle values
     out = []
     for start in range(0, n_it, chunk):
         stop = min(start + chunk, n_it)
@@ -280,8 +322,14 @@ def _filtrations(w: np.ndarray, lm: np.ndarray, alpha_sq: np.ndarray) -> list[di
         kmax = int(np.max(np.asarray(_active_counts(wj, lmj, a2, min(1024, len(w))))))
         k = _bucket(kmax, n_l)
         n_sub = max(k * (k - 1) * (k - 2) // 6, k * (k - 1) // 2, 1)
-        block = int(np.clip(_SCATTER_BUDGET // (chunk * n_sub), 4, 1024))
-        vert, edge, tri = (np.asarray(a) for a in _filtration(wj, lmj, a2, k, min(block, len(w))))
+        n_tri = n_l * (n_l - 1) * (n_l - 2) // 6
+        if dense or (dense is None and n_sub > _DENSE_FRACTION * n_tri):
+            block = int(np.clip(_DENSE_BUDGET // (chunk * max(n_tri, n_l * n_l)), 4, 1024))
+            result = _dense_filtration(wj, lmj, a2, min(block, len(w)))
+        else:
+            block = int(np.clip(_SCATTER_BUDGET // (chunk * n_sub), 4, 1024))
+            result = _filtration(wj, lmj, a2, k, min(block, len(w)))
+        vert, edge, tri = (np.asarray(a) for a in result)
         for i in range(stop - start):
             ab = np.argwhere(np.isfinite(edge[i].reshape(n_l, n_l)))
             abc = np.argwhere(np.isfinite(tri[i].reshape(n_l, n_l, n_l))) if tri.shape[1] > 1 else np.zeros((0, 3), int)

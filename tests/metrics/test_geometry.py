@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from gendl_jax.metrics import geometry
 from gendl_jax.metrics.geometry import (
     geometry_score,
     h1_persistence,
@@ -95,6 +96,32 @@ def test_filtration_matches_gudhi_and_brute_force(d):
     ref = _gudhi_h1(w, lm, alpha_sq, dim_max=True)
     assert iv.shape == ref.shape
     np.testing.assert_allclose(iv, ref, rtol=1e-9, atol=scale)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_both_kernels_give_the_brute_force_filtration(dense):
+    """The k-nearest-landmarks kernel and the direct kernel, on several landmark sets at once."""
+    rng = np.random.default_rng()
+    w = rng.normal(size=(int(rng.integers(200, 400)), 3))
+    sets = np.stack([w[rng.choice(len(w), 14, replace=False)] for _ in range(3)])
+    refs = [_brute_force(w, lm) for lm in sets]
+    def between(r, q):  # a cut-off half way between two consecutive values, clear of both
+        values = np.unique([*r[1].values(), *r[2].values()])
+        j = int(q * (len(values) - 1))
+        while values[j + 1] - values[j] < 1e-9 * values[-1]:
+            j += 1
+        return (values[j] + values[j + 1]) / 2
+
+    alpha_sq = np.array([between(r, q) for r, q in zip(refs, (0.02, 0.2, 0.6))])
+    out = geometry._filtrations(w, sets, alpha_sq, dense=dense)
+    for f, (vert, edges, tris, m_max), a2 in zip(out, refs, alpha_sq):
+        np.testing.assert_allclose(f["vertex_values"], vert, atol=1e-12)
+        exp_e = sorted(s for s, v in edges.items() if v <= a2)
+        exp_t = sorted(s for s, v in tris.items() if v <= a2)
+        assert [tuple(s) for s in f["edges"]] == exp_e and [tuple(s) for s in f["triangles"]] == exp_t
+        scale = 1e-10 * (m_max + a2)
+        np.testing.assert_allclose(f["edge_values"], [edges[s] for s in exp_e], rtol=1e-9, atol=scale)
+        np.testing.assert_allclose(f["triangle_values"], [tris[s] for s in exp_t], rtol=1e-9, atol=scale)
 
 
 def _check_iterations_against_gudhi(x, out, count_graph_cycles=False):
