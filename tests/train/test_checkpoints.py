@@ -133,9 +133,18 @@ def _gendl(out, *extra):
 def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     """SIGKILL a real training process (mid-save when we catch one), resume it, compare bit for bit."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    straight = subprocess.run(_gendl(tmp_path / "straight"), env=env, capture_output=True, text=True, timeout=600)
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    # The uninterrupted reference trains beside the run that gets killed (the two are independent).
+    straight_log = open(tmp_path / "straight.stderr", "w")
+    straight = subprocess.Popen(_gendl(tmp_path / "straight"), env=env, stdout=subprocess.DEVNULL, stderr=straight_log)
+    try:
+        _kill_resume_and_compare(tmp_path, env, straight)
+    finally:
+        if straight.poll() is None:
+            straight.kill()
+        straight_log.close()
 
+
+def _kill_resume_and_compare(tmp_path, env, straight):
     run = tmp_path / "killed"
     proc = subprocess.Popen(_gendl(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ckpt = run / "checkpoints"
@@ -171,6 +180,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
 
     resumed = subprocess.run(_gendl(run, "--resume"), env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert straight.wait(timeout=600) == 0, (tmp_path / "straight.stderr").read_text()[-3000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_from"] == latest
     _assert_same(_final_state(run), _final_state(tmp_path / "straight"))
