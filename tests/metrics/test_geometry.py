@@ -1,6 +1,7 @@
-"""Geometry Score: the witness filtration and its H1 intervals against GUDHI's EuclideanStrongWitnessComplex (and
-a brute-force numpy filtration), the C column reduction against a pure-Python reduction of the full boundary
-matrix, RLTs against a fine-grid integration, the behaviour on circles and blobs, and bad input."""
+"""Geometry Score: the witness filtrations and their H1 intervals against GUDHI's WitnessComplex (the authors'
+protocol, from a nearest-landmark table of scipy distances) and EuclideanStrongWitnessComplex (and brute-force
+numpy filtrations), the C column reduction against a pure-Python reduction of the full boundary matrix, RLTs
+against a fine-grid integration, the behaviour on circles and blobs, and bad input."""
 
 import itertools
 
@@ -8,6 +9,7 @@ import gudhi
 import jax
 import numpy as np
 import pytest
+from scipy.spatial.distance import cdist
 
 from gendl_jax.metrics import geometry
 from gendl_jax.metrics.geometry import (
@@ -16,7 +18,10 @@ from gendl_jax.metrics.geometry import (
     relative_living_times,
     rlt_from_intervals,
     strong_witness_filtration,
+    witness_filtration,
 )
+
+STRONG = dict(protocol="strong-euclidean")
 
 
 def _key(rng):
@@ -98,9 +103,14 @@ def test_filtration_matches_gudhi_and_brute_force(d):
     np.testing.assert_allclose(iv, ref, rtol=1e-9, atol=scale)
 
 
-@pytest.mark.parametrize("dense", [False, True])
-def test_both_kernels_give_the_brute_force_filtration(dense):
-    """The k-nearest-landmarks kernel and the direct kernel, on several landmark sets at once."""
+KERNELS = [(False, 0.995), (False, 0.3), (True, 0.995)]  # (dense, the quantile of the counts done first)
+
+
+@pytest.mark.parametrize("dense,quantile", KERNELS)
+def test_both_kernels_give_the_brute_force_filtration(dense, quantile, monkeypatch):
+    """The k-nearest-landmarks kernel (with few or many witnesses done again with the largest k) and the
+    direct kernel, on several landmark sets at once."""
+    monkeypatch.setattr(geometry, "_LIGHT_QUANTILE", quantile)
     rng = np.random.default_rng()
     w = rng.normal(size=(int(rng.integers(200, 400)), 3))
     sets = np.stack([w[rng.choice(len(w), 14, replace=False)] for _ in range(3)])
@@ -113,7 +123,7 @@ def test_both_kernels_give_the_brute_force_filtration(dense):
         return (values[j] + values[j + 1]) / 2
 
     alpha_sq = np.array([between(r, q) for r, q in zip(refs, (0.02, 0.2, 0.6))])
-    out = geometry._filtrations(w, sets, alpha_sq, dense=dense)
+    out = geometry._filtrations(w, sets, np.full(sets.shape[:2], -1), weak=False, cutoff=alpha_sq, dense=dense)
     for f, (vert, edges, tris, m_max), a2 in zip(out, refs, alpha_sq):
         np.testing.assert_allclose(f["vertex_values"], vert, atol=1e-12)
         exp_e = sorted(s for s, v in edges.items() if v <= a2)
@@ -129,7 +139,7 @@ def _check_iterations_against_gudhi(x, out, count_graph_cycles=False):
     for i, idx in enumerate(out["landmarks"]):
         lm = x[idx]
         assert len(np.unique(idx)) == len(idx)  # without replacement
-        a2 = out["alpha_max_sq"][i]
+        a2 = out["cutoff"][i]
         d = ((x[:, None, :] - lm[None]) ** 2).sum(-1)
         m_max = d.min(1).max()
         pair = ((lm[:, None] - lm[None]) ** 2).sum(-1)
@@ -151,10 +161,11 @@ def test_random_sets_intervals_and_alpha_match_gudhi():
     rng = np.random.default_rng()
     x = rng.uniform(size=(400, 3))
     gamma = float(rng.uniform(0.1, 0.2))
-    out = relative_living_times(x, key=_key(rng), n_landmarks=20, gamma=gamma, n_iterations=4)
+    out = relative_living_times(x, key=_key(rng), n_landmarks=20, gamma=gamma, n_iterations=4, **STRONG)
     n_bars = 0
     for i, a2, pair in _check_iterations_against_gudhi(x, out):
         assert a2 == pytest.approx(gamma**2 * pair.max(), rel=1e-12)
+        assert out["alpha_max"][i] == pytest.approx(gamma * np.sqrt(pair.max()), rel=1e-12)
         np.testing.assert_allclose(out["rlts"][i], rlt_from_intervals(out["intervals"][i], a2, 100))
         n_bars += len(out["intervals"][i])
     assert n_bars > 0  # the check compared some intervals
@@ -165,7 +176,7 @@ def test_triangle_free_complexes_follow_gudhi_persistence_dim_max():
     """GUDHI's persistence() leaves out the top dimension: a complex without triangles gets no H1 class
     (count_graph_cycles=False, the default), its cycles count with persistence_dim_max=True (True)."""
     rng = np.random.default_rng()
-    kw = dict(n_landmarks=24, gamma=1 / 32, n_iterations=16)
+    kw = dict(n_landmarks=24, gamma=1 / 32, n_iterations=16, **STRONG)
     for _ in range(8):  # sparse complexes: some iterations have cycles and no triangle
         x = rng.normal(size=(600, 16))
         key = _key(rng)
@@ -182,17 +193,194 @@ def test_triangle_free_complexes_follow_gudhi_persistence_dim_max():
         assert cycles["rlts"][i, 0] < 1
 
 
-def test_noisy_circle_one_long_bar_two_circles_two():
+def test_noisy_circle_one_long_bar_two_circles_two_strong():
     rng = np.random.default_rng()
     for x, n_holes in ((_circle(rng, 600), 1),
                        (np.concatenate([_circle(rng, 300), _circle(rng, 300, centre=(3.0, 0.0))]), 2)):
-        out = relative_living_times(x, key=_key(rng), n_landmarks=32, gamma=1 / 8, n_iterations=4)
+        out = relative_living_times(x, key=_key(rng), n_landmarks=32, gamma=1 / 8, n_iterations=4, **STRONG)
         long_bars = []
         for i, a2, _ in _check_iterations_against_gudhi(x, out):
             iv = out["intervals"][i]
             long_bars.append(int(np.sum(iv[:, 1] - iv[:, 0] > 0.4 * a2)))
         assert max(long_bars) == n_holes and np.median(long_bars) == n_holes, long_bars
         assert np.argmax(out["mrlt"]) == n_holes
+
+
+# ------------------------------------------------------------------------------------------ authors' protocol
+
+
+def _weak_brute_force(w, lm):
+    """GUDHI's weak relaxed witness filtration by its definition, from scipy distances d (unsquared): a witness
+    gives sigma max(0, max_{l in sigma} d(w, l) - min_{l' not in sigma} d(w, l')); sigma enters at the max of
+    the min over witnesses and its facets' values; vertices at 0. Returns (edges, triangles) as dicts."""
+    d = cdist(w, lm)
+    n = len(lm)
+
+    def own(s):
+        rest = np.delete(d, list(s), axis=1)
+        outside = rest.min(1) if rest.shape[1] else np.full(len(w), np.inf)
+        return np.maximum(d[:, list(s)].max(1) - outside, 0.0).min()
+
+    edges = {s: own(s) for s in itertools.combinations(range(n), 2)}
+    tris = {s: max(own(s), *(edges[f] for f in itertools.combinations(s, 2)))
+            for s in itertools.combinations(range(n), 3)}
+    return edges, tris
+
+
+def _gudhi_weak_tree(w, lm, alpha):
+    """The authors' complex: GUDHI's WitnessComplex from the table of each witness's landmarks sorted by
+    (unsquared) distance, with alpha passed as max_alpha_square. A last column holds a far sentinel landmark
+    (id L): GUDHI reads one entry past a row's end when every landmark of the row is within the relaxation;
+    the sentinel (never within it) keeps that read inside the table and adds only the isolated vertex L."""
+    d = cdist(w, lm)
+    order = np.argsort(d, axis=1)
+    table = np.dstack([order, np.take_along_axis(d, order, 1)])
+    far = np.broadcast_to(np.array([len(lm), 10 * d.max() + 10 * alpha + 1]), (len(w), 1, 2))
+    st = gudhi.WitnessComplex(nearest_landmark_table=np.concatenate([table, far], 1)).create_simplex_tree(
+        max_alpha_square=alpha, limit_dimension=2)
+    return st, d
+
+
+def _gudhi_weak_h1(w, lm, alpha, dim_max=False):
+    st, _ = _gudhi_weak_tree(w, lm, alpha)
+    assert all(len(s) == 1 for s, _ in st.get_filtration() if len(lm) in s)
+    st.persistence(homology_coeff_field=2, persistence_dim_max=dim_max)
+    iv = np.array(st.persistence_intervals_in_dimension(1), np.float64).reshape(-1, 2)
+    iv[:, 1] = np.minimum(iv[:, 1], alpha)
+    iv = iv[iv[:, 1] > iv[:, 0]]
+    return iv[np.lexsort((iv[:, 1], iv[:, 0]))]
+
+
+def _clear(values, alpha, scale, rel=1e-9):
+    return not np.any(np.abs(np.asarray(list(values)) - alpha) <= rel * scale)
+
+
+@pytest.mark.parametrize("d", [2, 3, 6])
+def test_authors_filtration_matches_gudhi_and_brute_force(d):
+    rng = np.random.default_rng()
+    for _ in range(20):  # redraw the rare set with a value at the cut-off
+        w = rng.normal(size=(int(rng.integers(150, 300)), d))
+        lm = w[rng.choice(len(w), int(rng.integers(10, 18)), replace=False)]
+        edges, tris = _weak_brute_force(w, lm)
+        alpha = float(np.quantile(list(tris.values()), 0.3)) * (1 + 1e-3 * rng.uniform())
+        scale = cdist(w, lm).max()
+        if _clear([*edges.values(), *tris.values()], alpha, scale):
+            break
+    ours = witness_filtration(w, lm, alpha)  # the default protocol: the authors'
+    np.testing.assert_array_equal(ours["vertex_values"], 0.0)  # GUDHI inserts every landmark at 0
+    exp_e = sorted(s for s, v in edges.items() if v <= alpha)
+    exp_t = sorted(s for s, v in tris.items() if v <= alpha)
+    assert exp_t and any(v > 0 for v in tris.values() if v <= alpha)
+    assert [tuple(s) for s in ours["edges"]] == exp_e
+    assert [tuple(s) for s in ours["triangles"]] == exp_t
+    tol = dict(rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(ours["edge_values"], [edges[s] for s in exp_e], **tol)
+    np.testing.assert_allclose(ours["triangle_values"], [tris[s] for s in exp_t], **tol)
+    st, _ = _gudhi_weak_tree(w, lm, alpha)
+    g = {tuple(s): f for s, f in st.get_filtration() if len(lm) not in s}
+    assert sorted(s for s in g if len(s) == 2) == exp_e
+    assert sorted(s for s in g if len(s) == 3) == exp_t
+    np.testing.assert_allclose([g[s] for s in exp_e], ours["edge_values"], **tol)
+    np.testing.assert_allclose([g[s] for s in exp_t], ours["triangle_values"], **tol)
+    np.testing.assert_array_equal([g[(i,)] for i in range(len(lm))], 0.0)
+    iv = h1_persistence(ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"],
+                        n_vertices=len(lm))
+    iv[:, 1] = np.minimum(iv[:, 1], alpha)
+    iv = iv[iv[:, 1] > iv[:, 0]]
+    ref = _gudhi_weak_h1(w, lm, alpha, dim_max=True)
+    assert iv.shape == ref.shape
+    np.testing.assert_allclose(iv, ref, **tol)
+
+
+@pytest.mark.parametrize("dense,quantile", KERNELS)
+def test_both_kernels_give_the_authors_brute_force_filtration(dense, quantile, monkeypatch):
+    monkeypatch.setattr(geometry, "_LIGHT_QUANTILE", quantile)
+    rng = np.random.default_rng()
+    w = rng.normal(size=(int(rng.integers(200, 400)), 3))
+    sets = np.stack([w[rng.choice(len(w), 14, replace=False)] for _ in range(3)])
+    sets[2, :3] = rng.normal(size=(3, 3))  # landmarks that are not witnesses
+    refs = [_weak_brute_force(w, lm) for lm in sets]
+
+    def between(r, q):  # a cut-off half way between two consecutive values, clear of both
+        values = np.unique([*r[0].values(), *r[1].values()])
+        j = int(q * (len(values) - 1))
+        while values[j + 1] - values[j] < 1e-9 * values[-1]:
+            j += 1
+        return (values[j] + values[j + 1]) / 2
+
+    alpha = np.array([between(r, q) for r, q in zip(refs, (0.02, 0.2, 0.6))])
+    self_rows = np.stack([geometry._self_rows(w, lm) for lm in sets])
+    assert (self_rows[:2] >= 0).all() and (self_rows[2, :3] == -1).all()
+    out = geometry._filtrations(w, sets, self_rows, weak=True, cutoff=alpha, dense=dense)
+    for f, (edges, tris), a in zip(out, refs, alpha):
+        np.testing.assert_array_equal(f["vertex_values"], 0.0)
+        exp_e = sorted(s for s, v in edges.items() if v <= a)
+        exp_t = sorted(s for s, v in tris.items() if v <= a)
+        assert [tuple(s) for s in f["edges"]] == exp_e and [tuple(s) for s in f["triangles"]] == exp_t
+        np.testing.assert_allclose(f["edge_values"], [edges[s] for s in exp_e], rtol=1e-9, atol=1e-12 * a)
+        np.testing.assert_allclose(f["triangle_values"], [tris[s] for s in exp_t], rtol=1e-9, atol=1e-12 * a)
+
+
+def _check_authors_iterations(x, out, gamma, count_graph_cycles=False):
+    """Checks each iteration's cut-off (gamma x the largest scipy witness-landmark distance) and H1 intervals
+    against GUDHI's WitnessComplex; yields (iteration, cut-off) for the iterations compared."""
+    for i, idx in enumerate(out["landmarks"]):
+        lm = x[idx]
+        assert len(np.unique(idx)) == len(idx)
+        d = cdist(x, lm)
+        alpha = gamma * d.max()
+        assert out["cutoff"][i] == pytest.approx(alpha, rel=1e-12) and out["alpha_max"][i] == out["cutoff"][i]
+        ref = _gudhi_weak_h1(x, lm, alpha, dim_max=count_graph_cycles)
+        ref[:, 1] = np.minimum(ref[:, 1], out["cutoff"][i])  # the two cut-offs may differ in the last bit
+        bounds = np.concatenate([ref.ravel(), out["intervals"][i].ravel()])
+        if not _clear(bounds[bounds < alpha * (1 - 1e-12)], alpha, d.max()):
+            continue  # a value at the cut-off (its rounding may put it on either side)
+        assert out["intervals"][i].shape == ref.shape, f"iteration {i}"
+        np.testing.assert_allclose(out["intervals"][i], ref, rtol=1e-9, atol=1e-12 * d.max())
+        yield i, alpha
+
+
+def test_authors_random_sets_intervals_and_cutoff_match_gudhi():
+    rng = np.random.default_rng()
+    x = rng.uniform(size=(int(rng.integers(400, 600)), 3))
+    gamma = float(rng.uniform(0.02, 0.05))
+    out = relative_living_times(x, key=_key(rng), n_landmarks=20, gamma=gamma, n_iterations=4)
+    assert out["gamma"] == gamma
+    n_bars = 0
+    for i, _ in _check_authors_iterations(x, out, gamma):
+        np.testing.assert_allclose(out["rlts"][i], rlt_from_intervals(out["intervals"][i], out["cutoff"][i], 100))
+        n_bars += len(out["intervals"][i])
+    assert n_bars > 0
+
+
+def test_authors_default_gamma_noisy_circle_one_long_bar_two_circles_two():
+    """At the authors' default gamma = 1/128 x N / 5000, checked against GUDHI iteration by iteration."""
+    rng = np.random.default_rng()
+    n = 3000
+    for x, n_holes in ((_circle(rng, n), 1),
+                       (np.concatenate([_circle(rng, n // 2), _circle(rng, n // 2, centre=(3.0, 0.0))]), 2)):
+        out = relative_living_times(x, key=_key(rng), n_iterations=4)  # 64 landmarks, gamma None
+        assert out["gamma"] == 1 / 128 * n / 5000
+        long_bars = []
+        for i, alpha in _check_authors_iterations(x, out, 1 / 128 * n / 5000):
+            iv = out["intervals"][i]
+            long_bars.append(int(np.sum(iv[:, 1] - iv[:, 0] > 0.5 * alpha)))
+        assert len(long_bars) >= 3 and max(long_bars) == n_holes and np.median(long_bars) == n_holes, long_bars
+        assert np.argmax(out["mrlt"]) == n_holes
+
+
+def test_geometry_score_behaviour_at_the_authors_defaults():
+    """N = 5000 (gamma = 1/128, the authors' default there): a circle against another circle (another radius,
+    another centre) scores small, against two circles or a Gaussian blob large."""
+    rng = np.random.default_rng()
+    n, kw = 5000, dict(n_iterations=8)
+    one, other = _circle(rng, n), _circle(rng, n, radius=2.0, centre=(5.0, -1.0), noise=0.02)
+    two = np.concatenate([_circle(rng, n // 2), _circle(rng, n // 2, centre=(3.0, 0.0))])
+    blob = rng.normal(size=(n, 2))
+    same = geometry_score(one, other, key=_key(rng), **kw)
+    vs_two = geometry_score(one, two, key=_key(rng), **kw)
+    vs_blob = geometry_score(one, blob, key=_key(rng), **kw)
+    assert same < 0.05 and vs_two > 0.5 and vs_blob > 0.3, (same, vs_two, vs_blob)
 
 
 # ------------------------------------------------------------------------------------------ reduction
@@ -284,17 +472,19 @@ def test_rlt_against_fine_grid(i_max):
 
 def test_rlts_sum_to_one():
     rng = np.random.default_rng()
-    out = relative_living_times(rng.normal(size=(500, 2)), key=_key(rng), n_landmarks=24, gamma=0.1, n_iterations=4)
-    np.testing.assert_allclose(out["rlts"].sum(1), 1.0, atol=1e-12)
-    assert out["mrlt"].shape == (100,) and out["rlts"].shape == (4, 100)
+    for protocol in geometry.PROTOCOLS:
+        out = relative_living_times(rng.normal(size=(500, 2)), key=_key(rng), n_landmarks=24, gamma=0.1, n_iterations=4,
+                                    protocol=protocol)
+        np.testing.assert_allclose(out["rlts"].sum(1), 1.0, atol=1e-12)
+        assert out["mrlt"].shape == (100,) and out["rlts"].shape == (4, 100)
 
 
 # ------------------------------------------------------------------------------------------ behaviour
 
 
-def test_geometry_score_behaviour():
+def test_geometry_score_behaviour_strong():
     rng = np.random.default_rng()
-    kw = dict(n_landmarks=32, gamma=1 / 8, n_iterations=16)
+    kw = dict(n_landmarks=32, gamma=1 / 8, n_iterations=16, **STRONG)
     one, other = _circle(rng, 1000), _circle(rng, 1000, radius=2.0, centre=(5.0, -1.0))  # the RLTs are scale-free
     two = np.concatenate([_circle(rng, 500), _circle(rng, 500, centre=(3.0, 0.0))])
     blob = rng.normal(size=(1000, 2))
@@ -317,11 +507,24 @@ def test_geometry_score_is_zero_for_identical_mrlts():
     rng = np.random.default_rng()
     # at a small gamma a high-dimensional Gaussian has no H1 class: both MRLTs are (1, 0, ...), the score 0
     real, fake = rng.normal(size=(200, 64)), rng.normal(size=(200, 64))
-    kw = dict(gamma=1e-3, n_landmarks=16, n_iterations=3)
+    kw = dict(gamma=1e-3, n_landmarks=16, n_iterations=3, **STRONG)
     k_real, k_fake = jax.random.split(key := _key(rng))
     np.testing.assert_array_equal(relative_living_times(real, key=k_real, **kw)["mrlt"], np.eye(100)[0])
     np.testing.assert_array_equal(relative_living_times(fake, key=k_fake, **kw)["mrlt"], np.eye(100)[0])
     assert geometry_score(real, fake, key=key, **kw) == 0.0
+
+
+def test_gamma_none_is_each_protocols_default():
+    rng = np.random.default_rng()
+    x = rng.normal(size=(int(rng.integers(50, 200)), 3))
+    key = _key(rng)
+    authors = relative_living_times(x, key=key, n_landmarks=8, n_iterations=2)
+    assert authors["gamma"] == 1 / 128 * len(x) / 5000  # the authors' rlt default
+    explicit = relative_living_times(x, key=key, n_landmarks=8, n_iterations=2, gamma=1 / 128 * len(x) / 5000)
+    np.testing.assert_array_equal(authors["cutoff"], explicit["cutoff"])
+    for i, idx in enumerate(authors["landmarks"]):
+        assert authors["cutoff"][i] == pytest.approx(authors["gamma"] * cdist(x, x[idx]).max(), rel=1e-12)
+    assert relative_living_times(x, key=key, n_landmarks=8, n_iterations=2, **STRONG)["gamma"] == 1 / 128
 
 
 # ------------------------------------------------------------------------------------------ bad input
@@ -356,5 +559,14 @@ def test_bad_input():
         relative_living_times(np.ones((20, 2)), key=key, n_landmarks=8)
     with pytest.raises(TypeError, match="count_graph_cycles must be a bool"):
         relative_living_times(x, key=key, n_landmarks=8, count_graph_cycles=1)
-    with pytest.raises(ValueError, match="alpha_max_sq must be a finite number > 0"):
+    with pytest.raises(ValueError, match="cutoff must be a finite number > 0"):
         rlt_from_intervals(np.zeros((0, 2)), 0.0)
+    for bad_protocol in ("weak", None):
+        with pytest.raises(ValueError, match="protocol must be one of"):
+            relative_living_times(x, key=key, n_landmarks=8, protocol=bad_protocol)
+        with pytest.raises(ValueError, match="protocol must be one of"):
+            geometry_score(x, x, key=key, n_landmarks=8, protocol=bad_protocol)
+        with pytest.raises(ValueError, match="protocol must be one of"):
+            witness_filtration(x, x[:8], 0.1, protocol=bad_protocol)
+    with pytest.raises(ValueError, match="all the same point"):
+        relative_living_times(np.ones((20, 2)), key=key, n_landmarks=8, **STRONG)
