@@ -9,6 +9,9 @@ generator steps, keeping ``--snapshots`` checkpoints evenly spaced. Then:
   in training), by the threshold rule with the data as a player and by the pairwise rule, rated by Bradley-Terry
   and by Glicko-2 (``--tau``, ``--matches-per-period``; a Glicko-2 run that diverges is recorded as such);
 * NRDS (:func:`gendl_jax.metrics.nrds`): one classifier learns real digits against all snapshots' samples;
+* the Geometry Score (:func:`gendl_jax.metrics.relative_living_times`, ``--gs-iterations`` landmark draws) of
+  each snapshot's ``--n-eval`` samples against as many MNIST test digits, on pixels, and of as many MNIST train
+  digits (the real-data floor);
 * FID and IS of ``--n-eval`` samples of each snapshot against as many MNIST test digits, with the shipped LeNet.
 
 Spearman's rank correlation between each measure and FID across snapshots says whether the tournament and NRDS
@@ -38,7 +41,15 @@ import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics import fid, inception_score, mnist_classifier, nrds, prepare_images, skill_rating  # noqa: E402
+from gendl_jax.metrics import (  # noqa: E402
+    fid,
+    inception_score,
+    mnist_classifier,
+    nrds,
+    prepare_images,
+    relative_living_times,
+    skill_rating,
+)
 from gendl_jax.objectives import adversarial  # noqa: E402
 from gendl_jax.train import TrainConfig, load_run, train_and_evaluate  # noqa: E402
 
@@ -103,6 +114,17 @@ def main(args) -> None:
             except FloatingPointError as e:  # Glicko-2's volatility ran away: recorded, not hidden
                 failures[f"{rule}_{method}"] = str(e)
                 print(f"{rule} / {method}: {e}", flush=True)
+    # Geometry Score on pixels (as Khrulkov & Oseledets score MNIST): the real MRLT once, then each snapshot's.
+    flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)  # noqa: E731
+    gs_key = jax.random.PRNGKey(args.seed + 7)
+    real_mrlt = np.asarray(relative_living_times(flat(prepare_images(real_eval)), key=gs_key,
+                                                 n_iterations=args.gs_iterations)["mrlt"])
+    train_digits = load_dataset("mnist", split="train", data_dir=args.data_dir).images
+    floor_set = prepare_images(train_digits[rng.choice(len(train_digits), args.n_eval, replace=False)])
+    floor_mrlt = np.asarray(relative_living_times(flat(floor_set), key=jax.random.fold_in(gs_key, 0),
+                                                  n_iterations=args.gs_iterations)["mrlt"])
+    mrlts = [np.asarray(relative_living_times(flat(x), key=jax.random.fold_in(gs_key, i + 1),
+                                              n_iterations=args.gs_iterations)["mrlt"]) for i, x in enumerate(samples)]
     nrds_out = nrds(real_nrds, {n: x[args.matches:] for n, x in zip(names, samples)}, jax.random.PRNGKey(args.seed),
                     epochs=args.nrds_epochs)
 
@@ -115,19 +137,24 @@ def main(args) -> None:
         for rule in ("threshold", "pairwise"):
             r[f"win_rate_{rule}"] = tournaments[f"{rule}_bradley-terry"]["generator_win_rate"][i]
         r["nrds"] = nrds_out["nrds"][i]
+        r["geometry_score"] = float(np.sum((mrlts[i] - real_mrlt) ** 2))
     measures = (["inception_score", "win_rate_threshold", "win_rate_pairwise"]
                 + [f"skill_rating_{name}" for name in tournaments])
-    correlations = {m: float(spearmanr([r[m] for r in rows], fids).statistic) for m in measures + ["nrds"]}
+    correlations = {m: float(spearmanr([r[m] for r in rows], fids).statistic)
+                    for m in measures + ["nrds", "geometry_score"]}
     record = {
         "command": (f"python experiments/gan_tournament.py --model {args.model} --steps {args.steps} --snapshots "
                     f"{args.snapshots} --matches {args.matches} --n-eval {args.n_eval} --nrds-epochs "
                     f"{args.nrds_epochs} --tau {args.tau} --matches-per-period {args.matches_per_period} "
-                    f"--seed {args.seed}"),
+                    f"--gs-iterations {args.gs_iterations} --seed {args.seed}"),
         "train_seconds": train_seconds, "seconds": time.time() - t0, "rows": rows,
         "spearman_with_fid": correlations,
         "data_player": {name: {"rating": t["generator_rating"][-1], "win_rate": t["generator_win_rate"][-1]}
                         for name, t in tournaments.items() if t["generator_names"][-1] == "data"},
         "tournaments": tournaments, "glicko2_failures": failures, "nrds": nrds_out,
+        "geometry": {"floor_mnist_train_vs_test": float(np.sum((floor_mrlt - real_mrlt) ** 2)),
+                     "real_mrlt": real_mrlt[:10].tolist(), "floor_mrlt": floor_mrlt[:10].tolist(), "snapshot_mrlt": [m[:10].tolist() for m in mrlts],
+                     "n_iterations": args.gs_iterations, "note": "MRLT(0..9) shown; the score sums all i_max"},
     }
     (out / "gan_tournament.json").write_text(json.dumps(record, indent=2))
     plot(rows, tournaments, out / "gan_tournament.png")
@@ -148,9 +175,14 @@ def plot(rows, tournaments, path) -> None:
     twin.set_ylabel("FID (LeNet features)")
     ax.legend(loc="upper left", fontsize=8)
     twin.legend(loc="upper right", fontsize=8)
-    axes[1].plot(steps, [r["nrds"] for r in rows], "o-")
+    axes[1].plot(steps, [r["nrds"] for r in rows], "o-", label="NRDS")
     axes[1].set_xlabel("training step of the snapshot")
     axes[1].set_ylabel("NRDS")
+    gs_axis = axes[1].twinx()
+    gs_axis.plot(steps, [r["geometry_score"] for r in rows], "s--", color="C3", label="Geometry Score (pixels)")
+    gs_axis.set_ylabel("Geometry Score")
+    axes[1].legend(loc="upper left", fontsize=8)
+    gs_axis.legend(loc="upper right", fontsize=8)
     win = np.asarray(tournaments["pairwise_bradley-terry"]["win_matrix"])
     im = axes[2].imshow(win, vmin=0, vmax=1, cmap="viridis")
     axes[2].set_xticks(range(len(steps)), steps, rotation=90, fontsize=7)
@@ -172,6 +204,7 @@ if __name__ == "__main__":
     p.add_argument("--matches", type=int, default=1000, help="matches per (discriminator, generator) pair")
     p.add_argument("--n-eval", type=int, default=5000, help="samples per snapshot for FID / IS (and NRDS)")
     p.add_argument("--nrds-epochs", type=int, default=20)
+    p.add_argument("--gs-iterations", type=int, default=100, help="Geometry Score: landmark draws per set")
     p.add_argument("--tau", type=float, default=0.2, help="Glicko-2's system constant")
     p.add_argument("--matches-per-period", type=int, default=10, help="Glicko-2: matches per pair and rating period")
     p.add_argument("--seed", type=int, default=0)
