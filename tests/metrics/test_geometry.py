@@ -34,6 +34,15 @@ def _circle(rng, n, radius=1.0, centre=(0.0, 0.0), noise=0.01):
     return points + noise * rng.normal(size=(n, 2))
 
 
+def _cutoff_between(values, q):
+    """A cut-off half way between two consecutive filtration values near quantile q, clear of both."""
+    values = np.unique(values)
+    j = int(q * (len(values) - 1))
+    while values[j + 1] - values[j] < 1e-9 * values[-1]:
+        j += 1
+    return (values[j] + values[j + 1]) / 2
+
+
 def _brute_force(w, lm):
     """Every vertex, edge and triangle value min_w (max_{l in sigma} D[w, l] - min_l D[w, l]), D by differences."""
     d = ((w[:, None, :] - lm[None, :, :]) ** 2).sum(-1)
@@ -115,14 +124,7 @@ def test_both_kernels_give_the_brute_force_filtration(dense, quantile, monkeypat
     w = rng.normal(size=(int(rng.integers(200, 400)), 3))
     sets = np.stack([w[rng.choice(len(w), 14, replace=False)] for _ in range(3)])
     refs = [_brute_force(w, lm) for lm in sets]
-    def between(r, q):  # a cut-off half way between two consecutive values, clear of both
-        values = np.unique([*r[1].values(), *r[2].values()])
-        j = int(q * (len(values) - 1))
-        while values[j + 1] - values[j] < 1e-9 * values[-1]:
-            j += 1
-        return (values[j] + values[j + 1]) / 2
-
-    alpha_sq = np.array([between(r, q) for r, q in zip(refs, (0.02, 0.2, 0.6))])
+    alpha_sq = np.array([_cutoff_between([*r[1].values(), *r[2].values()], q) for r, q in zip(refs, (0.02, 0.2, 0.6))])
     out = geometry._filtrations(w, sets, np.full(sets.shape[:2], -1), weak=False, cutoff=alpha_sq, dense=dense)
     for f, (vert, edges, tris, m_max), a2 in zip(out, refs, alpha_sq):
         np.testing.assert_allclose(f["vertex_values"], vert, atol=1e-12)
@@ -301,14 +303,7 @@ def test_both_kernels_give_the_authors_brute_force_filtration(dense, quantile, m
     sets[2, :3] = rng.normal(size=(3, 3))  # landmarks that are not witnesses
     refs = [_weak_brute_force(w, lm) for lm in sets]
 
-    def between(r, q):  # a cut-off half way between two consecutive values, clear of both
-        values = np.unique([*r[0].values(), *r[1].values()])
-        j = int(q * (len(values) - 1))
-        while values[j + 1] - values[j] < 1e-9 * values[-1]:
-            j += 1
-        return (values[j] + values[j + 1]) / 2
-
-    alpha = np.array([between(r, q) for r, q in zip(refs, (0.02, 0.2, 0.6))])
+    alpha = np.array([_cutoff_between([*r[0].values(), *r[1].values()], q) for r, q in zip(refs, (0.02, 0.2, 0.6))])
     self_rows = np.stack([geometry._self_rows(w, lm) for lm in sets])
     assert (self_rows[:2] >= 0).all() and (self_rows[2, :3] == -1).all()
     out = geometry._filtrations(w, sets, self_rows, weak=True, cutoff=alpha, dense=dense)
