@@ -58,13 +58,18 @@ def _gudhi_tree(w, lm, alpha_sq):
         max_alpha_square=alpha_sq, limit_dimension=2)
 
 
+def _clipped(iv, cutoff):
+    """(k, 2) intervals with deaths capped at the cut-off and the zero-length ones dropped, sorted."""
+    iv = np.array(iv, np.float64).reshape(-1, 2)
+    iv[:, 1] = np.minimum(iv[:, 1], cutoff)
+    iv = iv[iv[:, 1] > iv[:, 0]]
+    return iv[np.lexsort((iv[:, 1], iv[:, 0]))]
+
+
 def _gudhi_h1(w, lm, alpha_sq, dim_max=False):
     st = _gudhi_tree(w, lm, alpha_sq)
     st.persistence(homology_coeff_field=2, persistence_dim_max=dim_max)
-    iv = np.array(st.persistence_intervals_in_dimension(1), np.float64).reshape(-1, 2)
-    iv[:, 1] = np.minimum(iv[:, 1], alpha_sq)
-    iv = iv[iv[:, 1] > iv[:, 0]]
-    return iv[np.lexsort((iv[:, 1], iv[:, 0]))]
+    return _clipped(st.persistence_intervals_in_dimension(1), alpha_sq)
 
 
 def _clear_of_cutoff(values, alpha_sq, m_max):
@@ -103,10 +108,8 @@ def test_filtration_matches_gudhi_and_brute_force(d):
     np.testing.assert_allclose([g[s] for s in exp_t], ours["triangle_values"], rtol=1e-9, atol=scale)
     np.testing.assert_allclose([g[(i,)] for i in range(len(lm))], 0.0, atol=1e-12)
     # and the H1 intervals
-    iv = h1_persistence(ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"],
-                        n_vertices=len(lm))
-    iv[:, 1] = np.minimum(iv[:, 1], alpha_sq)
-    iv = iv[iv[:, 1] > iv[:, 0]]
+    iv = _clipped(h1_persistence(ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"],
+                                 n_vertices=len(lm)), alpha_sq)
     ref = _gudhi_h1(w, lm, alpha_sq, dim_max=True)
     assert iv.shape == ref.shape
     np.testing.assert_allclose(iv, ref, rtol=1e-9, atol=scale)
@@ -247,10 +250,7 @@ def _gudhi_weak_h1(w, lm, alpha, dim_max=False):
     st, _ = _gudhi_weak_tree(w, lm, alpha)
     assert all(len(s) == 1 for s, _ in st.get_filtration() if len(lm) in s)
     st.persistence(homology_coeff_field=2, persistence_dim_max=dim_max)
-    iv = np.array(st.persistence_intervals_in_dimension(1), np.float64).reshape(-1, 2)
-    iv[:, 1] = np.minimum(iv[:, 1], alpha)
-    iv = iv[iv[:, 1] > iv[:, 0]]
-    return iv[np.lexsort((iv[:, 1], iv[:, 0]))]
+    return _clipped(st.persistence_intervals_in_dimension(1), alpha)
 
 
 def _clear(values, alpha, scale, rel=1e-9):
@@ -285,10 +285,8 @@ def test_authors_filtration_matches_gudhi_and_brute_force(d):
     np.testing.assert_allclose([g[s] for s in exp_e], ours["edge_values"], **tol)
     np.testing.assert_allclose([g[s] for s in exp_t], ours["triangle_values"], **tol)
     np.testing.assert_array_equal([g[(i,)] for i in range(len(lm))], 0.0)
-    iv = h1_persistence(ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"],
-                        n_vertices=len(lm))
-    iv[:, 1] = np.minimum(iv[:, 1], alpha)
-    iv = iv[iv[:, 1] > iv[:, 0]]
+    iv = _clipped(h1_persistence(ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"],
+                                 n_vertices=len(lm)), alpha)
     ref = _gudhi_weak_h1(w, lm, alpha, dim_max=True)
     assert iv.shape == ref.shape
     np.testing.assert_allclose(iv, ref, **tol)
