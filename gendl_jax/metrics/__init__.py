@@ -9,7 +9,10 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 NRDS (:func:`nrds`: epochs a classifier needs to tell each model from the data),
 :func:`skill_rating` (a tournament of generators and discriminators rated by Glicko-2, :func:`glicko2_update`, or
 Bradley-Terry, :func:`bradley_terry_ratings`),
-:func:`adversarial_accuracy` (classifiers trained on a conditional model's samples and on real data); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
+:func:`adversarial_accuracy` (classifiers trained on a conditional model's samples and on real data),
+:func:`gan_quality_index` (GQI: the same for an unconditional model, its samples labelled by the real-data
+classifier), :func:`linear_probe` (how linearly a representation, e.g. a discriminator's, separates the classes);
+class balance of a classifier's labels: :func:`class_balance` (Santurkar et al. 2018); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
 :func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; topology:
 :func:`geometry_score` (H1 persistence of witness complexes, Khrulkov & Oseledets 2018; :func:`relative_living_times`); image quality: :func:`ssim`, :func:`psnr` and
@@ -31,6 +34,7 @@ from gendl_jax.metrics.image_quality import psnr, ssim, ssim_diversity
 from gendl_jax.metrics.image_statistics import low_level_statistics, radial_power_spectrum
 from gendl_jax.metrics.inception import (
     am_score,
+    class_balance,
     inception_score,
     inception_score_breakdown,
     mean_prediction,
@@ -58,7 +62,13 @@ from gendl_jax.metrics.pairwise import (
     precision_recall,
 )
 from gendl_jax.metrics.tournament import bradley_terry_ratings, glicko2_update, match_outcomes, skill_rating
-from gendl_jax.metrics.two_sample import adversarial_accuracy, classifier_two_sample, critic_wasserstein
+from gendl_jax.metrics.two_sample import (
+    adversarial_accuracy,
+    classifier_two_sample,
+    critic_wasserstein,
+    gan_quality_index,
+    linear_probe,
+)
 
 __all__ = [
     "MNIST_CLASSIFIER_CONFIG",
@@ -68,12 +78,14 @@ __all__ = [
     "birthday_duplicates",
     "birthday_support_size",
     "bradley_terry_ratings",
+    "class_balance",
     "classifier_two_sample",
     "critic_wasserstein",
     "density_coverage",
     "feature_statistics",
     "fid",
     "frechet_distance",
+    "gan_quality_index",
     "generative_adversarial_metric",
     "geometry_score",
     "glicko2_update",
@@ -84,6 +96,7 @@ __all__ = [
     "kmeans",
     "kth_neighbour_distances",
     "latent_reconstruction",
+    "linear_probe",
     "low_level_statistics",
     "mass_coverage",
     "match_outcomes",

@@ -13,6 +13,10 @@ The other rows of the lecture's table that read a classifier's p(y|x) (over all 
   distribution of the real data: IS penalised for a class balance unlike the data's.
 * :func:`am_score` (Zhou et al. 2018): ``KL(p*(y) || p(y)) + E_x H(p(y|x))``, lower is better, 0 at best.
 
+And from the classifier's hard labels, :func:`class_balance` (the mode-collapse test of Santurkar et al. 2018, the
+"diversity ... using classification methods" row): the predicted-class histogram against a reference balance,
+by KL, total variation and Pearson's chi-square test.
+
 Float64 throughout.
 """
 
@@ -24,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import xlogy
+from scipy.special import gammaincc
 
 from gendl_jax.metrics._common import positive_int, x64
 
@@ -238,12 +243,12 @@ def mean_prediction(logits_or_probs, *, from_logits: bool | None = None) -> np.n
     return _probabilities(x, from_logits).mean(axis=0)
 
 
-def _check_label_distribution(label_distribution, c: int) -> np.ndarray:
+def _check_label_distribution(label_distribution, c: int, name: str = "label_distribution") -> np.ndarray:
     p = np.asarray(label_distribution, np.float64)
     if p.shape != (c,):
-        raise ValueError(f"label_distribution must have shape (C,) = ({c},) like the logits' classes, got {p.shape}")
+        raise ValueError(f"{name} must have shape (C,) = ({c},), one entry per class, got {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1.0) > _SUM_TOLERANCE:
-        raise ValueError(f"label_distribution must be finite, >= 0 and sum to 1 (within {_SUM_TOLERANCE}); got "
+        raise ValueError(f"{name} must be finite, >= 0 and sum to 1 (within {_SUM_TOLERANCE}); got "
                          f"entries in [{p.min():.3g}, {p.max():.3g}] summing to {p.sum():.6g}")
     return p
 
@@ -293,3 +298,58 @@ def am_score(logits_or_probs, label_distribution, *, from_logits: bool | None = 
     reference = _check_label_distribution(label_distribution, x.shape[1])
     t = _label_terms(jnp.asarray(_probabilities(x, from_logits)), jnp.asarray(reference))
     return float(t["kl_reference_marginal"] + t["conditional_entropy"])
+
+
+def class_balance(labels, num_classes: int, *, reference=None) -> dict:
+    """How evenly samples fall into classes, as a classifier labels them (Santurkar et al. 2018's test of mode
+    collapse: a GAN that drops or starves some classes of a balanced dataset shows it in this histogram).
+
+    Args:
+      labels: (n,) ints in ``[0, num_classes)``, e.g. the argmax of :func:`mnist_classifier` logits of n samples.
+      num_classes: C.
+      reference: (C,) the balance expected, e.g. the real data's label frequencies; finite, >= 0, summing to 1
+        within 1e-4. Default uniform.
+
+    Returns a dict (float64 arithmetic):
+
+    * ``counts`` (C,) and ``shares`` (C,) = counts / n;
+    * ``kl_to_reference``: ``KL(shares || reference)`` in nats (0 log 0 = 0; inf when a class with samples has
+      reference 0), the reverse KL of PacGAN's mode histogram;
+    * ``total_variation``: ``sum |shares - reference| / 2``, in [0, 1];
+    * ``chi2``, ``chi2_dof``, ``p_value``: Pearson's goodness-of-fit statistic ``sum (counts - n ref)^2 / (n ref)``
+      over the classes of positive reference (inf if a sample falls in a class of reference 0), its degrees of
+      freedom (those classes minus 1) and the upper tail ``P(chi2_dof > chi2)``, under the null that the labels
+      are n independent draws from ``reference``;
+    * ``missing_classes``: classes of positive reference that no sample fell in;
+    * ``min_over_max``: the rarest class's share of positive reference over the commonest's, divided by their
+      reference shares (1 for a perfect match, 0 when a class is missing).
+    """
+    num_classes = positive_int(num_classes, "num_classes", minimum=2)
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) == 0 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels must be a non-empty (n,) array of ints, got shape {y.shape} and dtype {y.dtype}")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, num_classes={num_classes}), got [{y.min()}, {y.max()}]")
+    q = (np.full(num_classes, 1.0 / num_classes) if reference is None
+         else _check_label_distribution(reference, num_classes, "reference"))
+    counts = np.bincount(y, minlength=num_classes)
+    n = len(y)
+    shares = counts / n
+    support = q > 0
+    if np.any(counts[~support] > 0):
+        kl = chi2 = float("inf")
+    else:
+        kl = float(np.sum(shares[support & (counts > 0)] * np.log(shares[support & (counts > 0)]
+                                                                  / q[support & (counts > 0)])))
+        expected = n * q[support]
+        chi2 = float(np.sum((counts[support] - expected) ** 2 / expected))
+    dof = int(np.count_nonzero(support)) - 1
+    relative = shares[support] / q[support]
+    return {
+        "counts": counts.tolist(), "shares": shares.tolist(), "kl_to_reference": kl,
+        "total_variation": float(0.5 * np.sum(np.abs(shares - q))),
+        "chi2": chi2, "chi2_dof": dof,
+        "p_value": float(gammaincc(dof / 2, chi2 / 2)) if dof > 0 and np.isfinite(chi2) else (1.0 if dof == 0 else 0.0),
+        "missing_classes": int(np.count_nonzero(support & (counts == 0))),
+        "min_over_max": float(relative.min() / relative.max()) if relative.max() > 0 else 0.0,
+    }

@@ -11,8 +11,14 @@
 * :func:`adversarial_accuracy` (Yang et al. 2017; "Adversarial Accuracy" and "Adversarial Divergence" in
   Borji 2018): a classifier trained on a class-conditional model's labelled samples and one trained on real
   labelled data, scored on a real test set; and the mean KL between their predictions.
+* :func:`gan_quality_index` (GQI, Ye et al. 2018; Santurkar et al. 2018's covariate-shift test): a classifier
+  trained on real labelled data labels an unconditional model's samples, a second one learns from those labels,
+  and the ratio of their accuracies on real test data says how much of the classes' layout the samples convey.
+* :func:`linear_probe` (the "quality of unsupervised representations" row of Borji 2018; Radford et al. 2016
+  classify CIFAR-10 with a linear model on the DCGAN discriminator's features): test accuracy of multinomial
+  logistic regression on given features.
 
-All three train in float32 in one compiled ``lax.scan`` (a learned estimate, not an exact quantity).
+All train in float32 in one compiled ``lax.scan`` (a learned estimate, not an exact quantity).
 """
 
 from __future__ import annotations
@@ -161,14 +167,16 @@ def _train_softmax(key, x, y, model, steps, batch_size, lr):
     return params
 
 
-def _labelled(x, labels, name: str, num_classes: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _labelled(x, labels, name: str, num_classes: int | None,
+              labels_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    labels_name = labels_name or f"{name}_labels"
     x = as_samples(flatten_samples(x, name), name, min_n=2).astype(np.float32)
     y = np.asarray(labels)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{name}_labels must be ({len(x)},) ints, one per row of {name}, got shape {y.shape} and "
+        raise ValueError(f"{labels_name} must be ({len(x)},) ints, one per row of {name}, got shape {y.shape} and "
                          f"dtype {y.dtype}")
     if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
-        raise ValueError(f"{name}_labels must lie in [0, num_classes={num_classes}), got [{y.min()}, {y.max()}]")
+        raise ValueError(f"{labels_name} must lie in [0, num_classes={num_classes}), got [{y.min()}, {y.max()}]")
     return x, y.astype(np.int32)
 
 
@@ -218,3 +226,84 @@ def adversarial_accuracy(fake, fake_labels, real, real_labels, test, test_labels
 def _logsumexp(v: np.ndarray) -> np.ndarray:
     top = v.max(axis=1, keepdims=True)
     return top + np.log(np.sum(np.exp(v - top), axis=1, keepdims=True))
+
+
+def gan_quality_index(fake, real, real_labels, test, test_labels, key, *, num_classes: int | None = None,
+                      hidden: tuple[int, ...] = (256,), steps: int = 2000, batch_size: int = 128,
+                      lr: float = 1e-3) -> dict:
+    """GAN Quality Index (Ye et al. 2018, "GAN Quality Index (GQI) by GAN-induced Classifier"), for unlabelled samples.
+
+    A classifier ``C_real`` (the softmax MLP of :func:`adversarial_accuracy`: ``hidden`` widths, Adam for ``steps``
+    x ``batch_size`` with a cosine decay of ``lr``) learns the real pairs ``(real, real_labels)``; its argmax
+    labels the generated ``fake`` samples; a second classifier ``C_gan`` of the same kind, with the same
+    initialisation and minibatch draws, learns those induced pairs. Both are scored on the labelled real ``test``
+    set and ``GQI = 100 acc(C_gan) / acc(C_real)``. 100 means the samples carry all that the real training set
+    tells the classifier about where the classes lie; samples missing a class, or missing the regions near the
+    class boundaries, give less (Santurkar et al. 2018 read the same drop as covariate shift of the GAN's
+    distribution).
+
+    Args:
+      fake: (m, ...) generated samples; flattened. ``real``, ``test``: (n, ...) of the same size.
+      real_labels, test_labels: (n,) ints in ``[0, num_classes)`` (default ``1 + max`` of both).
+      key: PRNG key of the initialisation and minibatches (shared by the two classifiers).
+
+    Returns ``{"gqi", "accuracy_gan": test accuracy of C_gan, "accuracy_real": that of C_real,
+    "induced_label_counts": (num_classes,) how many samples C_real put in each class (the class balance of the
+    samples, see :func:`~gendl_jax.metrics.class_balance`), "n_test"}``.
+    """
+    fake = as_samples(flatten_samples(fake, "fake"), "fake", min_n=2).astype(np.float32)
+    real, real_labels = _labelled(real, real_labels, "real", num_classes)
+    test, test_labels = _labelled(test, test_labels, "test", num_classes)
+    same_dim(fake, real, "fake", "real")
+    same_dim(real, test, "real", "test")
+    if num_classes is None:
+        num_classes = 1 + int(max(real_labels.max(), test_labels.max()))
+    num_classes = positive_int(num_classes, "num_classes", minimum=2)
+    steps, batch_size = positive_int(steps, "steps"), positive_int(batch_size, "batch_size")
+    model = _SoftmaxMLP(hidden=tuple(hidden), num_classes=num_classes)
+    real_params = _train_softmax(key, jnp.asarray(real), jnp.asarray(real_labels), model, steps, batch_size, float(lr))
+    induced = np.asarray(jnp.argmax(model.apply(real_params, jnp.asarray(fake)), axis=1), np.int32)
+    gan_params = _train_softmax(key, jnp.asarray(fake), jnp.asarray(induced), model, steps, batch_size, float(lr))
+    x_test = jnp.asarray(test)
+    accuracy = {name: float(np.mean(np.asarray(jnp.argmax(model.apply(p, x_test), axis=1)) == test_labels))
+                for name, p in (("real", real_params), ("gan", gan_params))}
+    return {"gqi": 100.0 * accuracy["gan"] / accuracy["real"] if accuracy["real"] > 0 else float("nan"),
+            "accuracy_gan": accuracy["gan"], "accuracy_real": accuracy["real"],
+            "induced_label_counts": np.bincount(induced, minlength=num_classes).tolist(), "n_test": len(test)}
+
+
+def linear_probe(train_features, train_labels, test_features, test_labels, key, *, num_classes: int | None = None,
+                 steps: int = 2000, batch_size: int = 256, lr: float = 1e-2, standardize: bool = True) -> dict:
+    """Test accuracy of multinomial logistic regression on fixed features: how linearly the classes separate in a
+    representation (e.g. a GAN discriminator's last hidden layer, :func:`gendl_jax.objectives.adversarial.discriminator_features`).
+
+    The model is trained by Adam (``steps`` x ``batch_size``, ``lr`` with a cosine decay to 0) without
+    regularisation; with ``standardize`` each feature is first centred and scaled by its mean and standard
+    deviation on the training set (a constant feature is only centred).
+
+    Args:
+      train_features, test_features: (n, F) and (m, F) (or (n, ...), flattened).
+      train_labels, test_labels: (n,) and (m,) ints in ``[0, num_classes)`` (default ``1 + max`` of both).
+      key: PRNG key of the initialisation and minibatches.
+
+    Returns ``{"accuracy": test accuracy, "train_accuracy", "n_train", "n_test"}``.
+    """
+    x, y = _labelled(train_features, train_labels, "train_features", num_classes, "train_labels")
+    x_test, y_test = _labelled(test_features, test_labels, "test_features", num_classes, "test_labels")
+    same_dim(x, x_test, "train_features", "test_features")
+    if num_classes is None:
+        num_classes = 1 + int(max(y.max(), y_test.max()))
+    num_classes = positive_int(num_classes, "num_classes", minimum=2)
+    steps, batch_size = positive_int(steps, "steps"), positive_int(batch_size, "batch_size")
+    if standardize:
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        std = np.where(std > 0, std, 1.0).astype(np.float32)
+        x, x_test = (x - mean) / std, (x_test - mean) / std
+    model = _SoftmaxMLP(hidden=(), num_classes=num_classes)
+    params = _train_softmax(key, jnp.asarray(x), jnp.asarray(y), model, steps, batch_size, float(lr))
+
+    def accuracy(features, labels):
+        return float(np.mean(np.asarray(jnp.argmax(model.apply(params, jnp.asarray(features)), axis=1)) == labels))
+
+    return {"accuracy": accuracy(x_test, y_test), "train_accuracy": accuracy(x, y), "n_train": len(x),
+            "n_test": len(x_test)}

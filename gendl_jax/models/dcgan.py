@@ -178,7 +178,9 @@ class DCGANDiscriminator(nn.Module):
         (:func:`~gendl_jax.models.layers.class_projection`); ``__call__(x, train, labels=...)``.
 
     Submodules: ``conv0``, then ``extra{j}`` with ``extra_bn{j}`` or ``extra_ln{j}`` for
-    j = 0..extra_layers-1, then ``conv{i}`` with ``bn{i}`` or ``ln{i}`` for i = 1..n-1, then ``logit``.
+    j = 0..extra_layers-1, then ``conv{i}`` with ``bn{i}`` or ``ln{i}`` for i = 1..n-1, then ``logit``. The
+    flattened last feature map, the input of ``logit``, is sown as ``intermediates/features`` (kept when
+    ``apply`` is given ``mutable=["intermediates"]``).
     """
 
     base_features: int = 64
@@ -236,6 +238,7 @@ class DCGANDiscriminator(nn.Module):
                     h = self._normalise(h, train, f"extra_bn{j}", f"extra_ln{j}")
                     h = nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE)
         h = h.reshape(h.shape[0], -1)
+        self.sow("intermediates", "features", h)  # the logit layer's input, for linear probes
         logit = weighted(nn.Dense(1, kernel_init=DCGAN_INIT, name="logit"), h)[:, 0]
         return logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
 

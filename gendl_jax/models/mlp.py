@@ -198,6 +198,7 @@ class MLPDiscriminator(nn.Module):
                 h = ACTIVATIONS[self.activation](h)
             if self.dropout > 0:
                 h = nn.Dropout(rate=self.dropout, deterministic=not train, name=f"dropout{i}")(h)
+        self.sow("intermediates", "features", h)  # the logit layer's input, for linear probes
         logit = nn.Dense(1, bias_init=fan_in_uniform_bias(h.shape[-1]), name="logit")
         logit = spectral_normalized(logit, h, name="sn_logit", **sn)[:, 0]
         return logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)

@@ -586,3 +586,24 @@ def discriminate(state: AdversarialState, x: Array, *, batch_statistics: bool = 
     _, disc = build_networks(state.config, state.data_shape, batch_norm_in_d=bool(state.discriminator.batch_stats))
     d = state.discriminator
     return apply_net(disc, d.params, d.batch_stats, x, train=batch_statistics, labels=labels)[0]
+
+
+def discriminator_features(state: AdversarialState, x: Array, *, batch_statistics: bool = False,
+                           labels: Array | None = None) -> Array:
+    """The discriminator's last hidden layer, the input of its ``logit`` layer: (n, *data_shape) -> (n, F).
+
+    F is the flattened last feature map of a DCGAN discriminator (e.g. 7 x 7 x 2 ``base_features`` for 28 x 28
+    images) or the last hidden width of an MLP one. Radford et al. (2016) judge a GAN's representation by a linear
+    classifier on such features (:func:`gendl_jax.metrics.linear_probe`). ``batch_statistics`` and ``labels`` as in
+    :func:`discriminate` (the projection term of a class-conditional discriminator comes after these features).
+    """
+    _, disc = build_networks(state.config, state.data_shape, batch_norm_in_d=bool(state.discriminator.batch_stats))
+    d = state.discriminator
+    variables = {"params": d.params}
+    if d.batch_stats:
+        variables["batch_stats"] = d.batch_stats
+    kwargs = {} if labels is None else {"labels": labels}
+    _, mutated = disc.apply(variables, x, train=batch_statistics,
+                            mutable=["intermediates", "batch_stats"] if batch_statistics else ["intermediates"],
+                            **kwargs)
+    return mutated["intermediates"]["features"][0]

@@ -127,6 +127,7 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
 sample = adversarial.sample
 generate = adversarial.generate
 discriminate = adversarial.discriminate
+discriminator_features = adversarial.discriminator_features
 
 
 def refit_discriminator_step(state: adversarial.AdversarialState, opt_state: optax.OptState, real: Array, key: Array,

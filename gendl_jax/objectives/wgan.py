@@ -225,3 +225,4 @@ def step_wgan_sn(state: adversarial.AdversarialState, batch: dict, *, axis_name:
 sample = adversarial.sample
 generate = adversarial.generate
 discriminate = adversarial.discriminate
+discriminator_features = adversarial.discriminator_features

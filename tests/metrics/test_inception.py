@@ -6,6 +6,7 @@ import pytest
 from scipy.special import logsumexp, softmax
 
 from gendl_jax.metrics import (
+    class_balance,
     am_score,
     inception_score,
     inception_score_breakdown,
@@ -248,3 +249,58 @@ def test_label_scores_bad_input():
         modified_inception_score(probs, np.zeros(8))
     with pytest.raises(ValueError, match="at least two samples"):
         modified_inception_score(np.eye(4))
+
+
+@pytest.mark.parametrize("with_reference", [False, True])
+def test_class_balance_matches_scipy(with_reference):
+    """Counts, KL, TV and Pearson's test against scipy.stats (chisquare, entropy) on fresh random labels."""
+    from scipy.stats import chisquare, entropy
+
+    rng = np.random.default_rng()
+    c = int(rng.integers(3, 12))
+    reference = rng.dirichlet(np.ones(c)) if with_reference else np.full(c, 1 / c)
+    labels = rng.choice(c, size=int(rng.integers(200, 2000)), p=rng.dirichlet(np.ones(c) * 5))
+    out = class_balance(labels, c, reference=reference if with_reference else None)
+    counts = np.bincount(labels, minlength=c)
+    assert out["counts"] == counts.tolist()
+    np.testing.assert_allclose(out["shares"], counts / len(labels), rtol=1e-15)
+    assert out["kl_to_reference"] == pytest.approx(entropy(counts / len(labels), reference), rel=1e-10, abs=1e-14)
+    assert out["total_variation"] == pytest.approx(0.5 * np.abs(counts / len(labels) - reference).sum(), rel=1e-12)
+    ref = chisquare(counts, len(labels) * reference)
+    assert out["chi2"] == pytest.approx(ref.statistic, rel=1e-10)
+    assert out["p_value"] == pytest.approx(ref.pvalue, rel=1e-8, abs=1e-300)
+    assert out["chi2_dof"] == c - 1
+    relative = counts / len(labels) / reference
+    assert out["min_over_max"] == pytest.approx(relative.min() / relative.max(), rel=1e-12)
+    assert out["missing_classes"] == int(np.sum(counts == 0))
+
+
+def test_class_balance_closed_forms():
+    # A perfect balance: every divergence 0, p-value 1.
+    out = class_balance(np.repeat(np.arange(5), 7), 5)
+    assert out["kl_to_reference"] == 0.0 and out["total_variation"] == 0.0 and out["chi2"] == 0.0
+    assert out["p_value"] == pytest.approx(1.0) and out["min_over_max"] == 1.0
+    # Collapse onto 2 of 10 classes (equal shares): KL = log 5, TV = 0.8, 8 classes missing.
+    out = class_balance(np.repeat([3, 7], 50), 10)
+    assert out["kl_to_reference"] == pytest.approx(np.log(5), rel=1e-14)
+    assert out["total_variation"] == pytest.approx(0.8, rel=1e-14)
+    assert out["missing_classes"] == 8 and out["min_over_max"] == 0.0 and out["p_value"] < 1e-30
+    # A sample in a class the reference excludes: infinite KL and chi-square, p-value 0.
+    out = class_balance(np.array([0, 1, 2, 2]), 3, reference=[0.5, 0.5, 0.0])
+    assert out["kl_to_reference"] == np.inf and out["chi2"] == np.inf and out["p_value"] == 0.0
+    assert out["chi2_dof"] == 1 and out["total_variation"] == pytest.approx(0.5)
+
+
+def test_class_balance_bad_input():
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, num_classes=3\), got \[0, 3\]"):
+        class_balance(np.array([0, 3]), 3)
+    with pytest.raises(ValueError, match=r"labels must be a non-empty \(n,\) array of ints, got shape \(2, 2\)"):
+        class_balance(np.zeros((2, 2), int), 3)
+    with pytest.raises(ValueError, match="dtype float64"):
+        class_balance(np.zeros(4), 3)
+    with pytest.raises(ValueError, match=r"reference must have shape \(C,\) = \(3,\), one entry per class"):
+        class_balance(np.zeros(4, int), 3, reference=[0.5, 0.5])
+    with pytest.raises(ValueError, match="reference must be finite, >= 0 and sum to 1"):
+        class_balance(np.zeros(4, int), 3, reference=[0.5, 0.6, 0.1])
+    with pytest.raises(ValueError, match="num_classes must be >= 2, got 1"):
+        class_balance(np.zeros(4, int), 1)

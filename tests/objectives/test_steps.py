@@ -361,6 +361,38 @@ def test_discriminate_with_batch_statistics_is_what_the_step_saw():
     assert not np.allclose(train_mode, inference, atol=1e-3)
 
 
+@pytest.mark.parametrize("name,config,shape", [
+    ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), IMAGE),
+    ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, num_classes=10), IMAGE),
+    ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, layer_norm=True, n_critic=1), IMAGE),
+    ("gan", gan.GANConfig(**TINY), (2,)),
+])
+@pytest.mark.parametrize("batch_statistics", [False, True])
+def test_discriminator_features_are_the_input_of_the_logit_layer(name, config, shape, batch_statistics):
+    """``features @ kernel + bias`` of the ``logit`` layer (plus ``<V[y], features>`` for a projection
+    discriminator) gives back :func:`discriminate`'s logits, in inference and in batch-statistics mode."""
+    rng = np.random.default_rng()
+    obj = get_objective(name)
+    batch = _batch(rng, 1, m=16, shape=shape, num_classes=config.num_classes)
+    state = obj.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), config, batch)
+    state, _ = jax.jit(obj.step)(state, batch)
+    x = batch["x"][0]
+    labels = batch["y"][0] if config.num_classes else None
+    features = jax.jit(lambda s, x, y: adversarial.discriminator_features(s, x, batch_statistics=batch_statistics,
+                                                                          labels=y))(state, x, labels)
+    logits = jax.jit(lambda s, x, y: adversarial.discriminate(s, x, batch_statistics=batch_statistics,
+                                                              labels=y))(state, x, labels)
+    params = state.discriminator.params
+    f = np.asarray(features, np.float64)
+    expected = f @ np.asarray(params["logit"]["kernel"], np.float64)[:, 0] + float(params["logit"]["bias"][0])
+    if config.num_classes:
+        v = np.asarray(params["projection"]["kernel"], np.float64)  # (F, num_classes)
+        expected += np.sum(f * v.T[np.asarray(labels)], axis=1)
+    width = 7 * 7 * 2 * config.base_features if shape == IMAGE else config.hidden[-1]
+    assert features.shape == (16, width)
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_refit_discriminator_step_moves_only_d_and_minimises_eq5():
     rng = np.random.default_rng(8)
     config = gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, ema_decay=0.9)
