@@ -9,7 +9,9 @@
   against the
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
-  (``nearest_neighbours.png``) and their mean distance. Class-conditional runs (uniform labels) also get
+  (``nearest_neighbours.png``) and their mean distance; the class balance of the LeNet's labels against theirs
+  on the real images (:func:`class_balance_measures`); the GAN Quality Index (:func:`quality_index_measures`).
+  Class-conditional runs (uniform labels) also get
   ``label_accuracy``, how often the LeNet reads a sample as the digit it was drawn for, and the adversarial
   accuracy and divergence (:func:`adversarial_measures`).
 * 2-D runs on a mixture with known modes: the PacGAN mode coverage, and the exact W1 and W2 between
@@ -34,6 +36,7 @@ from gendl_jax.metrics.image_quality import ssim_diversity
 from gendl_jax.metrics.image_statistics import low_level_statistics
 from gendl_jax.metrics.inception import (
     am_score,
+    class_balance,
     inception_score,
     mean_prediction,
     mode_score,
@@ -49,7 +52,7 @@ from gendl_jax.metrics.pairwise import (
     nn_two_sample,
     precision_recall,
 )
-from gendl_jax.metrics.two_sample import adversarial_accuracy
+from gendl_jax.metrics.two_sample import adversarial_accuracy, gan_quality_index
 
 
 def ndb_bins(n_real: int) -> int:
@@ -102,6 +105,7 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "ssim_diversity_real": within_class_ssim(real_images, real_logits, (-1.0, 1.0)),
         **pixel_statistics(real_images, fake_images, key, value_range),
         "predicted_class_histogram": np.bincount(np.argmax(fake_logits, 1), minlength=10).tolist(),
+        **class_balance_measures(fake_logits, real_logits),
     }
     if sample_labels is not None:
         out["label_accuracy"] = float(np.mean(np.argmax(fake_logits, 1) == sample_labels))
@@ -115,6 +119,19 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         if picture_path is not None:
             nearest_neighbour_picture(fake, train_scaled, idx, picture_path, distances=dist)
     return out
+
+
+def class_balance_measures(fake_logits, real_logits) -> dict:
+    """The class-balance entries of :func:`image_measures` (:func:`class_balance`; Santurkar et al. 2018): the
+    LeNet's hard labels of the samples against the shares of its hard labels on the real images (an estimate,
+    so ``class_balance_p_value`` treats it as exact; it is a screen for collapse, not a calibrated test):
+    ``class_balance_kl``, ``class_balance_tv``, ``class_balance_p_value``, ``class_balance_min_over_max``,
+    ``missing_classes``."""
+    real_shares = np.bincount(np.argmax(np.asarray(real_logits), 1), minlength=10) / len(real_logits)
+    out = class_balance(np.argmax(np.asarray(fake_logits), 1), 10, reference=real_shares)
+    return {"class_balance_kl": out["kl_to_reference"], "class_balance_tv": out["total_variation"],
+            "class_balance_p_value": out["p_value"], "class_balance_min_over_max": out["min_over_max"],
+            "missing_classes": out["missing_classes"]}
 
 
 def ndb_measures(real_feat, fake_feat, key) -> dict:
@@ -171,6 +188,11 @@ def mnist_test_subset(n: int, seed: int, size: int = 10000) -> np.ndarray:
     return np.random.default_rng(seed).choice(size, n, replace=False)
 
 
+def _pixels(images, value_range=(-1.0, 1.0)) -> np.ndarray:
+    """(n, 784) in [-1, 1], as the LeNet reads them: the inputs of the learned classification measures."""
+    return prepare_images(images, value_range).reshape(len(images), -1)
+
+
 def adversarial_measures(samples, labels, train, test, *, n_train: int = 10000, seed: int = 2,
                          value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
     """Adversarial accuracy and divergence (:func:`adversarial_accuracy`) of a class-conditional model's samples.
@@ -182,14 +204,22 @@ def adversarial_measures(samples, labels, train, test, *, n_train: int = 10000, 
     ``adversarial_divergence``.
     """
     idx = np.random.default_rng(seed).choice(len(train), min(n_train, len(train)), replace=False)
-
-    def pixels(images, value_range=(-1.0, 1.0)):  # (n, 784) in [-1, 1], as the LeNet reads them
-        return prepare_images(images, value_range).reshape(len(images), -1)
-
-    out = adversarial_accuracy(pixels(samples, value_range), labels, pixels(train.images[idx]), train.labels[idx],
-                               pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10)
+    out = adversarial_accuracy(_pixels(samples, value_range), labels, _pixels(train.images[idx]), train.labels[idx],
+                               _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10)
     return {"adversarial_accuracy_fake": out["accuracy_fake"], "adversarial_accuracy_real": out["accuracy_real"],
             "adversarial_divergence": out["adversarial_divergence"]}
+
+
+def quality_index_measures(samples, train, test, *, n_train: int = 10000, seed: int = 3,
+                           value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
+    """The GAN Quality Index (:func:`gan_quality_index`) of any model's MNIST ``samples`` (n, 28, 28[, 1]) in
+    ``value_range``: an MLP (256 hidden units, on pixels) trained on ``n_train`` random MNIST ``train`` images (subset
+    drawn with ``seed``, key ``PRNGKey(seed + 1)``) labels the samples, a second one learns from those labels, both
+    are scored on every image of MNIST ``test``. Returns ``gqi``, ``gqi_accuracy_gan`` and ``gqi_accuracy_real``."""
+    idx = np.random.default_rng(seed).choice(len(train), min(n_train, len(train)), replace=False)
+    out = gan_quality_index(_pixels(samples, value_range), _pixels(train.images[idx]), train.labels[idx],
+                            _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10)
+    return {"gqi": out["gqi"], "gqi_accuracy_gan": out["accuracy_gan"], "gqi_accuracy_real": out["accuracy_real"]}
 
 
 def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
@@ -236,6 +266,8 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
         if labels is not None:
             result.update(adversarial_measures(samples, labels, train, test, n_train=n, seed=seed + 2,
                                                value_range=objective.value_range))
+        result.update(quality_index_measures(samples, train, test, n_train=n, seed=seed + 3,
+                                             value_range=objective.value_range))
     else:
         raise ValueError(f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
                          "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)")

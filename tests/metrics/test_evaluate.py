@@ -48,7 +48,9 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     from gendl_jax.data import load_dataset
     from gendl_jax.metrics import (
         am_score,
+        class_balance,
         fid,
+        gan_quality_index,
         inception_score,
         low_level_statistics,
         mass_coverage,
@@ -91,6 +93,21 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
         assert result[name] == pytest.approx(stats[name], rel=1e-5), name
     want = ssim_diversity(samples, data_range=2.0, labels=np.argmax(logits, 1), n_pairs=100)["mean"]
     assert result["ssim_diversity"] == pytest.approx(want, rel=1e-12)
+    # class balance: the LeNet's labels of the samples against the shares of its labels on the real images
+    balance = class_balance(np.argmax(logits, 1), 10,
+                            reference=np.bincount(np.argmax(real_logits, 1), minlength=10) / len(real_logits))
+    assert result["class_balance_tv"] == pytest.approx(balance["total_variation"], rel=1e-12)
+    assert result["class_balance_kl"] == pytest.approx(balance["kl_to_reference"], rel=1e-12)
+    assert result["missing_classes"] == balance["missing_classes"]
+    # GQI: MLPs on pixels in [-1, 1], C_real on 300 random train digits (subset seed 3 = eval seed + 3, key
+    # PRNGKey(4)), scored on all of MNIST test
+    data = {split: load_dataset("mnist", split=split, data_dir=mnist_dir) for split in ("train", "test")}
+    idx = np.random.default_rng(3).choice(len(data["train"]), 300, replace=False)
+    scaled = lambda images: images.astype(np.float32) / 127.5 - 1.0  # noqa: E731  (uint8 -> [-1, 1])
+    want = gan_quality_index(samples, scaled(data["train"].images[idx]), data["train"].labels[idx],
+                             scaled(data["test"].images), data["test"].labels, jax.random.PRNGKey(4), num_classes=10)
+    assert result["gqi"] == pytest.approx(want["gqi"], rel=1e-12)
+    assert result["gqi_accuracy_real"] == pytest.approx(want["accuracy_real"], abs=1e-12)
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
         assert np.isfinite(result[name])
     assert (run / "nearest_neighbours.png").stat().st_size > 1000
