@@ -12,6 +12,8 @@ real-data floor row scores ``--n-eval`` MNIST train images the same way.
 Class-conditional models (``cdcgan-*``) are sampled with uniform labels; their rows also give
 ``label_accuracy``, the share of samples the LeNet reads as the digit they were drawn for, and the
 adversarial accuracy / divergence (Yang et al. 2017; :func:`gendl_jax.metrics.evaluate.adversarial_measures`).
+Every row has the GAN Quality Index (:func:`gendl_jax.metrics.evaluate.quality_index_measures`); the floor's C_real
+learns from an MNIST train subset that may share digits with the floor's own.
 
 Writes ``mnist_gans.json``, ``samples_<model>.png``, ``nearest_<model>.png`` into ``--out``; run
 folders (checkpoints) go to ``--runs`` (not committed).
@@ -29,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendl_jax.data import load_dataset
-from gendl_jax.metrics.evaluate import adversarial_measures, image_measures
+from gendl_jax.metrics.evaluate import adversarial_measures, image_measures, quality_index_measures
 from gendl_jax.objectives import adversarial, gan, wgan
 from gendl_jax.train import TrainConfig, load_run, plots, train_and_evaluate
 
@@ -134,9 +136,11 @@ def main(args) -> None:
     record = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
     record.pop("command", None)  # each row carries the command that made it
     floor = record["rows"].get("real", {})
-    if floor.get("n_fake") != args.n_eval or floor.get("classifier_test_accuracy") != classifier_accuracy(test):
+    if (floor.get("n_fake") != args.n_eval or floor.get("classifier_test_accuracy") != classifier_accuracy(test)
+            or "gqi" not in floor):
         idx = np.random.default_rng(0).choice(len(train), args.n_eval, replace=False)
         row = image_measures(train.images[idx], real, key=jax.random.PRNGKey(0))
+        row.update(quality_index_measures(train.images[idx], train, test, n_train=args.n_eval))
         record["rows"]["real"] = {"model": "MNIST train (real-data floor)", **row,
                                   "classifier_test_accuracy": classifier_accuracy(test)}
         print(json.dumps(record["rows"]["real"]), flush=True)
@@ -162,6 +166,7 @@ def main(args) -> None:
             labels = adversarial.sample_labels(state, jax.random.PRNGKey(args.seed + 7), args.n_eval)  # or None
             row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
                                  picture_path=out / f"nearest_{file_name}.png", sample_labels=labels)
+            row.update(quality_index_measures(samples, train, test, n_train=args.n_eval))
             if config.num_classes:
                 row.update(adversarial_measures(samples, np.asarray(labels), train, test, n_train=args.n_eval))
                 rows_of_digits = jnp.repeat(jnp.arange(config.num_classes, dtype=jnp.int32), 10)  # row c: digit c
