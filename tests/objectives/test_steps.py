@@ -375,7 +375,6 @@ def test_discriminator_features_are_the_input_of_the_logit_layer(name, config, s
     obj = get_objective(name)
     batch = _batch(rng, 1, m=16, shape=shape, num_classes=config.num_classes)
     state = obj.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), config, batch)
-    state, _ = jax.jit(obj.step)(state, batch)
     x = batch["x"][0]
     labels = batch["y"][0] if config.num_classes else None
     features = jax.jit(lambda s, x, y: adversarial.discriminator_features(s, x, batch_statistics=batch_statistics,
