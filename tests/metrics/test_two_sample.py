@@ -240,6 +240,36 @@ def test_linear_probe_matches_scikit_learn():
     assert out["accuracy"] == pytest.approx(reference, abs=0.01)
 
 
+def test_linear_probe_with_l2_is_scikit_learns_regularised_logistic_regression():
+    """With ``l2`` the probe minimises mean cross-entropy + l2 / 2 |W|^2, scikit-learn's objective at C = 1 / (l2 n):
+    at a strong penalty (where the two optima are far from the unregularised one) the test predictions agree."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng()
+    n, d = 4000, 20
+    means = rng.normal(size=(3, d)) * 0.5
+
+    def draw(m):
+        y = rng.integers(0, 3, m)
+        return means[y] + rng.normal(size=(m, d)), y
+
+    (x, y), (xt, yt) = draw(n), draw(n)
+    l2 = 0.05
+    out = linear_probe(x, y, xt, yt, jax.random.PRNGKey(4), l2=l2, steps=4000, batch_size=1000, lr=0.05)
+    free = linear_probe(x, y, xt, yt, jax.random.PRNGKey(4), steps=4000, batch_size=1000, lr=0.05)
+    scaler = StandardScaler().fit(x)
+    reg = LogisticRegression(C=1 / (l2 * n), max_iter=5000).fit(scaler.transform(x), y)
+    from sklearn.metrics import log_loss
+
+    assert out["test_log_loss"] == pytest.approx(log_loss(yt, reg.predict_proba(scaler.transform(xt))), rel=5e-3)
+    assert out["accuracy"] == pytest.approx(reg.score(scaler.transform(xt), yt), abs=0.006)
+    # the penalty shrinks the fit: training accuracy drops towards the test accuracy
+    assert out["train_accuracy"] < free["train_accuracy"]
+    with pytest.raises(ValueError, match="l2 must be a finite number >= 0, got -1.0"):
+        linear_probe(x, y, xt, yt, jax.random.PRNGKey(4), l2=-1.0)
+
+
 def test_linear_probe_bad_input():
     x, y = np.zeros((10, 3)), np.r_[np.zeros(5, int), np.ones(5, int)]
     key = jax.random.PRNGKey(0)
