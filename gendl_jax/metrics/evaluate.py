@@ -29,6 +29,7 @@ import jax
 import numpy as np
 
 from gendl_jax import data as gdata
+from gendl_jax.metrics._common import positive_int
 from gendl_jax.metrics.bins import ndb
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import fid
@@ -194,44 +195,48 @@ def _pixels(images, value_range=(-1.0, 1.0)) -> np.ndarray:
 
 
 def adversarial_measures(samples, labels, train, test, *, n_train: int = 10000, seed: int = 2,
-                         value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
+                         value_range: tuple[float, float] = (-1.0, 1.0), steps: int = 2000) -> dict:
     """Adversarial accuracy and divergence (:func:`adversarial_accuracy`) of a class-conditional model's samples.
 
     ``samples`` (n, 28, 28[, 1]) in ``value_range`` and the ``labels`` (n,) they were drawn for train one
-    classifier (a one-hidden-layer MLP of 256 units on pixels, the function's defaults); ``n_train`` random MNIST
+    classifier (a one-hidden-layer MLP of 256 units on pixels, ``steps`` Adam steps); ``n_train`` random MNIST
     ``train`` images (the dataset; subset drawn with ``seed``) and their labels train the other; both are scored on
     every image of MNIST ``test``. Returns ``adversarial_accuracy_fake``, ``adversarial_accuracy_real`` and
     ``adversarial_divergence``.
     """
     idx = np.random.default_rng(seed).choice(len(train), min(n_train, len(train)), replace=False)
     out = adversarial_accuracy(_pixels(samples, value_range), labels, _pixels(train.images[idx]), train.labels[idx],
-                               _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10)
+                               _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10,
+                               steps=steps)
     return {"adversarial_accuracy_fake": out["accuracy_fake"], "adversarial_accuracy_real": out["accuracy_real"],
             "adversarial_divergence": out["adversarial_divergence"]}
 
 
 def quality_index_measures(samples, train, test, *, n_train: int = 10000, seed: int = 3,
-                           value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
+                           value_range: tuple[float, float] = (-1.0, 1.0), steps: int = 2000) -> dict:
     """The GAN Quality Index (:func:`gan_quality_index`) of any model's MNIST ``samples`` (n, 28, 28[, 1]) in
-    ``value_range``: an MLP (256 hidden units, on pixels) trained on ``n_train`` random MNIST ``train`` images (subset
+    ``value_range``: an MLP (256 hidden units, on pixels, ``steps`` Adam steps) trained on ``n_train`` random MNIST ``train`` images (subset
     drawn with ``seed``, key ``PRNGKey(seed + 1)``) labels the samples, a second one learns from those labels, both
     are scored on every image of MNIST ``test``. Returns ``gqi``, ``gqi_accuracy_gan`` and ``gqi_accuracy_real``."""
     idx = np.random.default_rng(seed).choice(len(train), min(n_train, len(train)), replace=False)
     out = gan_quality_index(_pixels(samples, value_range), _pixels(train.images[idx]), train.labels[idx],
-                            _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10)
+                            _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10,
+                            steps=steps)
     return {"gqi": out["gqi"], "gqi_accuracy_gan": out["accuracy_gan"], "gqi_accuracy_real": out["accuracy_real"]}
 
 
-def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
+def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_steps: int = 2000) -> dict:
     """Draws ``n`` samples from the latest checkpoint of ``run`` and writes ``eval.json`` (and a picture).
 
-    Returns the dictionary written. Raises ValueError for image data other than MNIST (no feature
-    network for it).
+    ``classifier_steps``: Adam steps of each MLP of the learned MNIST measures (the GQI, and the adversarial
+    accuracy of class-conditional runs); ``eval.json`` records it. Returns the dictionary written. Raises
+    ValueError for image data other than MNIST (no feature network for it).
     """
     from gendl_jax.train import load_run
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
+    classifier_steps = positive_int(classifier_steps, "classifier_steps")
     run = pathlib.Path(run)
     out = pathlib.Path(out) if out is not None else run / "eval.json"
     objective, state, record = load_run(run)
@@ -265,9 +270,10 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None) -> dict:
                                      value_range=objective.value_range, sample_labels=labels))
         if labels is not None:
             result.update(adversarial_measures(samples, labels, train, test, n_train=n, seed=seed + 2,
-                                               value_range=objective.value_range))
+                                               value_range=objective.value_range, steps=classifier_steps))
         result.update(quality_index_measures(samples, train, test, n_train=n, seed=seed + 3,
-                                             value_range=objective.value_range))
+                                             value_range=objective.value_range, steps=classifier_steps))
+        result["classifier_steps"] = classifier_steps
     else:
         raise ValueError(f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
                          "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)")

@@ -42,6 +42,10 @@ def test_eval_rejects_bad_n(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["eval", str(tmp_path / "missing"), "--n", "1"])
     assert "n must be an int >= 2" in capsys.readouterr().err
+    from gendl_jax.metrics.evaluate import evaluate_run
+
+    with pytest.raises(ValueError, match="classifier_steps must be >= 1, got 0"):
+        evaluate_run(tmp_path / "missing", n=10, classifier_steps=0)
 
 
 def test_eval_mnist_run(tmp_path, mnist_dir):
@@ -65,7 +69,7 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,)), TrainConfig(
         data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(run), log_every=1,
         sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
-    cli.main(["eval", str(run), "-n", "300"])
+    cli.main(["eval", str(run), "-n", "300", "--classifier-steps", "200"])
     result = json.loads((run / "eval.json").read_text())
     samples = _samples(run, 300, 0)
     net = mnist_classifier()
@@ -105,7 +109,9 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     idx = np.random.default_rng(3).choice(len(data["train"]), 300, replace=False)
     scaled = lambda images: images.astype(np.float32) / 127.5 - 1.0  # noqa: E731  (uint8 -> [-1, 1])
     want = gan_quality_index(samples, scaled(data["train"].images[idx]), data["train"].labels[idx],
-                             scaled(data["test"].images), data["test"].labels, jax.random.PRNGKey(4), num_classes=10)
+                             scaled(data["test"].images), data["test"].labels, jax.random.PRNGKey(4), num_classes=10,
+                             steps=200)
+    assert result["classifier_steps"] == 200
     assert result["gqi"] == pytest.approx(want["gqi"], rel=1e-12)
     assert result["gqi_accuracy_real"] == pytest.approx(want["accuracy_real"], abs=1e-12)
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
@@ -123,7 +129,7 @@ def test_eval_vae_run_maps_its_value_range(tmp_path, mnist_dir):
                                             eval_examples=32), TrainConfig(
         data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(run), log_every=1,
         sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
-    cli.main(["eval", str(run), "-n", "50"])
+    cli.main(["eval", str(run), "-n", "50", "--classifier-steps", "100"])
     result = json.loads((run / "eval.json").read_text())
     samples = _samples(run, 50, 0)
     assert samples.min() >= 0.0 and samples.max() <= 1.0
@@ -179,7 +185,7 @@ def test_label_accuracy_of_a_class_conditional_run(tmp_path, mnist_dir):
     train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,), num_classes=10), TrainConfig(
         data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(run), log_every=1,
         sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
-    cli.main(["eval", str(run), "-n", "200"])
+    cli.main(["eval", str(run), "-n", "200", "--classifier-steps", "200"])
     result = json.loads((run / "eval.json").read_text())
     _, state, _ = load_run(run)
     drawn_for = np.asarray(adversarial.sample_labels(state, jax.random.PRNGKey(0), 200))
@@ -193,7 +199,7 @@ def test_label_accuracy_of_a_class_conditional_run(tmp_path, mnist_dir):
     idx = np.random.default_rng(2).choice(len(train), 200, replace=False)
     scaled = lambda images: images.astype(np.float32) / 127.5 - 1.0  # noqa: E731  (uint8 -> [-1, 1])
     want = adversarial_accuracy(_samples(run, 200, 0), drawn_for, scaled(train.images[idx]), train.labels[idx],
-                                scaled(test.images), test.labels, jax.random.PRNGKey(3), num_classes=10)
+                                scaled(test.images), test.labels, jax.random.PRNGKey(3), num_classes=10, steps=200)
     assert result["adversarial_accuracy_fake"] == pytest.approx(want["accuracy_fake"], abs=1e-12)
     assert result["adversarial_accuracy_real"] == pytest.approx(want["accuracy_real"], abs=1e-12)
     assert result["adversarial_divergence"] == pytest.approx(want["adversarial_divergence"], rel=1e-6)
