@@ -73,7 +73,7 @@ def labelled_measures(images, net, test, gqi_data, real_shares, key) -> dict:
             "predicted_class_histogram": balance["counts"]}
 
 
-L2_GRID = (0.0, 1e-4, 1e-3, 1e-2)
+L2_GRID = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
 """Weight penalties of the linear probe; the one with the best accuracy on a held-out fifth of the probe digits is
 refitted on all of them."""
 
