@@ -13,7 +13,7 @@ Class-conditional models (``cdcgan-*``) are sampled with uniform labels; their r
 ``label_accuracy``, the share of samples the LeNet reads as the digit they were drawn for, and the
 adversarial accuracy / divergence (Yang et al. 2017; :func:`gendl_jax.metrics.evaluate.adversarial_measures`).
 Every row has the GAN Quality Index (:func:`gendl_jax.metrics.evaluate.quality_index_measures`); the floor's C_real
-learns from an MNIST train subset that may share digits with the floor's own.
+learns from MNIST train digits outside the floor set (``gqi_c_real_excludes_floor``).
 
 Writes ``mnist_gans.json``, ``samples_<model>.png``, ``nearest_<model>.png`` into ``--out``; run
 folders (checkpoints) go to ``--runs`` (not committed).
@@ -31,7 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendl_jax.data import load_dataset
-from gendl_jax.metrics.evaluate import adversarial_measures, image_measures, quality_index_measures
+from gendl_jax.metrics.evaluate import (
+    adversarial_measures,
+    geometry_measures,
+    image_measures,
+    quality_index_measures,
+)
 from gendl_jax.objectives import adversarial, gan, wgan
 from gendl_jax.train import TrainConfig, load_run, plots, train_and_evaluate
 
@@ -137,10 +142,13 @@ def main(args) -> None:
     record.pop("command", None)  # each row carries the command that made it
     floor = record["rows"].get("real", {})
     if (floor.get("n_fake") != args.n_eval or floor.get("classifier_test_accuracy") != classifier_accuracy(test)
-            or "gqi" not in floor):
+            or not floor.get("gqi_c_real_excludes_floor") or "geometry_score" not in floor):
         idx = np.random.default_rng(0).choice(len(train), args.n_eval, replace=False)
         row = image_measures(train.images[idx], real, key=jax.random.PRNGKey(0))
-        row.update(quality_index_measures(train.images[idx], train, test, n_train=args.n_eval))
+        row.update(quality_index_measures(train.images[idx], train, test, n_train=args.n_eval, exclude=idx),
+                   gqi_c_real_excludes_floor=True)
+        row.update(geometry_measures(train.images[idx], real, key=jax.random.PRNGKey(2),
+                                     n_iterations=args.geometry_iterations))
         record["rows"]["real"] = {"model": "MNIST train (real-data floor)", **row,
                                   "classifier_test_accuracy": classifier_accuracy(test)}
         print(json.dumps(record["rows"]["real"]), flush=True)
@@ -167,6 +175,7 @@ def main(args) -> None:
             row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
                                  picture_path=out / f"nearest_{file_name}.png", sample_labels=labels)
             row.update(quality_index_measures(samples, train, test, n_train=args.n_eval))
+            row.update(geometry_measures(samples, real, key=jax.random.PRNGKey(2), n_iterations=args.geometry_iterations))
             if config.num_classes:
                 row.update(adversarial_measures(samples, np.asarray(labels), train, test, n_train=args.n_eval))
                 rows_of_digits = jnp.repeat(jnp.arange(config.num_classes, dtype=jnp.int32), 10)  # row c: digit c
@@ -211,6 +220,8 @@ if __name__ == "__main__":
                    "size than 64 are named <model>-b<size>")
     p.add_argument("--n-eval", type=int, default=10000, help="samples scored against as many MNIST test images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--geometry-iterations", type=int, default=100,
+                   help="landmark draws of the Geometry Score (on pixels) of every row")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--save-samples", action="store_true", help="also write the scored samples, samples_<row>.npz")
     p.add_argument("--data-dir", default=None)

@@ -184,14 +184,17 @@ def evaluate(
     seed: int = 0,
     out: str | None = None,
     classifier_steps: int = 2000,
+    geometry_iterations: int = 100,
 ) -> dict:
     """Score N samples of RUN: MNIST runs get IS, FID, KID, precision/recall, density/coverage, 1-NN, class
     balance, the GQI (and, class-conditional runs, the adversarial accuracy: MLPs trained for CLASSIFIER_STEPS
-    Adam steps) and a nearest-neighbour picture (shipped LeNet features); 2-D runs get mode coverage and W1/W2 to
-    the true mixture. Writes OUT (default RUN/eval.json)."""
+    Adam steps), the Geometry Score on pixels (GEOMETRY_ITERATIONS landmark draws; 0 skips it) and a
+    nearest-neighbour picture (shipped LeNet features); 2-D runs get mode coverage and W1/W2 to the true mixture.
+    Writes OUT (default RUN/eval.json)."""
     from gendl_jax.metrics.evaluate import evaluate_run
 
-    result = evaluate_run(run, n=n, seed=seed, out=out, classifier_steps=classifier_steps)
+    result = evaluate_run(run, n=n, seed=seed, out=out, classifier_steps=classifier_steps,
+                          geometry_iterations=geometry_iterations)
     print(json.dumps(result, indent=2))
     return result
 

@@ -10,7 +10,8 @@
   MNIST test set (a random subset of n images when n < 10,000; :func:`mnist_test_subset`), precision/recall (k=3), density/coverage (k=5) and the 1-NN two-sample accuracy
   in the same features; the pixel-space nearest MNIST training images of the first samples
   (``nearest_neighbours.png``) and their mean distance; the class balance of the LeNet's labels against theirs
-  on the real images (:func:`class_balance_measures`); the GAN Quality Index (:func:`quality_index_measures`).
+  on the real images (:func:`class_balance_measures`); the GAN Quality Index (:func:`quality_index_measures`);
+  the Geometry Score of the samples against the same MNIST test images, on pixels (:func:`geometry_measures`).
   Class-conditional runs (uniform labels) also get
   ``label_accuracy``, how often the LeNet reads a sample as the digit it was drawn for, and the adversarial
   accuracy and divergence (:func:`adversarial_measures`).
@@ -33,6 +34,7 @@ from gendl_jax.metrics._common import positive_int
 from gendl_jax.metrics.bins import ndb
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import fid
+from gendl_jax.metrics.geometry import geometry_score
 from gendl_jax.metrics.image_quality import ssim_diversity
 from gendl_jax.metrics.image_statistics import low_level_statistics
 from gendl_jax.metrics.inception import (
@@ -213,23 +215,59 @@ def adversarial_measures(samples, labels, train, test, *, n_train: int = 10000, 
 
 
 def quality_index_measures(samples, train, test, *, n_train: int = 10000, seed: int = 3,
-                           value_range: tuple[float, float] = (-1.0, 1.0), steps: int = 2000) -> dict:
+                           value_range: tuple[float, float] = (-1.0, 1.0), steps: int = 2000, exclude=None) -> dict:
     """The GAN Quality Index (:func:`gan_quality_index`) of any model's MNIST ``samples`` (n, 28, 28[, 1]) in
-    ``value_range``: an MLP (256 hidden units, on pixels, ``steps`` Adam steps) trained on ``n_train`` random MNIST ``train`` images (subset
-    drawn with ``seed``, key ``PRNGKey(seed + 1)``) labels the samples, a second one learns from those labels, both
-    are scored on every image of MNIST ``test``. Returns ``gqi``, ``gqi_accuracy_gan`` and ``gqi_accuracy_real``."""
-    idx = np.random.default_rng(seed).choice(len(train), min(n_train, len(train)), replace=False)
+    ``value_range``: an MLP (256 hidden units, on pixels, ``steps`` Adam steps) trained on ``n_train`` random MNIST
+    ``train`` images labels the samples, a second one learns from those labels, both are scored on every image of
+    MNIST ``test``. C_real's ``n_train`` images are ``pool[default_rng(seed).choice(len(pool), n_train, replace=False)]`` with
+    ``pool`` the indices of ``train`` not in ``exclude`` (all of them when None; give the indices of ``samples``
+    when they are themselves train digits, e.g. a real-data floor, so that C_real does not label its own training
+    images); key ``PRNGKey(seed + 1)``. Returns ``gqi``, ``gqi_accuracy_gan``, ``gqi_accuracy_real`` and
+    ``gqi_n_train``."""
+    n_train = positive_int(n_train, "n_train")
+    pool = np.arange(len(train))
+    if exclude is not None:
+        exclude = np.asarray(exclude)
+        if exclude.ndim != 1 or not np.issubdtype(exclude.dtype, np.integer):
+            raise ValueError(f"exclude must be a 1-D array of train indices, got shape {exclude.shape} and dtype "
+                             f"{exclude.dtype}")
+        pool = np.setdiff1d(pool, exclude)
+    if len(pool) < n_train:
+        raise ValueError(f"n_train={n_train} exceeds the {len(pool)} train images left after exclude")
+    idx = pool[np.random.default_rng(seed).choice(len(pool), n_train, replace=False)]
     out = gan_quality_index(_pixels(samples, value_range), _pixels(train.images[idx]), train.labels[idx],
                             _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10,
                             steps=steps)
-    return {"gqi": out["gqi"], "gqi_accuracy_gan": out["accuracy_gan"], "gqi_accuracy_real": out["accuracy_real"]}
+    return {"gqi": out["gqi"], "gqi_accuracy_gan": out["accuracy_gan"], "gqi_accuracy_real": out["accuracy_real"],
+            "gqi_n_train": int(n_train)}
 
 
-def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_steps: int = 2000) -> dict:
+def geometry_measures(samples, real_images, *, key: jax.Array, n_iterations: int = 100, n_landmarks: int = 64,
+                      value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
+    """The Geometry Score (:func:`geometry_score`, Khrulkov & Oseledets 2018; the authors' protocol) of MNIST
+    ``samples`` (n, 28, 28[, 1]) in ``value_range`` against ``real_images`` (m, 28, 28[, 1]) uint8 or in [-1, 1], on
+    pixels in [-1, 1] flattened to (n, 784) as the authors score MNIST: ``n_iterations`` landmark draws of
+    ``n_landmarks`` points per set, keys ``jax.random.split(key)`` (real first). Returns ``geometry_score`` (0 is
+    best), ``geometry_score_iterations`` and ``geometry_score_landmarks``; with fewer than ``n_landmarks`` samples in
+    either set, ``geometry_score`` is None and ``geometry_score_note`` says why."""
+    n_iterations = positive_int(n_iterations, "n_iterations")
+    out = {"geometry_score_iterations": n_iterations, "geometry_score_landmarks": n_landmarks}
+    if min(len(samples), len(real_images)) < n_landmarks:
+        return {"geometry_score": None, **out,
+                "geometry_score_note": f"needs >= {n_landmarks} samples per set (the landmarks of each draw), got "
+                                       f"{len(samples)} samples and {len(real_images)} real images"}
+    score = geometry_score(_pixels(real_images).astype(np.float64), _pixels(samples, value_range).astype(np.float64),
+                           key=key, n_landmarks=n_landmarks, n_iterations=n_iterations)
+    return {"geometry_score": score, **out}
+
+
+def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_steps: int = 2000,
+                 geometry_iterations: int = 100) -> dict:
     """Draws ``n`` samples from the latest checkpoint of ``run`` and writes ``eval.json`` (and a picture).
 
     ``classifier_steps``: Adam steps of each MLP of the learned MNIST measures (the GQI, and the adversarial
-    accuracy of class-conditional runs); ``eval.json`` records it. Returns the dictionary written. Raises
+    accuracy of class-conditional runs); ``eval.json`` records it. ``geometry_iterations``: landmark draws of the
+    Geometry Score of MNIST runs (key ``PRNGKey(seed + 4)``; 0 skips it). Returns the dictionary written. Raises
     ValueError for image data other than MNIST (no feature network for it).
     """
     from gendl_jax.train import load_run
@@ -237,6 +275,9 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_ste
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
     classifier_steps = positive_int(classifier_steps, "classifier_steps")
+    if isinstance(geometry_iterations, bool) or not isinstance(geometry_iterations, int) or geometry_iterations < 0:
+        raise ValueError(f"geometry_iterations must be an int >= 0 (0 skips the Geometry Score), "
+                         f"got {geometry_iterations!r}")
     run = pathlib.Path(run)
     out = pathlib.Path(out) if out is not None else run / "eval.json"
     objective, state, record = load_run(run)
@@ -265,15 +306,19 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_ste
     elif data_name == "mnist":
         test = gdata.load_dataset("mnist", split="test", data_dir=data_dir)
         train = gdata.load_dataset("mnist", split="train", data_dir=data_dir)
-        result.update(image_measures(samples, test.images[mnist_test_subset(n, seed)], key=jax.random.PRNGKey(seed + 1),
+        real = test.images[mnist_test_subset(n, seed)]
+        result.update(image_measures(samples, real, key=jax.random.PRNGKey(seed + 1),
                                      train_images=train.images, picture_path=out.with_name("nearest_neighbours.png"),
                                      value_range=objective.value_range, sample_labels=labels))
         if labels is not None:
             result.update(adversarial_measures(samples, labels, train, test, n_train=n, seed=seed + 2,
                                                value_range=objective.value_range, steps=classifier_steps))
-        result.update(quality_index_measures(samples, train, test, n_train=n, seed=seed + 3,
+        result.update(quality_index_measures(samples, train, test, n_train=min(n, len(train)), seed=seed + 3,
                                              value_range=objective.value_range, steps=classifier_steps))
         result["classifier_steps"] = classifier_steps
+        if geometry_iterations:
+            result.update(geometry_measures(samples, real, key=jax.random.PRNGKey(seed + 4),
+                                            n_iterations=geometry_iterations, value_range=objective.value_range))
     else:
         raise ValueError(f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
                          "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)")

@@ -46,15 +46,22 @@ def test_eval_rejects_bad_n(tmp_path, capsys):
 
     with pytest.raises(ValueError, match="classifier_steps must be >= 1, got 0"):
         evaluate_run(tmp_path / "missing", n=10, classifier_steps=0)
+    with pytest.raises(ValueError, match=r"geometry_iterations must be an int >= 0 \(0 skips the Geometry Score\), "
+                                         "got -1"):
+        evaluate_run(tmp_path / "missing", n=10, geometry_iterations=-1)
 
 
 def test_eval_mnist_run(tmp_path, mnist_dir):
+    """One tiny class-conditional MLP GAN (its eval has every MNIST measure, the label-based ones too; the
+    unconditional MNIST path is the VAE test's): each number of eval.json recomputed with the public functions."""
     from gendl_jax.data import load_dataset
     from gendl_jax.metrics import (
+        adversarial_accuracy,
         am_score,
         class_balance,
         fid,
         gan_quality_index,
+        geometry_score,
         inception_score,
         low_level_statistics,
         mass_coverage,
@@ -64,12 +71,13 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
         ndb,
         ssim_diversity,
     )
+    from gendl_jax.objectives import adversarial
 
     run = tmp_path / "mnist"
-    train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,)), TrainConfig(
+    train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,), num_classes=10), TrainConfig(
         data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(run), log_every=1,
         sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
-    cli.main(["eval", str(run), "-n", "300", "--classifier-steps", "200"])
+    cli.main(["eval", str(run), "-n", "300", "--classifier-steps", "200", "--geometry-iterations", "4"])
     result = json.loads((run / "eval.json").read_text())
     samples = _samples(run, 300, 0)
     net = mnist_classifier()
@@ -114,9 +122,29 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     assert result["classifier_steps"] == 200
     assert result["gqi"] == pytest.approx(want["gqi"], rel=1e-12)
     assert result["gqi_accuracy_real"] == pytest.approx(want["accuracy_real"], abs=1e-12)
+    # Geometry Score on pixels in [-1, 1] against the same 300 test images, key PRNGKey(seed + 4), 4 draws
+    real_pixels = scaled(test_images[mnist_test_subset(300, 0)]).reshape(300, -1).astype(np.float64)
+    want = geometry_score(real_pixels, samples.reshape(300, -1).astype(np.float64), key=jax.random.PRNGKey(4),
+                          n_iterations=4)
+    assert result["geometry_score_iterations"] == 4 and result["geometry_score_landmarks"] == 64
+    assert result["geometry_score"] == pytest.approx(want, rel=1e-12) and result["geometry_score"] > 0
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
         assert np.isfinite(result[name])
     assert (run / "nearest_neighbours.png").stat().st_size > 1000
+    # the labels the samples were drawn for: how often the LeNet reads them so
+    _, state, _ = load_run(run)
+    drawn_for = np.asarray(adversarial.sample_labels(state, jax.random.PRNGKey(0), 300))
+    assert result["label_accuracy"] == pytest.approx(np.mean(np.argmax(logits, 1) == drawn_for), abs=1e-12)
+    # adversarial accuracy / divergence: MLPs on pixels in [-1, 1], trained on the samples and on 300 random train
+    # digits (subset seed 2 = eval seed + 2, key PRNGKey(3)), scored on all of MNIST test
+    idx = np.random.default_rng(2).choice(len(data["train"]), 300, replace=False)
+    want = adversarial_accuracy(samples, drawn_for, scaled(data["train"].images[idx]), data["train"].labels[idx],
+                                scaled(data["test"].images), data["test"].labels, jax.random.PRNGKey(3),
+                                num_classes=10, steps=200)
+    assert result["adversarial_accuracy_fake"] == pytest.approx(want["accuracy_fake"], abs=1e-12)
+    assert result["adversarial_accuracy_real"] == pytest.approx(want["accuracy_real"], abs=1e-12)
+    assert result["adversarial_divergence"] == pytest.approx(want["adversarial_divergence"], rel=1e-6)
+    assert result["adversarial_accuracy_real"] > 0.7  # 300 real digits already teach the MLP most of MNIST
 
 
 def test_eval_vae_run_maps_its_value_range(tmp_path, mnist_dir):
@@ -131,6 +159,9 @@ def test_eval_vae_run_maps_its_value_range(tmp_path, mnist_dir):
         sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
     cli.main(["eval", str(run), "-n", "50", "--classifier-steps", "100"])
     result = json.loads((run / "eval.json").read_text())
+    # 50 samples are fewer than the Geometry Score's 64 landmarks: no score, and the reason
+    assert result["geometry_score"] is None
+    assert result["geometry_score_note"] == "needs >= 64 samples per set (the landmarks of each draw), got 50 samples and 50 real images"
     samples = _samples(run, 50, 0)
     assert samples.min() >= 0.0 and samples.max() <= 1.0
     logits, _ = mnist_classifier().logits_and_features(samples, value_range=(0.0, 1.0))
@@ -164,13 +195,13 @@ def test_image_measures_without_a_class_pair(mnist_dir):
         assert np.isfinite(out[name]), name
 
 
-def test_label_accuracy_of_a_class_conditional_run(tmp_path, mnist_dir):
-    """eval.json of a class-conditional GAN gives how often the LeNet reads a sample as the digit it was drawn for;
-    on real digits with their true labels the measure is the classifier's accuracy."""
+def test_label_accuracy_of_real_digits_is_the_classifier_accuracy(mnist_dir):
+    """``label_accuracy`` (eval.json of class-conditional runs: how often the LeNet reads a sample as the digit it
+    was drawn for; checked on a run in test_eval_mnist_run) on real digits with their true labels is the
+    classifier's accuracy; labels of the wrong shape are an error."""
     from gendl_jax.data import load_dataset
     from gendl_jax.metrics import mnist_classifier
     from gendl_jax.metrics.evaluate import image_measures
-    from gendl_jax.objectives import adversarial
 
     test = load_dataset("mnist", split="test", data_dir=mnist_dir)
     idx = np.random.default_rng().choice(len(test), 300, replace=False)
@@ -181,26 +212,29 @@ def test_label_accuracy_of_a_class_conditional_run(tmp_path, mnist_dir):
     with pytest.raises(ValueError, match=r"sample_labels must be \(300,\) ints, one per fake image, got shape \(299,\)"):
         image_measures(images, test.images[:300], key=jax.random.PRNGKey(0), sample_labels=labels[:299])
 
-    run = tmp_path / "cgan"
-    train_and_evaluate("gan", gan.GANConfig(model="mlp", hidden=(32,), num_classes=10), TrainConfig(
-        data="mnist", data_dir=str(mnist_dir), steps=2, batch_size=16, out=str(run), log_every=1,
-        sample_every=0, checkpoint_every=2, n_samples=16, progress=False))
-    cli.main(["eval", str(run), "-n", "200", "--classifier-steps", "200"])
-    result = json.loads((run / "eval.json").read_text())
-    _, state, _ = load_run(run)
-    drawn_for = np.asarray(adversarial.sample_labels(state, jax.random.PRNGKey(0), 200))
-    predicted = np.argmax(mnist_classifier().logits(_samples(run, 200, 0)), axis=1)
-    assert result["label_accuracy"] == pytest.approx(np.mean(predicted == drawn_for), abs=1e-12)
-    # adversarial accuracy / divergence: MLPs on pixels in [-1, 1], trained on the samples and on 200 random train
-    # digits (subset seed 2 = eval seed + 2, key PRNGKey(3)), scored on all of MNIST test
-    from gendl_jax.metrics import adversarial_accuracy
+
+def test_quality_index_c_real_learns_only_train_digits_outside_exclude(mnist_dir):
+    """The floor's GQI: C_real must not learn the train digits being scored. With ``exclude`` the subset is drawn
+    from the other train indices by the documented rule; asking for more digits than are left is an error."""
+    from gendl_jax.data import load_dataset
+    from gendl_jax.metrics import gan_quality_index
+    from gendl_jax.metrics.evaluate import quality_index_measures
 
     train = load_dataset("mnist", split="train", data_dir=mnist_dir)
-    idx = np.random.default_rng(2).choice(len(train), 200, replace=False)
+    test = load_dataset("mnist", split="test", data_dir=mnist_dir)
+    rng = np.random.default_rng()
+    exclude = rng.choice(len(train), len(train) - 400, replace=False)  # 400 digits left for C_real
+    scored = exclude[:300]
+    out = quality_index_measures(train.images[scored], train, test, n_train=300, seed=5, steps=20, exclude=exclude)
+    pool = np.setdiff1d(np.arange(len(train)), exclude)
+    idx = pool[np.random.default_rng(5).choice(400, 300, replace=False)]
+    assert not np.isin(idx, exclude).any()
     scaled = lambda images: images.astype(np.float32) / 127.5 - 1.0  # noqa: E731  (uint8 -> [-1, 1])
-    want = adversarial_accuracy(_samples(run, 200, 0), drawn_for, scaled(train.images[idx]), train.labels[idx],
-                                scaled(test.images), test.labels, jax.random.PRNGKey(3), num_classes=10, steps=200)
-    assert result["adversarial_accuracy_fake"] == pytest.approx(want["accuracy_fake"], abs=1e-12)
-    assert result["adversarial_accuracy_real"] == pytest.approx(want["accuracy_real"], abs=1e-12)
-    assert result["adversarial_divergence"] == pytest.approx(want["adversarial_divergence"], rel=1e-6)
-    assert result["adversarial_accuracy_real"] > 0.7  # 200 real digits already teach the MLP most of MNIST
+    flat = lambda images: scaled(images).reshape(len(images), -1)  # noqa: E731
+    want = gan_quality_index(flat(train.images[scored]), flat(train.images[idx]), train.labels[idx],
+                             flat(test.images), test.labels, jax.random.PRNGKey(6), num_classes=10, steps=20)
+    assert out["gqi"] == pytest.approx(want["gqi"], rel=1e-12) and out["gqi_n_train"] == 300
+    with pytest.raises(ValueError, match="n_train=401 exceeds the 400 train images left after exclude"):
+        quality_index_measures(train.images[scored], train, test, n_train=401, exclude=exclude)
+    with pytest.raises(ValueError, match=r"exclude must be a 1-D array of train indices, got shape \(2, 3\)"):
+        quality_index_measures(train.images[scored], train, test, n_train=10, exclude=np.zeros((2, 3), int))
