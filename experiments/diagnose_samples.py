@@ -12,7 +12,9 @@ random MNIST train images scored the same way; the coverage metric C (:func:`gen
 MNIST test under each sample set's KDE, with the same floor; the SSIM diversity (mean SSIM of 100 random
 pairs within each predicted class); the birthday paradox test (Arora & Zhang 2017) in the LeNet features: the
 probability that a batch of s samples holds a pair closer than the 1% quantile of the nearest-neighbour distances
-among the 10,000 train images, for s = 100 ... 1,600 (the train images themselves are a row too).
+among the 10,000 train images, for s = 100 ... 1,600 (the train images themselves are a row too); the Geometry
+Score (:func:`gendl_jax.metrics.evaluate.geometry_measures`, pixels, ``--geometry-iterations`` landmark draws) of
+each set against MNIST test, with the same floor.
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/diagnose_samples.py \\
         experiments/results/mnist_gans_h200/samples_dcgan-wide.npz \\
@@ -42,7 +44,7 @@ from gendl_jax.metrics import (
     modified_inception_score,
     per_class_fid,
 )
-from gendl_jax.metrics.evaluate import ndb_measures, within_class_ssim
+from gendl_jax.metrics.evaluate import geometry_measures, ndb_measures, within_class_ssim
 
 
 BIRTHDAY_SIZES = (100, 200, 400, 800, 1600)
@@ -84,6 +86,11 @@ def main(args) -> None:
 
     rows["MNIST test"]["birthday"] = birthday(test_features)
     rows["MNIST test"]["birthday_train_10000"] = birthday(train_features)
+
+    def geometry(images) -> dict:  # the same key for every set: MNIST test's MRLT is the same in every score
+        return geometry_measures(images, test.images, key=jax.random.PRNGKey(2), n_iterations=args.geometry_iterations)
+
+    rows["MNIST test"]["geometry_floor_train_10000"] = geometry(train.images[floor_idx])
     for path in args.samples:
         with np.load(path) as f:
             if "images" not in f:
@@ -95,6 +102,7 @@ def main(args) -> None:
         rows[str(path)]["mass_coverage_of_test"] = mass_coverage(test_features, features)["coverage"]
         rows[str(path)]["ssim_diversity"] = within_class_ssim(images, logits)
         rows[str(path)]["birthday"] = birthday(features)
+        rows[str(path)]["geometry"] = geometry(images)
     for name, row in rows.items():
         q = row["top_probability_quantiles"]
         print(f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
@@ -108,10 +116,12 @@ def main(args) -> None:
                         if k.startswith("ndb"))
               + "".join(f"; {k} {v:.4f}" for k, v in row.items() if k.startswith(("mass_coverage", "ssim")))
               + "".join(f"; {k} P(duplicate) " + " ".join(f"{s}: {p:.2f}" for s, p in v["probabilities"].items())
-                        for k, v in row.items() if k.startswith("birthday")), flush=True)
+                        for k, v in row.items() if k.startswith("birthday"))
+              + "".join(f"; {k} score {v['geometry_score']:.5f}" for k, v in row.items() if k.startswith("geometry")),
+              flush=True)
     if args.out:
         command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (
-            f" --threshold {args.threshold} --out {args.out}")
+            f" --threshold {args.threshold} --geometry-iterations {args.geometry_iterations} --out {args.out}")
         pathlib.Path(args.out).write_text(json.dumps({"command": command, "rows": rows}, indent=2))
 
 
@@ -119,6 +129,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("samples", nargs="+", type=pathlib.Path, help=".npz files with an 'images' array in [-1, 1]")
     p.add_argument("--threshold", type=float, default=0.9, help="top class probability of a 'confident' sample")
+    p.add_argument("--geometry-iterations", type=int, default=100, help="landmark draws of the Geometry Score")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=None, help="JSON to write (default: print only)")
     main(p.parse_args())

@@ -271,6 +271,9 @@ def test_cli_trains_an_autoencoder_and_writes_its_run_folder(tmp_path, capsys):
     with pytest.raises(SystemExit):  # `gendl sample` refuses a model without a prior, with one line
         cli.main(["sample", str(out), "-n", "3"])
     assert "no prior to sample from" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # and so does `gendl eval`
+        cli.main(["eval", str(out), "-n", "50"])
+    assert "no prior to sample from" in capsys.readouterr().err
 
 
 def test_fit_loop_feeds_images_in_unit_range(tmp_path):
