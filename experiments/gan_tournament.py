@@ -146,7 +146,7 @@ def main(args) -> None:
         "command": (f"python experiments/gan_tournament.py --model {args.model} --steps {args.steps} --snapshots "
                     f"{args.snapshots} --matches {args.matches} --n-eval {args.n_eval} --nrds-epochs "
                     f"{args.nrds_epochs} --tau {args.tau} --matches-per-period {args.matches_per_period} "
-                    f"--gs-iterations {args.gs_iterations} --seed {args.seed}"),
+                    f"--gs-iterations {args.gs_iterations} --seed {args.seed} --out {args.out}"),
         "train_seconds": train_seconds, "seconds": time.time() - t0, "rows": rows,
         "spearman_with_fid": correlations,
         "data_player": {name: {"rating": t["generator_rating"][-1], "win_rate": t["generator_win_rate"][-1]}
