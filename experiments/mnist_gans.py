@@ -142,7 +142,7 @@ def main(args) -> None:
     record.pop("command", None)  # each row carries the command that made it
     floor = record["rows"].get("real", {})
     if (floor.get("n_fake") != args.n_eval or floor.get("classifier_test_accuracy") != classifier_accuracy(test)
-            or not floor.get("gqi_c_real_excludes_floor") or "geometry_score" not in floor):
+            or not floor.get("gqi_c_real_excludes_floor") or "geometry_score_unbiased" not in floor):
         idx = np.random.default_rng(0).choice(len(train), args.n_eval, replace=False)
         row = image_measures(train.images[idx], real, key=jax.random.PRNGKey(0))
         row.update(quality_index_measures(train.images[idx], train, test, n_train=args.n_eval, exclude=idx),

@@ -34,7 +34,7 @@ from gendl_jax.metrics._common import positive_int
 from gendl_jax.metrics.bins import ndb
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import fid
-from gendl_jax.metrics.geometry import geometry_score
+from gendl_jax.metrics.geometry import geometry_score_estimates
 from gendl_jax.metrics.image_quality import ssim_diversity
 from gendl_jax.metrics.image_statistics import low_level_statistics
 from gendl_jax.metrics.inception import (
@@ -248,17 +248,19 @@ def geometry_measures(samples, real_images, *, key: jax.Array, n_iterations: int
     ``samples`` (n, 28, 28[, 1]) in ``value_range`` against ``real_images`` (m, 28, 28[, 1]) uint8 or in [-1, 1], on
     pixels in [-1, 1] flattened to (n, 784) as the authors score MNIST: ``n_iterations`` landmark draws of
     ``n_landmarks`` points per set, keys ``jax.random.split(key)`` (real first). Returns ``geometry_score`` (0 is
-    best), ``geometry_score_iterations`` and ``geometry_score_landmarks``; with fewer than ``n_landmarks`` samples in
-    either set, ``geometry_score`` is None and ``geometry_score_note`` says why."""
+    best), ``geometry_score_unbiased`` (its Monte Carlo bias removed: :func:`geometry_score_estimates`; None at one
+    draw), ``geometry_score_iterations`` and ``geometry_score_landmarks``; with fewer than ``n_landmarks`` samples in
+    either set, both scores are None and ``geometry_score_note`` says why."""
     n_iterations = positive_int(n_iterations, "n_iterations")
     out = {"geometry_score_iterations": n_iterations, "geometry_score_landmarks": n_landmarks}
     if min(len(samples), len(real_images)) < n_landmarks:
-        return {"geometry_score": None, **out,
+        return {"geometry_score": None, "geometry_score_unbiased": None, **out,
                 "geometry_score_note": f"needs >= {n_landmarks} samples per set (the landmarks of each draw), got "
                                        f"{len(samples)} samples and {len(real_images)} real images"}
-    score = geometry_score(_pixels(real_images).astype(np.float64), _pixels(samples, value_range).astype(np.float64),
-                           key=key, n_landmarks=n_landmarks, n_iterations=n_iterations)
-    return {"geometry_score": score, **out}
+    est = geometry_score_estimates(_pixels(real_images).astype(np.float64),
+                                   _pixels(samples, value_range).astype(np.float64), key=key, n_landmarks=n_landmarks,
+                                   n_iterations=n_iterations)
+    return {"geometry_score": est["score"], "geometry_score_unbiased": est["score_unbiased"], **out}
 
 
 def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_steps: int = 2000,

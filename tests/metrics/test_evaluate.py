@@ -61,7 +61,7 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
         class_balance,
         fid,
         gan_quality_index,
-        geometry_score,
+        geometry_score_estimates,
         inception_score,
         low_level_statistics,
         mass_coverage,
@@ -124,10 +124,11 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     assert result["gqi_accuracy_real"] == pytest.approx(want["accuracy_real"], abs=1e-12)
     # Geometry Score on pixels in [-1, 1] against the same 300 test images, key PRNGKey(seed + 4), 4 draws
     real_pixels = scaled(test_images[mnist_test_subset(300, 0)]).reshape(300, -1).astype(np.float64)
-    want = geometry_score(real_pixels, samples.reshape(300, -1).astype(np.float64), key=jax.random.PRNGKey(4),
-                          n_iterations=4)
+    want = geometry_score_estimates(real_pixels, samples.reshape(300, -1).astype(np.float64),
+                                    key=jax.random.PRNGKey(4), n_iterations=4)
     assert result["geometry_score_iterations"] == 4 and result["geometry_score_landmarks"] == 64
-    assert result["geometry_score"] == pytest.approx(want, rel=1e-12) and result["geometry_score"] > 0
+    assert result["geometry_score"] == pytest.approx(want["score"], rel=1e-12) and result["geometry_score"] > 0
+    assert result["geometry_score_unbiased"] == pytest.approx(want["score_unbiased"], rel=1e-12)
     for name in ("kid", "precision", "recall", "density", "coverage", "nn_two_sample", "nearest_train_distance_mean"):
         assert np.isfinite(result[name])
     assert (run / "nearest_neighbours.png").stat().st_size > 1000
@@ -160,7 +161,7 @@ def test_eval_vae_run_maps_its_value_range(tmp_path, mnist_dir):
     cli.main(["eval", str(run), "-n", "50", "--classifier-steps", "100"])
     result = json.loads((run / "eval.json").read_text())
     # 50 samples are fewer than the Geometry Score's 64 landmarks: no score, and the reason
-    assert result["geometry_score"] is None
+    assert result["geometry_score"] is None and result["geometry_score_unbiased"] is None
     assert result["geometry_score_note"] == "needs >= 64 samples per set (the landmarks of each draw), got 50 samples and 50 real images"
     samples = _samples(run, 50, 0)
     assert samples.min() >= 0.0 and samples.max() <= 1.0

@@ -14,6 +14,7 @@ from scipy.spatial.distance import cdist
 from gendl_jax.metrics import geometry
 from gendl_jax.metrics.geometry import (
     geometry_score,
+    geometry_score_estimates,
     h1_persistence,
     relative_living_times,
     rlt_from_intervals,
@@ -505,6 +506,47 @@ def test_geometry_score_is_zero_for_identical_mrlts():
     np.testing.assert_array_equal(relative_living_times(real, key=k_real, **kw)["mrlt"], np.eye(100)[0])
     np.testing.assert_array_equal(relative_living_times(fake, key=k_fake, **kw)["mrlt"], np.eye(100)[0])
     assert geometry_score(real, fake, key=key, **kw) == 0.0
+
+
+def test_bias_corrected_score_against_numpy():
+    """score_unbiased = score - (tr S_real + tr S_fake) / n, S the covariance (ddof 1) of each set's n RLTs,
+    recomputed in float64 numpy (np.cov) from relative_living_times with the same keys."""
+    rng = np.random.default_rng()
+    x = np.concatenate([_circle(rng, 150), _circle(rng, 150, centre=(2.5, 0.0), noise=0.05)])
+    y = _circle(rng, 250, radius=2.0, noise=0.1)
+    kw = dict(n_landmarks=16, n_iterations=int(rng.integers(8, 16)))
+    est = geometry_score_estimates(x, y, key=(key := _key(rng)), **kw)
+    k_real, k_fake = jax.random.split(key)
+    ra = relative_living_times(x, key=k_real, **kw)["rlts"]
+    rb = relative_living_times(y, key=k_fake, **kw)["rlts"]
+    n = kw["n_iterations"]
+    gap = ra.mean(axis=0) - rb.mean(axis=0)
+    bias = (np.trace(np.cov(ra, rowvar=False)) + np.trace(np.cov(rb, rowvar=False))) / n
+    assert est["score"] == geometry_score(x, y, key=key, **kw)
+    np.testing.assert_allclose(est["score"], gap @ gap, rtol=1e-12)
+    np.testing.assert_allclose([est["bias"], est["score_unbiased"]], [bias, gap @ gap - bias], rtol=1e-10, atol=1e-15)
+    np.testing.assert_array_equal(est["mrlt_fake"], rb.mean(axis=0))
+    assert geometry_score_estimates(x, y, key=key, n_landmarks=16, n_iterations=1)["score_unbiased"] is None
+
+
+@pytest.mark.parametrize("n_real,n_fake", [(2, 2), (2, 3), (3, 2)])
+def test_bias_corrected_score_is_unbiased_exactly(n_real, n_fake):
+    """RLTs drawn iid from two small discrete distributions (random support vectors and weights): the exact
+    expectation of score - bias over every possible draw equals the squared distance of the two means; the plain
+    score's expectation exceeds it."""
+    rng = np.random.default_rng()
+    support = [rng.dirichlet(np.ones(5), size=3), rng.dirichlet(np.ones(5), size=3)]
+    weights = [rng.dirichlet(np.ones(3)), rng.dirichlet(np.ones(3))]
+    target = np.sum((weights[0] @ support[0] - weights[1] @ support[1]) ** 2)
+    expected_plain = expected_corrected = 0.0
+    for i in itertools.product(range(3), repeat=n_real):
+        for j in itertools.product(range(3), repeat=n_fake):
+            w = np.prod(weights[0][list(i)]) * np.prod(weights[1][list(j)])
+            score, bias = geometry._score_and_bias(support[0][list(i)], support[1][list(j)])
+            expected_plain += w * score
+            expected_corrected += w * (score - bias)
+    np.testing.assert_allclose(expected_corrected, target, rtol=1e-10, atol=1e-15)
+    assert expected_plain > target + 1e-6
 
 
 def test_gamma_none_is_each_protocols_default():
