@@ -700,7 +700,7 @@ def _score_and_bias(rlts_real: np.ndarray, rlts_fake: np.ndarray) -> tuple[float
     tr S_real / n + tr S_fake / m (ddof 1) of its excess over the squared distance of their expectations (None
     when n or m is 1)."""
     gap = rlts_real.mean(axis=0) - rlts_fake.mean(axis=0)
-    score = float(gap @ gap)
+    score = float(np.sum(gap**2))  # as geometry_score always computed it (gap @ gap rounds differently)
     if min(len(rlts_real), len(rlts_fake)) < 2:
         return score, None
     bias = rlts_real.var(axis=0, ddof=1).sum() / len(rlts_real) + rlts_fake.var(axis=0, ddof=1).sum() / len(rlts_fake)
