@@ -115,8 +115,7 @@ from jax import lax
 from gendl_jax.metrics._common import as_samples, positive_int, same_dim, x64
 
 __all__ = ["DEFAULT_N_ITERATIONS", "PROTOCOLS", "geometry_score", "geometry_score_estimates", "h1_persistence",
-           "relative_living_times",
-           "rlt_from_intervals", "strong_witness_filtration", "witness_filtration"]
+           "relative_living_times", "rlt_from_intervals", "strong_witness_filtration", "witness_filtration"]
 
 DEFAULT_N_ITERATIONS = 100
 _ITER_CHUNK = 8  # iterations per vmapped kernel call
