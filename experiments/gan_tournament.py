@@ -43,6 +43,7 @@ from scipy.stats import spearmanr  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
 from gendl_jax.metrics import (  # noqa: E402
     fid,
+    geometry_score_from_rlts,
     inception_score,
     mnist_classifier,
     nrds,
@@ -117,14 +118,13 @@ def main(args) -> None:
     # Geometry Score on pixels (as Khrulkov & Oseledets score MNIST): the real MRLT once, then each snapshot's.
     flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)  # noqa: E731
     gs_key = jax.random.PRNGKey(args.seed + 7)
-    real_mrlt = np.asarray(relative_living_times(flat(prepare_images(real_eval)), key=gs_key,
-                                                 n_iterations=args.gs_iterations)["mrlt"])
+    rlts = functools.partial(relative_living_times, n_iterations=args.gs_iterations)
+    real_rlts = rlts(flat(prepare_images(real_eval)), key=gs_key)["rlts"]
     train_digits = load_dataset("mnist", split="train", data_dir=args.data_dir).images
     floor_set = prepare_images(train_digits[rng.choice(len(train_digits), args.n_eval, replace=False)])
-    floor_mrlt = np.asarray(relative_living_times(flat(floor_set), key=jax.random.fold_in(gs_key, 0),
-                                                  n_iterations=args.gs_iterations)["mrlt"])
-    mrlts = [np.asarray(relative_living_times(flat(x), key=jax.random.fold_in(gs_key, i + 1),
-                                              n_iterations=args.gs_iterations)["mrlt"]) for i, x in enumerate(samples)]
+    floor_rlts = rlts(flat(floor_set), key=jax.random.fold_in(gs_key, 0))["rlts"]
+    floor_gs = geometry_score_from_rlts(real_rlts, floor_rlts)
+    snapshot_rlts = [rlts(flat(x), key=jax.random.fold_in(gs_key, i + 1))["rlts"] for i, x in enumerate(samples)]
     nrds_out = nrds(real_nrds, {n: x[args.matches:] for n, x in zip(names, samples)}, jax.random.PRNGKey(args.seed),
                     epochs=args.nrds_epochs)
 
@@ -137,11 +137,12 @@ def main(args) -> None:
         for rule in ("threshold", "pairwise"):
             r[f"win_rate_{rule}"] = tournaments[f"{rule}_bradley-terry"]["generator_win_rate"][i]
         r["nrds"] = nrds_out["nrds"][i]
-        r["geometry_score"] = float(np.sum((mrlts[i] - real_mrlt) ** 2))
+        gs = geometry_score_from_rlts(real_rlts, snapshot_rlts[i])
+        r["geometry_score"], r["geometry_score_unbiased"] = gs["score"], gs["score_unbiased"]
     measures = (["inception_score", "win_rate_threshold", "win_rate_pairwise"]
                 + [f"skill_rating_{name}" for name in tournaments])
     correlations = {m: float(spearmanr([r[m] for r in rows], fids).statistic)
-                    for m in measures + ["nrds", "geometry_score"]}
+                    for m in measures + ["nrds", "geometry_score", "geometry_score_unbiased"]}
     record = {
         "command": (f"python experiments/gan_tournament.py --model {args.model} --steps {args.steps} --snapshots "
                     f"{args.snapshots} --matches {args.matches} --n-eval {args.n_eval} --nrds-epochs "
@@ -152,9 +153,14 @@ def main(args) -> None:
         "data_player": {name: {"rating": t["generator_rating"][-1], "win_rate": t["generator_win_rate"][-1]}
                         for name, t in tournaments.items() if t["generator_names"][-1] == "data"},
         "tournaments": tournaments, "glicko2_failures": failures, "nrds": nrds_out,
-        "geometry": {"floor_mnist_train_vs_test": float(np.sum((floor_mrlt - real_mrlt) ** 2)),
-                     "real_mrlt": real_mrlt[:10].tolist(), "floor_mrlt": floor_mrlt[:10].tolist(), "snapshot_mrlt": [m[:10].tolist() for m in mrlts],
-                     "n_iterations": args.gs_iterations, "note": "MRLT(0..9) shown; the score sums all i_max"},
+        "geometry": {"floor_mnist_train_vs_test": floor_gs["score"],
+                     "floor_mnist_train_vs_test_unbiased": floor_gs["score_unbiased"],
+                     "real_mrlt": real_rlts.mean(axis=0)[:10].tolist(),
+                     "floor_mrlt": floor_rlts.mean(axis=0)[:10].tolist(),
+                     "snapshot_mrlt": [r.mean(axis=0)[:10].tolist() for r in snapshot_rlts],
+                     "n_iterations": args.gs_iterations,
+                     "note": "MRLT(0..9) shown; the score sums all i_max; *_unbiased: the Monte Carlo bias "
+                             "(tr Cov RLT_real + tr Cov RLT_fake) / n_iterations removed"},
     }
     (out / "gan_tournament.json").write_text(json.dumps(record, indent=2))
     plot(rows, tournaments, out / "gan_tournament.png")
@@ -180,6 +186,7 @@ def plot(rows, tournaments, path) -> None:
     axes[1].set_ylabel("NRDS")
     gs_axis = axes[1].twinx()
     gs_axis.plot(steps, [r["geometry_score"] for r in rows], "s--", color="C3", label="Geometry Score (pixels)")
+    gs_axis.plot(steps, [r["geometry_score_unbiased"] for r in rows], "^:", color="C4", label="bias-corrected")
     gs_axis.set_ylabel("Geometry Score")
     axes[1].legend(loc="upper left", fontsize=8)
     gs_axis.legend(loc="upper right", fontsize=8)

@@ -15,7 +15,7 @@ classifier), :func:`linear_probe` (how linearly a representation, e.g. a discrim
 class balance of a classifier's labels: :func:`class_balance` (Santurkar et al. 2018); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
 memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
 :func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; topology:
-:func:`geometry_score` (H1 persistence of witness complexes, Khrulkov & Oseledets 2018; :func:`relative_living_times`; :func:`geometry_score_estimates` removes its Monte Carlo bias); image quality: :func:`ssim`, :func:`psnr` and
+:func:`geometry_score` (H1 persistence of witness complexes, Khrulkov & Oseledets 2018; :func:`relative_living_times`; :func:`geometry_score_estimates` removes its Monte Carlo bias, :func:`geometry_score_from_rlts` from RLTs already drawn); image quality: :func:`ssim`, :func:`psnr` and
 :func:`ssim_diversity` (mean SSIM of sample pairs), :func:`low_level_statistics` (power spectrum, random filter
 responses, intensity and contrast; Zeng et al. 2017). MNIST features and
 logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
@@ -29,7 +29,12 @@ from gendl_jax.metrics.battle import generative_adversarial_metric
 from gendl_jax.metrics.bins import kmeans, ndb
 from gendl_jax.metrics.classifier import MNIST_CLASSIFIER_CONFIG, MnistClassifier, mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
-from gendl_jax.metrics.geometry import geometry_score, geometry_score_estimates, relative_living_times
+from gendl_jax.metrics.geometry import (
+    geometry_score,
+    geometry_score_estimates,
+    geometry_score_from_rlts,
+    relative_living_times,
+)
 from gendl_jax.metrics.image_quality import psnr, ssim, ssim_diversity
 from gendl_jax.metrics.image_statistics import low_level_statistics, radial_power_spectrum
 from gendl_jax.metrics.inception import (
@@ -89,6 +94,7 @@ __all__ = [
     "generative_adversarial_metric",
     "geometry_score",
     "geometry_score_estimates",
+    "geometry_score_from_rlts",
     "glicko2_update",
     "inception_score",
     "inception_score_breakdown",

@@ -114,8 +114,9 @@ from jax import lax
 
 from gendl_jax.metrics._common import as_samples, positive_int, same_dim, x64
 
-__all__ = ["DEFAULT_N_ITERATIONS", "PROTOCOLS", "geometry_score", "geometry_score_estimates", "h1_persistence",
-           "relative_living_times", "rlt_from_intervals", "strong_witness_filtration", "witness_filtration"]
+__all__ = ["DEFAULT_N_ITERATIONS", "PROTOCOLS", "geometry_score", "geometry_score_estimates", "geometry_score_from_rlts",
+           "h1_persistence", "relative_living_times", "rlt_from_intervals", "strong_witness_filtration",
+           "witness_filtration"]
 
 DEFAULT_N_ITERATIONS = 100
 _ITER_CHUNK = 8  # iterations per vmapped kernel call
@@ -689,18 +690,36 @@ def geometry_score_estimates(real, fake, *, key: jax.Array, n_landmarks: int = 6
               count_graph_cycles=count_graph_cycles)
     rlts_real = relative_living_times(real, key=key_real, **kw)["rlts"]
     rlts_fake = relative_living_times(fake, key=key_fake, **kw)["rlts"]
-    score, bias = _score_and_bias(rlts_real, rlts_fake)
-    return {"score": score, "score_unbiased": None if bias is None else score - bias, "bias": bias,
+    return {**geometry_score_from_rlts(rlts_real, rlts_fake),
             "mrlt_real": rlts_real.mean(axis=0), "mrlt_fake": rlts_fake.mean(axis=0)}
 
 
-def _score_and_bias(rlts_real: np.ndarray, rlts_fake: np.ndarray) -> tuple[float, float | None]:
-    """||mean R_real - mean R_fake||^2 of two (n, i_max) and (m, i_max) sets of RLTs, and the unbiased estimate
-    tr S_real / n + tr S_fake / m (ddof 1) of its excess over the squared distance of their expectations (None
-    when n or m is 1)."""
+def geometry_score_from_rlts(rlts_real, rlts_fake) -> dict:
+    """The Geometry Score and its bias-corrected estimate from RLTs already drawn: ``rlts_real`` (n, i_max) and
+    ``rlts_fake`` (m, i_max), e.g. the ``rlts`` of :func:`relative_living_times` of each set (independent
+    landmark draws). Lets one real set's RLTs serve many fake sets (a training trajectory) without redrawing them.
+
+    Returns ``score`` = ||mean R_real - mean R_fake||^2, ``bias`` = tr S_real / n + tr S_fake / m (S the sample
+    covariance, ddof 1: an unbiased estimate of the score's excess over ||E R_real - E R_fake||^2) and
+    ``score_unbiased`` = score - bias; the last two are None when n or m is 1. As
+    :func:`geometry_score_estimates`, which calls it.
+    """
+    rlts = []
+    for name, r in (("rlts_real", rlts_real), ("rlts_fake", rlts_fake)):
+        r = np.asarray(r, dtype=np.float64)
+        if r.ndim != 2 or r.shape[0] < 1 or r.shape[1] < 1:
+            raise ValueError(f"{name} must be a non-empty (n_iterations, i_max) array, got shape {r.shape}")
+        if not np.isfinite(r).all():
+            raise ValueError(f"{name} has non-finite values")
+        rlts.append(r)
+    rlts_real, rlts_fake = rlts
+    if rlts_real.shape[1] != rlts_fake.shape[1]:
+        raise ValueError(f"rlts_real and rlts_fake must have the same i_max, got {rlts_real.shape[1]} and "
+                         f"{rlts_fake.shape[1]}")
     gap = rlts_real.mean(axis=0) - rlts_fake.mean(axis=0)
     score = float(np.sum(gap**2))  # as geometry_score always computed it (gap @ gap rounds differently)
     if min(len(rlts_real), len(rlts_fake)) < 2:
-        return score, None
-    bias = rlts_real.var(axis=0, ddof=1).sum() / len(rlts_real) + rlts_fake.var(axis=0, ddof=1).sum() / len(rlts_fake)
-    return score, float(bias)
+        return {"score": score, "score_unbiased": None, "bias": None}
+    bias = float(rlts_real.var(axis=0, ddof=1).sum() / len(rlts_real)
+                 + rlts_fake.var(axis=0, ddof=1).sum() / len(rlts_fake))
+    return {"score": score, "score_unbiased": score - bias, "bias": bias}

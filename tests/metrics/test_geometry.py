@@ -15,6 +15,7 @@ from gendl_jax.metrics import geometry
 from gendl_jax.metrics.geometry import (
     geometry_score,
     geometry_score_estimates,
+    geometry_score_from_rlts,
     h1_persistence,
     relative_living_times,
     rlt_from_intervals,
@@ -526,7 +527,12 @@ def test_bias_corrected_score_against_numpy():
     np.testing.assert_allclose(est["score"], gap @ gap, rtol=1e-12)
     np.testing.assert_allclose([est["bias"], est["score_unbiased"]], [bias, gap @ gap - bias], rtol=1e-10, atol=1e-15)
     np.testing.assert_array_equal(est["mrlt_fake"], rb.mean(axis=0))
+    # one real set's RLTs reused against the fake set's: the same three numbers
+    from_rlts = geometry_score_from_rlts(ra, rb)
+    names = ("score", "bias", "score_unbiased")
+    assert [from_rlts[k] for k in names] == [est[k] for k in names]
     assert geometry_score_estimates(x, y, key=key, n_landmarks=16, n_iterations=1)["score_unbiased"] is None
+    assert geometry_score_from_rlts(ra, rb[:1])["bias"] is None
 
 
 @pytest.mark.parametrize("n_real,n_fake", [(2, 2), (2, 3), (3, 2)])
@@ -542,9 +548,9 @@ def test_bias_corrected_score_is_unbiased_exactly(n_real, n_fake):
     for i in itertools.product(range(3), repeat=n_real):
         for j in itertools.product(range(3), repeat=n_fake):
             w = np.prod(weights[0][list(i)]) * np.prod(weights[1][list(j)])
-            score, bias = geometry._score_and_bias(support[0][list(i)], support[1][list(j)])
-            expected_plain += w * score
-            expected_corrected += w * (score - bias)
+            est = geometry_score_from_rlts(support[0][list(i)], support[1][list(j)])
+            expected_plain += w * est["score"]
+            expected_corrected += w * est["score_unbiased"]
     np.testing.assert_allclose(expected_corrected, target, rtol=1e-10, atol=1e-15)
     assert expected_plain > target + 1e-6
 
@@ -605,3 +611,14 @@ def test_bad_input():
             witness_filtration(x, x[:8], 0.1, protocol=bad_protocol)
     with pytest.raises(ValueError, match="all the same point"):
         relative_living_times(np.ones((20, 2)), key=key, n_landmarks=8, **STRONG)
+    rlts = rng.dirichlet(np.ones(10), size=4)
+    with pytest.raises(ValueError, match=r"rlts_fake must be a non-empty \(n_iterations, i_max\) .* shape \(10,\)"):
+        geometry_score_from_rlts(rlts, rlts[0])
+    with pytest.raises(ValueError, match=r"rlts_real must be a non-empty .* got shape \(0, 10\)"):
+        geometry_score_from_rlts(rlts[:0], rlts)
+    with pytest.raises(ValueError, match="rlts_real and rlts_fake must have the same i_max, got 10 and 9"):
+        geometry_score_from_rlts(rlts, rlts[:, :9])
+    nan_rlts = rlts.copy()
+    nan_rlts[1, 2] = np.nan
+    with pytest.raises(ValueError, match="rlts_fake has non-finite values"):
+        geometry_score_from_rlts(rlts, nan_rlts)
