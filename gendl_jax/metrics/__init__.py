@@ -3,8 +3,8 @@
 Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`inception_score` (and :func:`inception_score_breakdown`; the variants :func:`modified_inception_score`,
 :func:`mode_score`, :func:`am_score`, with :func:`mean_prediction` for their p*), :func:`mmd`,
-:func:`precision_recall`, :func:`density_coverage`, :func:`nn_two_sample`, :func:`ndb` (bins by
-:func:`kmeans`); learned:
+:func:`precision_recall`, :func:`density_coverage` (both at once: :func:`prdc`), :func:`nn_two_sample`,
+:func:`ndb` (bins by :func:`kmeans`); learned:
 :func:`classifier_two_sample`, :func:`critic_wasserstein`, :func:`generative_adversarial_metric` (two GANs battle),
 NRDS (:func:`nrds`: epochs a classifier needs to tell each model from the data),
 :func:`skill_rating` (a tournament of generators and discriminators rated by Glicko-2, :func:`glicko2_update`, or
@@ -64,6 +64,7 @@ from gendl_jax.metrics.pairwise import (
     nearest_neighbour_picture,
     nearest_neighbours,
     nn_two_sample,
+    prdc,
     precision_recall,
 )
 from gendl_jax.metrics.tournament import bradley_terry_ratings, glicko2_update, match_outcomes, skill_rating
@@ -122,6 +123,7 @@ __all__ = [
     "parzen_log_densities",
     "parzen_log_likelihood",
     "per_class_fid",
+    "prdc",
     "precision_recall",
     "psnr",
     "radial_power_spectrum",

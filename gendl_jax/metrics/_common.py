@@ -62,13 +62,14 @@ def positive_int(value, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_k(k, n: int, name: str, *, exclude_self: bool) -> int:
-    """k for a k-nearest-neighbour search among n points (n - 1 others when excluding self)."""
-    k = positive_int(k, "k")
+def check_k(k, n: int, name: str, *, exclude_self: bool, arg: str = "k") -> int:
+    """k (the argument ``arg``) for a k-nearest-neighbour search among the n points of ``name`` (n - 1 others
+    when excluding self)."""
+    k = positive_int(k, arg)
     available = n - 1 if exclude_self else n
     if k > available:
         raise ValueError(
-            f"k={k} needs more samples: {name} has {n} samples, so at most k={available} neighbours"
+            f"{arg}={k} needs more samples: {name} has {n} samples, so at most k={available} neighbours"
             + (" (excluding the point itself)" if exclude_self else "")
         )
     return k

@@ -48,13 +48,7 @@ from gendl_jax.metrics.inception import (
 from gendl_jax.metrics.kernel import kid
 from gendl_jax.metrics.likelihood import mass_coverage
 from gendl_jax.metrics.mode_coverage import mode_coverage
-from gendl_jax.metrics.pairwise import (
-    density_coverage,
-    nearest_neighbour_picture,
-    nearest_neighbours,
-    nn_two_sample,
-    precision_recall,
-)
+from gendl_jax.metrics.pairwise import nearest_neighbour_picture, nearest_neighbours, nn_two_sample, prdc
 from gendl_jax.metrics.two_sample import adversarial_accuracy, gan_quality_index
 
 
@@ -100,7 +94,7 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
         "mode_score": mode_score(fake_logits, real_labels, from_logits=True),
         "am_score": am_score(fake_logits, real_labels, from_logits=True),
         "fid": fid(real_feat, fake_feat), "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
-        **precision_recall(real_feat, fake_feat, k=3), **density_coverage(real_feat, fake_feat, k=5),
+        **prdc(real_feat, fake_feat, k_precision_recall=3, k_density_coverage=5),
         "nn_two_sample": nn_two_sample(real_feat, fake_feat)["accuracy"],
         **ndb_measures(real_feat, fake_feat, key),
         "mass_coverage": mass_coverage(real_feat, fake_feat)["coverage"],

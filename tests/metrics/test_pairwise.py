@@ -9,6 +9,7 @@ from gendl_jax.metrics import (
     kth_neighbour_distances,
     nearest_neighbours,
     nn_two_sample,
+    prdc,
     precision_recall,
 )
 
@@ -44,6 +45,38 @@ def test_prdc_match_reference_blocked_and_unblocked(seed):
         np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]],
                                    [p, r, de, c], rtol=1e-12)
     np.testing.assert_allclose(kth_neighbour_distances(real, 4, block_size=13), _kth(real, 4), rtol=1e-9)
+
+
+@pytest.mark.parametrize("k_pr,k_dc", [(3, 5), (4, 2), (18, 3)])  # (18: lax.top_k for k > 16)
+def test_prdc_in_one_call_is_both_measures_and_the_reference(k_pr, k_dc):
+    """On fresh inputs with repeated rows (ties in every k-nearest search): ``prdc`` gives the reference
+    values, and exactly those of ``precision_recall`` and ``density_coverage``, blocked or not."""
+    rng = np.random.default_rng()
+    d = int(rng.integers(2, 12))
+    real = rng.normal(size=(int(rng.integers(80, 160)), d))
+    fake = rng.normal(size=(int(rng.integers(80, 160)), d)) * rng.uniform(0.7, 1.3) + rng.uniform(0, 0.5)
+    rows = rng.permutation(len(real))
+    real[rows[:20]] = real[rows[20:30][rng.integers(0, 10, 20)]]  # repeated rows (some with 0 radii)
+    # fakes on real points that have no copy (on a point of radius 0, the rounding residue of the distance
+    # expansion, about 1e-16, decides a closed ball where the exact distances tie at 0)
+    fake[rng.choice(len(fake), 10, replace=False)] = real[rows[30:40]]
+    ref = dict(zip(("precision", "recall", "density", "coverage"), _reference_prdc(real, fake, k_pr, k_dc)))
+    for block in (1024, 19):
+        out = prdc(real, fake, k_precision_recall=k_pr, k_density_coverage=k_dc, block_size=block)
+        both = {**precision_recall(real, fake, k=k_pr, block_size=block),
+                **density_coverage(real, fake, k=k_dc, block_size=block)}
+        assert out == both
+        np.testing.assert_allclose([out[m] for m in ref], [ref[m] for m in ref], rtol=1e-12)
+
+
+def test_kth_neighbour_distances_count_repeated_points():
+    """The k nearest with multiplicity: a point with two copies has its 1st and 2nd neighbours at 0."""
+    rng = np.random.default_rng()
+    base = rng.normal(size=(40, 3))
+    x = np.concatenate([base, base[:10], base[:10]])[rng.permutation(60)]
+    for k in (1, 2, 3, 17):
+        np.testing.assert_allclose(kth_neighbour_distances(x, k, block_size=16), _kth(x, k), rtol=1e-9, atol=1e-6)
+    assert np.sum(kth_neighbour_distances(x, 2) < 1e-6) == 30  # the 10 points with 3 copies each
 
 
 def test_prdc_high_dimensional_gaussians_medium():
@@ -121,5 +154,9 @@ def test_bad_input():
         nn_two_sample(x, x[:, :1])
     with pytest.raises(TypeError, match="k must be an int"):
         precision_recall(x, x, k=2.0)
+    with pytest.raises(ValueError, match="k_density_coverage=5 needs more samples: real has 5 samples"):
+        prdc(x, x, k_precision_recall=2)
+    with pytest.raises(ValueError, match="k_precision_recall=4 needs more samples: fake has 4 samples"):
+        prdc(x, x[:4], k_precision_recall=4, k_density_coverage=2)
     with pytest.raises(ValueError, match="k=6 needs more samples"):
         nearest_neighbours(x, x, k=6)
