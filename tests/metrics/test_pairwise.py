@@ -55,11 +55,12 @@ def test_prdc_in_one_call_is_both_measures_and_the_reference(k_pr, k_dc):
     d = int(rng.integers(2, 12))
     real = rng.normal(size=(int(rng.integers(80, 160)), d))
     fake = rng.normal(size=(int(rng.integers(80, 160)), d)) * rng.uniform(0.7, 1.3) + rng.uniform(0, 0.5)
-    rows = rng.permutation(len(real))
-    real[rows[:20]] = real[rows[20:30][rng.integers(0, 10, 20)]]  # repeated rows (some with 0 radii)
-    # fakes on real points that have no copy (on a point of radius 0, the rounding residue of the distance
-    # expansion, about 1e-16, decides a closed ball where the exact distances tie at 0)
-    fake[rng.choice(len(fake), 10, replace=False)] = real[rows[30:40]]
+    # Repeated rows within each set (some radii 0). No fake copies a real point: a real point whose k-th
+    # neighbour is that point would have the fake exactly on its ball's boundary, where the rounding of
+    # the distance expansion (different for a real-real and a fake-real pair) decides a closed ball.
+    for x, n_copies in ((real, 20), (fake, 10)):
+        rows = rng.permutation(len(x))
+        x[rows[:n_copies]] = x[rows[n_copies:n_copies + 10][rng.integers(0, 10, n_copies)]]
     ref = dict(zip(("precision", "recall", "density", "coverage"), _reference_prdc(real, fake, k_pr, k_dc)))
     for block in (1024, 19):
         out = prdc(real, fake, k_precision_recall=k_pr, k_density_coverage=k_dc, block_size=block)
