@@ -149,3 +149,121 @@ def test_per_class_fid_bad_input():
         per_class_fid(x, np.arange(20) % 2, x, np.linspace(0, 1, 20))
     with pytest.raises(ValueError, match="labels_real must be"):
         per_class_fid(x, np.arange(19) % 2, x, np.arange(20) % 2)
+
+
+def _with_spectrum(rng, eigenvalues):
+    """Q diag(eigenvalues) Q^T for a random orthogonal Q (exactly symmetric)."""
+    q, _ = np.linalg.qr(rng.normal(size=(len(eigenvalues), len(eigenvalues))))
+    s = (q * eigenvalues) @ q.T
+    return (s + s.T) / 2
+
+
+def test_frechet_distance_rejects_the_issue_example():
+    """issue 27: sigma2 = diag(1, -4) returned -3.0."""
+    with pytest.raises(ValueError, match=r"sigma2 must be positive semi-definite.*smallest eigenvalue is -4"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.diag([1.0, -4.0]))
+    with pytest.raises(ValueError, match=r"sigma1 must be positive semi-definite.*smallest eigenvalue is -4"):
+        frechet_distance(np.zeros(2), np.diag([1.0, -4.0]), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="sigma1 must be positive semi-definite"):
+        frechet_distance(np.zeros(3), -np.eye(3), np.zeros(3), np.eye(3))  # largest eigenvalue < 0 too
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_psd_check_against_numpy_eigenvalues(seed):
+    """Random spectra with a smallest eigenvalue just inside / outside -tol x largest: the decision matches
+    numpy's eigenvalues, the accepted ones give scipy sqrtm's value, and tol moves the boundary."""
+    from gendl_jax.metrics.fid import PSD_TOLERANCE as tol
+
+    rng = np.random.default_rng(1000 + seed)
+    d = int(rng.integers(3, 60))
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    good = _random_spd(rng, d)
+    top = rng.uniform(0.5, 50.0)
+    for factor, ok in ((0.0, True), (0.3, True), (3.0, False), (1e3, False)):
+        w = np.concatenate([[top], rng.uniform(0.0, top, size=d - 2), [-factor * tol * top]])
+        s = _with_spectrum(rng, w)
+        ev = np.linalg.eigvalsh(s)
+        assert (ev[0] >= -tol * ev[-1]) == ok
+        for first in (True, False):
+            args = (mu1, s, mu2, good) if first else (mu1, good, mu2, s)
+            if ok:
+                np.testing.assert_allclose(frechet_distance(*args), _reference_frechet(*args), rtol=1e-6, atol=1e-9)
+            else:
+                with pytest.raises(ValueError, match=f"sigma{1 if first else 2} must be positive semi-definite"):
+                    frechet_distance(*args)
+        if not ok and factor < 10:
+            frechet_distance(mu1, s, mu2, good, tol=10 * factor * tol)  # a looser tolerance accepts it
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_symmetry_check_is_relative_to_scale(seed):
+    from gendl_jax.metrics.fid import PSD_TOLERANCE as tol
+
+    rng = np.random.default_rng(2000 + seed)
+    d = int(rng.integers(3, 30))
+    scale = 10.0 ** rng.uniform(-6, 6)  # the tolerance follows the matrix's scale
+    s = scale * _random_spd(rng, d)
+    noise = rng.normal(size=(d, d))
+    noise /= np.abs(noise - noise.T).max()
+    m = np.abs(s).max()
+    inside, outside = s + 0.3 * tol * m * noise, s + 3.0 * tol * m * noise
+    mu = rng.normal(size=d)
+    np.testing.assert_allclose(frechet_distance(mu, inside, mu, s), _reference_frechet(mu, (inside + inside.T) / 2, mu, s),
+                               rtol=1e-5, atol=1e-9 * scale)
+    with pytest.raises(ValueError, match=r"sigma2 must be symmetric.*max \|S - S\^T\|"):
+        frechet_distance(mu, s, mu, outside)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_float32_covariances_of_features_pass(seed):
+    """Covariances computed in float32 (numpy, and jnp under jit) from fresh ReLU-like features, singular
+    (n < d) and full rank, pass the check, and give fid()'s float64 value to float32 accuracy; the
+    statistics of feature_statistics (which fid uses) pass it too."""
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(3000 + seed)
+    d = 128
+
+    @jax.jit
+    def cov32(x):
+        xc = x - x.mean(0)
+        return xc.T @ xc / (x.shape[0] - 1)
+
+    for n in (100, 700):
+        z = rng.normal(size=(n, 32)) @ rng.normal(size=(32, d)) / 6
+        x = np.maximum(z + 0.3 * rng.normal(size=(n, d)), 0).astype(np.float32)
+        y = np.maximum(z[::-1] * 1.1 + 0.3 * rng.normal(size=(n, d)) + 0.05, 0).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # n < d: singular covariance
+            expected = fid(x, y)
+            (m1, s1), (m2, s2) = feature_statistics(x), feature_statistics(y)
+        assert frechet_distance(m1, s1, m2, s2) == pytest.approx(expected, rel=1e-9)
+        for s1_32, s2_32 in ((np.cov(x, rowvar=False, dtype=np.float32), np.cov(y, rowvar=False, dtype=np.float32)),
+                             (np.asarray(cov32(jnp.asarray(x))), np.asarray(cov32(jnp.asarray(y))))):
+            assert s1_32.dtype == np.float32
+            got = frechet_distance(x.mean(0), s1_32, y.mean(0), s2_32)
+            np.testing.assert_allclose(got, expected, rtol=1e-3)
+
+
+def test_frechet_distance_shape_and_argument_errors():
+    rng = np.random.default_rng(0)
+    s = _random_spd(rng, 3)
+    with pytest.raises(ValueError, match="mu1 and mu2 must have the same dimension"):
+        frechet_distance(np.zeros(3), s, np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match=r"mu2 must have shape \(d,\)"):
+        frechet_distance(np.zeros(3), s, np.zeros((3, 1)), s)
+    with pytest.raises(ValueError, match=r"sigma1 must have shape \(3, 3\)"):
+        frechet_distance(np.zeros(3), s[:, :2], np.zeros(3), s)
+    with pytest.raises(ValueError, match="finite"):
+        frechet_distance(np.zeros(3), np.where(np.eye(3) > 0, np.inf, s), np.zeros(3), s)
+    with pytest.raises(ValueError, match="tol"):
+        frechet_distance(np.zeros(3), s, np.zeros(3), s, tol=-1e-3)
+
+
+def test_frechet_distance_refuses_tracers():
+    import jax
+
+    s = np.eye(2)
+    with pytest.raises(TypeError, match="cannot be traced.*trace_sqrt_product"):
+        jax.jit(frechet_distance)(np.zeros(2), s, np.zeros(2), s)
