@@ -13,7 +13,10 @@ Guarantees:
   run killed mid-save (even by SIGKILL) leaves no folder that :meth:`CheckpointManager.all_steps`
   lists; the temporary folder is cleaned up by the next manager.
 * Verified: :func:`restore` recomputes the digest of what it read; a checkpoint that fails to load
-  or whose digest differs is reported with a warning and the previous one is used instead.
+  or whose digest differs is reported with a warning and the previous one is used instead. With
+  ``set_aside_corrupted=True`` (what a resumed run uses) the skipped checkpoints are moved to
+  ``<dir>/<step>.corrupt-<UTC time>`` (:func:`set_aside`), kept for inspection but no longer listed,
+  so that the run can save those steps again.
 * Checked: restoring into a state of another structure or shape raises a ``ValueError`` that names
   the mismatching leaves.
 
@@ -24,7 +27,9 @@ the best value of that metric.
 from __future__ import annotations
 
 import hashlib
+import os
 import pathlib
+import time
 import warnings
 from typing import Any, Literal
 
@@ -199,13 +204,26 @@ def check_compatible(manager: ocp.CheckpointManager, step: int, like: Any) -> No
         )
 
 
-def restore_with_meta(manager: ocp.CheckpointManager, like: Any, step: int | None = None) -> tuple[Any, dict]:
+def restore_with_meta(
+    manager: ocp.CheckpointManager, like: Any, step: int | None = None, *, set_aside_corrupted: bool = False
+) -> tuple[Any, dict]:
     """``(state, meta)`` of checkpoint ``step``, or of the latest intact one when ``step`` is None.
 
     ``like`` is a state of the same structure (e.g. a fresh ``init``, possibly sharded): its static
     fields are kept, its arrays replaced (with ``like``'s shardings). With ``step=None`` a
     checkpoint that fails to load or to verify is skipped with a warning and the one before it is
     tried; an explicit ``step`` must itself be intact.
+
+    Args:
+      set_aside_corrupted: with ``step=None``, move the newer checkpoints that were skipped aside with
+        :func:`set_aside` (process 0 moves, every process then re-lists), so that the manager lists the
+        restored step as its latest and a resumed run can save the skipped steps again. Off by default:
+        reading a run (sampling, evaluation) must not move its files.
+
+    Raises:
+      FileNotFoundError: no checkpoint (or no checkpoint ``step``).
+      CheckpointMismatchError: every checkpoint's tree differs from ``like``'s.
+      CorruptCheckpointError: no checkpoint could be restored intact (nothing is moved).
     """
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
@@ -221,26 +239,64 @@ def restore_with_meta(manager: ocp.CheckpointManager, like: Any, step: int | Non
         except CheckpointMismatchError as e:
             # A shape mismatch in every checkpoint is the caller's model; in the latest only, damage.
             mismatches.append(e)
-            errors.append(f"{candidate}: its stored tree does not fit the model")
+            errors.append((candidate, "its stored tree does not fit the model"))
             continue
         except Exception as e:  # noqa: BLE001 - unreadable metadata: this checkpoint is unusable
-            errors.append(f"{candidate}: {type(e).__name__}: {e}")
+            errors.append((candidate, f"{type(e).__name__}: {e}"))
             continue
         try:
             state, meta = _restore_verified(manager, candidate, like)
         except Exception as e:  # noqa: BLE001 - any read failure means this checkpoint is unusable
-            errors.append(f"{candidate}: {type(e).__name__}: {e}")
+            errors.append((candidate, f"{type(e).__name__}: {e}"))
             continue
-        for error in errors:
+        moved = set_aside(manager, [bad for bad, _ in errors]) if set_aside_corrupted and errors else {}
+        for bad, error in errors:
+            where = f"; moved it to {moved[bad]} (kept for inspection)" if bad in moved else ""
+            cause = error if len(error) <= 400 else error[:400] + " ..."
             warnings.warn(
-                f"checkpoint {manager.directory}/{error} -- it is corrupted; restored checkpoint {candidate} instead",
+                f"checkpoint {manager.directory}/{bad} is corrupted; restored checkpoint {candidate} instead{where}. "
+                f"Cause: {cause}",
                 RuntimeWarning,
                 stacklevel=2,
             )
         return state, meta
     if len(mismatches) == len(steps):
         raise mismatches[0]
-    raise CorruptCheckpointError(f"no intact checkpoint in {manager.directory}:\n  " + "\n  ".join(errors))
+    raise CorruptCheckpointError(
+        f"no intact checkpoint in {manager.directory}:\n  " + "\n  ".join(f"{bad}: {error}" for bad, error in errors))
+
+
+CORRUPT_SUFFIX = ".corrupt-"
+"""Checkpoints set aside are renamed ``<step>.corrupt-<UTC time>``: not a step name, so orbax never lists,
+restores or deletes them."""
+
+
+def set_aside(manager: ocp.CheckpointManager, steps: list[int]) -> dict[int, pathlib.Path]:
+    """Moves checkpoints ``steps`` of ``manager`` to ``<dir>/<step>.corrupt-<UTC time>`` (never deletes them)
+    and makes the manager re-list its steps; returns ``{step: new path}``.
+
+    In a multi-process job every process must call it with the same ``steps``: only process 0 moves the
+    folders (the paths it returns are the true ones; other processes return the names their own clock
+    gives), then all processes wait for each other (a barrier) and re-list.
+    """
+    directory = pathlib.Path(manager.directory)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    targets = {}
+    for step in steps:
+        target = directory / f"{step}{CORRUPT_SUFFIX}{stamp}"
+        n = 1
+        while target.exists():  # the same step set aside twice in one second
+            target = directory / f"{step}{CORRUPT_SUFFIX}{stamp}-{n}"
+            n += 1
+        targets[step] = target
+    manager.wait_until_finished()
+    if jax.process_index() == 0:
+        for step, target in targets.items():
+            os.replace(directory / str(step), target)
+    if jax.process_count() > 1:
+        ocp.multihost.sync_global_processes(f"gendl_set_aside_{'_'.join(map(str, steps))}")
+    manager.reload()
+    return targets
 
 
 def _legacy_item(manager: ocp.CheckpointManager, step: int) -> pathlib.Path | None:

@@ -302,7 +302,8 @@ def train_and_evaluate(
             )
         if primary and (out / "config.json").is_file():
             _check_resume_config(out, record)
-        state, meta = checkpoints.restore_with_meta(manager, state)
+        # a corrupted newer checkpoint is moved aside, so that this run can save its step again
+        state, meta = checkpoints.restore_with_meta(manager, state, set_aside_corrupted=True)
         positions = meta.get("data_position")
         if positions:
             for it, position in zip(iterators, positions if isinstance(positions, list) else [positions]):

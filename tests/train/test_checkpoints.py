@@ -4,6 +4,7 @@ and a real SIGKILL-and-resume run that ends bitwise identical to an uninterrupte
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -105,12 +106,74 @@ def test_corrupted_latest_falls_back_to_previous_with_a_warning(tmp_path, damage
                     raw[i] ^= 0xFF
             path.write_bytes(bytes(raw))
     manager = checkpoints.checkpoint_manager(tmp_path)
-    with pytest.warns(RuntimeWarning, match="20: .*corrupted; restored checkpoint 10"):
+    with pytest.warns(RuntimeWarning, match="/20 is corrupted; restored checkpoint 10 instead. Cause: "):
         restored, meta = checkpoints.restore_with_meta(manager, _gan_state(seed=9))
     assert meta["step"] == 10
     _assert_same(restored, good)
     with pytest.raises(checkpoints.CorruptCheckpointError):
         checkpoints.restore(manager, _gan_state(seed=9), step=20)
+    manager.close()
+
+
+def _flip_bytes(step_dir: pathlib.Path) -> None:
+    files = _data_files(step_dir)
+    assert files, list(step_dir.rglob("*"))
+    for path in files:
+        raw = bytearray(path.read_bytes())
+        for i in range(len(raw) // 2, len(raw), 7):
+            raw[i] ^= 0xFF
+        path.write_bytes(bytes(raw))
+
+
+def _tree_bytes(folder: pathlib.Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_set_aside_corrupted_moves_them_and_the_steps_can_be_saved_again(tmp_path):
+    """The two newest checkpoints corrupted: restoring with set_aside_corrupted=True restores the oldest,
+    renames the two (bytes untouched) so that orbax no longer lists them, and their steps save again."""
+    good, newer, newest, redo = (_gan_state(seed=s) for s in (1, 2, 3, 4))
+    manager = checkpoints.checkpoint_manager(tmp_path, keep_last=3)
+    for step, state in ((10, good), (20, newer), (30, newest)):
+        checkpoints.save(manager, step, state, wait=True)
+    manager.close()
+    _flip_bytes(tmp_path / "20")
+    (tmp_path / "30" / "meta" / "metadata").write_text("{not json")
+    damaged = {step: _tree_bytes(tmp_path / str(step)) for step in (20, 30)}
+    manager = checkpoints.checkpoint_manager(tmp_path, keep_last=3)
+    with pytest.warns(RuntimeWarning) as record:
+        restored, meta = checkpoints.restore_with_meta(manager, _gan_state(seed=9), set_aside_corrupted=True)
+    assert meta["step"] == 10
+    _assert_same(restored, good)
+    messages = sorted(str(w.message) for w in record if "is corrupted" in str(w.message))
+    assert len(messages) == 2
+    for step, message in zip((20, 30), messages):
+        moved = sorted(tmp_path.glob(f"{step}{checkpoints.CORRUPT_SUFFIX}*"))
+        assert len(moved) == 1 and moved[0].is_dir()
+        assert f"/{step} is corrupted; restored checkpoint 10 instead; moved it to {moved[0]}" in message
+        assert _tree_bytes(moved[0]) == damaged[step]  # moved, not rewritten
+        assert not (tmp_path / str(step)).exists()
+    assert manager.all_steps() == [10] and manager.latest_step() == 10
+    checkpoints.save(manager, 20, redo, wait=True)  # raised "already exists" before the fix (issue 27)
+    checkpoints.save(manager, 30, redo, wait=True)
+    checkpoints.save(manager, 40, redo, wait=True)  # retention (keep 3) deletes 10, not the set-aside ones
+    manager.close()
+    manager = checkpoints.checkpoint_manager(tmp_path, keep_last=3)
+    assert manager.all_steps() == [20, 30, 40]
+    _assert_same(checkpoints.restore(manager, _gan_state(seed=9), step=20), redo)
+    manager.close()
+    assert len(list(tmp_path.glob(f"*{checkpoints.CORRUPT_SUFFIX}*"))) == 2
+
+
+def test_nothing_is_moved_when_no_checkpoint_is_intact(tmp_path):
+    manager = checkpoints.checkpoint_manager(tmp_path)
+    checkpoints.save(manager, 5, _gan_state(seed=1), wait=True)
+    manager.close()
+    _flip_bytes(tmp_path / "5")
+    manager = checkpoints.checkpoint_manager(tmp_path)
+    with pytest.raises(checkpoints.CorruptCheckpointError, match="no intact checkpoint"):
+        checkpoints.restore_with_meta(manager, _gan_state(seed=9), set_aside_corrupted=True)
+    assert manager.all_steps() == [5] and sorted(p.name for p in tmp_path.iterdir()) == ["5"]
     manager.close()
 
 
@@ -233,4 +296,50 @@ def test_checkpoints_written_before_an_empty_subtree_was_added_still_restore(tmp
     assert meta["data_position"] == {"next_step": 4}
     with pytest.raises(ValueError, match="does not fit this model"):
         checkpoints.restore(manager, _gan_state(hidden=(8, 12)))
+    manager.close()
+
+
+CORRUPT_ARGS = ["gan", "--hidden", "32", "32", "--data", "ring8", "--batch-size", "64", "--steps", "400",
+                "--checkpoint-every", "100", "--log-every", "10", "--sample-every", "0", "--n-samples", "100",
+                "--no-progress"]
+
+
+def test_resume_past_a_corrupted_latest_checkpoint_runs_to_the_end_bitwise_identical(tmp_path):
+    """issue 27: ``gendl train gan --data ring8 --checkpoint-every 100 --steps 400``, its latest checkpoint
+    (300) corrupted by flipped bytes, ``--resume`` restored 200 and then stopped at step 300 ("Checkpoint for
+    step 300 already exists"). Now the corrupted folder is set aside, the run ends bitwise identical to the
+    uninterrupted one, and the folder is still there under its new name.
+
+    One real CLI run trains 400 steps; its final state and samples are the reference. The folder is then
+    made to look like the same run killed after step 350: checkpoint 400, summary.json and the log rows
+    after 350 removed; checkpoint 300's data bytes flipped."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "gendl_jax.cli", "train", *CORRUPT_ARGS, "--out", str(run)]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    reference, reference_samples = _final_state(run), np.load(run / "samples.npy")
+    ckpt = run / "checkpoints"
+    assert sorted(int(p.name) for p in ckpt.iterdir()) == [200, 300, 400]
+    shutil.rmtree(ckpt / "400")
+    (run / "summary.json").unlink()
+    (run / "samples.npy").unlink()
+    rows = [line for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    (run / "metrics.jsonl").write_text("".join(r + "\n" for r in rows if json.loads(r)["step"] <= 350))
+    _flip_bytes(ckpt / "300")
+    damaged = _tree_bytes(ckpt / "300")
+
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    moved = list(ckpt.glob(f"300{checkpoints.CORRUPT_SUFFIX}*"))
+    assert len(moved) == 1, sorted(p.name for p in ckpt.iterdir())
+    assert f"/300 is corrupted; restored checkpoint 200 instead; moved it to {moved[0]}" in resumed.stderr
+    assert _tree_bytes(moved[0]) == damaged
+    assert json.loads((run / "summary.json").read_text())["resumed_from"] == 200
+    _assert_same(_final_state(run), reference)
+    np.testing.assert_array_equal(np.load(run / "samples.npy"), reference_samples)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert steps == list(range(10, 401, 10))
+    manager = checkpoints.checkpoint_manager(ckpt)
+    assert manager.all_steps() == [200, 300, 400]
     manager.close()
