@@ -19,7 +19,7 @@ import numpy as np
 def _points(x, name: str, d: int | None = None) -> np.ndarray:
     try:
         arr = np.asarray(x)
-    except Exception as e:  # noqa: BLE001 - e.g. ragged lists
+    except Exception as e:  # e.g. ragged lists
         raise TypeError(f"{name} must be an array of shape (n, d), got {type(x).__name__}") from e
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")

@@ -330,7 +330,7 @@ def _restore_verified(manager: ocp.CheckpointManager, step: int, like: Any) -> t
 def _restore_by_saved_tree(manager: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict]:
     """Checkpoint ``step`` restored into the container structure it was saved with, its leaves then put
     into ``like``'s structure by path (``like``'s shapes, dtypes and shardings)."""
-    is_saved_leaf = lambda x: hasattr(x, "shape")  # noqa: E731
+    is_saved_leaf = lambda x: hasattr(x, "shape")
     saved_tree = _saved_tree(manager, step)
     wanted = {_path_name(p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(_abstract(like))[0]}
     target = jax.tree_util.tree_map_with_path(lambda p, _: wanted[_path_name(p)], saved_tree, is_leaf=is_saved_leaf)

@@ -7,6 +7,7 @@
 * ``samples_<step>.png``: a scatter with the true modes (2-D data) or an image grid from fixed
   latents, every ``sample_every`` steps and at the end;
 * ``checkpoints/``: orbax checkpoints of the whole state (resumable with ``resume=True``);
+* ``.lock``: the run's hold on its folder while it runs (:mod:`gendl_jax.train.run_lock`);
 * ``samples.npy``: ``n_samples`` samples at the end (objectives with a sampler), and ``summary.json``
   (for data with known modes: modes covered, high-quality fraction and reverse KL by the PacGAN
   protocol), merged with what the objective's ``report`` returns (autoencoders and the VAE: test
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 from gendl_jax import data as gdata
 from gendl_jax import metrics as gmetrics
 from gendl_jax.objectives import Objective, get_objective
-from gendl_jax.train import checkpoints, guard, logger, parallel, plots
+from gendl_jax.train import checkpoints, guard, logger, parallel, plots, run_lock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,13 +251,28 @@ def train_and_evaluate(
     ``jax.jit`` over a ``data`` mesh, the batch sharded and the state replicated; each process reads
     its own rows of every global batch, and only process 0 writes logs, pictures and summaries
     (every process takes part in saving checkpoints, as orbax requires).
+
+    The run holds its folder while it runs (:func:`~gendl_jax.train.run_lock.hold_run_folder`: an OS lock
+    on ``<out>/.lock``, taken by process 0, released when the process ends, even by SIGKILL).
+
+    Raises:
+      RunFolderBusyError: (a ``FileExistsError``) another process holds the folder; names the holder.
+      FileExistsError: the folder already holds checkpoints and ``train.resume`` is False.
     """
     obj = get_objective(objective) if isinstance(objective, str) else objective
     train.validate()
     config.validate()
+    out = run_dir(obj.name, train)
+    # The run holds its folder (an OS lock, released when the process ends, even killed) from before the
+    # existing-checkpoints check until it returns: a second process on the same folder stops at once.
+    with run_lock.hold_run_folder(out, enabled=jax.process_index() == 0):
+        return _train_holding_folder(obj, config, train, out, dataset)
+
+
+def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: pathlib.Path, dataset) -> dict:
+    """The body of :func:`train_and_evaluate`, run while this process holds ``out``."""
     n_models = train.seeds
     seeds = list(range(train.seed, train.seed + n_models))
-    out = run_dir(obj.name, train)
     ckpt_dir = out / "checkpoints"
     primary = jax.process_index() == 0
     mesh = _mesh_for(train)

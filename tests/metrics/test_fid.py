@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gendl_jax.metrics import feature_statistics, fid, frechet_distance, per_class_fid, trace_sqrt_product
+from gendl_jax.metrics import (
+    feature_statistics,
+    fid,
+    frechet_distance,
+    per_class_fid,
+    trace_sqrt_product,
+)
 
 
 def _random_spd(rng, d, rank=None):

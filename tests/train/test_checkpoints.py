@@ -316,7 +316,7 @@ def test_resume_past_a_corrupted_latest_checkpoint_runs_to_the_end_bitwise_ident
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "gendl_jax.cli", "train", *CORRUPT_ARGS, "--out", str(run)]
-    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert first.returncode == 0, first.stderr[-3000:]
     reference, reference_samples = _final_state(run), np.load(run / "samples.npy")
     ckpt = run / "checkpoints"
@@ -329,7 +329,8 @@ def test_resume_past_a_corrupted_latest_checkpoint_runs_to_the_end_bitwise_ident
     _flip_bytes(ckpt / "300")
     damaged = _tree_bytes(ckpt / "300")
 
-    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600,
+                             check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     moved = list(ckpt.glob(f"300{checkpoints.CORRUPT_SUFFIX}*"))
     assert len(moved) == 1, sorted(p.name for p in ckpt.iterdir())
