@@ -26,16 +26,16 @@ import time
 import jax
 
 from gendl_jax.data import BatchIterator, load_dataset
-from gendl_jax.objectives import gan, get_objective, wgan
+from gendl_jax.objectives import gan, get_objective, wgan_gp
 from gendl_jax.train import sweep
 
 HIDDEN = (256, 256, 256)
 CASES = {
     # label: (objective, config); data ring8, batch 256
-    "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=HIDDEN, n_critic=5)),
+    "wgan-gp": ("wgan-gp", wgan_gp.WGANGPConfig(hidden=HIDDEN, n_critic=5)),
     "gan": ("gan", gan.GANConfig(hidden=HIDDEN)),
     # Small networks, where a step is dominated by per-call overhead rather than matmul FLOPs.
-    "wgan-gp-small": ("wgan-gp", wgan.WGANGPConfig(hidden=(32, 32), n_critic=5)),
+    "wgan-gp-small": ("wgan-gp", wgan_gp.WGANGPConfig(hidden=(32, 32), n_critic=5)),
     "gan-small": ("gan", gan.GANConfig(hidden=(32, 32))),
 }
 BATCH = 256

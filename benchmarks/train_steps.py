@@ -23,21 +23,21 @@ import time
 import jax
 
 from gendl_jax.data import BatchIterator, load_dataset
-from gendl_jax.objectives import gan, get_objective, wgan
+from gendl_jax.objectives import gan, get_objective, wgan, wgan_gp, wgan_sn
 
 CASES = {
     # (data, model, batch): {label: (objective, config)}
     ("ring8", "mlp", 256): {
         "gan": ("gan", gan.GANConfig(hidden=(512, 512, 512))),
         "wgan": ("wgan", wgan.WGANConfig(hidden=(512, 512, 512))),
-        "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=(512, 512, 512), gp_weight=10.0)),
-        "wgan-sn": ("wgan-sn", wgan.WGANSNConfig(hidden=(512, 512, 512))),
+        "wgan-gp": ("wgan-gp", wgan_gp.WGANGPConfig(hidden=(512, 512, 512), gp_weight=10.0)),
+        "wgan-sn": ("wgan-sn", wgan_sn.WGANSNConfig(hidden=(512, 512, 512))),
     },
     ("mnist", "dcgan", 64): {
         "gan": ("gan", gan.GANConfig(model="dcgan")),
         "wgan": ("wgan", wgan.WGANConfig(model="dcgan")),
-        "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", gp_weight=10.0)),
-        "wgan-sn": ("wgan-sn", wgan.WGANSNConfig(model="dcgan")),
+        "wgan-gp": ("wgan-gp", wgan_gp.WGANGPConfig(model="dcgan", gp_weight=10.0)),
+        "wgan-sn": ("wgan-sn", wgan_sn.WGANSNConfig(model="dcgan")),
     },
 }
 

@@ -44,7 +44,7 @@ from ott.geometry import pointcloud
 from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
-from gendl_jax.transport import _costs, wasserstein, wasserstein_1d
+from gendl_jax.transport import costs, wasserstein, wasserstein_1d
 
 
 def _compile(fn, *args):
@@ -127,7 +127,7 @@ def bench_exact_in_jax(rng, n, repeats):
     x, y = _clouds(rng, n, 2)
 
     def hungarian_w2(x, y):
-        cost = _costs.cost_matrix(x, y, 2)
+        cost = costs.cost_matrix(x, y, 2)
         rows, cols = optax.assignment.hungarian_algorithm(cost)
         return jnp.sqrt(jnp.mean(cost[rows, cols]))
 

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gendl_jax.adversarial import fgsm, pgd, predictions_and_confidence  # noqa: E402
+from gendl_jax.attacks import fgsm, pgd, predictions_and_confidence  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
 from gendl_jax.metrics.classifier import mnist_classifier  # noqa: E402
 

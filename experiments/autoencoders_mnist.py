@@ -38,14 +38,15 @@ import optax  # noqa: E402
 
 from gendl_jax.data import BatchIterator, load_dataset, map_in_batches  # noqa: E402
 from gendl_jax.objectives import autoencoders as ae  # noqa: E402
+from gendl_jax.objectives import contractive_ae, denoising_ae, sparse_ae  # noqa: E402
 
 SHARED = dict(latent_dim=64, hidden=(256,), code_activation="sigmoid")
 MODELS = {
     "ae": ae.AutoencoderConfig(**SHARED),
-    "sparse-ae": ae.SparseAEConfig(sparsity="kl", sparsity_weight=1.0, sparsity_target=0.05, **SHARED),
-    "denoising-ae": ae.DenoisingAEConfig(corruption="masking", noise_level=0.3, **SHARED),
+    "sparse-ae": sparse_ae.SparseAEConfig(sparsity="kl", sparsity_weight=1.0, sparsity_target=0.05, **SHARED),
+    "denoising-ae": denoising_ae.DenoisingAEConfig(corruption="masking", noise_level=0.3, **SHARED),
     # The penalty on 10 of the 100 examples of each batch (an unbiased estimate; 10x cheaper).
-    "contractive-ae": ae.ContractiveAEConfig(contractive_weight=0.3, penalty_examples=10, **SHARED),
+    "contractive-ae": contractive_ae.ContractiveAEConfig(contractive_weight=0.3, penalty_examples=10, **SHARED),
 }
 
 
@@ -90,7 +91,7 @@ def train_and_measure(name, config, args, data) -> tuple[dict, tuple[np.ndarray,
     codes_fn = jax.jit(lambda x: ae.encode(state, x))
     mse = lambda inputs: float(np.mean(np.square(map_in_batches(recon, inputs) - test_x)))  # noqa: E731
     test_codes, train_codes = map_in_batches(codes_fn, test_x), map_in_batches(codes_fn, train_x)
-    contraction = map_in_batches(jax.jit(lambda x: ae.contraction(state, x)), test_x[:1000], 100)
+    contraction = map_in_batches(jax.jit(lambda x: contractive_ae.contraction(state, x)), test_x[:1000], 100)
     result = {
         "config": dataclasses.asdict(config),
         "steps": args.steps,
@@ -116,8 +117,8 @@ def run(args):
     train_x = train.images.astype(np.float32) / 255
     test_x = test.images.astype(np.float32) / 255
     key = jax.random.PRNGKey(args.seed + 100)
-    masked = np.asarray(ae.corrupt(key, jnp.asarray(test_x), "masking", 0.3))
-    noisy = np.asarray(ae.corrupt(jax.random.fold_in(key, 1), jnp.asarray(test_x), "gaussian", 0.3))
+    masked = np.asarray(denoising_ae.corrupt(key, jnp.asarray(test_x), "masking", 0.3))
+    noisy = np.asarray(denoising_ae.corrupt(jax.random.fold_in(key, 1), jnp.asarray(test_x), "gaussian", 0.3))
     data = (train, train_x, test, test_x, masked, noisy)
     names = ["pixels", *MODELS] if not args.only else args.only
     for name in names:

@@ -22,7 +22,6 @@ Writes ``classification_measures.json`` and ``classification_measures.png`` into
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import pathlib
 import sys
@@ -37,15 +36,8 @@ import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics import (  # noqa: E402
-    class_balance,
-    fid,
-    gan_quality_index,
-    inception_score,
-    linear_probe,
-    mnist_classifier,
-    prepare_images,
-)
+from gendl_jax.metrics import class_balance, fid, inception_score, mnist_classifier, prepare_images  # noqa: E402
+from gendl_jax.learned_metrics import gan_quality_index, linear_probe  # noqa: E402
 from gendl_jax.objectives import adversarial  # noqa: E402
 from gendl_jax.train import load_run  # noqa: E402
 

@@ -7,13 +7,13 @@ confidence, predicted-class histogram, quantiles of the top class probability, I
 probability is >= ``--threshold``) and :func:`gendl_jax.metrics.per_class_fid` (samples of predicted class k
 against the test digits of class k, in the LeNet's 128-d features), and the IS variants m-IS, MODE and AM
 score (p*(y): the LeNet's mean prediction on MNIST test, as ``gendl eval`` uses), and NDB against MNIST test
-(:func:`gendl_jax.metrics.evaluate.ndb_measures`: 100 k-means bins of the test features) with, as its floor, 10,000
+(:func:`gendl_jax.evaluation.ndb_measures`: 100 k-means bins of the test features) with, as its floor, 10,000
 random MNIST train images scored the same way; the coverage metric C (:func:`gendl_jax.metrics.mass_coverage`) of
 MNIST test under each sample set's KDE, with the same floor; the SSIM diversity (mean SSIM of 100 random
 pairs within each predicted class); the birthday paradox test (Arora & Zhang 2017) in the LeNet features: the
 probability that a batch of s samples holds a pair closer than the 1% quantile of the nearest-neighbour distances
 among the 10,000 train images, for s = 100 ... 1,600 (the train images themselves are a row too); the Geometry
-Score (:func:`gendl_jax.metrics.evaluate.geometry_measures`, pixels, ``--geometry-iterations`` landmark draws) of
+Score (:func:`gendl_jax.evaluation.geometry_measures`, pixels, ``--geometry-iterations`` landmark draws) of
 each set against MNIST test, with the same floor.
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/diagnose_samples.py \\
@@ -44,7 +44,7 @@ from gendl_jax.metrics import (
     modified_inception_score,
     per_class_fid,
 )
-from gendl_jax.metrics.evaluate import geometry_measures, ndb_measures, within_class_ssim
+from gendl_jax.evaluation import geometry_measures, ndb_measures, within_class_ssim
 
 
 BIRTHDAY_SIZES = (100, 200, 400, 800, 1600)

@@ -43,7 +43,7 @@ from gendl_jax import divergences as dv  # noqa: E402
 from gendl_jax import transport  # noqa: E402
 from gendl_jax.data.toy import ring8  # noqa: E402
 from gendl_jax.models import MLPDiscriminator  # noqa: E402
-from gendl_jax.objectives.wgan import gradient_penalty  # noqa: E402
+from gendl_jax.objectives.wgan_gp import gradient_penalty  # noqa: E402
 
 GRID = np.linspace(-9.0, 9.0, 3601)
 

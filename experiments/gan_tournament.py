@@ -8,7 +8,7 @@ generator steps, keeping ``--snapshots`` checkpoints evenly spaced. Then:
   (:func:`gendl_jax.metrics.skill_rating`; each set is judged as one batch, BatchNorm on its own statistics as
   in training), by the threshold rule with the data as a player and by the pairwise rule, rated by Bradley-Terry
   and by Glicko-2 (``--tau``, ``--matches-per-period``; a Glicko-2 run that diverges is recorded as such);
-* NRDS (:func:`gendl_jax.metrics.nrds`): one classifier learns real digits against all snapshots' samples;
+* NRDS (:func:`gendl_jax.learned_metrics.nrds`): one classifier learns real digits against all snapshots' samples;
 * the Geometry Score (:func:`gendl_jax.metrics.relative_living_times`, ``--gs-iterations`` landmark draws) of
   each snapshot's ``--n-eval`` samples against as many MNIST test digits, on pixels, and of as many MNIST train
   digits (the real-data floor);
@@ -41,16 +41,8 @@ import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics import (  # noqa: E402
-    fid,
-    geometry_score_from_rlts,
-    inception_score,
-    mnist_classifier,
-    nrds,
-    prepare_images,
-    relative_living_times,
-    skill_rating,
-)
+from gendl_jax.metrics import fid, geometry_score_from_rlts, inception_score, mnist_classifier, prepare_images, relative_living_times, skill_rating  # noqa: E402
+from gendl_jax.learned_metrics import nrds  # noqa: E402
 from gendl_jax.objectives import adversarial  # noqa: E402
 from gendl_jax.train import TrainConfig, load_run, train_and_evaluate  # noqa: E402
 

@@ -24,7 +24,8 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from gendl_jax.data import load_dataset
-from gendl_jax.metrics import latent_reconstruction, prepare_images
+from gendl_jax.metrics import prepare_images
+from gendl_jax.learned_metrics import latent_reconstruction
 from gendl_jax.objectives import adversarial
 from gendl_jax.train import load_run, plots
 

@@ -59,7 +59,7 @@ from gendl_jax import sampling  # noqa: E402
 from gendl_jax.data import BatchIterator, load_dataset, map_in_batches  # noqa: E402
 from gendl_jax.metrics import inception_score_breakdown, mnist_classifier  # noqa: E402
 from gendl_jax.metrics.classifier import prepare_images  # noqa: E402
-from gendl_jax.metrics.evaluate import image_measures, mnist_test_subset  # noqa: E402
+from gendl_jax.evaluation import image_measures, mnist_test_subset  # noqa: E402
 from gendl_jax.objectives import adversarial, gan  # noqa: E402
 from gendl_jax.train import load_run, plots  # noqa: E402
 

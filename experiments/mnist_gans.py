@@ -3,7 +3,7 @@
 Each model is trained with the project's objectives through ``gendl_jax.train.train_and_evaluate``
 (batch 64 unless ``--batch-size`` says otherwise, images in [-1, 1]) for a fixed number of generator steps (``--steps``, a CPU budget, not
 convergence), then ``--n-eval`` samples are scored against as many random MNIST test images with the shipped
-LeNet features (:func:`gendl_jax.metrics.evaluate.image_measures`, what ``gendl eval`` writes). The
+LeNet features (:func:`gendl_jax.evaluation.image_measures`, what ``gendl eval`` writes). The
 real-data floor row scores ``--n-eval`` MNIST train images the same way.
 
     GENDL_DATA_DIR=/path/to/mnist python experiments/mnist_gans.py --steps 4000 --dcgan-fraction 0.05
@@ -11,8 +11,8 @@ real-data floor row scores ``--n-eval`` MNIST train images the same way.
 
 Class-conditional models (``cdcgan-*``) are sampled with uniform labels; their rows also give
 ``label_accuracy``, the share of samples the LeNet reads as the digit they were drawn for, and the
-adversarial accuracy / divergence (Yang et al. 2017; :func:`gendl_jax.metrics.evaluate.adversarial_measures`).
-Every row has the GAN Quality Index (:func:`gendl_jax.metrics.evaluate.quality_index_measures`); the floor's C_real
+adversarial accuracy / divergence (Yang et al. 2017; :func:`gendl_jax.evaluation.adversarial_measures`).
+Every row has the GAN Quality Index (:func:`gendl_jax.evaluation.quality_index_measures`); the floor's C_real
 learns from MNIST train digits outside the floor set (``gqi_c_real_excludes_floor``).
 
 Writes ``mnist_gans.json``, ``samples_<model>.png``, ``nearest_<model>.png`` into ``--out``; run
@@ -31,13 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendl_jax.data import load_dataset
-from gendl_jax.metrics.evaluate import (
+from gendl_jax.evaluation import (
     adversarial_measures,
     geometry_measures,
     image_measures,
     quality_index_measures,
 )
-from gendl_jax.objectives import adversarial, gan, wgan
+from gendl_jax.objectives import adversarial, gan, wgan, wgan_gp
 from gendl_jax.train import TrainConfig, load_run, plots, train_and_evaluate
 
 MLP = {"model": "mlp", "hidden": (512, 512), "d_activation": "leaky_relu"}
@@ -47,7 +47,7 @@ MODELS = {
     "gan": ("gan", gan.GANConfig(**MLP, generator_loss="saturating")),
     "ns-gan": ("gan", gan.GANConfig(**MLP, generator_loss="non-saturating")),
     "wgan": ("wgan", wgan.WGANConfig(**MLP)),
-    "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(**MLP)),
+    "wgan-gp": ("wgan-gp", wgan_gp.WGANGPConfig(**MLP)),
     "dcgan": ("gan", gan.GANConfig(model="dcgan", base_features=32, generator_loss="non-saturating")),
     "dcgan-ema": ("gan", DCGAN_EMA),
     "dcgan-deep": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=1)),
@@ -62,7 +62,7 @@ MODELS = {
     "dcgan-wide-d2": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=2)),
     "cdcgan-deep": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=1, num_classes=10)),
     "cdcgan-deepest-d": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1, num_classes=10)),
-    "wgan-gp-dcgan": ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999,
+    "wgan-gp-dcgan": ("wgan-gp", wgan_gp.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999,
                                                    lr_decay_steps=-1)),
 }
 """Name -> (objective, config). MLPs: 2 x 512 hidden units, LeakyReLU(0.2) discriminator / critic;

@@ -36,7 +36,7 @@ from scipy.ndimage import gaussian_filter  # noqa: E402
 
 from gendl_jax import metrics  # noqa: E402
 from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics.evaluate import ndb_bins, ndb_measures, pixel_statistics, within_class_ssim  # noqa: E402
+from gendl_jax.evaluation import ndb_bins, ndb_measures, pixel_statistics, within_class_ssim  # noqa: E402
 
 MEASURES = ("inception_score", "modified_inception_score", "mode_score", "am_score", "fid", "kid", "precision",
             "recall", "density", "coverage", "nn_two_sample", "ndb_fraction", "mass_coverage", "ssim_diversity",

@@ -38,8 +38,8 @@ import numpy as np  # noqa: E402
 
 from gendl_jax.data import load_dataset  # noqa: E402
 from gendl_jax.metrics import mode_coverage  # noqa: E402
-from gendl_jax.objectives import adversarial, gan, get_objective, wgan  # noqa: E402
-from gendl_jax.train import plots  # noqa: E402
+from gendl_jax.objectives import adversarial, gan, get_objective, wgan, wgan_gp, wgan_sn # noqa: E402
+from gendl_jax import plots  # noqa: E402
 from gendl_jax.train.sweep import mean_and_stderr, train_seeds, unstack  # noqa: E402
 
 HIDDEN = (256, 256, 256)
@@ -65,16 +65,16 @@ def configs(gan_steps: int, wgan_steps: int) -> dict:
         "NS-GAN": ("gan", gan.GANConfig(generator_loss="non-saturating", **gan_common), gan_steps),
         "WGAN (clip)": ("wgan", wgan.WGANConfig(g_learning_rate=2e-4, d_learning_rate=2e-4, **wgan_common),
                         wgan_steps),
-        "WGAN-GP": ("wgan-gp", wgan.WGANGPConfig(gp_weight=0.1, g_learning_rate=5e-4, d_learning_rate=5e-4,
+        "WGAN-GP": ("wgan-gp", wgan_gp.WGANGPConfig(gp_weight=0.1, g_learning_rate=5e-4, d_learning_rate=5e-4,
                                                  **wgan_common), wgan_steps),
-        "WGAN-SN": ("wgan-sn", wgan.WGANSNConfig(g_learning_rate=5e-4, d_learning_rate=5e-4, **wgan_common),
+        "WGAN-SN": ("wgan-sn", wgan_sn.WGANSNConfig(g_learning_rate=5e-4, d_learning_rate=5e-4, **wgan_common),
                     wgan_steps),
     }
 
 
 @jax.jit
 def _mean_critic_gradient_norm(state, x):
-    return wgan.per_sample_gradient_norms(lambda x: adversarial.discriminate(state, x), x).mean()
+    return wgan_gp.per_sample_gradient_norms(lambda x: adversarial.discriminate(state, x), x).mean()
 
 
 def critic_gradient_norm(state, x) -> float:

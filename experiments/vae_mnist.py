@@ -32,7 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gendl_jax.data import load_dataset  # noqa: E402
+from gendl_jax.data import binarize_dataset, load_dataset  # noqa: E402
 from gendl_jax.objectives import vae  # noqa: E402
 from gendl_jax.train import TrainConfig, load_run, train_and_evaluate  # noqa: E402
 
@@ -60,7 +60,7 @@ def run(args):
     train_seconds = earlier + args.previous_train_seconds + summary["train_seconds"]
 
     _, state, _ = load_run(args.run)
-    test = vae.binarize_dataset(load_dataset("mnist", split="test", data_dir=args.data_dir), config.binarization_seed)
+    test = binarize_dataset(load_dataset("mnist", split="test", data_dir=args.data_dir), config.binarization_seed)
     x = test.images[: args.eval_examples].astype(np.float32)
     described = (f"the first {len(x)} digits of the MNIST test split, binarised once "
                  f"(seed {config.binarization_seed})")

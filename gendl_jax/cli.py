@@ -20,6 +20,7 @@ from typing import Annotated
 import tyro
 
 from gendl_jax.objectives import OBJECTIVES
+from gendl_jax.train.cluster import Cluster
 
 USAGE = f"""usage: gendl {{train,sample,eval}} ...
 
@@ -30,46 +31,32 @@ USAGE = f"""usage: gendl {{train,sample,eval}} ...
 """
 
 
-@dataclasses.dataclass(frozen=True)
-class Cluster:
-    """Multi-process (multi-host) settings: ``jax.distributed.initialize`` before training.
-
-    On a TPU pod or a SLURM / Open MPI / Kubernetes GPU cluster pass ``--distributed`` alone and
-    jax discovers the coordinator and the process ids; elsewhere give all three values.
-    """
-
-    distributed: bool = False
-    """Join a multi-process job (implied by --coordinator-address)."""
-    coordinator_address: str | None = None
-    """host:port of process 0's coordinator, e.g. localhost:12345."""
-    num_processes: int | None = None
-    process_id: int | None = None
-
-    def initialize(self) -> None:
-        if not (self.distributed or self.coordinator_address):
-            return
-        import jax
-
-        given = {"coordinator_address": self.coordinator_address, "num_processes": self.num_processes,
-                 "process_id": self.process_id}
-        if self.coordinator_address and None in given.values():
-            missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
-            raise ValueError(f"--coordinator-address needs {' and '.join(missing)} too")
-        if self.num_processes is not None and not 0 <= (self.process_id or 0) < self.num_processes:
-            raise ValueError(f"process_id must be in [0, {self.num_processes}), got {self.process_id}")
-        jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+def _data_argument(argv: list[str]) -> str | None:
+    """The value of ``--data`` in ``argv`` (None when not given), read before parsing so that the
+    defaults shown and used can depend on it (the 2-D toy mixtures have their own)."""
+    for i, arg in enumerate(argv):
+        if arg == "--data" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--data="):
+            return arg.split("=", 1)[1]
+    return None
 
 
 def _train(name: str, argv: list[str]) -> dict:
-    from gendl_jax.train import TrainConfig, train_and_evaluate
+    from gendl_jax.train import TrainConfig, run_dir, train_and_evaluate
 
     objective = OBJECTIVES[name]
+    config_defaults, train_defaults = objective.defaults(_data_argument(argv))
 
     def run(config, train, cluster):
         cluster.initialize()
         summary = train_and_evaluate(objective, config, train)  # --seeds K > 1: K models vmapped
         if summary:  # processes other than 0 return {}
             print(json.dumps(summary, indent=2))
+            out = run_dir(objective.name, train)
+            pictures = sorted(out.glob("samples_*.png")) or sorted(out.glob("seed*/samples_*.png"))
+            # to stderr: stdout stays one JSON document for scripts
+            print(f"run folder: {out}" + (f"\nsamples: {pictures[-1]}" if pictures else ""), file=sys.stderr)
         return summary
 
     run.__annotations__ = {
@@ -77,8 +64,9 @@ def _train(name: str, argv: list[str]) -> dict:
         "train": tyro.conf.OmitArgPrefixes[TrainConfig],
         "cluster": tyro.conf.OmitArgPrefixes[Cluster],
     }
-    run.__defaults__ = (objective.config_cls(), TrainConfig(**objective.train_defaults), Cluster())
-    run.__doc__ = f"Train {name} (hyper-parameters first, then the run settings)."
+    run.__defaults__ = (config_defaults, TrainConfig(**train_defaults), Cluster())
+    run.__doc__ = (f"Train {name} (hyper-parameters first, then the run settings). The defaults shown are those "
+                   f"for the data given with --data ({train_defaults.get('data', TrainConfig.data)} if none).")
     return tyro.cli(run, args=argv, prog=f"gendl train {name}")
 
 
@@ -116,21 +104,27 @@ def sample(
         raise ValueError(f"n must be >= 1, got {n}")
     objective, state, record = load_run(run)
     if objective.sample is None:
-        raise ValueError(f"{run} was trained as {objective.name}, which has no prior to sample from (use a vae run)")
+        raise ValueError(f"{run} was trained as {objective.name}, which has no prior to sample from (train a "
+                         f"generative model: {', '.join(k for k, o in OBJECTIVES.items() if o.sample is not None)})")
     guided = drs_acceptance is not None or ddls_steps != 0
-    num_classes = getattr(getattr(state, "config", None), "num_classes", 0)
+    config = state.config
+    num_classes = objective.num_classes(config)
     if label is not None and not (num_classes and 0 <= label < num_classes):
         raise ValueError(f"--label {label}: " + (f"the run's classes are 0..{num_classes - 1}" if num_classes else
-                                                 f"{run} is not a class-conditional GAN run"))
-    if (guided or truncation is not None) and objective.name not in ("gan", "wgan", "wgan-gp", "wgan-sn"):
-        raise ValueError(f"--truncation, --drs-acceptance and --ddls-steps sample GAN runs; {run} is a "
-                         f"{objective.name} run")
-    if guided and objective.name != "gan":
-        raise ValueError(f"--drs-acceptance and --ddls-steps read the discriminator's logit as log p_data / p_g, "
-                         f"which a {objective.name} critic is not; {run} is a {objective.name} run")
-    if ddls_steps and getattr(state.config, "num_classes", 0):
-        raise ValueError(f"--ddls-steps is implemented for unconditional GANs; {run} is class-conditional "
-                         f"(num_classes={state.config.num_classes})")
+                                                 f"{run} is not a class-conditional run"))
+    samplers = objective.samplers(config)
+    wanted = [(flag, kind) for flag, kind, on in (("--truncation", "truncation", truncation is not None),
+                                                  ("--drs-acceptance", "drs", drs_acceptance is not None),
+                                                  ("--ddls-steps", "ddls", ddls_steps != 0)) if on]
+    for flag, kind in wanted:
+        if kind not in samplers:
+            why = {"truncation": "its samples are not G(z) of a Gaussian latent",
+                   "drs": "its discriminator's output is not a calibrated log density ratio log p_data / p_g "
+                          "(a WGAN critic or a hinge discriminator is a score)",
+                   "ddls": ("DDLS is implemented for unconditional GANs whose discriminator is a log density ratio"
+                            + (f"; this run is class-conditional (num_classes={num_classes})" if num_classes else ""))}
+            raise ValueError(f"{flag} cannot sample {run} ({objective.name}): {why[kind]}; "
+                             f"its samplers: {', '.join(samplers) or 'none'}")
     from gendl_jax import sampling
 
     sampling.check_sampler_options(truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
@@ -165,8 +159,7 @@ def _calibrate(state, record, objective, n: int, seed: int, batch_statistics: bo
     import jax
 
     from gendl_jax import sampling
-    from gendl_jax.data import load_dataset
-    from gendl_jax.train.fit import make_iterator
+    from gendl_jax.data import load_dataset, make_iterator
 
     if n < 2:
         raise ValueError(f"calibration must be >= 2 examples, got {n}")
@@ -191,7 +184,7 @@ def evaluate(
     Adam steps), the Geometry Score on pixels (GEOMETRY_ITERATIONS landmark draws; 0 skips it) and a
     nearest-neighbour picture (shipped LeNet features); 2-D runs get mode coverage and W1/W2 to the true mixture.
     Writes OUT (default RUN/eval.json)."""
-    from gendl_jax.metrics.evaluate import evaluate_run
+    from gendl_jax.evaluation import evaluate_run
 
     result = evaluate_run(run, n=n, seed=seed, out=out, classifier_steps=classifier_steps,
                           geometry_iterations=geometry_iterations)

@@ -457,10 +457,10 @@ def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False
     for name, x in (("real", real), ("fake", fake)):
         if np.ndim(x) != 1 + len(shape) or tuple(np.shape(x)[1:]) != shape:
             raise ValueError(f"{name} must have shape (n, {', '.join(map(str, shape))}), got {np.shape(x)}")
-    conditional = bool(getattr(state.config, "num_classes", 0))
+    conditional = state.config.num_classes > 0
     if conditional != (real_labels is not None and fake_labels is not None):
         raise ValueError("a class-conditional GAN's calibration needs real_labels and fake_labels, an unconditional "
-                         f"one neither (num_classes={getattr(state.config, 'num_classes', 0)})")
+                         f"one neither (num_classes={state.config.num_classes})")
     logits = jax.jit(functools.partial(adversarial.discriminate, state, batch_statistics=batch_statistics))
     if conditional:
         pairs = [(x, np.asarray(y, np.int32)) for x, y in ((real, real_labels), (fake, fake_labels))]
@@ -538,7 +538,7 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
                           ddls_step_size=ddls_step_size)
     if (drs_acceptance is not None or ddls_steps) and calibration is None:
         raise ValueError("DRS and DDLS need calibration= (calibrate_discriminator on held-out real data)")
-    num_classes = getattr(state.config, "num_classes", 0)
+    num_classes = state.config.num_classes
     if label is not None and not (num_classes and isinstance(label, (int, np.integer)) and 0 <= label < num_classes):
         raise ValueError(f"label must be a class in [0, num_classes={num_classes}) of a class-conditional GAN, "
                          f"got {label!r}")

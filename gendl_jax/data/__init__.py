@@ -5,7 +5,7 @@ The TFDS builder (:mod:`gendl_jax.data.tfds_mnist`) is imported lazily, on first
 ``MnistIdx``, ``prepare_mnist_tfds`` or ``mnist_data_source``.
 """
 
-from gendl_jax.data.iterator import BatchIterator, map_in_batches
+from gendl_jax.data.iterator import BatchIterator, make_iterator, map_in_batches
 from gendl_jax.data.mnist import (
     DATA_DIR_ENV,
     MNIST_FILES,
@@ -15,7 +15,7 @@ from gendl_jax.data.mnist import (
     read_idx,
     resolve_data_dir,
 )
-from gendl_jax.data.registry import KNOWN_DATASETS, ArrayDataset, ToyDataset, load_dataset
+from gendl_jax.data.registry import DEFAULT_DATA, KNOWN_DATASETS, ArrayDataset, ToyDataset, binarize_dataset, load_dataset
 from gendl_jax.data.toy import TOY_DISTRIBUTIONS, GaussianMixture, grid25, ring8, swissroll
 
 _LAZY_TFDS = ("MnistIdx", "prepare_mnist_tfds", "mnist_data_source")
@@ -24,16 +24,19 @@ __all__ = [
     "ArrayDataset",
     "BatchIterator",
     "DATA_DIR_ENV",
+    "DEFAULT_DATA",
     "GaussianMixture",
     "KNOWN_DATASETS",
     "MNIST_FILES",
     "MNIST_SIZES",
     "TOY_DISTRIBUTIONS",
     "ToyDataset",
+    "binarize_dataset",
     "find_mnist_dir",
     "grid25",
     "load_dataset",
     "load_mnist",
+    "make_iterator",
     "map_in_batches",
     "read_idx",
     "resolve_data_dir",

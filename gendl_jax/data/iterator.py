@@ -16,7 +16,7 @@ import numpy as np
 
 from gendl_jax.data.registry import ArrayDataset, ToyDataset
 
-__all__ = ["BatchIterator"]
+__all__ = ["BatchIterator", "make_iterator", "map_in_batches"]
 
 
 def _check_int(value, name: str, minimum: int) -> int:
@@ -216,3 +216,13 @@ def map_in_batches(fn, x, batch_size: int = 1000) -> np.ndarray:
     if len(x) == 0:
         raise ValueError("x must have at least one row")
     return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + batch_size]))) for i in range(0, len(x), batch_size)])
+
+
+def make_iterator(dataset, batch_size: int | None, seed: int, inner_steps: int,
+                  value_range: tuple[float, float] = (-1.0, 1.0), *, process_index: int = 0,
+                  process_count: int = 1) -> BatchIterator:
+    """The run's batch stream; ``batch_size`` is global (None: 256 for 2-D data, 64 for images)."""
+    if batch_size is None:
+        batch_size = 256 if isinstance(dataset, ToyDataset) else 64
+    return BatchIterator(dataset, batch_size, seed=seed, inner_steps=inner_steps, value_range=value_range,
+                               process_index=process_index, process_count=process_count)

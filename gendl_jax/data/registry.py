@@ -10,9 +10,11 @@ import numpy as np
 from gendl_jax.data import mnist as _mnist
 from gendl_jax.data.toy import TOY_DISTRIBUTIONS, GaussianMixture
 
-__all__ = ["ArrayDataset", "ToyDataset", "load_dataset", "KNOWN_DATASETS", "DIGITS_SPLITS"]
+__all__ = ["DEFAULT_DATA", "ArrayDataset", "ToyDataset", "binarize_dataset", "load_dataset", "KNOWN_DATASETS", "DIGITS_SPLITS"]
 
 KNOWN_DATASETS: tuple[str, ...] = ("ring8", "grid25", "swissroll", "mnist", "digits")
+DEFAULT_DATA = "grid25"
+"""The dataset of a run that names none: the 5x5 grid of Gaussians (embedded, no download)."""
 DIGITS_SPLITS: tuple[str, ...] = ("train", "test", "all")
 
 
@@ -195,3 +197,16 @@ def load_dataset(name: str, split: str = "train", data_dir=None) -> ArrayDataset
     if name == "digits":
         return _load_digits(split)
     return _load_tfds(name, split, data_dir)
+
+
+def binarize_dataset(dataset: ArrayDataset, seed: int) -> ArrayDataset:
+    """One stochastic binarisation of an image dataset: pixel = 1 with probability value / max_value.
+
+    Returns an :class:`ArrayDataset` named ``<name>-binarized-seed<seed>`` with ``max_value=1``.
+    """
+    if not isinstance(dataset, ArrayDataset):
+        raise TypeError(f"dataset must be an ArrayDataset of images, got {type(dataset).__name__}")
+    rng = np.random.default_rng(seed)
+    probs = dataset.images.astype(np.float64) / dataset.max_value
+    images = (rng.random(probs.shape) < probs).astype(np.uint8)
+    return ArrayDataset(f"{dataset.name}-binarized-seed{seed}", images, dataset.labels, 1)

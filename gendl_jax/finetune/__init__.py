@@ -13,7 +13,9 @@ from gendl_jax.finetune.state_dict import (
     torch_keys,
     write_safetensors,
 )
-from gendl_jax.finetune.objective import FINETUNE, FinetuneConfig, run_variables
+from gendl_jax.finetune.backbone import load_backbone, run_variables, save_backbone
+from gendl_jax.finetune.config import FinetuneConfig
+from gendl_jax.finetune.objective import FINETUNE
 from gendl_jax.finetune.step import FinetuneState, accuracy, init_finetune, make_step, predict
 from gendl_jax.finetune.surgery import (
     MODES,
@@ -21,10 +23,8 @@ from gendl_jax.finetune.surgery import (
     freeze_batch_norm,
     frozen_for_mode,
     label_tree,
-    load_backbone,
     merge_backbone,
     replace_head,
-    save_backbone,
     subtree_names,
 )
 

@@ -24,15 +24,9 @@ from __future__ import annotations
 
 import json
 
-from gendl_jax.finetune.objective import (
-    FINETUNE,
-    HEAD,
-    MODEL_WIDTHS,
-    TRAIN_DEFAULTS,
-    FinetuneConfig,
-    digits_as_mnist,
-    run_variables,
-)
+from gendl_jax.finetune.backbone import run_variables
+from gendl_jax.finetune.config import HEAD, MODEL_WIDTHS, TRAIN_DEFAULTS, FinetuneConfig
+from gendl_jax.finetune.objective import FINETUNE, digits_as_mnist
 
 __all__ = ["FINETUNE", "HEAD", "MODEL_WIDTHS", "FinetuneConfig", "digits_as_mnist", "main", "run_finetune",
            "run_variables", "train_config"]
@@ -66,8 +60,8 @@ def main(argv: list[str]) -> dict:
     """Parses ``gendl finetune`` flags (fine-tuning hyper-parameters, then the fit loop's settings), trains, prints the summary."""
     import tyro
 
-    from gendl_jax.cli import Cluster
     from gendl_jax.train import TrainConfig
+    from gendl_jax.train.cluster import Cluster
 
     def run(config, train, cluster):
         cluster.initialize()

@@ -10,7 +10,6 @@ as :class:`gendl_jax.models.ResNet`).
 from __future__ import annotations
 
 import functools
-import pathlib
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -132,7 +131,7 @@ def freeze_batch_norm(model: nn.Module, frozen: Sequence[str]) -> nn.Module:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _init(model: nn.Module, key: jax.Array, example):
+def init_variables(model: nn.Module, key: jax.Array, example):
     return model.init(key, example)
 
 
@@ -155,7 +154,7 @@ def replace_head(model: nn.Module, variables: Mapping[str, Any], key: jax.Array,
         raise TypeError(f"model must have a num_classes attribute, got {type(model).__name__}")
     _check_names(variables["params"], [head], "head")
     new_model = model.clone(num_classes=num_classes)
-    fresh = unfreeze(_init(new_model, key, example))
+    fresh = unfreeze(init_variables(new_model, key, example))
     out = unfreeze(jax.tree_util.tree_map(lambda a: a, dict(variables)))
     out["params"][head] = fresh["params"][head]
     for collection, tree in fresh.items():
@@ -164,47 +163,6 @@ def replace_head(model: nn.Module, variables: Mapping[str, Any], key: jax.Array,
         if shapes_old != shapes_new:
             raise ValueError(f"variables[{collection!r}] do not fit model (outside the head {head!r})")
     return new_model, out
-
-
-def save_backbone(path: str | pathlib.Path, variables: Mapping[str, Any]) -> None:
-    """Writes ``variables`` as an orbax checkpoint at ``path`` (which must not exist yet)."""
-    import orbax.checkpoint as ocp
-
-    with ocp.StandardCheckpointer() as ckptr:
-        ckptr.save(pathlib.Path(path).absolute(), unfreeze(dict(variables)))
-
-
-def load_backbone(path: str | pathlib.Path, variables: Mapping[str, Any], *, exclude: Sequence[str] = ("fc",)) -> dict:
-    """``variables`` with every sub-tree but ``exclude`` replaced by the one saved at ``path``.
-
-    ``path`` is one of:
-
-    * an orbax checkpoint of a variables dict (``{"params": ..., "batch_stats": ...}``) as written
-      by :func:`save_backbone` or :func:`gendl_jax.metrics.classifier.save_classifier`;
-    * a run folder written by ``gendl finetune`` (its latest intact checkpoint), or one of its
-      checkpoints ``RUN/checkpoints/<step>`` (see :func:`gendl_jax.finetune.objective.run_variables`).
-
-    Raises:
-      FileNotFoundError: nothing at ``path``.
-      ValueError: the checkpoint lacks a needed sub-tree or has other shapes (listed).
-    """
-    path = pathlib.Path(path).absolute()
-    if not path.is_dir():
-        raise FileNotFoundError(f"no orbax checkpoint or run folder at {path}")
-    if (path / "config.json").is_file() and (path / "checkpoints").is_dir():
-        from gendl_jax.finetune.objective import run_variables
-
-        saved = run_variables(path)
-    elif path.parent.name == "checkpoints" and path.name.isdigit() and (path.parent.parent / "config.json").is_file():
-        from gendl_jax.finetune.objective import run_variables
-
-        saved = run_variables(path.parent.parent, step=int(path.name))
-    else:
-        import orbax.checkpoint as ocp
-
-        with ocp.StandardCheckpointer() as ckptr:
-            saved = ckptr.restore(path)
-    return merge_backbone(saved, variables, exclude=exclude, source=str(path))
 
 
 def merge_backbone(saved: Mapping[str, Any], variables: Mapping[str, Any], *, exclude: Sequence[str] = ("fc",),

@@ -4,24 +4,22 @@ Feature-based: :func:`fid` (and :func:`per_class_fid`), :func:`kid`,
 :func:`inception_score` (and :func:`inception_score_breakdown`; the variants :func:`modified_inception_score`,
 :func:`mode_score`, :func:`am_score`, with :func:`mean_prediction` for their p*), :func:`mmd`,
 :func:`precision_recall`, :func:`density_coverage` (both at once: :func:`prdc`), :func:`nn_two_sample`,
-:func:`ndb` (bins by :func:`kmeans`); learned:
-:func:`classifier_two_sample`, :func:`critic_wasserstein`, :func:`generative_adversarial_metric` (two GANs battle),
-NRDS (:func:`nrds`: epochs a classifier needs to tell each model from the data),
-:func:`skill_rating` (a tournament of generators and discriminators rated by Glicko-2, :func:`glicko2_update`, or
-Bradley-Terry, :func:`bradley_terry_ratings`),
-:func:`adversarial_accuracy` (classifiers trained on a conditional model's samples and on real data),
-:func:`gan_quality_index` (GQI: the same for an unconditional model, its samples labelled by the real-data
-classifier), :func:`linear_probe` (how linearly a representation, e.g. a discriminator's, separates the classes);
+:func:`ndb` (bins by :func:`kmeans`); from discriminators' outputs: :func:`generative_adversarial_metric`
+(two GANs battle), :func:`skill_rating` (a tournament of generators and discriminators rated by Glicko-2,
+:func:`glicko2_update`, or Bradley-Terry, :func:`bradley_terry_ratings`);
 class balance of a classifier's labels: :func:`class_balance` (Santurkar et al. 2018); likelihood: :func:`parzen_log_likelihood` (and the KDE's :func:`mass_coverage`);
-memorisation and support size: :func:`nearest_neighbours`, :func:`latent_reconstruction` (min_z |G(z) - x|^2),
+memorisation and support size: :func:`nearest_neighbours`,
 :func:`birthday_duplicates` / :func:`birthday_support_size` (Arora & Zhang's birthday paradox test); toy mixtures: :func:`mode_coverage`; topology:
 :func:`geometry_score` (H1 persistence of witness complexes, Khrulkov & Oseledets 2018; :func:`relative_living_times`; :func:`geometry_score_estimates` removes its Monte Carlo bias, :func:`geometry_score_from_rlts` from RLTs already drawn); image quality: :func:`ssim`, :func:`psnr` and
 :func:`ssim_diversity` (mean SSIM of sample pairs), :func:`low_level_statistics` (power spectrum, random filter
 responses, intensity and contrast; Zeng et al. 2017). MNIST features and
 logits come from :func:`mnist_classifier`, a LeNet the project trains and ships.
 
+The measures that train a model of their own (two-sample classifiers, NRDS, GQI, adversarial accuracy, the
+linear probe, latent reconstruction) are in :mod:`gendl_jax.learned_metrics`.
+
 Precision: inputs are checked on the host and converted to float64; the jitted kernels run inside
-``jax.enable_x64(True)`` (see :mod:`gendl_jax.metrics._common`); pairwise-distance measures work in
+``jax.enable_x64(True)`` (see :mod:`gendl_jax.metrics.common`); pairwise-distance measures work in
 blocks of ``block_size`` rows and columns.
 """
 
@@ -53,8 +51,6 @@ from gendl_jax.metrics.likelihood import (
     parzen_log_likelihood,
     select_parzen_bandwidth,
 )
-from gendl_jax.metrics.nrds import nrds
-from gendl_jax.metrics.reconstruction import latent_reconstruction
 from gendl_jax.metrics.mode_coverage import mode_coverage, mode_histogram
 from gendl_jax.metrics.pairwise import (
     birthday_duplicates,
@@ -68,30 +64,19 @@ from gendl_jax.metrics.pairwise import (
     precision_recall,
 )
 from gendl_jax.metrics.tournament import bradley_terry_ratings, glicko2_update, match_outcomes, skill_rating
-from gendl_jax.metrics.two_sample import (
-    adversarial_accuracy,
-    classifier_two_sample,
-    critic_wasserstein,
-    gan_quality_index,
-    linear_probe,
-)
 
 __all__ = [
     "MNIST_CLASSIFIER_CONFIG",
     "MnistClassifier",
-    "adversarial_accuracy",
     "am_score",
     "birthday_duplicates",
     "birthday_support_size",
     "bradley_terry_ratings",
     "class_balance",
-    "classifier_two_sample",
-    "critic_wasserstein",
     "density_coverage",
     "feature_statistics",
     "fid",
     "frechet_distance",
-    "gan_quality_index",
     "generative_adversarial_metric",
     "geometry_score",
     "geometry_score_estimates",
@@ -103,8 +88,6 @@ __all__ = [
     "kid_subset_indices",
     "kmeans",
     "kth_neighbour_distances",
-    "latent_reconstruction",
-    "linear_probe",
     "low_level_statistics",
     "mass_coverage",
     "match_outcomes",
@@ -118,7 +101,6 @@ __all__ = [
     "ndb",
     "nearest_neighbour_picture",
     "nearest_neighbours",
-    "nrds",
     "nn_two_sample",
     "parzen_log_densities",
     "parzen_log_likelihood",

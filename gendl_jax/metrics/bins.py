@@ -23,8 +23,8 @@ from jax import lax
 from jax.scipy.special import xlogy
 from scipy.stats import norm
 
-from gendl_jax.metrics._common import as_samples, positive_int, same_dim, x64
-from gendl_jax.metrics.pairwise import _sq_dists
+from gendl_jax.metrics.common import as_samples, positive_int, same_dim, x64
+from gendl_jax.metrics.pairwise import sq_dists
 
 
 def _kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
@@ -48,7 +48,7 @@ def _kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
 @functools.partial(jax.jit, static_argnames=("k", "max_iter"))
 def _kmeans(key: jax.Array, x: jax.Array, k: int, max_iter: int):
     def assign(centres):
-        return jnp.argmin(_sq_dists(x, centres), axis=1)
+        return jnp.argmin(sq_dists(x, centres), axis=1)
 
     def update(centres, labels):
         sums = jax.ops.segment_sum(x, labels, num_segments=k)
@@ -67,7 +67,7 @@ def _kmeans(key: jax.Array, x: jax.Array, k: int, max_iter: int):
 
     centres = _kmeans_plus_plus(key, x, k)
     centres, labels, changed, iterations = lax.while_loop(cond, body, (centres, assign(centres), True, 0))
-    inertia = jnp.sum(jnp.min(_sq_dists(x, centres), axis=1))
+    inertia = jnp.sum(jnp.min(sq_dists(x, centres), axis=1))
     return centres, labels, iterations, ~changed, inertia
 
 
@@ -98,7 +98,7 @@ def kmeans(x, n_clusters: int, *, key: jax.Array, max_iter: int = 300) -> dict:
 
 @jax.jit
 def _nearest_centre(x: jax.Array, centres: jax.Array) -> jax.Array:
-    return jnp.argmin(_sq_dists(x, centres), axis=1)
+    return jnp.argmin(sq_dists(x, centres), axis=1)
 
 
 def _js_divergence(p: np.ndarray, q: np.ndarray) -> float:

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gendl_jax.metrics._common import as_samples, same_dim, x64
+from gendl_jax.metrics.common import as_samples, same_dim, x64
 
 
 @jax.jit

@@ -112,7 +112,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gendl_jax.metrics._common import as_samples, positive_int, same_dim, x64
+from gendl_jax.metrics.common import as_samples, positive_int, same_dim, x64
 
 __all__ = ["DEFAULT_N_ITERATIONS", "PROTOCOLS", "geometry_score", "geometry_score_estimates", "geometry_score_from_rlts",
            "h1_persistence", "relative_living_times", "rlt_from_intervals", "strong_witness_filtration",

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gendl_jax.metrics._common import positive_int, x64
+from gendl_jax.metrics.common import positive_int, x64
 
 
 def gaussian_window(size: int, sigma: float) -> np.ndarray:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gendl_jax.metrics._common import positive_int, x64
+from gendl_jax.metrics.common import positive_int, x64
 from gendl_jax.transport.one_d import wasserstein_1d
 
 

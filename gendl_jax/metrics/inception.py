@@ -30,7 +30,7 @@ import numpy as np
 from jax.scipy.special import xlogy
 from scipy.special import gammaincc
 
-from gendl_jax.metrics._common import positive_int, x64
+from gendl_jax.metrics.common import positive_int, x64
 
 _SUM_TOLERANCE = 1e-4
 

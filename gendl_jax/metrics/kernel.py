@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gendl_jax.metrics._common import DEFAULT_BLOCK_SIZE, as_samples, positive_int, same_dim, x64
-from gendl_jax.metrics.pairwise import _blocks, _sq_dists
+from gendl_jax.metrics.common import DEFAULT_BLOCK_SIZE, as_samples, positive_int, same_dim, x64
+from gendl_jax.metrics.pairwise import row_blocks, sq_dists
 
 KERNELS = ("gaussian", "laplacian", "polynomial")
 """gaussian: sum_s exp(-|x - y|^2 / (2 s^2)); laplacian: sum_s exp(-|x - y| / s);
@@ -26,7 +26,7 @@ polynomial: (x.y / d + 1)^3 (KID's kernel; no bandwidth)."""
 def _kernel_matrix(kernel: str, a: jax.Array, b: jax.Array, bandwidths: jax.Array) -> jax.Array:
     if kernel == "polynomial":
         return (a @ b.T / a.shape[1] + 1.0) ** 3
-    d2 = _sq_dists(a, b)[..., None]
+    d2 = sq_dists(a, b)[..., None]
     if kernel == "gaussian":
         return jnp.sum(jnp.exp(-d2 / (2.0 * bandwidths**2)), axis=-1)
     return jnp.sum(jnp.exp(-jnp.sqrt(d2) / bandwidths), axis=-1)
@@ -35,8 +35,8 @@ def _kernel_matrix(kernel: str, a: jax.Array, b: jax.Array, bandwidths: jax.Arra
 @functools.partial(jax.jit, static_argnames=("kernel", "exclude_diagonal", "block"))
 def _kernel_sum(x, y, bandwidths, kernel: str, exclude_diagonal: bool, block: int) -> jax.Array:
     """sum_{i, j} k(x_i, y_j) (over i != j if ``exclude_diagonal``), in blocks."""
-    xb, xv, xi = _blocks(x, min(block, x.shape[0]))
-    yb, yv, yi = _blocks(y, min(block, y.shape[0]))
+    xb, xv, xi = row_blocks(x, min(block, x.shape[0]))
+    yb, yv, yi = row_blocks(y, min(block, y.shape[0]))
 
     def row_block(args):
         a, av, ai = args
@@ -66,7 +66,7 @@ def median_heuristic(x: np.ndarray, y: np.ndarray, max_points: int = 1000) -> fl
     """Median pairwise Euclidean distance among the pooled samples (the first ``max_points`` of each)."""
     z = np.concatenate([x[:max_points], y[:max_points]])
     with jax.enable_x64(True):
-        d = np.sqrt(np.asarray(_sq_dists(jnp.asarray(z), jnp.asarray(z))))
+        d = np.sqrt(np.asarray(sq_dists(jnp.asarray(z), jnp.asarray(z))))
     return float(np.median(d[np.triu_indices(len(z), 1)]))
 
 

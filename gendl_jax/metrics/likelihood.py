@@ -23,21 +23,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gendl_jax.metrics._common import DEFAULT_BLOCK_SIZE, as_samples, positive_int, same_dim, x64
-from gendl_jax.metrics.pairwise import _blocks, _sq_dists
+from gendl_jax.metrics.common import DEFAULT_BLOCK_SIZE, as_samples, positive_int, same_dim, x64
+from gendl_jax.metrics.pairwise import row_blocks, sq_dists
 
 
 @functools.partial(jax.jit, static_argnames=("block",))
 def _log_densities(test, samples, sigma, block: int) -> jax.Array:
     n, d = test.shape
-    t_blocks, _, _ = _blocks(test, min(block, n))
-    s_blocks, s_valid, _ = _blocks(samples, min(block, samples.shape[0]))
+    t_blocks, _, _ = row_blocks(test, min(block, n))
+    s_blocks, s_valid, _ = row_blocks(samples, min(block, samples.shape[0]))
 
     def row_block(t):
         def scan_cols(carry, col):
             run_max, run_sum = carry
             s, valid = col
-            logits = jnp.where(valid[None, :], -_sq_dists(t, s) / (2.0 * sigma**2), -jnp.inf)
+            logits = jnp.where(valid[None, :], -sq_dists(t, s) / (2.0 * sigma**2), -jnp.inf)
             new_max = jnp.maximum(run_max, jnp.max(logits, axis=1))
             run_sum = run_sum * jnp.exp(run_max - new_max) + jnp.sum(jnp.exp(logits - new_max[:, None]), axis=1)
             return (new_max, run_sum), None

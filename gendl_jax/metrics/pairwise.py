@@ -33,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gendl_jax.metrics._common import DEFAULT_BLOCK_SIZE, as_samples, check_k, flatten_samples, positive_int, same_dim, x64
+from gendl_jax.metrics.common import DEFAULT_BLOCK_SIZE, as_samples, check_k, flatten_samples, positive_int, same_dim, x64
 
 
-def _blocks(x: jax.Array, block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def row_blocks(x: jax.Array, block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(n, d) -> padded blocks (nb, block, d), validity (nb, block), global row index (nb, block)."""
     n = x.shape[0]
     nb = -(-n // block)
@@ -45,7 +45,7 @@ def _blocks(x: jax.Array, block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     return xp.reshape(nb, block, x.shape[1]), index < n, index
 
 
-def _sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
+def sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
     d2 = jnp.sum(a * a, 1)[:, None] + jnp.sum(b * b, 1)[None, :] - 2.0 * a @ b.T
     return jnp.maximum(d2, 0.0)
 
@@ -99,8 +99,8 @@ def _knn_sq(query: jax.Array, ref: jax.Array, k: int, exclude_self: bool, block:
     """Squared distances (n, k), ascending, and indices (n, k) (None unless ``with_indices``) of each query's
     k nearest ``ref`` rows."""
     n = query.shape[0]
-    q_blocks, _, q_index = _blocks(query, min(block, n))
-    r_blocks, r_valid, r_index = _blocks(ref, min(block, ref.shape[0]))
+    q_blocks, _, q_index = row_blocks(query, min(block, n))
+    r_blocks, r_valid, r_index = row_blocks(ref, min(block, ref.shape[0]))
 
     def row_block(args):
         q, rows = args
@@ -108,7 +108,7 @@ def _knn_sq(query: jax.Array, ref: jax.Array, k: int, exclude_self: bool, block:
         def scan_cols(carry, col):
             best_d, best_i = carry
             r, valid, cols = col
-            d2 = _sq_dists(q, r)
+            d2 = sq_dists(q, r)
             drop = ~valid[None, :]
             if exclude_self:
                 drop = drop | (rows[:, None] == cols[None, :])
@@ -140,8 +140,8 @@ def _cross_pass(fake: jax.Array, real: jax.Array, real_radii_sq: jax.Array, fake
     for each real row, how many fake balls of squared radii ``fake_radii_sq`` (m,) contain it (zeros unless
     ``with_fake_radii``); (n,) its squared distance to the nearest fake row."""
     m, n, n_radii = fake.shape[0], real.shape[0], real_radii_sq.shape[1]
-    f_blocks, f_valid, _ = _blocks(fake, min(block, m))
-    r_blocks, r_valid, _ = _blocks(real, min(block, n))
+    f_blocks, f_valid, _ = row_blocks(fake, min(block, m))
+    r_blocks, r_valid, _ = row_blocks(real, min(block, n))
     pad_r = r_blocks.shape[0] * r_blocks.shape[1] - n
     real_radii = jnp.pad(real_radii_sq, ((0, pad_r), (0, 0))).reshape(r_valid.shape + (n_radii,))
     pad_f = f_blocks.shape[0] * f_blocks.shape[1] - m
@@ -152,7 +152,7 @@ def _cross_pass(fake: jax.Array, real: jax.Array, real_radii_sq: jax.Array, fake
 
         def scan_reals(counts, col):
             r, r_ok, r_r2 = col
-            d2 = _sq_dists(f, r)  # (Bf, Br)
+            d2 = sq_dists(f, r)  # (Bf, Br)
             inside = (d2[:, :, None] <= r_r2[None, :, :]) & r_ok[None, :, None]
             counts = counts + jnp.sum(inside, axis=1, dtype=jnp.int32)
             if with_fake_radii:

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gendl_jax.metrics._common import positive_int, x64
+from gendl_jax.metrics.common import positive_int, x64
 
 GLICKO2_SCALE = 173.7178
 """Glicko-2's conversion between the rating scale and its internal scale, mu = (r - 1500) / 173.7178 (400 / ln 10,

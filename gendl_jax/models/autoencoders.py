@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 
 from gendl_jax.models.layers import ConvTranspose, fan_in_uniform_bias
-from gendl_jax.models.mlp import ACTIVATIONS, _check_choice, _check_float_input, _check_widths
+from gendl_jax.models.mlp import ACTIVATIONS, check_choice, check_float_input, check_widths
 
 Array = jax.Array
 
@@ -51,17 +51,17 @@ class MLPEncoder(nn.Module):
     code_activation: str = "linear"
 
     def __post_init__(self):
-        _check_widths("features", (self.features,))
-        _check_widths("hidden", self.hidden)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("code_activation", self.code_activation, CODE_ACTIVATIONS)
+        check_widths("features", (self.features,))
+        check_widths("hidden", self.hidden)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("code_activation", self.code_activation, CODE_ACTIVATIONS)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: Array, train: bool = True) -> Array:
         """(N, *in_shape) -> (N, features); ``train`` is accepted for uniformity and unused."""
         del train
-        _check_float_input("x", x, "(N, *in_shape)", 2)
+        check_float_input("x", x, "(N, *in_shape)", 2)
         h = x.reshape(x.shape[0], -1)
         for i, width in enumerate(self.hidden):
             h = ACTIVATIONS[self.activation](_dense(width, h.shape[-1], f"dense{i}")(h))
@@ -83,18 +83,18 @@ class MLPDecoder(nn.Module):
     activation: str = "relu"
 
     def __post_init__(self):
-        _check_widths("out_shape", self.out_shape)
+        check_widths("out_shape", self.out_shape)
         if not self.out_shape:
             raise ValueError("out_shape must be a non-empty tuple of positive ints, got ()")
-        _check_widths("hidden", self.hidden)
-        _check_choice("activation", self.activation, ACTIVATIONS)
+        check_widths("hidden", self.hidden)
+        check_choice("activation", self.activation, ACTIVATIONS)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, z: Array, train: bool = True) -> Array:
         """(N, latent) -> (N, *out_shape)."""
         del train
-        _check_float_input("z", z, "(N, latent)", 2, 2)
+        check_float_input("z", z, "(N, latent)", 2, 2)
         h = z
         for i, width in enumerate(self.hidden):
             h = ACTIVATIONS[self.activation](_dense(width, h.shape[-1], f"dense{i}")(h))
@@ -120,16 +120,16 @@ class ConvEncoder(nn.Module):
     code_activation: str = "linear"
 
     def __post_init__(self):
-        _check_widths("features, base_features, hidden", (self.features, self.base_features, self.hidden))
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("code_activation", self.code_activation, CODE_ACTIVATIONS)
+        check_widths("features, base_features, hidden", (self.features, self.base_features, self.hidden))
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("code_activation", self.code_activation, CODE_ACTIVATIONS)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, x: Array, train: bool = True) -> Array:
         """(N, H, W, C) -> (N, features)."""
         del train
-        _check_float_input("x", x, "(N, H, W, C)", 4, 4)
+        check_float_input("x", x, "(N, H, W, C)", 4, 4)
         _check_conv_image("x", tuple(x.shape[1:]))
         act = ACTIVATIONS[self.activation]
         h = x
@@ -152,17 +152,17 @@ class ConvDecoder(nn.Module):
     activation: str = "relu"
 
     def __post_init__(self):
-        _check_widths("out_shape", self.out_shape)
+        check_widths("out_shape", self.out_shape)
         _check_conv_image("out_shape", self.out_shape)
-        _check_widths("base_features, hidden", (self.base_features, self.hidden))
-        _check_choice("activation", self.activation, ACTIVATIONS)
+        check_widths("base_features, hidden", (self.base_features, self.hidden))
+        check_choice("activation", self.activation, ACTIVATIONS)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, z: Array, train: bool = True) -> Array:
         """(N, latent) -> (N, H, W, C)."""
         del train
-        _check_float_input("z", z, "(N, latent)", 2, 2)
+        check_float_input("z", z, "(N, latent)", 2, 2)
         act = ACTIVATIONS[self.activation]
         height, width, channels = self.out_shape
         small = (height // 4, width // 4, 2 * self.base_features)

@@ -22,7 +22,7 @@ LENET_INPUT_SHAPE = (28, 28, 1)
 """(H, W, C) the network accepts."""
 
 
-def _check_widths(name: str, widths, length: int | None = None) -> None:
+def check_widths(name: str, widths, length: int | None = None) -> None:
     ok = isinstance(widths, tuple) and all(
         isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1 for w in widths
     )
@@ -51,8 +51,8 @@ class LeNet(nn.Module):
     def __call__(self, x: Array) -> tuple[Array, Array]:
         if not isinstance(self.num_classes, numbers.Integral) or isinstance(self.num_classes, bool) or self.num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
-        _check_widths("channels", self.channels, 2)
-        _check_widths("hidden", self.hidden)
+        check_widths("channels", self.channels, 2)
+        check_widths("hidden", self.hidden)
         if tuple(x.shape[1:]) != LENET_INPUT_SHAPE or x.ndim != 4:
             raise ValueError(f"x must have shape (N, 28, 28, 1), got {tuple(x.shape)}")
         h = nn.Conv(self.channels[0], (5, 5), padding="SAME", precision=self.precision, name="conv1")(x)

@@ -48,7 +48,7 @@ GENERATOR_OUTPUTS: dict[str, Callable[[Array], Array]] = {
 DISCRIMINATOR_ACTIVATIONS = ("maxout", *ACTIVATIONS)
 
 
-def _check_widths(name: str, widths) -> None:
+def check_widths(name: str, widths) -> None:
     def positive_int(w) -> bool:
         return isinstance(w, numbers.Integral) and not isinstance(w, bool) and w >= 1
 
@@ -56,7 +56,7 @@ def _check_widths(name: str, widths) -> None:
         raise ValueError(f"{name} must be a tuple of positive ints, got {widths!r}")
 
 
-def _check_choice(name: str, value: str, valid) -> None:
+def check_choice(name: str, value: str, valid) -> None:
     if value not in valid:
         raise ValueError(f"{name} must be one of {sorted(valid)}, got {value!r}")
 
@@ -66,7 +66,7 @@ def _check_num_classes(value) -> None:
         raise ValueError(f"num_classes must be an int >= 0 (0: unconditional), got {value!r}")
 
 
-def _check_float_input(name: str, x: Array, shape_doc: str, min_ndim: int, max_ndim: int | None = None) -> None:
+def check_float_input(name: str, x: Array, shape_doc: str, min_ndim: int, max_ndim: int | None = None) -> None:
     ndim = jnp.ndim(x)
     if ndim < min_ndim or (max_ndim is not None and ndim > max_ndim):
         raise ValueError(f"{name} must have shape {shape_doc}, got shape {jnp.shape(x)}")
@@ -104,19 +104,19 @@ class MLPGenerator(nn.Module):
     num_classes: int = 0
 
     def __post_init__(self):
-        _check_widths("out_shape", self.out_shape)
+        check_widths("out_shape", self.out_shape)
         if not self.out_shape:
             raise ValueError("out_shape must be a non-empty tuple of positive ints, got ()")
-        _check_widths("hidden", self.hidden)
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("output", self.output, GENERATOR_OUTPUTS)
+        check_widths("hidden", self.hidden)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("output", self.output, GENERATOR_OUTPUTS)
         _check_num_classes(self.num_classes)
         super().__post_init__()
 
     @nn.compact
     def __call__(self, z: Array, train: bool = True, *, labels: Array | None = None) -> Array:
         """(N, latent_dim) [and labels (N,) for a conditional generator] -> (N, *out_shape)."""
-        _check_float_input("z", z, "(N, latent_dim)", 2, 2)
+        check_float_input("z", z, "(N, latent_dim)", 2, 2)
         check_class_labels(labels, self.num_classes, z.shape[0], owner="this MLPGenerator")
         act = ACTIVATIONS[self.activation]
         h = append_one_hot(z, labels, self.num_classes)
@@ -170,8 +170,8 @@ class MLPDiscriminator(nn.Module):
     num_classes: int = 0
 
     def __post_init__(self):
-        _check_widths("hidden", self.hidden)
-        _check_choice("activation", self.activation, DISCRIMINATOR_ACTIVATIONS)
+        check_widths("hidden", self.hidden)
+        check_choice("activation", self.activation, DISCRIMINATOR_ACTIVATIONS)
         if not (isinstance(self.maxout_pieces, numbers.Integral) and self.maxout_pieces >= 1):
             raise ValueError(f"maxout_pieces must be a positive int, got {self.maxout_pieces!r}")
         if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
@@ -182,7 +182,7 @@ class MLPDiscriminator(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array:
         """(N, *in_shape) [and labels (N,) for a projection discriminator] -> (N,)."""
-        _check_float_input("x", x, "(N, *in_shape)", 2)
+        check_float_input("x", x, "(N, *in_shape)", 2)
         check_class_labels(labels, self.num_classes, x.shape[0], owner="this MLPDiscriminator")
         h = x.reshape(x.shape[0], -1)
         sn = dict(enabled=self.spectral_norm, train=train)

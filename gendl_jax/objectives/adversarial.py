@@ -278,6 +278,16 @@ def initial_hparams(config: NetworkConfig, **extra: float) -> dict[str, Array]:
     return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
 
 
+def hparams_of(state: AdversarialState) -> dict[str, Array]:
+    """The hyper-parameters kept as state leaves (learning rates, and ``gp_weight`` or ``clip``)."""
+    return dict(state.hparams)
+
+
+def num_classes_of(config: NetworkConfig) -> int:
+    """``config.num_classes``: 0 for an unconditional GAN."""
+    return config.num_classes
+
+
 def with_hparams(state: AdversarialState, **values) -> AdversarialState:
     """``state`` with some of its ``hparams`` leaves replaced (e.g. ``d_learning_rate=1e-3``).
 

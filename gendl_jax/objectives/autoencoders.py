@@ -3,15 +3,13 @@
 An encoder ``h`` maps x to a code z = h(x), a decoder ``g`` maps z back; every objective minimises
 a per-example loss averaged over the minibatch:
 
-* ``ae`` (undercomplete, eq. 14): ``L(x, g(h(x)))``;
-* ``sparse-ae``: ``L(x, g(h(x))) + Omega(z)``, with ``Omega = w * sum_j |z_j|`` (``"l1"``) or
-  ``Omega = w * sum_j KL(rho || rho_hat_j)`` (``"kl"``), ``rho_hat_j`` the minibatch mean of the
-  sigmoid unit j (the KL penalty is a property of the batch, added once per example's share);
-* ``denoising-ae``: ``L(x, g(h(x_tilde)))`` with x_tilde a corrupted copy: Gaussian noise,
-  masking noise (pixels set to 0) or salt-and-pepper noise (pixels set to 0 or 1);
-* ``contractive-ae``: ``L(x, g(h(x))) + lambda * ||J_h(x)||_F^2``, the squared Frobenius norm of the
-  encoder's Jacobian with respect to its input, computed exactly per example (``jax.jacrev`` when
-  the code is smaller than the input, ``jax.jacfwd`` otherwise, under ``vmap``).
+* ``ae`` (undercomplete, eq. 14, this module): ``L(x, g(h(x)))``;
+* ``sparse-ae`` (:mod:`~gendl_jax.objectives.sparse_ae`): ``L(x, g(h(x))) + Omega(z)``, an L1 or KL sparsity penalty;
+* ``denoising-ae`` (:mod:`~gendl_jax.objectives.denoising_ae`): ``L(x, g(h(x_tilde)))`` with x_tilde a corrupted copy;
+* ``contractive-ae`` (:mod:`~gendl_jax.objectives.contractive_ae`): ``L(x, g(h(x))) + lambda * ||J_h(x)||_F^2``.
+
+All four share this module's state, networks and :func:`step`; a variant's config overrides two hooks,
+:meth:`AutoencoderConfig.encoder_inputs` and :meth:`AutoencoderConfig.penalty`.
 
 ``L`` is the Bernoulli cross-entropy ``sum_p -[x log x_hat + (1 - x) log(1 - x_hat)]`` on logits
 (data in [0, 1]) or the squared error ``sum_p (x - x_hat)^2``, summed over pixels. Images are in
@@ -19,14 +17,13 @@ a per-example loss averaged over the minibatch:
 
 Usage::
 
-    state = autoencoders.init(key, autoencoders.DenoisingAEConfig(), batch)  # batch["x"]: (m, H, W, C) in [0, 1]
-    state, metrics = jax.jit(autoencoders.step)(state, batch)
+    state = denoising_ae.init(key, denoising_ae.DenoisingAEConfig(), batch)  # batch["x"]: (m, H, W, C) in [0, 1]
+    state, metrics = jax.jit(denoising_ae.step)(state, batch)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -38,13 +35,12 @@ from flax import struct
 
 from gendl_jax import models
 from gendl_jax.data import map_in_batches
-from gendl_jax.objectives.distributed import gather_rows, mean_over_devices, on_global_batch
+from gendl_jax.objectives.distributed import mean_over_devices
+from gendl_jax.objectives.base import Objective
 
 Array = jax.Array
 PyTree = Any
 
-CORRUPTIONS = ("gaussian", "masking", "salt_and_pepper")
-SPARSITY_PENALTIES = ("l1", "kl")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,73 +106,23 @@ class AutoencoderConfig:
         if self.base_features < 1:
             raise ValueError(f"base_features must be >= 1, got {self.base_features}")
 
+    # The two places where the regularised autoencoders differ from this one; each variant's module
+    # overrides them (:mod:`~gendl_jax.objectives.sparse_ae`, :mod:`~gendl_jax.objectives.denoising_ae`,
+    # :mod:`~gendl_jax.objectives.contractive_ae`), and :func:`loss_and_metrics` composes them.
 
-@dataclasses.dataclass(frozen=True)
-class SparseAEConfig(AutoencoderConfig):
-    """Sparse autoencoder: reconstruction + ``sparsity_weight * Omega(z)``.
+    def encoder_inputs(self, key: Array, x: Array, axis_name: str | None = None) -> Array:
+        """What the encoder reads for the clean minibatch ``x`` (m, *shape): ``x`` itself here."""
+        del key, axis_name
+        return x
 
-    ``kl`` needs codes in (0, 1): ``code_activation="sigmoid"`` (the default here).
-    """
+    def penalty(self, encode, x: Array, z: Array, axis_name: str | None = None) -> tuple[Array, dict]:
+        """``(weighted penalty, metrics)`` added to the mean reconstruction loss: none here.
 
-    latent_dim: int = 256
-    code_activation: Literal["linear", "relu", "leaky_relu", "elu", "tanh", "sigmoid"] = "sigmoid"
-    sparsity: Literal["l1", "kl"] = "kl"
-    sparsity_weight: float = 1.0
-    sparsity_target: float = 0.05
-    """rho, the target mean activation of the KL penalty."""
-
-    def validate(self) -> None:
-        super().validate()
-        if self.sparsity not in SPARSITY_PENALTIES:
-            raise ValueError(f"sparsity must be one of {SPARSITY_PENALTIES}, got {self.sparsity!r}")
-        if not self.sparsity_weight >= 0:
-            raise ValueError(f"sparsity_weight must be >= 0, got {self.sparsity_weight}")
-        if not 0 < self.sparsity_target < 1:
-            raise ValueError(f"sparsity_target must be in (0, 1), got {self.sparsity_target}")
-        if self.sparsity == "kl" and self.code_activation != "sigmoid":
-            raise ValueError(
-                f"sparsity='kl' needs codes in (0, 1): code_activation must be 'sigmoid', got {self.code_activation!r}"
-            )
-
-
-@dataclasses.dataclass(frozen=True)
-class DenoisingAEConfig(AutoencoderConfig):
-    """Denoising autoencoder: reconstruct x from ``corrupt(x)``.
-
-    ``noise_level``: the standard deviation of the Gaussian noise, or the probability that a
-    pixel is masked (set to 0) / replaced by salt or pepper (0 or 1 with equal probability).
-    """
-
-    corruption: Literal["gaussian", "masking", "salt_and_pepper"] = "masking"
-    noise_level: float = 0.3
-
-    def validate(self) -> None:
-        super().validate()
-        if self.corruption not in CORRUPTIONS:
-            raise ValueError(f"corruption must be one of {CORRUPTIONS}, got {self.corruption!r}")
-        if self.corruption == "gaussian" and not self.noise_level >= 0:
-            raise ValueError(f"noise_level (a standard deviation) must be >= 0, got {self.noise_level}")
-        if self.corruption != "gaussian" and not 0 <= self.noise_level <= 1:
-            raise ValueError(f"noise_level (a probability) must be in [0, 1], got {self.noise_level}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ContractiveAEConfig(AutoencoderConfig):
-    """Contractive autoencoder: reconstruction + ``contractive_weight * ||J_h(x)||_F^2``."""
-
-    code_activation: Literal["linear", "relu", "leaky_relu", "elu", "tanh", "sigmoid"] = "sigmoid"
-    contractive_weight: float = 0.1
-    penalty_examples: int = 0
-    """If > 0, the penalty is averaged over the first this-many examples of each (shuffled) batch
-    only: an unbiased estimate of the batch mean at a fraction of the cost (each Jacobian is
-    latent_dim backward passes). 0: every example."""
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.contractive_weight >= 0:
-            raise ValueError(f"contractive_weight must be >= 0, got {self.contractive_weight}")
-        if self.penalty_examples < 0:
-            raise ValueError(f"penalty_examples must be >= 0 (0: all), got {self.penalty_examples}")
+        ``encode`` maps (n, *shape) -> (n, latent_dim) with the parameters being differentiated; ``z`` are
+        the codes of the encoder inputs; under ``axis_name`` ``x`` and ``z`` are this device's rows.
+        """
+        del encode, x, z, axis_name
+        return jnp.zeros(()), {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,73 +241,19 @@ def init_state(key: Array, config, example_batch: dict, *, encoder_features: int
 # ----------------------------------------------------------------------------------------------
 
 
-def _per_example_sum(values: Array) -> Array:
+def per_example_sum(values: Array) -> Array:
+    """Sum over all non-batch axes: (m, ...) -> (m,)."""
     return jnp.sum(values.reshape(values.shape[0], -1), axis=1)
 
 
 def bernoulli_log_likelihood(x: Array, logits: Array) -> Array:
     """``sum_p x log sigmoid(l) + (1 - x) log sigmoid(-l)``: (m, ...) -> (m,)."""
-    return _per_example_sum(x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits))
+    return per_example_sum(x * jax.nn.log_sigmoid(logits) + (1.0 - x) * jax.nn.log_sigmoid(-logits))
 
 
 def squared_error(x: Array, x_hat: Array) -> Array:
     """``||x - x_hat||^2`` per example: (m, ...) -> (m,)."""
-    return _per_example_sum(jnp.square(x - x_hat))
-
-
-def l1_sparsity(codes: Array) -> Array:
-    """``sum_j |z_j|`` per example: (m, d) -> (m,)."""
-    return jnp.sum(jnp.abs(codes), axis=-1)
-
-
-def kl_sparsity(codes: Array, target: float) -> Array:
-    """``sum_j KL(Bernoulli(rho) || Bernoulli(rho_hat_j))``, rho_hat = mean over the batch: (m, d) -> scalar."""
-    rho_hat = jnp.mean(codes, axis=0)
-    return jnp.sum(target * (jnp.log(target) - jnp.log(rho_hat))
-                   + (1 - target) * (jnp.log1p(-target) - jnp.log1p(-rho_hat)))
-
-
-def corrupt(key: Array, x: Array, kind: str, level: float, value_range: tuple[float, float] = (0.0, 1.0)) -> Array:
-    """A corrupted copy of ``x`` (same shape), independently per element.
-
-    * ``gaussian``: ``x + level * N(0, 1)`` (not clipped);
-    * ``masking``: each element set to ``value_range[0]`` with probability ``level``;
-    * ``salt_and_pepper``: each element replaced with probability ``level`` by ``value_range[0]``
-      or ``value_range[1]``, each with probability 1/2.
-    """
-    lo, hi = value_range
-    if kind == "gaussian":
-        return x + level * jax.random.normal(key, x.shape, x.dtype)
-    hit_key, salt_key = jax.random.split(key)
-    hit = jax.random.bernoulli(hit_key, level, x.shape)
-    if kind == "masking":
-        return jnp.where(hit, jnp.asarray(lo, x.dtype), x)
-    if kind == "salt_and_pepper":
-        salt = jax.random.bernoulli(salt_key, 0.5, x.shape)
-        return jnp.where(hit, jnp.where(salt, jnp.asarray(hi, x.dtype), jnp.asarray(lo, x.dtype)), x)
-    raise ValueError(f"kind must be one of {CORRUPTIONS}, got {kind!r}")
-
-
-def jacobian_frobenius_sq(fn, x: Array) -> Array:
-    """``||d fn(x_i) / d x_i||_F^2`` for each example: fn maps (m, *shape) -> (m, d) row by row; x: (m, *shape) -> (m,).
-
-    Exact: the per-example Jacobian (d, *shape) by reverse mode when d is smaller than the input
-    size (d backward passes), by forward mode otherwise, under ``vmap``.
-    """
-    single = lambda xi: fn(xi[None])[0]  # noqa: E731
-    d = jax.eval_shape(single, x[0]).shape[0]
-    jac = jax.jacrev(single) if d < math.prod(x.shape[1:]) else jax.jacfwd(single)
-    jacobians = jax.vmap(jac)(x)
-    return _per_example_sum(jnp.square(jacobians))
-
-
-def sigmoid_layer_jacobian_frobenius_sq(kernel: Array, bias: Array, x: Array) -> Array:
-    """Closed form of :func:`jacobian_frobenius_sq` for ``h(x) = sigmoid(x W + b)``.
-
-    ``||J||_F^2 = sum_j (h_j (1 - h_j))^2 sum_i W_ij^2``; kernel (D, d), bias (d,), x (m, D) -> (m,).
-    """
-    h = jax.nn.sigmoid(x @ kernel + bias)
-    return jnp.square(h * (1 - h)) @ jnp.sum(jnp.square(kernel), axis=0)
+    return per_example_sum(jnp.square(x - x_hat))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,12 +261,14 @@ def sigmoid_layer_jacobian_frobenius_sq(kernel: Array, bias: Array, x: Array) ->
 # ----------------------------------------------------------------------------------------------
 
 
-def _encoder_fn(state: AutoencoderState, params):
+def encoder_fn(state: AutoencoderState, params):
+    """``x -> h(x)`` with the encoder parameters of ``params``: (n, *data_shape) -> (n, latent_dim)."""
     enc, _ = build_networks(state.config, state.data_shape, state.config.latent_dim)
     return lambda x: enc.apply({"params": params["encoder"]}, x)
 
 
-def _decoder_fn(state: AutoencoderState, params):
+def decoder_fn(state: AutoencoderState, params):
+    """``z -> decoder outputs`` (logits or values, before :func:`output_map`) with ``params``."""
     _, dec = build_networks(state.config, state.data_shape, state.config.latent_dim)
     return lambda z: dec.apply({"params": params["decoder"]}, z)
 
@@ -397,35 +291,19 @@ def loss_and_metrics(state: AutoencoderState, params, x: Array, key: Array,
                      axis_name: str | None = None) -> tuple[Array, dict]:
     """The objective's minibatch loss (mean over examples) and its parts; x: (m, *data_shape).
 
-    With ``axis_name`` (x: this device's rows): the corruption is drawn for the global batch, the
-    KL sparsity's mean activation and the contractive penalty's first ``penalty_examples`` examples
-    are those of the global batch, so that the ``pmean`` of the losses and gradients equals one device's.
+    The loss is ``mean_i L(x_i, g(h(config.encoder_inputs(x))_i)) + config.penalty(...)``: the variants
+    change only these two hooks of their config. With ``axis_name`` (x: this device's rows) the hooks
+    work on the global batch (a corruption drawn for it, a penalty of its rows), so that the ``pmean``
+    of the losses and gradients equals one device's.
     """
     config = state.config
-    encode, decode = _encoder_fn(state, params), _decoder_fn(state, params)
-    inputs = x
-    if isinstance(config, DenoisingAEConfig):
-        inputs = on_global_batch(lambda g: corrupt(key, g, config.corruption, config.noise_level), x, axis_name)
-    z = encode(inputs)
+    encode, decode = encoder_fn(state, params), decoder_fn(state, params)
+    z = encode(config.encoder_inputs(key, x, axis_name))
     outputs = decode(z)
     recon = jnp.mean(reconstruction_loss(config, x, outputs))
-    metrics = {"reconstruction": recon, "mse": jnp.mean(jnp.square(x - output_map(config)(outputs)))}
-    penalty = jnp.zeros(())
-    if isinstance(config, SparseAEConfig):
-        if config.sparsity == "l1":
-            raw = jnp.mean(l1_sparsity(z))
-        else:
-            raw = kl_sparsity(gather_rows(z, axis_name), config.sparsity_target)
-        penalty = config.sparsity_weight * raw
-        metrics["sparsity_penalty"] = raw
-        metrics["mean_code"] = jnp.mean(z)
-    elif isinstance(config, ContractiveAEConfig):
-        if config.penalty_examples:  # the first examples of the global batch, the same on every device
-            raw = jnp.mean(jacobian_frobenius_sq(encode, gather_rows(x, axis_name)[: config.penalty_examples]))
-        else:
-            raw = jnp.mean(jacobian_frobenius_sq(encode, x))
-        penalty = config.contractive_weight * raw
-        metrics["jacobian_frobenius_sq"] = raw
+    penalty, penalty_metrics = config.penalty(encode, x, z, axis_name)
+    metrics = {"reconstruction": recon, "mse": jnp.mean(jnp.square(x - output_map(config)(outputs))),
+               **penalty_metrics}
     loss = recon + penalty
     return loss, {"loss": loss, **metrics}
 
@@ -459,22 +337,17 @@ def step(state: AutoencoderState, batch: dict, *, axis_name: str | None = None) 
 
 def encode(state: AutoencoderState, x: Array) -> Array:
     """Codes h(x): (n, *data_shape) -> (n, latent_dim)."""
-    return _encoder_fn(state, state.params)(x)
+    return encoder_fn(state, state.params)(x)
 
 
 def decode(state: AutoencoderState, z: Array) -> Array:
     """Reconstructions in data space g(z): (n, latent_dim) -> (n, *data_shape)."""
-    return output_map(state.config)(_decoder_fn(state, state.params)(z))
+    return output_map(state.config)(decoder_fn(state, state.params)(z))
 
 
 def reconstruct(state: AutoencoderState, x: Array) -> Array:
     """g(h(x)): (n, *data_shape) -> (n, *data_shape)."""
     return decode(state, encode(state, x))
-
-
-def contraction(state: AutoencoderState, x: Array) -> Array:
-    """``||J_h(x_i)||_F`` per example: (n, *data_shape) -> (n,)."""
-    return jnp.sqrt(jacobian_frobenius_sq(_encoder_fn(state, state.params), x))
 
 
 def interpolate_codes(z_start: Array, z_end: Array, n_steps: int) -> Array:
@@ -493,7 +366,6 @@ def test_images(train, dataset, *, binarization: str = "none", binarization_seed
     with ``binarization_seed`` unless ``binarization="none"``), or fresh draws for toy data.
     Returns (x (n, *shape) float32, description)."""
     from gendl_jax import data as gdata
-    from gendl_jax.objectives import vae
 
     if isinstance(dataset, gdata.ToyDataset):
         n = limit or 2000
@@ -502,7 +374,7 @@ def test_images(train, dataset, *, binarization: str = "none", binarization_seed
     test = gdata.load_dataset(train.data, split="test", data_dir=train.data_dir)
     described = f"{train.data} test split"
     if binarization != "none":
-        test = vae.binarize_dataset(test, binarization_seed)
+        test = gdata.binarize_dataset(test, binarization_seed)
         described += f", binarised once (seed {binarization_seed}, {binarization} binarisation protocol)"
     images = test.images[:limit] if limit else test.images
     return (images.astype(np.float32) / test.max_value), described
@@ -514,7 +386,7 @@ def write_image_outputs(out, x: np.ndarray, reconstructions: np.ndarray, z: np.n
     ``interpolations.png`` (8 straight lines in code space between test codes, 8 steps each) and,
     for a 2-D latent, ``manifold.png`` (decodes of a 20 x 20 grid: at the N(0, 1) quantiles when
     ``prior_manifold``, else spanning the test codes). Returns the file names written."""
-    from gendl_jax.train import plots
+    from gendl_jax import plots
 
     written = []
     cols = 8
@@ -556,3 +428,12 @@ def report(state: AutoencoderState, out, train, dataset) -> dict:
         summary["pictures"] = write_image_outputs(out, x, rec, z, jax.jit(lambda c: decode(state, c)),
                                                   state.config.latent_dim, prior_manifold=False)
     return summary
+
+
+TRAIN_DEFAULTS = {"data": "mnist", "batch_size": 100, "steps": 10000, "sample_every": 2000}
+"""Run settings of the autoencoders and the VAE: MNIST, batch 100, 10,000 updates."""
+
+OBJECTIVE = Objective(
+    name="ae", family="autoencoder", config_cls=AutoencoderConfig, init=init, step=step, value_range=(0.0, 1.0),
+    train_defaults=TRAIN_DEFAULTS, report=report,
+)

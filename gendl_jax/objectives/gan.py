@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from gendl_jax.objectives import adversarial
+from gendl_jax.objectives.base import Objective
 
 Array = jax.Array
 
@@ -187,3 +188,19 @@ def generator_gradient_norms(state: adversarial.AdversarialState, z: Array,
         name: optax.tree.norm(jax.grad(lambda p: loss(logits(p)))(g.params))
         for name, loss in (("saturating", saturating_generator_loss), ("non_saturating", non_saturating_generator_loss))
     }
+
+
+def density_ratio_of(config: GANConfig) -> bool:
+    """A cross-entropy discriminator's logit estimates ``log p_data / p_g`` (its optimum is
+    ``p_data / (p_data + p_g)``); a hinge discriminator's output is a score, not that ratio."""
+    return config.discriminator_loss == "cross-entropy"
+
+
+OBJECTIVE = Objective(
+    name="gan", config_cls=GANConfig, init=init, step=step, sample=sample, density_ratio_of=density_ratio_of,
+    family="adversarial",
+    num_classes_of=adversarial.num_classes_of,
+    latent_sampling=True,
+    hparams=adversarial.hparams_of,
+    with_hparams=adversarial.with_hparams,
+)

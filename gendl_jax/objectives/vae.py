@@ -22,7 +22,7 @@ Binarisation of MNIST for the Bernoulli likelihood (``binarization``):
   binarised once with ``binarization_seed`` (the protocol of Burda et al.'s dynamically binarised
   MNIST results).
 * ``"fixed"``: the training and test sets are binarised once with ``binarization_seed``
-  (:func:`binarize_dataset`), and the step sees the same binary images every epoch.
+  (:func:`gendl_jax.data.binarize_dataset`), and the step sees the same binary images every epoch.
   Likelihoods under the two protocols are not comparable; the run summary states which was used.
 * ``"none"``: grey levels in [0, 1] under the Bernoulli cross-entropy (not a likelihood of the data).
 """
@@ -38,9 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gendl_jax.data import ArrayDataset
+from gendl_jax.data import binarize_dataset
 from gendl_jax.objectives import autoencoders as ae
 from gendl_jax.objectives.distributed import global_draw, mean_over_devices, on_global_batch
+from gendl_jax.objectives.base import Objective
 
 Array = jax.Array
 AutoencoderState = ae.AutoencoderState
@@ -334,19 +335,6 @@ def evaluate(state: AutoencoderState, x, key: Array, *, k: int = 5000, batch_siz
     }
 
 
-def binarize_dataset(dataset: ArrayDataset, seed: int) -> ArrayDataset:
-    """One stochastic binarisation of an image dataset: pixel = 1 with probability value / max_value.
-
-    Returns an :class:`ArrayDataset` named ``<name>-binarized-seed<seed>`` with ``max_value=1``.
-    """
-    if not isinstance(dataset, ArrayDataset):
-        raise TypeError(f"dataset must be an ArrayDataset of images, got {type(dataset).__name__}")
-    rng = np.random.default_rng(seed)
-    probs = dataset.images.astype(np.float64) / dataset.max_value
-    images = (rng.random(probs.shape) < probs).astype(np.uint8)
-    return ArrayDataset(f"{dataset.name}-binarized-seed{seed}", images, dataset.labels, 1)
-
-
 def report(state: AutoencoderState, out, train, dataset) -> dict:
     """End-of-run outputs of a VAE: pictures (images only) and test ELBO / importance-weighted log p(x)
     on ``config.eval_examples`` held-out examples with ``config.eval_importance_samples`` samples."""
@@ -371,3 +359,9 @@ def prepare_dataset(dataset, config: VAEConfig):
     if config.likelihood == "bernoulli" and config.binarization == "fixed":
         return binarize_dataset(dataset, config.binarization_seed)
     return dataset
+
+
+OBJECTIVE = Objective(
+    name="vae", family="vae", config_cls=VAEConfig, init=init, step=step, sample=sample, value_range=(0.0, 1.0),
+    train_defaults=ae.TRAIN_DEFAULTS, prepare_dataset=prepare_dataset, report=report,
+)

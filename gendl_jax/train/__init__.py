@@ -1,14 +1,17 @@
 """Fit loop, checkpoints, run logging and pictures."""
 
-from gendl_jax.train.fit import TrainConfig, load_run, train_and_evaluate
-from gendl_jax.train.logger import RunLogger, git_revision, image_grid_array, run_metadata
+from gendl_jax.train.fit import TrainConfig, config_from_json, load_run, run_dir, train_and_evaluate
+from gendl_jax.plots import image_grid_array
+from gendl_jax.train.logger import RunLogger, git_revision, run_metadata
 
 __all__ = [
     "RunLogger",
     "TrainConfig",
     "git_revision",
     "image_grid_array",
+    "config_from_json",
     "load_run",
+    "run_dir",
     "run_metadata",
     "train_and_evaluate",
 ]

@@ -14,9 +14,9 @@
   reconstruction error, ELBO and importance-weighted log-likelihood; it also writes
   ``reconstructions.png``, ``interpolations.png`` and, for a 2-D latent, ``manifold.png``).
 
-What differs per objective is a field of :class:`~gendl_jax.objectives.Objective`: the value range
-images are scaled to, an optional dataset preparation, the sampler, the report and the CLI's
-default train settings.
+What differs per objective is what its :class:`~gendl_jax.objectives.Objective` declares: the value
+range images are scaled to, an optional dataset preparation, the sampler, the report, whether it is
+class-conditional and where its hyper-parameters live.
 """
 
 from __future__ import annotations
@@ -36,14 +36,15 @@ from tqdm.auto import tqdm
 from gendl_jax import data as gdata
 from gendl_jax import metrics as gmetrics
 from gendl_jax.objectives import Objective, get_objective
-from gendl_jax.train import checkpoints, guard, logger, parallel, plots, run_lock
+from gendl_jax import plots
+from gendl_jax.train import checkpoints, guard, logger, parallel, run_lock, sweep
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Settings of a training run (everything that is not the objective's hyper-parameters)."""
 
-    data: str = "grid25"
+    data: str = gdata.DEFAULT_DATA
     """ring8 | grid25 | swissroll | mnist | digits | any TFDS dataset prepared on this machine."""
     steps: int = 4000
     """Generator updates (each preceded by the objective's discriminator/critic updates)."""
@@ -113,16 +114,6 @@ def config_from_json(cls: type, values: dict) -> Any:
     if unknown:
         raise ValueError(f"unknown fields {sorted(unknown)} for {cls.__name__}; known: {sorted(names)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def make_iterator(dataset, batch_size: int | None, seed: int, inner_steps: int,
-                  value_range: tuple[float, float] = (-1.0, 1.0), *, process_index: int = 0,
-                  process_count: int = 1) -> gdata.BatchIterator:
-    """The run's batch stream; ``batch_size`` is global (None: 256 for 2-D data, 64 for images)."""
-    if batch_size is None:
-        batch_size = 256 if isinstance(dataset, gdata.ToyDataset) else 64
-    return gdata.BatchIterator(dataset, batch_size, seed=seed, inner_steps=inner_steps, value_range=value_range,
-                               process_index=process_index, process_count=process_count)
 
 
 def _write_samples_picture(path, samples, dataset, title, value_range=(-1.0, 1.0)):
@@ -209,14 +200,12 @@ def _model_metrics(host: dict, i: int | None) -> dict[str, float]:
 
 def _aggregate(per_seed: list[dict]) -> dict:
     """Per-seed values, mean and standard error of every numeric score."""
-    from gendl_jax.train.sweep import mean_and_stderr
-
     names = [k for k, v in per_seed[0].items()
              if k not in ("seed", "steps") and isinstance(v, (int, float)) and not isinstance(v, bool)]
     out = {}
     for name in names:
         values = [float(p[name]) for p in per_seed]
-        mean, stderr = mean_and_stderr(values)
+        mean, stderr = sweep.mean_and_stderr(values)
         out[name] = {"values": values, "mean": mean, "stderr": stderr}
     return out
 
@@ -283,15 +272,13 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
         dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
     if obj.prepare_dataset is not None:
         dataset = obj.prepare_dataset(dataset, config)
-    check_dataset_labels(dataset, getattr(config, "num_classes", 0))
-    iterators = [make_iterator(dataset, train.batch_size, s, config.inner_steps, obj.value_range,
+    check_dataset_labels(dataset, obj.num_classes(config))
+    iterators = [gdata.make_iterator(dataset, train.batch_size, s, config.inner_steps, obj.value_range,
                                process_index=jax.process_index(), process_count=jax.process_count())
                  for s in seeds]
     if mesh is not None and iterators[0].batch_size % mesh.size:
         raise ValueError(f"batch_size={iterators[0].batch_size} must be divisible by the {mesh.size} devices "
                          "of --devices")
-    from gendl_jax.train import sweep
-
     if n_models == 1:
         batch_at = iterators[0].batch_at
         state = obj.init(jax.random.PRNGKey(train.seed), config, batch_at(0))
@@ -353,7 +340,7 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
             title = f"{obj.name} step {done}" + (f" seed {s}" if i is not None else "")
             _write_samples_picture(d / f"samples_{done:07d}.png", samples, dataset, title, obj.value_range)
             if samples.ndim == 4:
-                log.image(done, "samples", logger.image_grid_array(samples[:64], obj.value_range))
+                log.image(done, "samples", plots.image_grid_array(samples[:64], obj.value_range))
 
     last_checkpoint = manager.latest_step()
     pending: list[tuple[int, dict]] = []
@@ -434,8 +421,8 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
             model_summary = {"objective": obj.name, "data": train.data, "seed": s, "steps": train.steps,
                              "skipped_updates": int(n_skipped), **scores}
             if n_models > 1:
-                if hasattr(one, "hparams"):
-                    model_summary["hparams"] = {k: float(v) for k, v in jax.device_get(one.hparams).items()}
+                if obj.hparams is not None:
+                    model_summary["hparams"] = {k: float(v) for k, v in jax.device_get(obj.hparams(one)).items()}
                 _write_text_atomic(d / "summary.json", json.dumps(model_summary, indent=2))
             per_model.append(model_summary)
         timing = {

@@ -3,7 +3,7 @@ leading axis of states (one state, and one data stream, per model).
 
 * :func:`train_sweep`: K models with their own seeds (which may repeat) and, for the adversarial
   objectives, their own hyper-parameters (learning rates, the WGAN-GP weight, the WGAN clipping
-  bound: the leaves of ``state.hparams``, see :func:`gendl_jax.objectives.adversarial.with_hparams`).
+  bound: what the objective declares as ``Objective.hparams`` / ``with_hparams``).
 * :func:`train_seeds`: the same for seeds only (kept for the experiments).
 
 ``gendl train ... --seeds K`` runs through the fit loop (:func:`gendl_jax.train.train_and_evaluate`),
@@ -22,8 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from gendl_jax import data as gdata
-from gendl_jax.objectives import Objective, adversarial, get_objective
-from gendl_jax.train import fit
+from gendl_jax.objectives import Objective, get_objective
 
 
 def stack_batches(iterators: Sequence[gdata.BatchIterator], step: int) -> dict:
@@ -44,14 +43,14 @@ def init_sweep(obj: Objective, config: Any, example_batch: dict, seeds: Sequence
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     states = jax.vmap(lambda k: obj.init(k, config, example_batch))(keys)
     if hparams:
-        if not hasattr(states, "hparams"):
+        if obj.with_hparams is None:
             raise ValueError(f"objective {obj.name!r} keeps no hyper-parameters in its state; "
                              f"hparams {sorted(hparams)} cannot be swept")
         for name, values in hparams.items():
             if np.ndim(values) != 1 or len(values) != len(seeds):
                 raise ValueError(f"hparams[{name!r}] must hold one value per model ({len(seeds)} seeds), "
                                  f"got {values!r}")
-        states = adversarial.with_hparams(states, **{k: np.asarray(v, np.float64) for k, v in hparams.items()})
+        states = obj.with_hparams(states, **{k: np.asarray(v, np.float64) for k, v in hparams.items()})
     return states
 
 
@@ -72,7 +71,7 @@ def train_sweep(
     """Trains ``K = len(seeds)`` models at once with ``jax.jit(jax.vmap(step))``.
 
     Model ``i`` draws its initial parameters from ``PRNGKey(seeds[i])`` and its data stream from
-    seed ``seeds[i]`` (:func:`gendl_jax.train.fit.make_iterator`, the objective's value range), so
+    seed ``seeds[i]`` (:func:`gendl_jax.data.make_iterator`, the objective's value range), so
     it follows the same trajectory as a single-model run with that seed (up to float32 rounding).
     ``hparams`` maps names of ``state.hparams`` leaves to K values each (e.g.
     ``{"d_learning_rate": [1e-4, 3e-4, 1e-3]}``); unnamed leaves keep the config's value.
@@ -93,7 +92,7 @@ def train_sweep(
     if log_every < 1:
         raise ValueError(f"log_every must be >= 1, got {log_every}")
     config.validate()
-    iterators = [fit.make_iterator(dataset, batch_size, s, config.inner_steps, obj.value_range) for s in seeds]
+    iterators = [gdata.make_iterator(dataset, batch_size, s, config.inner_steps, obj.value_range) for s in seeds]
     states = init_sweep(obj, config, iterators[0].batch_at(0), seeds, hparams)
     step = jax.jit(jax.vmap(obj.step), donate_argnums=0)
     t0 = time.perf_counter()

@@ -20,8 +20,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gendl_jax.transport import _checks, _costs, entropic, exact, sliced
-from gendl_jax.transport._checks import MASS_TOLERANCE
+from gendl_jax.transport import checks, costs, entropic, exact, sliced
+from gendl_jax.transport.checks import MASS_TOLERANCE
 from gendl_jax.transport.gaussian import gaussian_w2
 from gendl_jax.transport.one_d import wasserstein_1d
 
@@ -39,18 +39,18 @@ METHODS = ("exact", "sinkhorn", "sliced", "1d")
 
 
 def _prepare(x, y, a, b, p, normalize):
-    p = _checks.check_p(p)
-    x = _checks.check_points(x, "x")
-    y = _checks.check_points(y, "y")
+    p = checks.check_p(p)
+    x = checks.check_points(x, "x")
+    y = checks.check_points(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same dimension d, got x {x.shape} and y {y.shape}")
     dtype = jnp.result_type(x, y)
     x, y = x.astype(dtype), y.astype(dtype)
     n, m = x.shape[0], y.shape[0]
-    a = _checks.check_weights(a, n, "a", normalize)
-    b = _checks.check_weights(b, m, "b", normalize)
+    a = checks.check_weights(a, n, "a", normalize)
+    b = checks.check_weights(b, m, "b", normalize)
     if not normalize:
-        _checks.check_same_mass(a, b, n, m)
+        checks.check_same_mass(a, b, n, m)
     a = None if a is None else a.astype(dtype)
     b = None if b is None else b.astype(dtype)
     return x, y, a, b, p
@@ -97,10 +97,10 @@ def wasserstein(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     x, y, a, b, p = _prepare(x, y, a, b, p, normalize)
     if method == "exact":
-        value, _ = exact.transport_cost(_costs.cost_matrix(x, y, p), a, b, exact.projection_start(x, y))
+        value, _ = exact.transport_cost(costs.cost_matrix(x, y, p), a, b, exact.projection_start(x, y))
         return value ** (1.0 / p)
     if method == "sinkhorn":
-        epsilon = _checks.check_epsilon(epsilon)
+        epsilon = checks.check_epsilon(epsilon)
         out = entropic.solve_sinkhorn(
             x, y, a, b, p=p, epsilon=epsilon, threshold=threshold, max_iterations=max_iterations
         )
@@ -108,7 +108,7 @@ def wasserstein(
     if method == "sliced":
         if key is None:
             raise ValueError("method='sliced' needs key= (a jax.random key for the projection directions)")
-        n_projections = _checks.check_positive_int(n_projections, "n_projections")
+        n_projections = checks.check_positive_int(n_projections, "n_projections")
         return sliced.sliced_pth_power(x, y, a, b, p=p, key=key, n_projections=n_projections) ** (1.0 / p)
     if x.shape[1] != 1:
         raise ValueError(f"method='1d' needs points of dimension 1, shape (n, 1); got x {x.shape}")
@@ -137,9 +137,9 @@ def transport_plan(
         raise ValueError(f"method must be 'exact' or 'sinkhorn', got {method!r}")
     x, y, a, b, p = _prepare(x, y, a, b, p, normalize)
     if method == "exact":
-        _, plan = exact.transport_cost(_costs.cost_matrix(x, y, p), a, b, exact.projection_start(x, y))
+        _, plan = exact.transport_cost(costs.cost_matrix(x, y, p), a, b, exact.projection_start(x, y))
         return plan
-    epsilon = _checks.check_epsilon(epsilon)
+    epsilon = checks.check_epsilon(epsilon)
     out = entropic.solve_sinkhorn(x, y, a, b, p=p, epsilon=epsilon, threshold=threshold, max_iterations=max_iterations)
     return out.matrix, out.converged
 
@@ -154,7 +154,7 @@ def barycentric_map(plan, y):
         raise ValueError(f"plan must have shape (n, m), got {plan.shape}")
     if y.ndim != 2 or y.shape[0] != plan.shape[1]:
         raise ValueError(f"y must have shape (m, d) with m = {plan.shape[1]} (plan columns), got {y.shape}")
-    if _checks.is_concrete(plan):
+    if checks.is_concrete(plan):
         pn = np.asarray(plan)
         if not np.all(np.isfinite(pn)) or np.any(pn < 0):
             raise ValueError("plan must be finite and non-negative")
@@ -181,7 +181,7 @@ def sinkhorn_divergence(
     Returns ``(divergence, converged)``; converged is True when all three Sinkhorn solves converged.
     """
     x, y, a, b, p = _prepare(x, y, a, b, p, normalize)
-    epsilon = _checks.check_epsilon(epsilon)
+    epsilon = checks.check_epsilon(epsilon)
     return entropic.sinkhorn_divergence_points(
         x, y, a, b, p=p, epsilon=epsilon, threshold=threshold, max_iterations=max_iterations
     )

@@ -13,7 +13,7 @@ from ott.problems.linear import linear_problem
 from ott.solvers.linear import sinkhorn as ott_sinkhorn
 from ott.tools import sinkhorn_divergence as ott_divergence
 
-from gendl_jax.transport import _costs
+from gendl_jax.transport import costs as point_costs
 
 __all__ = ["solve_sinkhorn", "transport_cost", "sinkhorn_divergence_points"]
 
@@ -31,7 +31,7 @@ def make_geometry(x, y, p: float, epsilon: float):
     kwargs = _geometry_kwargs(p)
     if kwargs is not None:
         return pointcloud.PointCloud(x, y, epsilon=epsilon, **kwargs)
-    return geometry.Geometry(cost_matrix=_costs.cost_matrix(x, y, p), epsilon=epsilon)
+    return geometry.Geometry(cost_matrix=point_costs.cost_matrix(x, y, p), epsilon=epsilon)
 
 
 def solve_sinkhorn(x, y, a, b, *, p: float, epsilon: float, threshold: float, max_iterations: int):
@@ -68,9 +68,9 @@ def sinkhorn_divergence_points(x, y, a, b, *, p: float, epsilon: float, threshol
     else:
         value, out = ott_divergence.sinkhorn_divergence(
             geometry.Geometry,
-            _costs.cost_matrix(x, y, p),
-            _costs.cost_matrix(x, x, p),
-            _costs.cost_matrix(y, y, p),
+            point_costs.cost_matrix(x, y, p),
+            point_costs.cost_matrix(x, x, p),
+            point_costs.cost_matrix(y, y, p),
             a=a,
             b=b,
             epsilon=epsilon,

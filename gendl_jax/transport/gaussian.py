@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gendl_jax.transport import _checks
+from gendl_jax.transport import checks
 
 __all__ = ["gaussian_w2"]
 
@@ -19,7 +19,7 @@ def check_gaussian(m, S, name_m: str, name_S: str, *, positive_definite: bool = 
     d = m.shape[0]
     if S.shape != (d, d):
         raise ValueError(f"{name_S} must be a covariance of shape (d, d) = ({d}, {d}), got {S.shape}")
-    if _checks.is_concrete(m, S):
+    if checks.is_concrete(m, S):
         Sn = np.asarray(S, np.float64)
         if not (np.all(np.isfinite(np.asarray(m))) and np.all(np.isfinite(Sn))):
             raise ValueError(f"{name_m} and {name_S} must be finite")

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gendl_jax.transport import _checks
+from gendl_jax.transport import checks
 
 __all__ = ["wasserstein_1d"]
 
@@ -78,20 +78,20 @@ def wasserstein_1d(u, v, u_weights=None, v_weights=None, p: float = 1, *, normal
     functions are merged with one more sort of the n + m cumulative levels. Differentiable with
     respect to the positions and the weights; works under ``jit`` and ``vmap``.
     """
-    p = _checks.check_p(p)
-    u = _checks.check_samples_1d(u, "u")
-    v = _checks.check_samples_1d(v, "v")
+    p = checks.check_p(p)
+    u = checks.check_samples_1d(u, "u")
+    v = checks.check_samples_1d(v, "v")
     n, m = u.shape[0], v.shape[0]
-    u_weights = _checks.check_weights(u_weights, n, "u_weights", normalize)
-    v_weights = _checks.check_weights(v_weights, m, "v_weights", normalize)
+    u_weights = checks.check_weights(u_weights, n, "u_weights", normalize)
+    v_weights = checks.check_weights(v_weights, m, "v_weights", normalize)
     if not normalize:
-        _checks.check_same_mass(u_weights, v_weights, n, m, ("u_weights", "v_weights"))
+        checks.check_same_mass(u_weights, v_weights, n, m, ("u_weights", "v_weights"))
     dtype = jnp.result_type(u, v)
     u, v = u.astype(dtype), v.astype(dtype)
     if u_weights is None and v_weights is None and n == m:
         power = _pth_power_uniform(u, v, p)
     else:
-        u_w = _checks.uniform(n, dtype) if u_weights is None else u_weights.astype(dtype)
-        v_w = _checks.uniform(m, dtype) if v_weights is None else v_weights.astype(dtype)
+        u_w = checks.uniform(n, dtype) if u_weights is None else u_weights.astype(dtype)
+        v_w = checks.uniform(m, dtype) if v_weights is None else v_weights.astype(dtype)
         power = _pth_power_weighted(u, v, u_w, v_w, p)
     return power ** (1.0 / p)

@@ -170,7 +170,7 @@ def test_critic_gradient_penalty_and_its_gradient_match_the_nn_conv_critic(rng, 
     import flax.linen as nn
 
     from gendl_jax.models import dcgan
-    from gendl_jax.objectives import wgan
+    from gendl_jax.objectives import wgan_gp
 
     critic = conv_critic(base_features=BASE, layer_norm=layer_norm, extra_layers=extra_layers)
     m = 5
@@ -181,7 +181,7 @@ def test_critic_gradient_penalty_and_its_gradient_match_the_nn_conv_critic(rng, 
 
     def penalty_and_grad():
         def penalty(params):
-            return wgan.gradient_penalty(lambda x: critic.apply({"params": params}, x, train=False), real, fake, eps)[0]
+            return wgan_gp.gradient_penalty(lambda x: critic.apply({"params": params}, x, train=False), real, fake, eps)[0]
 
         return jax.jit(jax.value_and_grad(penalty))(params)
 

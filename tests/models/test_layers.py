@@ -321,7 +321,7 @@ def test_conv_forward_over_reverse_and_vmap_match_lax_and_jvp_is_unsupported(rng
     hvp = lambda fn: jax.jvp(jax.grad(_conv_loss(fn, s, p), argnums=(0, 1)), (x, w), (vx, vw))[1]  # noqa: E731
     for a, b in zip(jax.jit(hvp, static_argnums=0)(conv), hvp(_plain_conv)):
         _assert_close(a, b, rtol=1e-4)
-    # per-sample gradient penalty with vmap(grad), as wgan.per_sample_gradient_norms computes it
+    # per-sample gradient penalty with vmap(grad), as wgan_gp.per_sample_gradient_norms computes it
     def per_sample(fn):
         single = lambda xi, w: jnp.sum(jnp.sin(fn(xi[None], w, s, p)))  # noqa: E731
         return lambda x, w: jnp.sum(jax.vmap(jax.grad(single), in_axes=(0, None))(x, w) ** 2)

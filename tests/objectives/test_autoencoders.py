@@ -12,6 +12,7 @@ from scipy import special, stats
 
 from gendl_jax import cli, models
 from gendl_jax.objectives import autoencoders as ae
+from gendl_jax.objectives import contractive_ae, denoising_ae, sparse_ae
 from gendl_jax.objectives import get_objective
 from gendl_jax.train import TrainConfig, load_run, train_and_evaluate
 
@@ -54,7 +55,7 @@ def test_jacobian_penalty_matches_finite_differences(features, d_in):
     enc = models.MLPEncoder(features, hidden=(7,), activation="tanh", code_activation="sigmoid")
     x = rng.normal(size=(6, d_in)).astype(np.float32)
     params = enc.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), x)["params"]
-    got = jax.jit(lambda p, x: ae.jacobian_frobenius_sq(lambda u: enc.apply({"params": p}, u), x))(params, x)
+    got = jax.jit(lambda p, x: contractive_ae.jacobian_frobenius_sq(lambda u: enc.apply({"params": p}, u), x))(params, x)
     want = _finite_difference_frobenius_sq(_numpy_encoder(params, "tanh", "sigmoid"), np.float64(x))
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4)
 
@@ -66,8 +67,8 @@ def test_one_layer_sigmoid_closed_form():
     x = rng.normal(size=(5, d_in)).astype(np.float32)
     params = enc.init(jax.random.PRNGKey(3), x)["params"]
     kernel, bias = params["code"]["kernel"], params["code"]["bias"]
-    closed = jax.jit(ae.sigmoid_layer_jacobian_frobenius_sq)(kernel, bias, x)
-    autodiff = jax.jit(lambda x: ae.jacobian_frobenius_sq(lambda u: enc.apply({"params": params}, u), x))(x)
+    closed = jax.jit(contractive_ae.sigmoid_layer_jacobian_frobenius_sq)(kernel, bias, x)
+    autodiff = jax.jit(lambda x: contractive_ae.jacobian_frobenius_sq(lambda u: enc.apply({"params": params}, u), x))(x)
     brute = _finite_difference_frobenius_sq(_numpy_encoder(params, "tanh", "sigmoid"), np.float64(x))
     np.testing.assert_allclose(np.asarray(closed), brute, rtol=1e-4)
     np.testing.assert_allclose(np.asarray(autodiff), np.asarray(closed), rtol=1e-5)
@@ -79,7 +80,7 @@ def test_jacobian_penalty_of_image_encoder_has_one_entry_per_example():
     x = rng.random((2, 8, 8, 1)).astype(np.float32)
     params = enc.init(jax.random.PRNGKey(0), x)["params"]
     f = lambda u: enc.apply({"params": params}, u)  # noqa: E731
-    got = np.asarray(jax.jit(lambda x: ae.jacobian_frobenius_sq(f, x))(x))
+    got = np.asarray(jax.jit(lambda x: contractive_ae.jacobian_frobenius_sq(f, x))(x))
     # Brute force: the whole-batch Jacobian (2, 3, 2, 8, 8, 1) by forward mode, then its diagonal blocks.
     full = np.asarray(jax.jit(jax.jacfwd(f))(x))
     want = [np.sum(np.square(full[i, :, i])) for i in range(2)]
@@ -110,9 +111,9 @@ def test_sparsity_penalties_match_references():
     rho = 0.05
     rho_hat = np.float64(codes).mean(0)
     want = np.sum(special.rel_entr(rho, rho_hat) + special.rel_entr(1 - rho, 1 - rho_hat))
-    np.testing.assert_allclose(float(jax.jit(ae.kl_sparsity, static_argnums=1)(codes, rho)), want, rtol=1e-5)
+    np.testing.assert_allclose(float(jax.jit(sparse_ae.kl_sparsity, static_argnums=1)(codes, rho)), want, rtol=1e-5)
     signed = codes - 0.5
-    np.testing.assert_allclose(np.asarray(jax.jit(ae.l1_sparsity)(signed)), np.abs(np.float64(signed)).sum(1),
+    np.testing.assert_allclose(np.asarray(jax.jit(sparse_ae.l1_sparsity)(signed)), np.abs(np.float64(signed)).sum(1),
                                rtol=1e-5)
 
 
@@ -130,7 +131,7 @@ def _binomial_ok(count, n, p, sigmas=5):
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_masking_statistics(p):
     x = jnp.asarray(np.random.default_rng(7).uniform(0.2, 0.8, N_PIXELS), jnp.float32)
-    y = np.asarray(jax.jit(ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(8), x, "masking", p))
+    y = np.asarray(jax.jit(denoising_ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(8), x, "masking", p))
     masked = y != np.asarray(x)
     assert _binomial_ok(masked.sum(), N_PIXELS, p)
     assert np.all(y[masked] == 0.0)
@@ -139,7 +140,7 @@ def test_masking_statistics(p):
 def test_salt_and_pepper_statistics():
     p = 0.3
     x = jnp.asarray(np.random.default_rng(9).uniform(0.2, 0.8, N_PIXELS), jnp.float32)
-    y = np.asarray(jax.jit(ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(10), x, "salt_and_pepper", p))
+    y = np.asarray(jax.jit(denoising_ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(10), x, "salt_and_pepper", p))
     hit = y != np.asarray(x)
     assert _binomial_ok(hit.sum(), N_PIXELS, p)
     assert set(np.unique(y[hit])) == {0.0, 1.0}
@@ -149,7 +150,7 @@ def test_salt_and_pepper_statistics():
 def test_gaussian_corruption_statistics():
     sigma = 0.2
     x = jnp.asarray(np.random.default_rng(11).random(N_PIXELS), jnp.float32)
-    noise = np.float64(jax.jit(ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(12), x, "gaussian", sigma)) - x
+    noise = np.float64(jax.jit(denoising_ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(12), x, "gaussian", sigma)) - x
     assert abs(noise.mean()) < 5 * sigma / np.sqrt(N_PIXELS)
     # Var of the sample variance of a normal: 2 sigma^4 / (n - 1).
     assert abs(noise.var(ddof=1) - sigma**2) < 5 * sigma**2 * np.sqrt(2 / N_PIXELS)
@@ -164,11 +165,11 @@ IMAGE = (8, 8, 1)
 CASES = [
     ("ae", ae.AutoencoderConfig(reconstruction="mse", decoder_output="linear", **TINY), (5,)),
     ("ae", ae.AutoencoderConfig(model="conv", base_features=2, **TINY), IMAGE),
-    ("sparse-ae", ae.SparseAEConfig(**TINY), IMAGE),
-    ("sparse-ae", ae.SparseAEConfig(sparsity="l1", code_activation="relu", **TINY), IMAGE),
-    ("denoising-ae", ae.DenoisingAEConfig(corruption="salt_and_pepper", **TINY), IMAGE),
-    ("denoising-ae", ae.DenoisingAEConfig(corruption="gaussian", noise_level=0.5, **TINY), (5,)),
-    ("contractive-ae", ae.ContractiveAEConfig(model="conv", base_features=2, **TINY), IMAGE),
+    ("sparse-ae", sparse_ae.SparseAEConfig(**TINY), IMAGE),
+    ("sparse-ae", sparse_ae.SparseAEConfig(sparsity="l1", code_activation="relu", **TINY), IMAGE),
+    ("denoising-ae", denoising_ae.DenoisingAEConfig(corruption="salt_and_pepper", **TINY), IMAGE),
+    ("denoising-ae", denoising_ae.DenoisingAEConfig(corruption="gaussian", noise_level=0.5, **TINY), (5,)),
+    ("contractive-ae", contractive_ae.ContractiveAEConfig(model="conv", base_features=2, **TINY), IMAGE),
 ]
 
 
@@ -206,7 +207,7 @@ def test_step_loss_is_the_written_out_objective():
     """The contractive loss equals reconstruction + lambda * ||J||_F^2 computed outside the step
     (the penalty on the first ``penalty_examples`` rows)."""
     rng = np.random.default_rng(14)
-    config = ae.ContractiveAEConfig(hidden=(), latent_dim=4, contractive_weight=0.3, penalty_examples=3)
+    config = contractive_ae.ContractiveAEConfig(hidden=(), latent_dim=4, contractive_weight=0.3, penalty_examples=3)
     x = rng.random((5, 6)).astype(np.float32)
     state = ae.init(jax.random.PRNGKey(1), config, {"x": x})
     _, metrics = jax.jit(ae.step)(state, {"x": x})
@@ -230,7 +231,7 @@ def digits():
 
 
 @pytest.mark.parametrize("config", [ae.AutoencoderConfig(latent_dim=8, hidden=(64,)),
-                                    ae.DenoisingAEConfig(latent_dim=8, hidden=(64,))])
+                                    denoising_ae.DenoisingAEConfig(latent_dim=8, hidden=(64,))])
 def test_short_training_lowers_the_test_loss(digits, config):
     train_x, test_x = digits
     state = ae.init(jax.random.PRNGKey(0), config, {"x": train_x[:2]})
@@ -294,12 +295,12 @@ def test_fit_loop_feeds_images_in_unit_range(tmp_path):
     (ae.AutoencoderConfig(latent_dim=0), "latent_dim"),
     (ae.AutoencoderConfig(hidden=(4, 0)), "hidden"),
     (ae.AutoencoderConfig(reconstruction="poisson"), "reconstruction"),
-    (ae.SparseAEConfig(code_activation="relu"), "code_activation"),
-    (ae.SparseAEConfig(sparsity_target=1.0), "sparsity_target"),
-    (ae.DenoisingAEConfig(noise_level=1.5), "noise_level"),
-    (ae.DenoisingAEConfig(corruption="blur"), "corruption"),
-    (ae.ContractiveAEConfig(contractive_weight=-1.0), "contractive_weight"),
-    (ae.ContractiveAEConfig(penalty_examples=-1), "penalty_examples"),
+    (sparse_ae.SparseAEConfig(code_activation="relu"), "code_activation"),
+    (sparse_ae.SparseAEConfig(sparsity_target=1.0), "sparsity_target"),
+    (denoising_ae.DenoisingAEConfig(noise_level=1.5), "noise_level"),
+    (denoising_ae.DenoisingAEConfig(corruption="blur"), "corruption"),
+    (contractive_ae.ContractiveAEConfig(contractive_weight=-1.0), "contractive_weight"),
+    (contractive_ae.ContractiveAEConfig(penalty_examples=-1), "penalty_examples"),
     (ae.AutoencoderConfig(learning_rate=0.0), "learning_rate"),
     (ae.AutoencoderConfig(lr_schedule="cosine"), "lr_schedule_steps"),
 ])

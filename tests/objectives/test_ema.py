@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gendl_jax.objectives import adversarial, gan, wgan
+from gendl_jax.objectives import adversarial, gan, wgan_gp
 
 TINY = dict(hidden=(16, 16), latent_dim=3, g_batch_norm=True)
 M = 8
@@ -59,7 +59,7 @@ def test_averaging_leaves_training_unchanged(objective):
     if objective == "gan":
         make, init, step, k = gan.GANConfig, gan.init, gan.step, 1
     else:
-        make, init, step, k = wgan.WGANGPConfig, wgan.init_wgan_gp, wgan.step_wgan_gp, 2
+        make, init, step, k = wgan_gp.WGANGPConfig, wgan_gp.init, wgan_gp.step, 2
     extra = {"n_critic": k} if objective == "wgan-gp" else {}
     batches = _batches(1, 6, k)
     plain = _run(make(**TINY, **extra), batches, init, step)[-1]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gendl_jax.objectives import gan, wgan
+from gendl_jax.objectives import gan, wgan, wgan_gp
 
 
 def _sigmoid(x):
@@ -117,7 +117,7 @@ def test_gradient_penalty_against_finite_differences(rng, sample_shape):
     real = rng.normal(size=(m, *sample_shape))
     fake = rng.normal(size=(m, *sample_shape))
     eps = rng.uniform(size=m)
-    penalty, metrics = jax.jit(lambda r, f, e: wgan.gradient_penalty(_jax_critic(params), r, f, e))(
+    penalty, metrics = jax.jit(lambda r, f, e: wgan_gp.gradient_penalty(_jax_critic(params), r, f, e))(
         jnp.asarray(real, jnp.float32), jnp.asarray(fake, jnp.float32), jnp.asarray(eps, jnp.float32)
     )
     e = eps.reshape((-1,) + (1,) * len(sample_shape))
@@ -132,7 +132,7 @@ def test_per_sample_norm_is_over_all_non_batch_axes_and_ignores_other_samples(rn
     one axis only, which would give an array of shape (3, 3, 2) or different values)."""
     params = (rng.normal(size=(12, 5)), rng.normal(size=5), rng.normal(size=5))
     x = rng.normal(size=(3, 2, 3, 2))
-    norms = jax.jit(lambda v: wgan.per_sample_gradient_norms(_jax_critic(params), v))(jnp.asarray(x, jnp.float32))
+    norms = jax.jit(lambda v: wgan_gp.per_sample_gradient_norms(_jax_critic(params), v))(jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(norms, _fd_grad_norms(params, x), rtol=1e-4)
 
 

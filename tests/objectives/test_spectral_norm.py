@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from gendl_jax import models
-from gendl_jax.objectives import adversarial, gan, get_objective, wgan
+from gendl_jax.objectives import adversarial, gan, get_objective, wgan, wgan_gp, wgan_sn
 
 TINY = dict(hidden=(16, 16), latent_dim=3)
 
@@ -130,7 +130,7 @@ def test_normalised_critic_matches_float64_reference_and_is_1_lipschitz(rng, net
     want = _numpy_mlp_critic(variables["params"], np.asarray(x), module.activation, pieces)
     np.testing.assert_allclose(critic(variables, x), want, rtol=1e-4, atol=1e-5)
     # Each normalised kernel has spectral norm 1 and the activations are 1-Lipschitz: |grad_x f| <= 1.
-    norms = wgan.per_sample_gradient_norms(lambda x: critic(variables, x), x)
+    norms = wgan_gp.per_sample_gradient_norms(lambda x: critic(variables, x), x)
     assert float(jnp.max(norms)) <= 1.0 + 1e-4
     assert float(jnp.max(norms)) > 0.05  # not vacuous: the bound is approached, not met by a dead network
 
@@ -196,7 +196,7 @@ def _normalised(params, stats):
 @pytest.mark.parametrize("name,config,d_loss_fn,g_loss_fn,after_update_atol", [
     ("gan", gan.GANConfig(spectral_norm=True, d_steps=2, d_activation="leaky_relu", **TINY), gan.discriminator_loss,
      gan.non_saturating_generator_loss, 1e-6),
-    ("wgan-sn", wgan.WGANSNConfig(n_critic=1, **TINY), wgan.critic_loss, wgan.generator_loss, 3e-4),
+    ("wgan-sn", wgan_sn.WGANSNConfig(n_critic=1, **TINY), wgan.critic_loss, wgan.generator_loss, 3e-4),
 ])
 def test_spectral_norm_step_matches_the_algorithm_written_out(rng, name, config, d_loss_fn, g_loss_fn,
                                                               after_update_atol):
@@ -277,6 +277,6 @@ def test_gan_with_spectral_norm_has_no_batch_norm_in_d(rng):
 
 def test_wgan_sn_config_requires_spectral_norm(rng):
     with pytest.raises(ValueError, match="spectral_norm must be True"):
-        wgan.init_wgan_sn(jax.random.PRNGKey(0), wgan.WGANSNConfig(spectral_norm=False, **TINY),
+        wgan_sn.init(jax.random.PRNGKey(0), wgan_sn.WGANSNConfig(spectral_norm=False, **TINY),
                           {"x": jnp.zeros((5, 8, 2), jnp.float32)})
-    assert get_objective("wgan-sn").config_cls is wgan.WGANSNConfig
+    assert get_objective("wgan-sn").config_cls is wgan_sn.WGANSNConfig

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from gendl_jax.objectives import adversarial, gan, get_objective, wgan
+from gendl_jax.objectives import adversarial, gan, get_objective, wgan, wgan_gp, wgan_sn
 
 TINY = dict(hidden=(16, 16), latent_dim=3)
 
@@ -26,11 +26,11 @@ CASES = [
     ("gan", gan.GANConfig(d_steps=2, **TINY), (2,)),
     ("gan", gan.GANConfig(generator_loss="saturating", g_batch_norm=True, **TINY), (2,)),
     ("wgan", wgan.WGANConfig(n_critic=3, **TINY), (2,)),
-    ("wgan-gp", wgan.WGANGPConfig(n_critic=3, **TINY), (2,)),
-    ("wgan-sn", wgan.WGANSNConfig(n_critic=2, **TINY), (2,)),
+    ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=3, **TINY), (2,)),
+    ("wgan-sn", wgan_sn.WGANSNConfig(n_critic=2, **TINY), (2,)),
     ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), IMAGE),
-    ("wgan-sn", wgan.WGANSNConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
-    ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
+    ("wgan-sn", wgan_sn.WGANSNConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
+    ("wgan-gp", wgan_gp.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, n_critic=2), IMAGE),
     ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, num_classes=10, ema_decay=0.9), IMAGE),
 ]
 
@@ -81,8 +81,8 @@ def test_step_compiles_once_and_is_deterministic(name, config, shape):
 def test_wgan_critic_stays_in_the_clipping_box():
     config = wgan.WGANConfig(n_critic=2, clip=0.02, d_learning_rate=0.5, **TINY)
     rng = np.random.default_rng(1)
-    state = wgan.init_wgan(jax.random.PRNGKey(0), config, _batch(rng, 2))
-    state, _ = jax.jit(wgan.step_wgan)(state, _batch(rng, 2))
+    state = wgan.init(jax.random.PRNGKey(0), config, _batch(rng, 2))
+    state, _ = jax.jit(wgan.step)(state, _batch(rng, 2))
     leaves = jax.tree_util.tree_leaves(state.discriminator.params)
     assert max(float(jnp.max(jnp.abs(p))) for p in leaves) <= 0.02
     # With this large learning rate the box is active: some weights sit on its boundary.
@@ -90,13 +90,13 @@ def test_wgan_critic_stays_in_the_clipping_box():
 
 
 def test_bad_batch_shape_raises():
-    config = wgan.WGANGPConfig(n_critic=5, **TINY)
+    config = wgan_gp.WGANGPConfig(n_critic=5, **TINY)
     rng = np.random.default_rng(2)
-    state = wgan.init_wgan_gp(jax.random.PRNGKey(0), config, _batch(rng, 5))
+    state = wgan_gp.init(jax.random.PRNGKey(0), config, _batch(rng, 5))
     with pytest.raises(ValueError, match="inner_steps=5"):
-        wgan.step_wgan_gp(state, _batch(rng, 4))
+        wgan_gp.step(state, _batch(rng, 4))
     with pytest.raises(ValueError, match="examples have shape"):
-        wgan.step_wgan_gp(state, _batch(rng, 5, shape=(3,)))
+        wgan_gp.step(state, _batch(rng, 5, shape=(3,)))
 
 
 def test_bad_config_raises():
@@ -106,7 +106,7 @@ def test_bad_config_raises():
     with pytest.raises(ValueError, match="discriminator steps"):
         gan.init(jax.random.PRNGKey(0), gan.GANConfig(d_steps=0), _batch(rng, 1))
     with pytest.raises(ValueError, match="clip"):
-        wgan.init_wgan(jax.random.PRNGKey(0), wgan.WGANConfig(clip=-1.0), _batch(rng, 5))
+        wgan.init(jax.random.PRNGKey(0), wgan.WGANConfig(clip=-1.0), _batch(rng, 5))
     with pytest.raises(ValueError, match="d_extra_layers must be >= 0, got -1"):
         gan.init(jax.random.PRNGKey(0), gan.GANConfig(d_extra_layers=-1), _batch(rng, 1))
     with pytest.raises(ValueError, match=r"g_extra_layers / d_extra_layers are DCGAN options; these networks are MLPs"):
@@ -168,7 +168,7 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
             if penalty_weight:
                 eps = jax.random.uniform(p_key, (real.shape[0],))
                 if labels is None:
-                    value += penalty_weight * wgan.gradient_penalty(critic, real, fake, eps)[0]
+                    value += penalty_weight * wgan_gp.gradient_penalty(critic, real, fake, eps)[0]
                 else:  # written out: the MLP critic scores each sample on its own, so grad of the sum is per sample
                     interpolates = eps[:, None] * real + (1.0 - eps[:, None]) * fake
                     grads = jax.grad(lambda x: critic(x).sum())(interpolates)
@@ -201,10 +201,10 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
     [
         ("gan", gan.GANConfig(d_steps=3, **TINY), gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0,
          None, {}),
-        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, gp_weight=10.0, **TINY), wgan.critic_loss, wgan.generator_loss,
+        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, gp_weight=10.0, **TINY), wgan.critic_loss, wgan.generator_loss,
          10.0, None, {}),
         # gp_weight=None resolves to 0.1 for vector data.
-        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 0.1, None, {}),
+        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 0.1, None, {}),
         # The hinge loss of SN-GAN for both networks.
         ("gan", gan.GANConfig(d_steps=2, discriminator_loss="hinge", generator_loss="hinge", **TINY),
          gan.hinge_discriminator_loss, gan.hinge_generator_loss, 0.0, None, {}),
@@ -214,7 +214,7 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
         ("wgan", wgan.WGANConfig(n_critic=2, lr_decay_steps=5, clip=0.05, d_learning_rate=1e-3, **TINY),
          wgan.critic_loss, wgan.generator_loss, 0.0, 0.05, {}),
         # Values set on the state (not the config) are the ones used.
-        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 3.0, None,
+        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 3.0, None,
          {"gp_weight": 3.0, "g_learning_rate": 2e-3, "d_learning_rate": 5e-4}),
         ("wgan", wgan.WGANConfig(n_critic=2, d_learning_rate=1e-3, **TINY), wgan.critic_loss, wgan.generator_loss,
          0.0, 0.03, {"clip": 0.03}),
@@ -222,7 +222,7 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
         # the penalty's interpolates scored with the pair's labels.
         ("gan", gan.GANConfig(d_steps=2, num_classes=3, **TINY), gan.discriminator_loss,
          gan.non_saturating_generator_loss, 0.0, None, {}),
-        ("wgan-gp", wgan.WGANGPConfig(n_critic=3, gp_weight=10.0, num_classes=4, **TINY), wgan.critic_loss,
+        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=3, gp_weight=10.0, num_classes=4, **TINY), wgan.critic_loss,
          wgan.generator_loss, 10.0, None, {}),
     ],
 )
@@ -250,17 +250,17 @@ def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, 
 def test_hparams_are_state_leaves():
     rng = np.random.default_rng(7)
     b5 = _batch(rng, 5)
-    state = wgan.init_wgan_gp(jax.random.PRNGKey(0), wgan.WGANGPConfig(**TINY), b5)
+    state = wgan_gp.init(jax.random.PRNGKey(0), wgan_gp.WGANGPConfig(**TINY), b5)
     assert set(state.hparams) == {"g_learning_rate", "d_learning_rate", "gp_weight"}
     assert all(v.dtype == jnp.float32 and v.shape == () for v in state.hparams.values())
     np.testing.assert_allclose(state.hparams["gp_weight"], 0.1)  # resolved default for vector data
-    state_w = wgan.init_wgan(jax.random.PRNGKey(0), wgan.WGANConfig(clip=0.02, **TINY), b5)
+    state_w = wgan.init(jax.random.PRNGKey(0), wgan.WGANConfig(clip=0.02, **TINY), b5)
     assert set(state_w.hparams) == {"g_learning_rate", "d_learning_rate", "clip"}
     np.testing.assert_allclose(state_w.hparams["d_learning_rate"], 5e-5)
     assert set(gan.init(jax.random.PRNGKey(0), gan.GANConfig(**TINY), _batch(rng, 1)).hparams) == {
         "g_learning_rate", "d_learning_rate"}
     # A new value does not retrace the step: it is data, not part of the static config.
-    step = jax.jit(chex.assert_max_traces(n=1)(wgan.step_wgan_gp))
+    step = jax.jit(chex.assert_max_traces(n=1)(wgan_gp.step))
     s1, m1 = step(state, b5)
     s2, m2 = step(adversarial.with_hparams(state, d_learning_rate=1e-2, gp_weight=5.0), b5)
     chex.clear_trace_counter()
@@ -282,7 +282,7 @@ def test_with_hparams_checks_its_input():
         adversarial.with_hparams(state, d_learning_rate=float("nan"))
     with pytest.raises(ValueError, match=r"shape \(\)"):
         adversarial.with_hparams(state, d_learning_rate=[1e-3, 2e-3])
-    gp_state = wgan.init_wgan_gp(jax.random.PRNGKey(0), wgan.WGANGPConfig(**TINY), _batch(rng, 5))
+    gp_state = wgan_gp.init(jax.random.PRNGKey(0), wgan_gp.WGANGPConfig(**TINY), _batch(rng, 5))
     assert float(adversarial.with_hparams(gp_state, gp_weight=0.0).hparams["gp_weight"]) == 0.0  # >= 0 is allowed
     with pytest.raises(ValueError, match="gp_weight must be >= 0"):
         adversarial.with_hparams(gp_state, gp_weight=-1.0)
@@ -296,10 +296,10 @@ def test_with_hparams_checks_its_input():
 def test_d_grad_norm_is_the_mean_critic_gradient_norm():
     """With n_critic = 1 the metric is the norm of the critic's loss gradient at the initial state."""
     rng = np.random.default_rng(9)
-    config = wgan.WGANGPConfig(n_critic=1, gp_weight=0.0, **TINY)
+    config = wgan_gp.WGANGPConfig(n_critic=1, gp_weight=0.0, **TINY)
     batch = _batch(rng, 1, m=16)
-    state = wgan.init_wgan_gp(jax.random.PRNGKey(3), config, batch)
-    _, metrics = jax.jit(wgan.step_wgan_gp)(state, batch)
+    state = wgan_gp.init(jax.random.PRNGKey(3), config, batch)
+    _, metrics = jax.jit(wgan_gp.step)(state, batch)
     gen, disc = adversarial.build_networks(config, state.data_shape, batch_norm_in_d=False)
     _, d_key, _ = jax.random.split(state.key, 3)
     z_key, _ = jax.random.split(jax.random.split(d_key, 1)[0])
@@ -314,10 +314,10 @@ def test_d_grad_norm_is_the_mean_critic_gradient_norm():
 def test_learning_rates_decay_together_in_train_steps():
     """lr_decay_steps counts train steps: with n_critic critic updates per step, the critic's
     schedule must not reach 0 n_critic times earlier than the generator's."""
-    config = wgan.WGANGPConfig(n_critic=5, lr_decay_steps=10, g_learning_rate=1e-3, d_learning_rate=1e-3, **TINY)
+    config = wgan_gp.WGANGPConfig(n_critic=5, lr_decay_steps=10, g_learning_rate=1e-3, d_learning_rate=1e-3, **TINY)
     rng = np.random.default_rng(6)
-    state = wgan.init_wgan_gp(jax.random.PRNGKey(0), config, _batch(rng, 5))
-    step = jax.jit(wgan.step_wgan_gp)
+    state = wgan_gp.init(jax.random.PRNGKey(0), config, _batch(rng, 5))
+    step = jax.jit(wgan_gp.step)
     for _ in range(4):
         state, _ = step(state, _batch(rng, 5))
     # After 4 of 10 steps both optimisers have made 40% of their updates: 4 (G) and 20 (critic).
@@ -364,7 +364,7 @@ def test_discriminate_with_batch_statistics_is_what_the_step_saw():
 @pytest.mark.parametrize("name,config,shape", [
     ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), IMAGE),
     ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, num_classes=10), IMAGE),
-    ("wgan-gp", wgan.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, layer_norm=True, n_critic=1), IMAGE),
+    ("wgan-gp", wgan_gp.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, layer_norm=True, n_critic=1), IMAGE),
     ("gan", gan.GANConfig(**TINY), (2,)),
 ])
 @pytest.mark.parametrize("batch_statistics", [False, True])
@@ -474,7 +474,7 @@ def test_top_k_schedule():
          gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0),
         ("gan", gan.GANConfig(generator_loss="saturating", top_k_fraction=0.6, top_k_decay=0.8, top_k_period=1,
                               **TINY), gan.discriminator_loss, gan.saturating_generator_loss, 0.0),
-        ("wgan-gp", wgan.WGANGPConfig(n_critic=2, top_k_fraction=0.5, top_k_decay=0.7, top_k_period=1, **TINY),
+        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, top_k_fraction=0.5, top_k_decay=0.7, top_k_period=1, **TINY),
          wgan.critic_loss, wgan.generator_loss, 0.1),
     ],
 )

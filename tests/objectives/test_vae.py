@@ -170,11 +170,11 @@ def test_binarisation_statistics():
     assert set(np.unique(b)) == {0.0, 1.0}
     resid = b - np.asarray(x)  # mean 0, variance sum x(1 - x)
     assert abs(resid.sum()) < 5 * np.sqrt(np.sum(np.float64(x) * (1 - x)))
-    from gendl_jax.data import ArrayDataset
+    from gendl_jax.data import ArrayDataset, binarize_dataset
 
     images = np.random.default_rng(7).integers(0, 256, (500, 4, 4, 1)).astype(np.uint8)
-    fixed = vae.binarize_dataset(ArrayDataset("toy", images, None, 255), seed=3)
-    again = vae.binarize_dataset(ArrayDataset("toy", images, None, 255), seed=3)
+    fixed = binarize_dataset(ArrayDataset("toy", images, None, 255), seed=3)
+    again = binarize_dataset(ArrayDataset("toy", images, None, 255), seed=3)
     assert fixed.max_value == 1 and np.array_equal(fixed.images, again.images)
     p = images / 255.0
     assert abs(fixed.images.sum() - p.sum()) < 5 * np.sqrt(np.sum(p * (1 - p)))

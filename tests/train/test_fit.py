@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from gendl_jax import cli
-from gendl_jax.objectives import wgan
+from gendl_jax.objectives import wgan_gp
 from gendl_jax.train import TrainConfig, load_run, train_and_evaluate
 
-TINY = wgan.WGANGPConfig(hidden=(16, 16), n_critic=2)
+TINY = wgan_gp.WGANGPConfig(hidden=(16, 16), n_critic=2)
 
 
 def _train(tmp_path, name="run", **kw):
@@ -51,7 +51,7 @@ def test_existing_run_is_not_overwritten_and_resume_continues_exactly(tmp_path):
     with pytest.raises(FileExistsError, match="resume"):
         _train(tmp_path, "split", steps=30)
     with pytest.raises(ValueError, match="n_critic"):
-        train_and_evaluate("wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), n_critic=3), TrainConfig(
+        train_and_evaluate("wgan-gp", wgan_gp.WGANGPConfig(hidden=(16, 16), n_critic=3), TrainConfig(
             data="ring8", steps=30, batch_size=32, out=str(tmp_path / "split"), resume=True, progress=False))
     summary = _train(tmp_path, "split", steps=30, resume=True)
     assert summary["resumed_from"] == 20
@@ -113,6 +113,23 @@ def test_cli_samples_a_gan_with_truncation_drs_and_ddls(tmp_path, capsys):
     assert "not combined" in capsys.readouterr().err
 
 
+def test_cli_refuses_discriminator_samplers_for_a_hinge_gan(tmp_path, capsys):
+    """A hinge discriminator's output is a score, not log p_data / p_g: DRS and DDLS refuse it (the run's
+    objective declares it), truncation still works."""
+    out = tmp_path / "hinge"
+    cli.main(["train", "gan", "--hidden", "8", "--data", "ring8", "--steps", "2", "--batch-size", "16",
+              "--discriminator-loss", "hinge", "--generator-loss", "hinge", "--out", str(out), "--log-every", "1",
+              "--no-progress", "--n-samples", "50"])
+    for flags in (["--drs-acceptance", "0.5"], ["--ddls-steps", "3"]):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            cli.main(["sample", str(out), "-n", "10", *flags])
+        err = capsys.readouterr().err
+        assert flags[0] in err and "log density ratio" in err
+    cli.main(["sample", str(out), "-n", "10", "--truncation", "1.0", "--out", str(tmp_path / "t.npy")])
+    assert np.load(tmp_path / "t.npy").shape == (10, 2)
+
+
 def test_cli_refuses_discriminator_samplers_for_a_wgan(tmp_path, capsys):
     out = tmp_path / "wgan"
     cli.main(["train", "wgan", "--hidden", "8", "--data", "ring8", "--steps", "2", "--batch-size", "16",
@@ -120,10 +137,10 @@ def test_cli_refuses_discriminator_samplers_for_a_wgan(tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(SystemExit):
         cli.main(["sample", str(out), "-n", "10", "--drs-acceptance", "0.5"])
-    assert "wgan critic is not" in capsys.readouterr().err
+    assert "not a calibrated log density ratio" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["sample", str(out), "-n", "10", "--label", "1"])
-    assert "is not a class-conditional GAN run" in capsys.readouterr().err
+    assert "is not a class-conditional run" in capsys.readouterr().err
     cli.main(["sample", str(out), "-n", "10", "--truncation", "1.0", "--out", str(tmp_path / "t.npy")])
     import jax
 

@@ -21,7 +21,8 @@ from PIL import Image
 from tensorboardX.proto import event_pb2
 
 from gendl_jax.train import logger as lg
-from gendl_jax.train.logger import RunLogger, image_grid_array, run_metadata
+from gendl_jax.plots import image_grid_array
+from gendl_jax.train.logger import RunLogger, run_metadata
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -343,7 +344,7 @@ def test_logging_never_imports_tensorflow(tmp_path):
     (fake / "__init__.py").write_text("import os\nos._exit(3)\n")
     code = (
         "import numpy as np\n"
-        "from gendl_jax.train.logger import RunLogger, image_grid_array\n"
+        "from gendl_jax.plots import image_grid_array\nfrom gendl_jax.train.logger import RunLogger\n"
         f"with RunLogger({str(tmp_path / 'run')!r}) as log:\n"
         "    log.scalars(0, {'a': 1.0})\n"
         "    log.image(0, 'x', image_grid_array(np.zeros((2, 3, 3, 1)), (0, 1)))\n"
@@ -356,7 +357,7 @@ def test_logging_never_imports_tensorflow(tmp_path):
 
 
 def test_plots_image_grid_uses_the_shared_grid(tmp_path):
-    from gendl_jax.train import plots
+    from gendl_jax import plots
 
     batch = np.random.default_rng(3).uniform(size=(10, 5, 5, 1))
     plots.image_grid(batch, tmp_path / "grid.png", value_range=(0.0, 1.0), title="t")

@@ -19,13 +19,13 @@ import pytest
 
 from gendl_jax.data.iterator import BatchIterator
 from gendl_jax.data.registry import load_dataset
-from gendl_jax.objectives import get_objective, wgan
+from gendl_jax.objectives import get_objective, wgan_gp
 
 STEPS, BATCH_SIZE, SEED = 5, 16, 3
 RTOL, ATOL = 1e-4, 2e-6
 # A BatchNorm GAN on two processes is test_gendl_train_on_two_processes_matches_one_process's case (through the CLI)
 CASES = {
-    "wgan-gp": ("wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), latent_dim=3, n_critic=2)),
+    "wgan-gp": ("wgan-gp", wgan_gp.WGANGPConfig(hidden=(16, 16), latent_dim=3, n_critic=2)),
 }
 
 WORKER = textwrap.dedent(

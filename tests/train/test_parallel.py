@@ -30,7 +30,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys, time
     import jax, numpy as np
-    from gendl_jax.objectives import autoencoders, gan, get_objective, vae, wgan
+    from gendl_jax.objectives import autoencoders, contractive_ae, denoising_ae, gan, get_objective, sparse_ae, vae, wgan_gp
     from gendl_jax.train import parallel
 
     CASES, STEPS, RTOL, ATOL = sys.argv[1].split(","), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent(
         # ema_decay: the averaged generator's BatchNorm statistics are synchronised across devices too
         ("gan-mlp-bn", "gan", gan.GANConfig(hidden=(16, 16), latent_dim=3, g_batch_norm=True, d_steps=2,
                                             ema_decay=0.9), (2,), 16),
-        ("wgan-gp", "wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), latent_dim=3, n_critic=2), (2,), 16),
+        ("wgan-gp", "wgan-gp", wgan_gp.WGANGPConfig(hidden=(16, 16), latent_dim=3, n_critic=2), (2,), 16),
         # the spectral norm's power-iteration vectors are state too, updated identically on every device (a GAN:
         # a WGAN critic's linear loss leaves some gradients at rounding level, which Adam's first steps amplify);
         # top-k generator training ranks the global batch: the kept fakes need not split evenly over devices
@@ -52,10 +52,10 @@ SCRIPT = textwrap.dedent(
                                              ema_decay=0.9, num_classes=3), (2,), 16),
         # autoencoders and the VAE on [0, 1] images: global corruption / binarisation / latent noise,
         # whole-batch terms (KL sparsity's mean activation, the contractive penalty's first examples)
-        ("denoising-ae", "denoising-ae", autoencoders.DenoisingAEConfig(hidden=(16,), latent_dim=4,
+        ("denoising-ae", "denoising-ae", denoising_ae.DenoisingAEConfig(hidden=(16,), latent_dim=4,
                                                                          corruption="salt_and_pepper"), (6, 6, 1), 16),
-        ("sparse-ae-kl", "sparse-ae", autoencoders.SparseAEConfig(hidden=(16,), latent_dim=8, sparsity="kl"), (6, 6, 1), 16),
-        ("contractive-ae", "contractive-ae", autoencoders.ContractiveAEConfig(hidden=(16,), latent_dim=4,
+        ("sparse-ae-kl", "sparse-ae", sparse_ae.SparseAEConfig(hidden=(16,), latent_dim=8, sparsity="kl"), (6, 6, 1), 16),
+        ("contractive-ae", "contractive-ae", contractive_ae.ContractiveAEConfig(hidden=(16,), latent_dim=4,
                                                                                penalty_examples=6), (6, 6, 1), 16),
         ("vae", "vae", vae.VAEConfig(hidden=(16,), latent_dim=3), (6, 6, 1), 16),
     ]

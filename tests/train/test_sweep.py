@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from gendl_jax import cli
+from gendl_jax import data as gdata
 from gendl_jax.data import load_dataset
-from gendl_jax.objectives import adversarial, gan, get_objective, wgan
+from gendl_jax.objectives import adversarial, gan, get_objective, wgan, wgan_gp
 from gendl_jax.train import fit, sweep
 
 TINY = dict(hidden=(16, 16), latent_dim=2)
@@ -18,7 +19,7 @@ STEPS, BATCH = 4, 32
 
 def _single_run(obj, config, dataset, seed, hparams, steps=STEPS, batch_size=BATCH):
     """One model, trained step by step with its own jitted (not vmapped) step."""
-    it = fit.make_iterator(dataset, batch_size, seed, config.inner_steps, obj.value_range)
+    it = gdata.make_iterator(dataset, batch_size, seed, config.inner_steps, obj.value_range)
     state = adversarial.with_hparams(obj.init(jax.random.PRNGKey(seed), config, it.batch_at(0)), **hparams)
     step = jax.jit(obj.step)
     for s in range(steps):
@@ -27,7 +28,7 @@ def _single_run(obj, config, dataset, seed, hparams, steps=STEPS, batch_size=BAT
 
 
 @pytest.mark.parametrize("name,config,hparams", [
-    ("wgan-gp", wgan.WGANGPConfig(n_critic=2, **TINY),
+    ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, **TINY),
      {"d_learning_rate": [1e-4, 1e-3, 3e-3], "g_learning_rate": [2e-4, 1e-3, 1e-4], "gp_weight": [0.1, 1.0, 10.0]}),
     ("gan", gan.GANConfig(d_steps=2, g_batch_norm=True, lr_decay_steps=6, **TINY),
      {"d_learning_rate": [1e-3, 2e-4, 5e-3], "g_learning_rate": [1e-3, 3e-3, 2e-4]}),
@@ -56,7 +57,7 @@ def test_vmapped_sweep_equals_sequential_runs(name, config, hparams):
 
 def test_swept_learning_rate_is_used():
     """Same seed three times: equal learning rates give identical models, a different one does not."""
-    config = wgan.WGANGPConfig(n_critic=2, **TINY)
+    config = wgan_gp.WGANGPConfig(n_critic=2, **TINY)
     states, _ = sweep.train_sweep("wgan-gp", config, load_dataset("ring8"), seeds=[5, 5, 5],
                                   hparams={"d_learning_rate": [1e-4, 1e-4, 1e-2]}, steps=3, batch_size=BATCH,
                                   progress=False)
@@ -145,10 +146,9 @@ def test_seed_sweep_checkpoints_and_resumes_bitwise(tmp_path):
     """--seeds K runs through the fit loop: stacked checkpoints, and a resumed sweep equals an uninterrupted one."""
     import jax
 
-    from gendl_jax.objectives import wgan
     from gendl_jax.train import TrainConfig, checkpoints, train_and_evaluate
 
-    config = wgan.WGANGPConfig(hidden=(8, 8), n_critic=2)
+    config = wgan_gp.WGANGPConfig(hidden=(8, 8), n_critic=2)
 
     def run(name, steps, **kw):
         return train_and_evaluate("wgan-gp", config, TrainConfig(

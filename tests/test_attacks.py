@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gendl_jax.adversarial import fgsm, loss_gradient, pgd, predictions_and_confidence
+from gendl_jax.attacks import fgsm, loss_gradient, pgd, predictions_and_confidence
 
 D, K, N = 12, 4, 16
 

@@ -30,7 +30,10 @@ import jax
 import numpy as np
 
 from gendl_jax import data as gdata
-from gendl_jax.metrics._common import positive_int
+from gendl_jax import plots
+from gendl_jax.objectives import adversarial
+from gendl_jax.train import load_run
+from gendl_jax.metrics.common import positive_int
 from gendl_jax.metrics.bins import ndb
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
 from gendl_jax.metrics.fid import fid
@@ -49,7 +52,7 @@ from gendl_jax.metrics.kernel import kid
 from gendl_jax.metrics.likelihood import mass_coverage
 from gendl_jax.metrics.mode_coverage import mode_coverage
 from gendl_jax.metrics.pairwise import nearest_neighbour_picture, nearest_neighbours, nn_two_sample, prdc
-from gendl_jax.metrics.two_sample import adversarial_accuracy, gan_quality_index
+from gendl_jax.learned_metrics.two_sample import adversarial_accuracy, gan_quality_index
 
 
 def ndb_bins(n_real: int) -> int:
@@ -266,8 +269,6 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_ste
     Geometry Score of MNIST runs (key ``PRNGKey(seed + 4)``; 0 skips it). Returns the dictionary written. Raises
     ValueError for image data other than MNIST (no feature network for it).
     """
-    from gendl_jax.train import load_run
-
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
     classifier_steps = positive_int(classifier_steps, "classifier_steps")
@@ -286,17 +287,13 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_ste
     key = jax.random.PRNGKey(seed)
     samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, key, n))
     labels = None
-    if getattr(state.config, "num_classes", 0):  # a class-conditional GAN: the labels sample() drew
-        from gendl_jax.objectives import adversarial
-
+    if objective.conditional(state.config):  # a class-conditional GAN: the labels sample() drew
         labels = np.asarray(adversarial.sample_labels(state, key, n))
     result = {"run": str(run), "objective": record["objective"], "data": data_name, "step": int(state.step),
               "n": n, "seed": seed}
     if data_name in gdata.TOY_DISTRIBUTIONS:
         dataset = gdata.load_dataset(data_name)
         result.update(toy_measures(samples, dataset.distribution, seed=seed))
-        from gendl_jax.train import plots
-
         plots.scatter_with_modes(samples[:2500], dataset.distribution.modes, out.with_name("eval_samples.png"),
                                  title=f"{record['objective']} {data_name}: {n} samples")
     elif data_name == "mnist":

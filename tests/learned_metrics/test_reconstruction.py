@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gendl_jax.metrics import latent_reconstruction
+from gendl_jax.learned_metrics import latent_reconstruction
 
 
 def test_linear_generator_reaches_the_least_squares_residual():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from gendl_jax.metrics.nrds import _inputs, nrds
+from gendl_jax.learned_metrics.nrds import _inputs, nrds
 
 
 def _layers(params):

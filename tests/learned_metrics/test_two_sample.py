@@ -9,13 +9,7 @@ from scipy.integrate import quad
 from scipy.special import expit, log_expit
 from scipy.stats import norm
 
-from gendl_jax.metrics import (
-    adversarial_accuracy,
-    classifier_two_sample,
-    critic_wasserstein,
-    gan_quality_index,
-    linear_probe,
-)
+from gendl_jax.learned_metrics import adversarial_accuracy, classifier_two_sample, critic_wasserstein, gan_quality_index, linear_probe
 
 
 def test_classifier_two_sample_reaches_bayes_accuracy():

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gendl_jax.metrics._common import as_samples, flatten_samples, positive_int, same_dim, split_indices
+from gendl_jax.metrics.common import as_samples, flatten_samples, positive_int, same_dim, split_indices
 from gendl_jax.models.mlp import MLPDiscriminator
 
 

@@ -11,7 +11,7 @@ from scipy.special import softmax
 from gendl_jax import cli
 from gendl_jax.data import ring8
 from gendl_jax.metrics import mode_coverage
-from gendl_jax.objectives import gan, wgan
+from gendl_jax.objectives import gan, wgan_gp
 from gendl_jax.train import TrainConfig, load_run, train_and_evaluate
 
 
@@ -22,7 +22,7 @@ def _samples(run, n, seed):
 
 def test_eval_toy_run(tmp_path):
     run = tmp_path / "toy"
-    train_and_evaluate("wgan-gp", wgan.WGANGPConfig(hidden=(16, 16), n_critic=2), TrainConfig(
+    train_and_evaluate("wgan-gp", wgan_gp.WGANGPConfig(hidden=(16, 16), n_critic=2), TrainConfig(
         data="ring8", steps=10, batch_size=32, out=str(run), log_every=5, sample_every=0,
         checkpoint_every=10, n_samples=100, progress=False))
     cli.main(["eval", str(run), "--n", "300", "--seed", "3"])
@@ -42,7 +42,7 @@ def test_eval_rejects_bad_n(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["eval", str(tmp_path / "missing"), "--n", "1"])
     assert "n must be an int >= 2" in capsys.readouterr().err
-    from gendl_jax.metrics.evaluate import evaluate_run
+    from gendl_jax.evaluation import evaluate_run
 
     with pytest.raises(ValueError, match="classifier_steps must be >= 1, got 0"):
         evaluate_run(tmp_path / "missing", n=10, classifier_steps=0)
@@ -55,22 +55,8 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     """One tiny class-conditional MLP GAN (its eval has every MNIST measure, the label-based ones too; the
     unconditional MNIST path is the VAE test's): each number of eval.json recomputed with the public functions."""
     from gendl_jax.data import load_dataset
-    from gendl_jax.metrics import (
-        adversarial_accuracy,
-        am_score,
-        class_balance,
-        fid,
-        gan_quality_index,
-        geometry_score_estimates,
-        inception_score,
-        low_level_statistics,
-        mass_coverage,
-        mnist_classifier,
-        mode_score,
-        modified_inception_score,
-        ndb,
-        ssim_diversity,
-    )
+    from gendl_jax.metrics import am_score, class_balance, fid, geometry_score_estimates, inception_score, low_level_statistics, mass_coverage, mnist_classifier, mode_score, modified_inception_score, ndb, ssim_diversity
+    from gendl_jax.learned_metrics import adversarial_accuracy, gan_quality_index
     from gendl_jax.objectives import adversarial
 
     run = tmp_path / "mnist"
@@ -82,7 +68,7 @@ def test_eval_mnist_run(tmp_path, mnist_dir):
     samples = _samples(run, 300, 0)
     net = mnist_classifier()
     logits, feats = net.logits_and_features(samples)
-    from gendl_jax.metrics.evaluate import mnist_test_subset
+    from gendl_jax.evaluation import mnist_test_subset
 
     test_images = load_dataset("mnist", split="test", data_dir=mnist_dir).images
     real_logits, real_feats = net.logits_and_features(test_images[mnist_test_subset(300, 0)])
@@ -174,7 +160,7 @@ def test_image_measures_without_a_class_pair(mnist_dir):
     class, so they are None; every other measure is still computed."""
     from gendl_jax.data import load_dataset
     from gendl_jax.metrics import mnist_classifier
-    from gendl_jax.metrics.evaluate import image_measures
+    from gendl_jax.evaluation import image_measures
 
     test = load_dataset("mnist", split="test", data_dir=mnist_dir)
     predicted = np.argmax(mnist_classifier().logits_and_features(test.images[:200])[0], axis=1)
@@ -193,7 +179,7 @@ def test_label_accuracy_of_real_digits_is_the_classifier_accuracy(mnist_dir):
     classifier's accuracy; labels of the wrong shape are an error."""
     from gendl_jax.data import load_dataset
     from gendl_jax.metrics import mnist_classifier
-    from gendl_jax.metrics.evaluate import image_measures
+    from gendl_jax.evaluation import image_measures
 
     test = load_dataset("mnist", split="test", data_dir=mnist_dir)
     idx = np.random.default_rng().choice(len(test), 300, replace=False)
@@ -209,8 +195,8 @@ def test_quality_index_c_real_learns_only_train_digits_outside_exclude(mnist_dir
     """The floor's GQI: C_real must not learn the train digits being scored. With ``exclude`` the subset is drawn
     from the other train indices by the documented rule; asking for more digits than are left is an error."""
     from gendl_jax.data import load_dataset
-    from gendl_jax.metrics import gan_quality_index
-    from gendl_jax.metrics.evaluate import quality_index_measures
+    from gendl_jax.learned_metrics import gan_quality_index
+    from gendl_jax.evaluation import quality_index_measures
 
     train = load_dataset("mnist", split="train", data_dir=mnist_dir)
     test = load_dataset("mnist", split="test", data_dir=mnist_dir)

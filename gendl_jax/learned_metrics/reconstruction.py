@@ -22,7 +22,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from gendl_jax.metrics._common import positive_int
+from gendl_jax.metrics.common import positive_int
 
 Array = jax.Array
 

@@ -1,7 +1,9 @@
-"""Pictures written by the fit loop: 2-D scatter plots with the true modes, and image grids."""
+"""Pictures: 2-D scatter plots with the true modes, image grids (as PNG files or as arrays for TensorBoard)."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import pathlib
 
 import matplotlib
@@ -10,7 +12,40 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from gendl_jax.train.logger import image_grid_array  # noqa: E402
+
+
+def image_grid_array(images, value_range=(-1.0, 1.0), ncols: int = 8, *, pad: int = 1) -> np.ndarray:
+    """Tiles ``images`` (n, h, w, c) into one (H, W, c) float32 picture with values in [0, 1].
+
+    Pixel values are mapped linearly from ``value_range`` to [0, 1]. The grid has
+    ``min(ncols, n)`` columns and ``ceil(n / ncols)`` rows, with ``pad`` white pixels between and
+    around the tiles: H = rows * (h + pad) + pad, W = cols * (w + pad) + pad. This is a picture for
+    display: values outside the range are shown saturated (clipped) and NaN as black (0); the
+    input is not modified.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (n, h, w, c) with n >= 1, got shape {images.shape}")
+    if not (np.issubdtype(images.dtype, np.number) and not np.issubdtype(images.dtype, np.complexfloating)):
+        raise ValueError(f"images must hold real numbers, got dtype {images.dtype}")
+    lo, hi = (float(v) for v in value_range)
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise ValueError(f"value_range must be finite (lo, hi) with hi > lo, got {tuple(value_range)}")
+    if isinstance(ncols, bool) or not isinstance(ncols, numbers.Integral) or ncols < 1:
+        raise ValueError(f"ncols must be a positive int, got {ncols!r}")
+    if isinstance(pad, bool) or not isinstance(pad, numbers.Integral) or pad < 0:
+        raise ValueError(f"pad must be a non-negative int, got {pad!r}")
+    n, h, w, c = images.shape
+    cols = min(int(ncols), n)
+    rows = -(-n // cols)
+    scaled = (images.astype(np.float32) - lo) / (hi - lo)
+    scaled = np.nan_to_num(np.clip(scaled, 0.0, 1.0), nan=0.0)
+    grid = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, c), np.float32)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top : top + h, left : left + w] = scaled[i]
+    return grid
 
 
 def scatter_with_modes(samples, modes, path: str | pathlib.Path, *, title: str = "", ax=None) -> None:

@@ -6,7 +6,7 @@ models. After every epoch (and before the first, epoch 0) the mean of ``sigmoid(
 samples is recorded: the closer a model's samples are to the data, the longer D keeps calling them real.
 ``A_i`` is the area under model i's curve (trapezoid rule, one unit per epoch) and ``NRDS_i = A_i / sum_j A_j``.
 
-Like :func:`~gendl_jax.metrics.two_sample.classifier_two_sample`, it trains in float32 in one compiled
+Like :func:`~gendl_jax.learned_metrics.two_sample.classifier_two_sample`, it trains in float32 in one compiled
 ``lax.scan`` (epochs) of ``lax.scan`` (steps).
 """
 
@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gendl_jax.metrics._common import as_samples, flatten_samples, positive_int, same_dim, split_indices
+from gendl_jax.metrics.common import as_samples, flatten_samples, positive_int, same_dim, split_indices
 from gendl_jax.models.mlp import MLPDiscriminator
 
 
