@@ -66,7 +66,7 @@ def _measure(cases: dict, repeats: int, warmup: int, pause_s: float = 0.02) -> d
     """Warm up, then time the cases in rounds (one call each, in a shuffled order, with a short
     untimed pause between calls so that one library's idle worker threads do not slow the next
     call), so that load from other processes affects them alike; median and min over rounds."""
-    outs = {name: None for name in cases}
+    outs = dict.fromkeys(cases)
     for name, case in cases.items():
         for _ in range(warmup):
             outs[name] = case["run"]()
@@ -117,11 +117,15 @@ def main() -> None:
         return jnp.vdot(conv_transpose(x, w, (S, S), pads, (H_OUT, H_OUT)), g)
 
     def reference(x, w, g):
-        y = lax.conv_transpose(x, w, (S, S), lax_pads, dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True)
+        y = lax.conv_transpose(
+            x, w, (S, S), lax_pads, dimension_numbers=("NHWC", "HWIO", "NHWC"), transpose_kernel=True
+        )
         return jnp.vdot(y, g)
 
     ours_layer = ConvTranspose(C_OUT, kernel_size=(K, K), strides=(S, S), padding=P, use_bias=False)
-    flax_layer = nn.ConvTranspose(C_OUT, (K, K), strides=(S, S), padding=lax_pads, use_bias=False, transpose_kernel=True)
+    flax_layer = nn.ConvTranspose(
+        C_OUT, (K, K), strides=(S, S), padding=lax_pads, use_bias=False, transpose_kernel=True
+    )
 
     def module_loss(layer):
         return lambda x, w, g: jnp.vdot(layer.apply({"params": {"kernel": w}}, x), g)
@@ -151,7 +155,7 @@ def main() -> None:
     ref_out = results[REFERENCE]["out"]
     rows = []
     for name, r in results.items():
-        value, (gx, gw) = r["out"]
+        _value, (gx, gw) = r["out"]
         row = {
             "name": name,
             "median_ms": r["median_ms"],
@@ -165,15 +169,19 @@ def main() -> None:
         rows.append(row)
 
     header = f"{'implementation (fwd+bwd)':50s} {'median ms':>10s} {'compile s':>10s} {'/ lax ref':>10s} {'/ torch':>8s} {'grad err':>9s}"
-    print(f"transposed conv {H_IN}x{H_IN}x{C_IN} -> {H_OUT}x{H_OUT}x{C_OUT}, k={K} s={S} p={P}, batch {args.batch}, "
-          f"median of {args.repeats} (jax {jax.__version__}, {jax.devices()[0].platform}, {os.cpu_count()} cpus)")
+    print(
+        f"transposed conv {H_IN}x{H_IN}x{C_IN} -> {H_OUT}x{H_OUT}x{C_OUT}, k={K} s={S} p={P}, batch {args.batch}, "
+        f"median of {args.repeats} (jax {jax.__version__}, {jax.devices()[0].platform}, {os.cpu_count()} cpus)"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         compile_s = f"{row['compile_s']:.2f}" if row["compile_s"] is not None else "-"
         vs_torch = f"{row['ratio_vs_torch']:.2f}x" if row["ratio_vs_torch"] is not None else "-"
         err = max(row["grad_x_rel_err_vs_reference"], row["grad_kernel_rel_err_vs_reference"])
-        print(f"{row['name']:50s} {row['median_ms']:10.2f} {compile_s:>10s} {row['ratio_vs_reference']:9.3f}x {vs_torch:>8s} {err:9.1e}")
+        print(
+            f"{row['name']:50s} {row['median_ms']:10.2f} {compile_s:>10s} {row['ratio_vs_reference']:9.3f}x {vs_torch:>8s} {err:9.1e}"
+        )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {

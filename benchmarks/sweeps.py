@@ -92,9 +92,17 @@ def time_case(objective: str, config, dataset, k: int, repeats: int) -> dict:
         jax.block_until_ready(out)
 
     s_ms, s_times = _median_ms(run_sequential, repeats)
-    return {"k": k, "vmapped_compile_s": v_compile, "single_compile_s": s_compile,
-            "vmapped_ms": v_ms, "sequential_ms": s_ms, "sequential_over_vmapped": s_ms / v_ms,
-            "vmapped_ms_per_model": v_ms / k, "vmapped_times_ms": v_times, "sequential_times_ms": s_times}
+    return {
+        "k": k,
+        "vmapped_compile_s": v_compile,
+        "single_compile_s": s_compile,
+        "vmapped_ms": v_ms,
+        "sequential_ms": s_ms,
+        "sequential_over_vmapped": s_ms / v_ms,
+        "vmapped_ms_per_model": v_ms / k,
+        "vmapped_times_ms": v_times,
+        "sequential_times_ms": s_times,
+    }
 
 
 def main():
@@ -111,25 +119,51 @@ def main():
         if args.only and label != args.only:
             continue
         for k in args.ks:
-            row = {"objective": label, "data": "ring8", "hidden": list(config.hidden), "batch": BATCH,
-                   "inner_steps": config.inner_steps, **time_case(objective, config, dataset, k, args.repeats)}
+            row = {
+                "objective": label,
+                "data": "ring8",
+                "hidden": list(config.hidden),
+                "batch": BATCH,
+                "inner_steps": config.inner_steps,
+                **time_case(objective, config, dataset, k, args.repeats),
+            }
             rows.append(row)
-            print(f"{label:8s} K={k:<3d} vmapped {row['vmapped_ms']:8.1f} ms (compile {row['vmapped_compile_s']:5.2f} s)"
-                  f"  sequential {row['sequential_ms']:8.1f} ms (compile {row['single_compile_s']:5.2f} s)"
-                  f"  ratio {row['sequential_over_vmapped']:.2f}", flush=True)
+            print(
+                f"{label:8s} K={k:<3d} vmapped {row['vmapped_ms']:8.1f} ms (compile {row['vmapped_compile_s']:5.2f} s)"
+                f"  sequential {row['sequential_ms']:8.1f} ms (compile {row['single_compile_s']:5.2f} s)"
+                f"  ratio {row['sequential_over_vmapped']:.2f}",
+                flush=True,
+            )
 
-    print("\n| objective | K | vmapped ms/step (median) | ms per model | K sequential ms/step (median) |"
-          " sequential / vmapped | vmapped compile s | single compile s |")
+    print(
+        "\n| objective | K | vmapped ms/step (median) | ms per model | K sequential ms/step (median) |"
+        " sequential / vmapped | vmapped compile s | single compile s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['objective']} | {r['k']} | {r['vmapped_ms']:.1f} | {r['vmapped_ms_per_model']:.2f} | "
-              f"{r['sequential_ms']:.1f} | {r['sequential_over_vmapped']:.2f} | {r['vmapped_compile_s']:.2f} | "
-              f"{r['single_compile_s']:.2f} |")
+        print(
+            f"| {r['objective']} | {r['k']} | {r['vmapped_ms']:.1f} | {r['vmapped_ms_per_model']:.2f} | "
+            f"{r['sequential_ms']:.1f} | {r['sequential_over_vmapped']:.2f} | {r['vmapped_compile_s']:.2f} | "
+            f"{r['single_compile_s']:.2f} |"
+        )
     path = pathlib.Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                            "jax": jax.__version__, "backend": jax.default_backend()},
-                                "repeats": args.repeats, "batch": BATCH, "rows": rows}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "jax": jax.__version__,
+                    "backend": jax.default_backend(),
+                },
+                "repeats": args.repeats,
+                "batch": BATCH,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {path}")
 
 

@@ -33,14 +33,25 @@ def _dcgan_pair(config, batch_norm_in_d):
     z_dim = config.latent_dim or 100
     f = config.base_features
     gen = nn.Sequential(
-        nn.Linear(z_dim, 7 * 7 * 2 * f, bias=False), nn.Unflatten(1, (2 * f, 7, 7)), nn.BatchNorm2d(2 * f, momentum=0.1), nn.ReLU(),
-        nn.ConvTranspose2d(2 * f, f, 4, 2, 1, bias=False), nn.BatchNorm2d(f, momentum=0.1), nn.ReLU(),
-        nn.ConvTranspose2d(f, 1, 4, 2, 1), nn.Tanh(),
+        nn.Linear(z_dim, 7 * 7 * 2 * f, bias=False),
+        nn.Unflatten(1, (2 * f, 7, 7)),
+        nn.BatchNorm2d(2 * f, momentum=0.1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(2 * f, f, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(f, momentum=0.1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(f, 1, 4, 2, 1),
+        nn.Tanh(),
     )
     disc = nn.Sequential(
-        nn.Conv2d(1, f, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(f, 2 * f, 4, 2, 1, bias=not batch_norm_in_d), *( [nn.BatchNorm2d(2 * f, momentum=0.1)] if batch_norm_in_d else []),
-        nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(7 * 7 * 2 * f, 1), nn.Flatten(0),
+        nn.Conv2d(1, f, 4, 2, 1),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(f, 2 * f, 4, 2, 1, bias=not batch_norm_in_d),
+        *([nn.BatchNorm2d(2 * f, momentum=0.1)] if batch_norm_in_d else []),
+        nn.LeakyReLU(0.2),
+        nn.Flatten(),
+        nn.Linear(7 * 7 * 2 * f, 1),
+        nn.Flatten(0),
     )
     return gen, disc, z_dim
 

@@ -60,8 +60,12 @@ def time_jax(objective: str, config, dataset, batch_size: int, repeats: int) -> 
         state, metrics = compiled(state, batches[i % 3])
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - t0)
-    return {"compile_s": compile_s, "median_ms": 1e3 * statistics.median(times),
-            "min_ms": 1e3 * min(times), "times_ms": [1e3 * t for t in times]}
+    return {
+        "compile_s": compile_s,
+        "median_ms": 1e3 * statistics.median(times),
+        "min_ms": 1e3 * min(times),
+        "times_ms": [1e3 * t for t in times],
+    }
 
 
 def main():
@@ -76,7 +80,7 @@ def main():
     torch_ref = None
     if not args.no_torch:
         try:
-            import torch_reference as torch_ref  # noqa: F401  (benchmarks/torch_reference.py)
+            import torch_reference as torch_ref
         except ImportError as e:
             print(f"PyTorch reference unavailable ({e}); timing jax only")
 
@@ -88,16 +92,29 @@ def main():
         for label, (objective, config) in cases.items():
             if args.objectives and label not in args.objectives:
                 continue
-            row = {"objective": label, "data": data, "model": model, "batch": batch,
-                   "inner_steps": config.inner_steps, **time_jax(objective, config, dataset, batch, args.repeats)}
+            row = {
+                "objective": label,
+                "data": data,
+                "model": model,
+                "batch": batch,
+                "inner_steps": config.inner_steps,
+                **time_jax(objective, config, dataset, batch, args.repeats),
+            }
             if torch_ref is not None:
                 ref = torch_ref.time_step(label, model, batch, config, args.repeats)
                 row["torch_median_ms"] = ref["median_ms"]
                 row["torch_over_jax"] = ref["median_ms"] / row["median_ms"]
             rows.append(row)
-            ratio = f"  torch {row['torch_median_ms']:7.1f} ms  ratio {row['torch_over_jax']:.2f}" if "torch_over_jax" in row else ""
-            print(f"{label:8s} {data:6s} {model:5s} b{batch:<4d} compile {row['compile_s']:6.2f} s  "
-                  f"step {row['median_ms']:7.1f} ms ({1e3 / row['median_ms']:6.1f} steps/s){ratio}", flush=True)
+            ratio = (
+                f"  torch {row['torch_median_ms']:7.1f} ms  ratio {row['torch_over_jax']:.2f}"
+                if "torch_over_jax" in row
+                else ""
+            )
+            print(
+                f"{label:8s} {data:6s} {model:5s} b{batch:<4d} compile {row['compile_s']:6.2f} s  "
+                f"step {row['median_ms']:7.1f} ms ({1e3 / row['median_ms']:6.1f} steps/s){ratio}",
+                flush=True,
+            )
 
     path = pathlib.Path(args.out)
     if (args.only or args.objectives) and path.is_file():
@@ -105,17 +122,33 @@ def main():
         kept = [r for r in json.loads(path.read_text())["rows"] if (r["objective"], r["data"]) not in measured]
         order = [(label, data) for (data, _, _), cases in CASES.items() for label in cases]
         rows = sorted(kept + rows, key=lambda r: order.index((r["objective"], r["data"])))
-    print("\n| objective | data | model | batch | inner steps | compile s | jax ms/step (median) | steps/s |"
-          " torch eager ms/step | torch / jax |")
+    print(
+        "\n| objective | data | model | batch | inner steps | compile s | jax ms/step (median) | steps/s |"
+        " torch eager ms/step | torch / jax |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['objective']} | {r['data']} | {r['model']} | {r['batch']} | {r['inner_steps']} | "
-              f"{r['compile_s']:.2f} | {r['median_ms']:.1f} | {1e3 / r['median_ms']:.1f} | "
-              f"{r.get('torch_median_ms', float('nan')):.1f} | {r.get('torch_over_jax', float('nan')):.2f} |")
+        print(
+            f"| {r['objective']} | {r['data']} | {r['model']} | {r['batch']} | {r['inner_steps']} | "
+            f"{r['compile_s']:.2f} | {r['median_ms']:.1f} | {1e3 / r['median_ms']:.1f} | "
+            f"{r.get('torch_median_ms', float('nan')):.1f} | {r.get('torch_over_jax', float('nan')):.2f} |"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                            "jax": jax.__version__, "backend": jax.default_backend()},
-                                "repeats": args.repeats, "rows": rows}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "jax": jax.__version__,
+                    "backend": jax.default_backend(),
+                },
+                "repeats": args.repeats,
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {path}")
 
 

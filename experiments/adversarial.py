@@ -20,12 +20,12 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from gendl_jax.attacks import fgsm, pgd, predictions_and_confidence  # noqa: E402
-from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics.classifier import mnist_classifier  # noqa: E402
+from gendl_jax.attacks import fgsm, pgd, predictions_and_confidence
+from gendl_jax.data import load_dataset
+from gendl_jax.metrics.classifier import mnist_classifier
 
 # Goodfellow, Shlens & Szegedy (2014), "Explaining and Harnessing Adversarial Examples", Sec. 4/5,
 # MNIST at eps = 0.25.
@@ -46,17 +46,20 @@ def summarize(logits, labels) -> dict:
 
 
 def attack_in_batches(attack, x, y, batch_size):
-    return np.concatenate([np.asarray(attack(x[i : i + batch_size], y[i : i + batch_size]))
-                           for i in range(0, len(x), batch_size)])
+    return np.concatenate(
+        [np.asarray(attack(x[i : i + batch_size], y[i : i + batch_size])) for i in range(0, len(x), batch_size)]
+    )
 
 
 def picture_rows(x, x_adv, pred_clean, pred_adv, y, eps, path, count=8):
     fig, axes = plt.subplots(3, count, figsize=(1.3 * count, 4.3), dpi=110)
     for j in range(count):
         delta = x_adv[j, ..., 0] - x[j, ..., 0]
-        panels = [(x[j, ..., 0], f"clean: {pred_clean[j]}", (0, 1)),
-                  (delta, f"pert. ±{eps}", (-eps, eps)),
-                  (x_adv[j, ..., 0], f"adv.: {pred_adv[j]}", (0, 1))]
+        panels = [
+            (x[j, ..., 0], f"clean: {pred_clean[j]}", (0, 1)),
+            (delta, f"pert. ±{eps}", (-eps, eps)),
+            (x_adv[j, ..., 0], f"adv.: {pred_adv[j]}", (0, 1)),
+        ]
         for i, (img, title, (lo, hi)) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(img, cmap="gray" if i != 1 else "coolwarm", vmin=lo, vmax=hi)
@@ -72,7 +75,7 @@ def main(args):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
-    x = (test.images[: args.n].astype(np.float32) / test.max_value)
+    x = test.images[: args.n].astype(np.float32) / test.max_value
     y = test.labels[: args.n].astype(np.int32)
     clf = mnist_classifier()
 
@@ -80,9 +83,16 @@ def main(args):
         return clf.model.apply(clf.params, 2.0 * x01 - 1.0)[0]
 
     clean_logits = attack_in_batches(lambda xb, yb: logits_fn(xb), x, y, args.batch_size)
-    results = {"command": args.command, "n": int(len(x)), "clean": summarize(clean_logits, y),
-               "fgsm": {}, "pgd": {}, "goodfellow_2014": GOODFELLOW_2014, "pgd_steps": args.pgd_steps,
-               "pgd_n": int(min(args.pgd_n, len(x)))}
+    results = {
+        "command": args.command,
+        "n": len(x),
+        "clean": summarize(clean_logits, y),
+        "fgsm": {},
+        "pgd": {},
+        "goodfellow_2014": GOODFELLOW_2014,
+        "pgd_steps": args.pgd_steps,
+        "pgd_n": int(min(args.pgd_n, len(x))),
+    }
     t0 = time.perf_counter()
     for eps in args.eps:
         x_adv = attack_in_batches(lambda xb, yb: fgsm(logits_fn, xb, yb, eps), x, y, args.batch_size)
@@ -93,13 +103,18 @@ def main(args):
         if args.pgd_steps:
             key = jax.random.PRNGKey(args.seed)
             xs, ys = x[: args.pgd_n], y[: args.pgd_n]
-            x_pgd = attack_in_batches(lambda xb, yb: pgd(logits_fn, xb, yb, eps, steps=args.pgd_steps, key=key),
-                                      xs, ys, args.batch_size)
+            x_pgd = attack_in_batches(
+                lambda xb, yb: pgd(logits_fn, xb, yb, eps, steps=args.pgd_steps, key=key), xs, ys, args.batch_size
+            )
             assert np.abs(x_pgd - xs).max() <= eps + 1e-6
-            results["pgd"][str(eps)] = summarize(attack_in_batches(lambda xb, yb: logits_fn(xb), x_pgd, ys,
-                                                                   args.batch_size), ys)
-        print(f"eps={eps}: FGSM {results['fgsm'][str(eps)]}" + (f"; PGD {results['pgd'][str(eps)]}" if args.pgd_steps else ""),
-              flush=True)
+            results["pgd"][str(eps)] = summarize(
+                attack_in_batches(lambda xb, yb: logits_fn(xb), x_pgd, ys, args.batch_size), ys
+            )
+        print(
+            f"eps={eps}: FGSM {results['fgsm'][str(eps)]}"
+            + (f"; PGD {results['pgd'][str(eps)]}" if args.pgd_steps else ""),
+            flush=True,
+        )
     results["attack_seconds"] = time.perf_counter() - t0
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -32,13 +32,13 @@ import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
 
-from gendl_jax.data import BatchIterator, load_dataset, map_in_batches  # noqa: E402
-from gendl_jax.objectives import autoencoders as ae  # noqa: E402
-from gendl_jax.objectives import contractive_ae, denoising_ae, sparse_ae  # noqa: E402
+from gendl_jax.data import BatchIterator, load_dataset, map_in_batches
+from gendl_jax.objectives import autoencoders as ae
+from gendl_jax.objectives import contractive_ae, denoising_ae, sparse_ae
 
 SHARED = dict(latent_dim=64, hidden=(256,), code_activation="sigmoid")
 MODELS = {
@@ -89,7 +89,7 @@ def train_and_measure(name, config, args, data) -> tuple[dict, tuple[np.ndarray,
     seconds = time.time() - t0
     recon = jax.jit(lambda x: ae.reconstruct(state, x))
     codes_fn = jax.jit(lambda x: ae.encode(state, x))
-    mse = lambda inputs: float(np.mean(np.square(map_in_batches(recon, inputs) - test_x)))  # noqa: E731
+    mse = lambda inputs: float(np.mean(np.square(map_in_batches(recon, inputs) - test_x)))
     test_codes, train_codes = map_in_batches(codes_fn, test_x), map_in_batches(codes_fn, train_x)
     contraction = map_in_batches(jax.jit(lambda x: contractive_ae.contraction(state, x)), test_x[:1000], 100)
     result = {
@@ -123,8 +123,11 @@ def run(args):
     names = ["pixels", *MODELS] if not args.only else args.only
     for name in names:
         if name == "pixels":
-            result = {"linear_probe_accuracy": linear_probe_accuracy(
-                train_x.reshape(len(train_x), -1), train.labels, test_x.reshape(len(test_x), -1), test.labels)}
+            result = {
+                "linear_probe_accuracy": linear_probe_accuracy(
+                    train_x.reshape(len(train_x), -1), train.labels, test_x.reshape(len(test_x), -1), test.labels
+                )
+            }
             pictures = (test_x[:8], masked[:8])  # the inputs themselves
         else:
             result, pictures = train_and_measure(name, MODELS[name], args, data)
@@ -137,13 +140,27 @@ def run(args):
 def summarize(out: pathlib.Path) -> None:
     """autoencoders_mnist.json, table.md and reconstructions.png from the per-model results present."""
     order = ["pixels", *MODELS]
-    results = {n: json.loads((out / "models" / f"{n}.json").read_text())
-               for n in order if (out / "models" / f"{n}.json").is_file()}
-    record = {"results": results, "command": "python experiments/autoencoders_mnist.py  "
-              "(per model: --only NAME; steps and batch size are in each result)"}
+    results = {
+        n: json.loads((out / "models" / f"{n}.json").read_text())
+        for n in order
+        if (out / "models" / f"{n}.json").is_file()
+    }
+    record = {
+        "results": results,
+        "command": "python experiments/autoencoders_mnist.py  "
+        "(per model: --only NAME; steps and batch size are in each result)",
+    }
     (out / "autoencoders_mnist.json").write_text(json.dumps(record, indent=2))
-    cols = ["mse_clean", "mse_masked_30pct", "mse_gaussian_0.3", "mean_code", "fraction_codes_below_0.05",
-            "mean_jacobian_frobenius", "linear_probe_accuracy", "train_seconds"]
+    cols = [
+        "mse_clean",
+        "mse_masked_30pct",
+        "mse_gaussian_0.3",
+        "mean_code",
+        "fraction_codes_below_0.05",
+        "mean_jacobian_frobenius",
+        "linear_probe_accuracy",
+        "train_seconds",
+    ]
     lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in results.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[c]:.4g}" if c in r else "-" for c in cols) + " |")
@@ -171,8 +188,13 @@ def main():
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", nargs="*", default=None, choices=["pixels", *MODELS],
-                        help="run only these (results of the others already in --out are kept)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        choices=["pixels", *MODELS],
+        help="run only these (results of the others already in --out are kept)",
+    )
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="experiments/results/autoencoders_mnist")
     run(parser.parse_args())

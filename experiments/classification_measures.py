@@ -31,19 +31,19 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.stats import spearmanr
 
-from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics import class_balance, fid, inception_score, mnist_classifier, prepare_images  # noqa: E402
-from gendl_jax.learned_metrics import gan_quality_index, linear_probe  # noqa: E402
-from gendl_jax.objectives import adversarial  # noqa: E402
-from gendl_jax.train import load_run  # noqa: E402
+from gendl_jax.data import load_dataset
+from gendl_jax.learned_metrics import gan_quality_index, linear_probe
+from gendl_jax.metrics import class_balance, fid, inception_score, mnist_classifier, prepare_images
+from gendl_jax.objectives import adversarial
+from gendl_jax.train import load_run
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from gan_tournament import train as train_trajectory  # noqa: E402
-from real_data_baselines import degraded_sets  # noqa: E402
+from gan_tournament import train as train_trajectory
+from real_data_baselines import degraded_sets
 
 MEASURES = ("gqi", "class_balance_tv", "probe_accuracy", "inception_score")
 
@@ -59,10 +59,16 @@ def labelled_measures(images, net, test, gqi_data, real_shares, key) -> dict:
     logits = net.logits(images)
     balance = class_balance(np.argmax(logits, 1), 10, reference=real_shares)
     gqi = gan_quality_index(pixels(images), *gqi_data, pixels(test.images), test.labels, key, num_classes=10)
-    return {"gqi": gqi["gqi"], "gqi_accuracy_gan": gqi["accuracy_gan"], "gqi_accuracy_real": gqi["accuracy_real"],
-            "class_balance_tv": balance["total_variation"], "class_balance_kl": balance["kl_to_reference"],
-            "missing_classes": balance["missing_classes"], "class_balance_min_over_max": balance["min_over_max"],
-            "predicted_class_histogram": balance["counts"]}
+    return {
+        "gqi": gqi["gqi"],
+        "gqi_accuracy_gan": gqi["accuracy_gan"],
+        "gqi_accuracy_real": gqi["accuracy_real"],
+        "class_balance_tv": balance["total_variation"],
+        "class_balance_kl": balance["kl_to_reference"],
+        "missing_classes": balance["missing_classes"],
+        "class_balance_min_over_max": balance["min_over_max"],
+        "predicted_class_histogram": balance["counts"],
+    }
 
 
 L2_GRID = (0.0, 1e-4, 1e-3, 1e-2, 3e-2, 1e-1)
@@ -76,8 +82,12 @@ def tuned_probe(x, y, x_test, y_test, key) -> dict:
     val = {l2: linear_probe(x[:n_fit], y[:n_fit], x[n_fit:], y[n_fit:], key, l2=l2)["accuracy"] for l2 in L2_GRID}
     best = max(L2_GRID, key=lambda l2: (val[l2], l2))  # ties: the stronger penalty
     out = linear_probe(x, y, x_test, y_test, key, l2=best)
-    return {"probe_accuracy": out["accuracy"], "probe_train_accuracy": out["train_accuracy"], "probe_l2": best,
-            "probe_validation_accuracy": val}
+    return {
+        "probe_accuracy": out["accuracy"],
+        "probe_train_accuracy": out["train_accuracy"],
+        "probe_l2": best,
+        "probe_validation_accuracy": val,
+    }
 
 
 def probe(state, probe_x, probe_y, test, key) -> dict:
@@ -85,7 +95,7 @@ def probe(state, probe_x, probe_y, test, key) -> dict:
     features = jax.jit(adversarial.discriminator_features)
 
     def extract(x):
-        return np.concatenate([np.asarray(features(state, x[i:i + 1000])) for i in range(0, len(x), 1000)])
+        return np.concatenate([np.asarray(features(state, x[i : i + 1000])) for i in range(0, len(x), 1000)])
 
     return tuned_probe(extract(probe_x), probe_y, extract(prepare_images(test.images)), test.labels, key)
 
@@ -98,20 +108,29 @@ def main(args) -> None:
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(train))
-    gqi_idx, probe_idx = order[:args.n_train], order[args.n_train:args.n_train + args.n_probe]
+    gqi_idx, probe_idx = order[: args.n_train], order[args.n_train : args.n_train + args.n_probe]
     gqi_data = (pixels(train.images[gqi_idx]), train.labels[gqi_idx])
     net = mnist_classifier()
     real_shares = np.bincount(np.argmax(net.logits(test.images), 1), minlength=10) / len(test)
     key = jax.random.PRNGKey(args.seed)
 
     real_rows = []
-    for i, (name, images) in enumerate(degraded_sets(test.images, test.labels, args.seed).items()):
-        real_rows.append({"set": name, "n": len(images),
-                          **labelled_measures(images, net, test, gqi_data, real_shares, key)})
+    for name, images in degraded_sets(test.images, test.labels, args.seed).items():
+        real_rows.append(
+            {"set": name, "n": len(images), **labelled_measures(images, net, test, gqi_data, real_shares, key)}
+        )
         print(json.dumps({k: v for k, v in real_rows[-1].items() if k != "predicted_class_histogram"}), flush=True)
 
-    run, steps = train_trajectory(argparse.Namespace(model=args.model, steps=args.steps, snapshots=args.snapshots,
-                                                     seed=args.seed, runs=args.runs, data_dir=args.data_dir))
+    run, steps = train_trajectory(
+        argparse.Namespace(
+            model=args.model,
+            steps=args.steps,
+            snapshots=args.snapshots,
+            seed=args.seed,
+            runs=args.runs,
+            data_dir=args.data_dir,
+        )
+    )
     probe_x, probe_y = prepare_images(train.images[probe_idx]), train.labels[probe_idx]
     eval_real = test.images[rng.choice(len(test), args.n_eval, replace=False)]
     _, real_features = net.logits_and_features(eval_real)
@@ -119,10 +138,12 @@ def main(args) -> None:
     example = {"x": np.zeros((last.config.inner_steps, 2, *record["data_shape"]), np.float32)}
     init_state = objective.init(jax.random.PRNGKey(args.seed + 1), last.config, example)  # a fresh initialisation
     baselines = {
-        "pixels": tuned_probe(pixels(train.images[probe_idx]), probe_y, pixels(test.images), test.labels,
-                              jax.random.fold_in(key, 100))["probe_accuracy"],
-        "discriminator at a random initialisation": probe(init_state, probe_x, probe_y, test,
-                                                 jax.random.fold_in(key, 101))["probe_accuracy"],
+        "pixels": tuned_probe(
+            pixels(train.images[probe_idx]), probe_y, pixels(test.images), test.labels, jax.random.fold_in(key, 100)
+        )["probe_accuracy"],
+        "discriminator at a random initialisation": probe(
+            init_state, probe_x, probe_y, test, jax.random.fold_in(key, 101)
+        )["probe_accuracy"],
     }
     print(json.dumps({"probe_baselines": baselines}), flush=True)
     sample = jax.jit(objective.sample, static_argnums=2)
@@ -131,25 +152,37 @@ def main(args) -> None:
         state = load_run(run, step)[1]
         samples = np.asarray(sample(state, jax.random.PRNGKey(1000 + i), args.n_eval))
         logits, features = net.logits_and_features(samples, value_range=(-1.0, 1.0))
-        rows.append({"step": step, "fid": fid(real_features, features),
-                     "inception_score": inception_score(logits, 10, from_logits=True)[0],
-                     **labelled_measures(samples, net, test, gqi_data, real_shares, key),
-                     **probe(state, probe_x, probe_y, test, jax.random.fold_in(key, 300 + i))})
+        rows.append(
+            {
+                "step": step,
+                "fid": fid(real_features, features),
+                "inception_score": inception_score(logits, 10, from_logits=True)[0],
+                **labelled_measures(samples, net, test, gqi_data, real_shares, key),
+                **probe(state, probe_x, probe_y, test, jax.random.fold_in(key, 300 + i)),
+            }
+        )
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "predicted_class_histogram"}), flush=True)
 
     fids = [r["fid"] for r in rows]
     correlations = {m: float(spearmanr([r[m] for r in rows], fids).statistic) for m in MEASURES}
     result = {
-        "command": (f"python experiments/classification_measures.py --model {args.model} --steps {args.steps} "
-                    f"--snapshots {args.snapshots} --n-eval {args.n_eval} --n-train {args.n_train} --n-probe "
-                    f"{args.n_probe} --seed {args.seed}"),
-        "protocol": {"gqi": f"MLP (256 hidden, 2000 Adam steps) on pixels; C_real from {args.n_train} MNIST train "
-                            "digits; both scored on all 10,000 MNIST test digits",
-                     "class_balance": "shipped LeNet argmax vs its label shares on MNIST test",
-                     "probe": f"multinomial logistic regression on standardised discriminator features (inference "
-                              f"mode) of {args.n_probe} MNIST train digits, l2 from {L2_GRID} by accuracy on a "
-                              "held-out fifth, refitted on all, scored on MNIST test"},
-        "seconds": time.time() - t0, "real_sets": real_rows, "probe_baselines": baselines, "trajectory": rows,
+        "command": (
+            f"python experiments/classification_measures.py --model {args.model} --steps {args.steps} "
+            f"--snapshots {args.snapshots} --n-eval {args.n_eval} --n-train {args.n_train} --n-probe "
+            f"{args.n_probe} --seed {args.seed}"
+        ),
+        "protocol": {
+            "gqi": f"MLP (256 hidden, 2000 Adam steps) on pixels; C_real from {args.n_train} MNIST train "
+            "digits; both scored on all 10,000 MNIST test digits",
+            "class_balance": "shipped LeNet argmax vs its label shares on MNIST test",
+            "probe": f"multinomial logistic regression on standardised discriminator features (inference "
+            f"mode) of {args.n_probe} MNIST train digits, l2 from {L2_GRID} by accuracy on a "
+            "held-out fifth, refitted on all, scored on MNIST test",
+        },
+        "seconds": time.time() - t0,
+        "real_sets": real_rows,
+        "probe_baselines": baselines,
+        "trajectory": rows,
         "spearman_with_fid": correlations,
     }
     (out / "classification_measures.json").write_text(json.dumps(result, indent=2))

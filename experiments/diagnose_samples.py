@@ -27,11 +27,11 @@ import argparse
 import json
 import pathlib
 
+import jax
 import numpy as np
 
-import jax
-
 from gendl_jax.data import load_dataset
+from gendl_jax.evaluation import geometry_measures, ndb_measures, within_class_ssim
 from gendl_jax.metrics import (
     am_score,
     birthday_support_size,
@@ -44,8 +44,6 @@ from gendl_jax.metrics import (
     modified_inception_score,
     per_class_fid,
 )
-from gendl_jax.evaluation import geometry_measures, ndb_measures, within_class_ssim
-
 
 BIRTHDAY_SIZES = (100, 200, 400, 800, 1600)
 
@@ -56,9 +54,12 @@ def diagnose(logits, features, test_logits, test_features, test_labels, threshol
     row = inception_score_breakdown(logits, threshold=threshold, from_logits=True)
     reference = mean_prediction(test_logits, from_logits=True)
     mis = modified_inception_score(logits, from_logits=True)
-    row.update(modified_inception_score=mis["score"], modified_inception_score_per_class=mis["per_class"],
-               mode_score=mode_score(logits, reference, from_logits=True),
-               am_score=am_score(logits, reference, from_logits=True))
+    row.update(
+        modified_inception_score=mis["score"],
+        modified_inception_score_per_class=mis["per_class"],
+        mode_score=mode_score(logits, reference, from_logits=True),
+        am_score=am_score(logits, reference, from_logits=True),
+    )
     row["per_class_fid"] = per_class_fid(test_features, test_labels, features, np.argmax(logits, axis=1)).tolist()
     return row
 
@@ -71,8 +72,7 @@ def main(args) -> None:
     classifier = mnist_classifier()
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     test_logits, test_features = classifier.logits_and_features(test.images, value_range=(0, 255))
-    rows = {"MNIST test": diagnose(test_logits, test_features, test_logits, test_features, test.labels,
-                                   args.threshold)}
+    rows = {"MNIST test": diagnose(test_logits, test_features, test_logits, test_features, test.labels, args.threshold)}
     train = load_dataset("mnist", split="train", data_dir=args.data_dir)
     floor_idx = np.random.default_rng(0).choice(len(train), 10000, replace=False)
     _, train_features = classifier.logits_and_features(train.images[floor_idx], value_range=(0, 255))
@@ -105,23 +105,32 @@ def main(args) -> None:
         rows[str(path)]["geometry"] = geometry(images)
     for name, row in rows.items():
         q = row["top_probability_quantiles"]
-        print(f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
-              f"x confidence {row['confidence']:.4f}; top-prob quantiles "
-              + ", ".join(f"{k:g}: {v:.3f}" for k, v in q.items())
-              + f"; below {row['threshold']}: {row['fraction_below_threshold']:.3f}; IS of the {row['n_confident']} "
-              f"confident: {_mean(row['inception_score_confident'])}; m-IS {row['modified_inception_score']:.4f}, "
-              f"MODE {row['mode_score']:.3f}, AM {row['am_score']:.4f}; per-class FID "
-              + " ".join(f"{v:.1f}" for v in row["per_class_fid"])
-              + "".join(f"; {k} {v['ndb_fraction']:.2f} (JS {v['ndb_js']:.4f})" for k, v in row.items()
-                        if k.startswith("ndb"))
-              + "".join(f"; {k} {v:.4f}" for k, v in row.items() if k.startswith(("mass_coverage", "ssim")))
-              + "".join(f"; {k} P(duplicate) " + " ".join(f"{s}: {p:.2f}" for s, p in v["probabilities"].items())
-                        for k, v in row.items() if k.startswith("birthday"))
-              + "".join(f"; {k} score {v['geometry_score']:.5f}" for k, v in row.items() if k.startswith("geometry")),
-              flush=True)
+        print(
+            f"{name}: IS(1 split) {row['inception_score_one_split']:.3f} = balance {row['class_balance']:.3f} "
+            f"x confidence {row['confidence']:.4f}; top-prob quantiles "
+            + ", ".join(f"{k:g}: {v:.3f}" for k, v in q.items())
+            + f"; below {row['threshold']}: {row['fraction_below_threshold']:.3f}; IS of the {row['n_confident']} "
+            f"confident: {_mean(row['inception_score_confident'])}; m-IS {row['modified_inception_score']:.4f}, "
+            f"MODE {row['mode_score']:.3f}, AM {row['am_score']:.4f}; per-class FID "
+            + " ".join(f"{v:.1f}" for v in row["per_class_fid"])
+            + "".join(
+                f"; {k} {v['ndb_fraction']:.2f} (JS {v['ndb_js']:.4f})" for k, v in row.items() if k.startswith("ndb")
+            )
+            + "".join(f"; {k} {v:.4f}" for k, v in row.items() if k.startswith(("mass_coverage", "ssim")))
+            + "".join(
+                f"; {k} P(duplicate) " + " ".join(f"{s}: {p:.2f}" for s, p in v["probabilities"].items())
+                for k, v in row.items()
+                if k.startswith("birthday")
+            )
+            + "".join(f"; {k} score {v['geometry_score']:.5f}" for k, v in row.items() if k.startswith("geometry")),
+            flush=True,
+        )
     if args.out:
-        command = "python experiments/diagnose_samples.py " + " ".join(map(str, args.samples)) + (
-            f" --threshold {args.threshold} --geometry-iterations {args.geometry_iterations} --out {args.out}")
+        command = (
+            "python experiments/diagnose_samples.py "
+            + " ".join(map(str, args.samples))
+            + (f" --threshold {args.threshold} --geometry-iterations {args.geometry_iterations} --out {args.out}")
+        )
         pathlib.Path(args.out).write_text(json.dumps({"command": command, "rows": rows}, indent=2))
 
 

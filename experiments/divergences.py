@@ -29,21 +29,21 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import jax.numpy as jnp  # noqa: E402
-import matplotlib  # noqa: E402
+import jax.numpy as jnp
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import scipy.stats  # noqa: E402
-from sklearn.mixture import GaussianMixture as SklearnGMM  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+import scipy.stats
+from sklearn.mixture import GaussianMixture as SklearnGMM
 
-from gendl_jax import divergences as dv  # noqa: E402
-from gendl_jax import transport  # noqa: E402
-from gendl_jax.data.toy import ring8  # noqa: E402
-from gendl_jax.models import MLPDiscriminator  # noqa: E402
-from gendl_jax.objectives.wgan_gp import gradient_penalty  # noqa: E402
+from gendl_jax import divergences as dv
+from gendl_jax import transport
+from gendl_jax.data.toy import ring8
+from gendl_jax.models import MLPDiscriminator
+from gendl_jax.objectives.wgan_gp import gradient_penalty
 
 GRID = np.linspace(-9.0, 9.0, 3601)
 
@@ -77,8 +77,8 @@ def _fit(loss, init, steps, lr):
 
 def kl_directions(out: pathlib.Path) -> dict:
     p = _mixture_hist(jnp.array([0.5, 0.5]), jnp.array([-2.5, 2.5]), jnp.array([0.7, 0.7]))
-    forward = lambda th: dv.kl(p, _gaussian_hist(th[0], th[1]))  # noqa: E731
-    reverse = lambda th: dv.kl(_gaussian_hist(th[0], th[1]), p)  # noqa: E731
+    forward = lambda th: dv.kl(p, _gaussian_hist(th[0], th[1]))
+    reverse = lambda th: dv.kl(_gaussian_hist(th[0], th[1]), p)
     th_f, curve_f = _fit(forward, jnp.array([0.7, 0.0]), 4000, 0.02)
     th_r, curve_r = _fit(reverse, jnp.array([0.7, 0.0]), 4000, 0.02)
     th_r2, _ = _fit(reverse, jnp.array([-0.7, 0.0]), 4000, 0.02)
@@ -151,7 +151,7 @@ def mle_gmm(out: pathlib.Path, seed: int) -> dict:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
     ax = axes[0]
     ax.hist(data, bins=80, density=True, color="0.8", label="data (n=3000)")
-    dens = lambda w, m, s: np.sum(w * scipy.stats.norm.pdf(GRID[:, None], m, s), 1)  # noqa: E731
+    dens = lambda w, m, s: np.sum(w * scipy.stats.norm.pdf(GRID[:, None], m, s), 1)
     ax.plot(GRID, dens(w, m, s), color="tab:red", label="gradient ascent on log-lik")
     ax.plot(GRID, dens(*em_params), "--", color="tab:blue", label="scikit-learn EM")
     ax.set_xlim(-6, 5)
@@ -170,10 +170,19 @@ def mle_gmm(out: pathlib.Path, seed: int) -> dict:
     plt.close(fig)
     return {
         "true": {"weights": w_true.tolist(), "means": m_true.tolist(), "sds": s_true.tolist()},
-        "gradient_ascent": {"weights": w[order].tolist(), "means": m[order].tolist(), "sds": s[order].tolist(),
-                            "mean_log_likelihood": -float(nll(theta)), "steps": steps},
-        "sklearn_em": {"weights": em_params[0].tolist(), "means": em_params[1].tolist(), "sds": em_params[2].tolist(),
-                       "mean_log_likelihood": float(em.score(data[:, None]))},
+        "gradient_ascent": {
+            "weights": w[order].tolist(),
+            "means": m[order].tolist(),
+            "sds": s[order].tolist(),
+            "mean_log_likelihood": -float(nll(theta)),
+            "steps": steps,
+        },
+        "sklearn_em": {
+            "weights": em_params[0].tolist(),
+            "means": em_params[1].tolist(),
+            "sds": em_params[2].tolist(),
+            "mean_log_likelihood": float(em.score(data[:, None])),
+        },
         "kl_p_q_start_end": [curve[0][2], curve[-1][2]],
         "entropy_p": entropy_p,
     }
@@ -205,8 +214,14 @@ def disjoint_supports(out: pathlib.Path) -> dict:
     ax.plot(th, [r["jsd"] for r in rows], "s-", ms=3, label="JSD")
     kl = np.array([r["kl"] for r in rows])
     ax.plot(th[np.isfinite(kl)], kl[np.isfinite(kl)], "^", color="tab:red", label="KL (finite)")
-    ax.plot(th[~np.isfinite(kl)], np.full((~np.isfinite(kl)).sum(), 1.05), "^", color="tab:red", mfc="none",
-            label="KL = +inf (drawn at 1.05)")
+    ax.plot(
+        th[~np.isfinite(kl)],
+        np.full((~np.isfinite(kl)).sum(), 1.05),
+        "^",
+        color="tab:red",
+        mfc="none",
+        label="KL = +inf (drawn at 1.05)",
+    )
     ax.axhline(math.log(2), color="0.5", lw=0.8, ls=":")
     ax.text(-1, math.log(2) + 0.02, "log 2", fontsize=7)
     ax.set_xlabel("theta (distance between the segments)")
@@ -215,7 +230,7 @@ def disjoint_supports(out: pathlib.Path) -> dict:
     fig.tight_layout()
     fig.savefig(out / "disjoint_supports.png")
     plt.close(fig)
-    finite = lambda v: v if math.isfinite(v) else "inf"  # noqa: E731
+    finite = lambda v: v if math.isfinite(v) else "inf"
     return {
         "n_points": n,
         "rows": [r | {"kl": finite(r["kl"])} for r in rows],
@@ -339,8 +354,10 @@ def kantorovich_rubinstein(out: pathlib.Path, seed: int, steps: int) -> dict:
         "dual_over_max_grid_slope": final / lipschitz_grid,
         "steps": steps,
         "gp_weight": gp_weight,
-        "critic_gradient_norm_on_grid": {"median": float(np.median(np.linalg.norm(slopes, axis=1))),
-                                         "max": lipschitz_grid},
+        "critic_gradient_norm_on_grid": {
+            "median": float(np.median(np.linalg.norm(slopes, axis=1))),
+            "max": lipschitz_grid,
+        },
     }
 
 

@@ -29,8 +29,10 @@ from gendl_jax.train import load_run
 def _load_gan(run: pathlib.Path):
     objective, state, _ = load_run(run)
     if objective.name != "gan":
-        raise ValueError(f"{run} is a {objective.name!r} run: GAM reads D(x) > 1/2 as 'real', which needs a GAN "
-                         "discriminator (a WGAN critic has no such threshold)")
+        raise ValueError(
+            f"{run} is a {objective.name!r} run: GAM reads D(x) > 1/2 as 'real', which needs a GAN "
+            "discriminator (a WGAN critic has no such threshold)"
+        )
     return objective, state
 
 
@@ -45,12 +47,23 @@ def main(args) -> None:
     # As in training, where D only saw all-real or all-fake batches: BatchNorm with the statistics of the set
     # being judged (its running averages blend real and fake and misjudge real images; --running-averages).
     discriminate = jax.jit(functools.partial(adversarial.discriminate, batch_statistics=not args.running_averages))
-    out = generative_adversarial_metric(discriminate(s1, real), discriminate(s2, real), discriminate(s1, samples2),
-                                        discriminate(s2, samples1), test_tolerance=args.test_tolerance)
-    record = {"command": (f"python experiments/gan_battle.py {args.run1} {args.run2} --n {args.n} "
-                          f"--seed {args.seed} --test-tolerance {args.test_tolerance}"
-                          f"{' --running-averages' if args.running_averages else ''} --out {args.out}"),
-              "run1": str(args.run1), "run2": str(args.run2), **out}
+    out = generative_adversarial_metric(
+        discriminate(s1, real),
+        discriminate(s2, real),
+        discriminate(s1, samples2),
+        discriminate(s2, samples1),
+        test_tolerance=args.test_tolerance,
+    )
+    record = {
+        "command": (
+            f"python experiments/gan_battle.py {args.run1} {args.run2} --n {args.n} "
+            f"--seed {args.seed} --test-tolerance {args.test_tolerance}"
+            f"{' --running-averages' if args.running_averages else ''} --out {args.out}"
+        ),
+        "run1": str(args.run1),
+        "run2": str(args.run2),
+        **out,
+    }
     path = pathlib.Path(args.out)
     path.mkdir(parents=True, exist_ok=True)
     (path / f"{args.run1.name}_vs_{args.run2.name}.json").write_text(json.dumps(record, indent=2))
@@ -64,8 +77,11 @@ if __name__ == "__main__":
     p.add_argument("--n", type=int, default=10000, help="test images and samples per model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-tolerance", type=float, default=0.1)
-    p.add_argument("--running-averages", action="store_true",
-                   help="BatchNorm discriminators normalise with their running averages instead of each set's statistics")
+    p.add_argument(
+        "--running-averages",
+        action="store_true",
+        help="BatchNorm discriminators normalise with their running averages instead of each set's statistics",
+    )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default="experiments/results/gan_battle")
     main(p.parse_args())

@@ -36,18 +36,26 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import spearmanr  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.stats import spearmanr
 
-from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics import fid, geometry_score_from_rlts, inception_score, mnist_classifier, prepare_images, relative_living_times, skill_rating  # noqa: E402
-from gendl_jax.learned_metrics import nrds  # noqa: E402
-from gendl_jax.objectives import adversarial  # noqa: E402
-from gendl_jax.train import TrainConfig, load_run, train_and_evaluate  # noqa: E402
+from gendl_jax.data import load_dataset
+from gendl_jax.learned_metrics import nrds
+from gendl_jax.metrics import (
+    fid,
+    geometry_score_from_rlts,
+    inception_score,
+    mnist_classifier,
+    prepare_images,
+    relative_living_times,
+    skill_rating,
+)
+from gendl_jax.objectives import adversarial
+from gendl_jax.train import TrainConfig, load_run, train_and_evaluate
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from mnist_gans import MODELS  # noqa: E402
+from mnist_gans import MODELS
 
 
 def train(args) -> tuple[pathlib.Path, list[int]]:
@@ -57,10 +65,25 @@ def train(args) -> tuple[pathlib.Path, list[int]]:
     if config.lr_decay_steps == -1:
         raise ValueError(f"--model {args.model} decays its learning rate over the run; pick one without decay")
     if not (run / "train_summary.json").is_file():
-        summary = train_and_evaluate(objective, config, TrainConfig(
-            data="mnist", data_dir=args.data_dir, steps=args.steps, batch_size=64, seed=args.seed, out=str(run),
-            log_every=100, sample_every=0, checkpoint_every=every, keep_checkpoints=args.snapshots, n_samples=64,
-            progress=True, resume=True))
+        summary = train_and_evaluate(
+            objective,
+            config,
+            TrainConfig(
+                data="mnist",
+                data_dir=args.data_dir,
+                steps=args.steps,
+                batch_size=64,
+                seed=args.seed,
+                out=str(run),
+                log_every=100,
+                sample_every=0,
+                checkpoint_every=every,
+                keep_checkpoints=args.snapshots,
+                n_samples=64,
+                progress=True,
+                resume=True,
+            ),
+        )
         (run / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return run, [every * (i + 1) for i in range(args.snapshots)]
 
@@ -72,43 +95,62 @@ def main(args) -> None:
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(test))
-    real_eval = test.images[order[:args.n_eval]]
-    real_matches = prepare_images(test.images[order[args.n_eval:args.n_eval + args.matches]])
-    real_nrds = prepare_images(test.images[order[args.n_eval + args.matches:]])
+    real_eval = test.images[order[: args.n_eval]]
+    real_matches = prepare_images(test.images[order[args.n_eval : args.n_eval + args.matches]])
+    real_nrds = prepare_images(test.images[order[args.n_eval + args.matches :]])
     states = [load_run(run, step)[1] for step in steps]
     objective = load_run(run, steps[-1])[0]
     samples = [np.asarray(objective.sample(s, jax.random.PRNGKey(1000 + i), args.n_eval)) for i, s in enumerate(states)]
 
     net = mnist_classifier()
-    real_logits, real_features = net.logits_and_features(real_eval)
+    _real_logits, real_features = net.logits_and_features(real_eval)
     rows = []
     for step, x in zip(steps, samples):
         logits, features = net.logits_and_features(x, value_range=(-1.0, 1.0))
         is_mean, is_std = inception_score(logits, 10, from_logits=True)
-        rows.append({"step": step, "fid": fid(real_features, features), "inception_score": is_mean,
-                     "inception_score_std": is_std})
+        rows.append(
+            {
+                "step": step,
+                "fid": fid(real_features, features),
+                "inception_score": is_mean,
+                "inception_score_std": is_std,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     discriminate = jax.jit(functools.partial(adversarial.discriminate, batch_statistics=True))
-    fake_logits = np.stack([np.stack([np.asarray(discriminate(d, x[:args.matches])) for x in samples]) for d in states])
+    fake_logits = np.stack(
+        [np.stack([np.asarray(discriminate(d, x[: args.matches])) for x in samples]) for d in states]
+    )
     d_real = np.stack([np.asarray(discriminate(d, real_matches)) for d in states])
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "logits.npz", fake_logits=fake_logits.astype(np.float32),
-                        real_logits=d_real.astype(np.float32), steps=np.asarray(steps))
+    np.savez_compressed(
+        out / "logits.npz",
+        fake_logits=fake_logits.astype(np.float32),
+        real_logits=d_real.astype(np.float32),
+        steps=np.asarray(steps),
+    )
     names = [str(s) for s in steps]
     tournaments, failures = {}, {}
     for rule in ("threshold", "pairwise"):
         for method in ("bradley-terry", "glicko2"):
             try:
                 tournaments[f"{rule}_{method}"] = skill_rating(
-                    fake_logits, d_real, rule=rule, method=method, tau=args.tau,
-                    matches_per_period=args.matches_per_period, generator_names=names, discriminator_names=names)
+                    fake_logits,
+                    d_real,
+                    rule=rule,
+                    method=method,
+                    tau=args.tau,
+                    matches_per_period=args.matches_per_period,
+                    generator_names=names,
+                    discriminator_names=names,
+                )
             except FloatingPointError as e:  # Glicko-2's volatility ran away: recorded, not hidden
                 failures[f"{rule}_{method}"] = str(e)
                 print(f"{rule} / {method}: {e}", flush=True)
     # Geometry Score on pixels (as Khrulkov & Oseledets score MNIST): the real MRLT once, then each snapshot's.
-    flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)  # noqa: E731
+    flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
     gs_key = jax.random.PRNGKey(args.seed + 7)
     rlts = functools.partial(relative_living_times, n_iterations=args.gs_iterations)
     real_rlts = rlts(flat(prepare_images(real_eval)), key=gs_key)["rlts"]
@@ -117,8 +159,12 @@ def main(args) -> None:
     floor_rlts = rlts(flat(floor_set), key=jax.random.fold_in(gs_key, 0))["rlts"]
     floor_gs = geometry_score_from_rlts(real_rlts, floor_rlts)
     snapshot_rlts = [rlts(flat(x), key=jax.random.fold_in(gs_key, i + 1))["rlts"] for i, x in enumerate(samples)]
-    nrds_out = nrds(real_nrds, {n: x[args.matches:] for n, x in zip(names, samples)}, jax.random.PRNGKey(args.seed),
-                    epochs=args.nrds_epochs)
+    nrds_out = nrds(
+        real_nrds,
+        {n: x[args.matches :] for n, x in zip(names, samples)},
+        jax.random.PRNGKey(args.seed),
+        epochs=args.nrds_epochs,
+    )
 
     fids = [r["fid"] for r in rows]
     for i, r in enumerate(rows):
@@ -131,28 +177,42 @@ def main(args) -> None:
         r["nrds"] = nrds_out["nrds"][i]
         gs = geometry_score_from_rlts(real_rlts, snapshot_rlts[i])
         r["geometry_score"], r["geometry_score_unbiased"] = gs["score"], gs["score_unbiased"]
-    measures = (["inception_score", "win_rate_threshold", "win_rate_pairwise"]
-                + [f"skill_rating_{name}" for name in tournaments])
-    correlations = {m: float(spearmanr([r[m] for r in rows], fids).statistic)
-                    for m in measures + ["nrds", "geometry_score", "geometry_score_unbiased"]}
+    measures = ["inception_score", "win_rate_threshold", "win_rate_pairwise"] + [
+        f"skill_rating_{name}" for name in tournaments
+    ]
+    correlations = {
+        m: float(spearmanr([r[m] for r in rows], fids).statistic)
+        for m in measures + ["nrds", "geometry_score", "geometry_score_unbiased"]
+    }
     record = {
-        "command": (f"python experiments/gan_tournament.py --model {args.model} --steps {args.steps} --snapshots "
-                    f"{args.snapshots} --matches {args.matches} --n-eval {args.n_eval} --nrds-epochs "
-                    f"{args.nrds_epochs} --tau {args.tau} --matches-per-period {args.matches_per_period} "
-                    f"--gs-iterations {args.gs_iterations} --seed {args.seed} --out {args.out}"),
-        "train_seconds": train_seconds, "seconds": time.time() - t0, "rows": rows,
+        "command": (
+            f"python experiments/gan_tournament.py --model {args.model} --steps {args.steps} --snapshots "
+            f"{args.snapshots} --matches {args.matches} --n-eval {args.n_eval} --nrds-epochs "
+            f"{args.nrds_epochs} --tau {args.tau} --matches-per-period {args.matches_per_period} "
+            f"--gs-iterations {args.gs_iterations} --seed {args.seed} --out {args.out}"
+        ),
+        "train_seconds": train_seconds,
+        "seconds": time.time() - t0,
+        "rows": rows,
         "spearman_with_fid": correlations,
-        "data_player": {name: {"rating": t["generator_rating"][-1], "win_rate": t["generator_win_rate"][-1]}
-                        for name, t in tournaments.items() if t["generator_names"][-1] == "data"},
-        "tournaments": tournaments, "glicko2_failures": failures, "nrds": nrds_out,
-        "geometry": {"floor_mnist_train_vs_test": floor_gs["score"],
-                     "floor_mnist_train_vs_test_unbiased": floor_gs["score_unbiased"],
-                     "real_mrlt": real_rlts.mean(axis=0)[:10].tolist(),
-                     "floor_mrlt": floor_rlts.mean(axis=0)[:10].tolist(),
-                     "snapshot_mrlt": [r.mean(axis=0)[:10].tolist() for r in snapshot_rlts],
-                     "n_iterations": args.gs_iterations,
-                     "note": "MRLT(0..9) shown; the score sums all i_max; *_unbiased: the Monte Carlo bias "
-                             "(tr Cov RLT_real + tr Cov RLT_fake) / n_iterations removed"},
+        "data_player": {
+            name: {"rating": t["generator_rating"][-1], "win_rate": t["generator_win_rate"][-1]}
+            for name, t in tournaments.items()
+            if t["generator_names"][-1] == "data"
+        },
+        "tournaments": tournaments,
+        "glicko2_failures": failures,
+        "nrds": nrds_out,
+        "geometry": {
+            "floor_mnist_train_vs_test": floor_gs["score"],
+            "floor_mnist_train_vs_test_unbiased": floor_gs["score_unbiased"],
+            "real_mrlt": real_rlts.mean(axis=0)[:10].tolist(),
+            "floor_mrlt": floor_rlts.mean(axis=0)[:10].tolist(),
+            "snapshot_mrlt": [r.mean(axis=0)[:10].tolist() for r in snapshot_rlts],
+            "n_iterations": args.gs_iterations,
+            "note": "MRLT(0..9) shown; the score sums all i_max; *_unbiased: the Monte Carlo bias "
+            "(tr Cov RLT_real + tr Cov RLT_fake) / n_iterations removed",
+        },
     }
     (out / "gan_tournament.json").write_text(json.dumps(record, indent=2))
     plot(rows, tournaments, out / "gan_tournament.png")
@@ -164,8 +224,13 @@ def plot(rows, tournaments, path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     ax = axes[0]
     for name in tournaments:
-        ax.errorbar(steps, [r[f"skill_rating_{name}"] for r in rows], [r[f"skill_deviation_{name}"] for r in rows],
-                    label=name.replace("_", ", "), capsize=2)
+        ax.errorbar(
+            steps,
+            [r[f"skill_rating_{name}"] for r in rows],
+            [r[f"skill_deviation_{name}"] for r in rows],
+            label=name.replace("_", ", "),
+            capsize=2,
+        )
     ax.set_xlabel("training step of the snapshot")
     ax.set_ylabel("generator skill rating (Elo scale)")
     twin = ax.twinx()

@@ -24,8 +24,8 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from gendl_jax.data import load_dataset
-from gendl_jax.metrics import prepare_images
 from gendl_jax.learned_metrics import latent_reconstruction
+from gendl_jax.metrics import prepare_images
 from gendl_jax.objectives import adversarial
 from gendl_jax.train import load_run, plots
 
@@ -35,8 +35,15 @@ GAN_OBJECTIVES = ("gan", "wgan", "wgan-gp", "wgan-sn")
 def recover(generate, latent_dim: int, targets: np.ndarray, key, args) -> dict:
     """The latent search for ``targets`` (n, 28, 28, 1) in [-1, 1] under ``generate``, with its reconstructions."""
     t0 = time.perf_counter()
-    out = latent_reconstruction(generate, targets, key=key, latent_dim=latent_dim, n_steps=args.steps,
-                                learning_rate=args.lr, n_restarts=args.restarts)
+    out = latent_reconstruction(
+        generate,
+        targets,
+        key=key,
+        latent_dim=latent_dim,
+        n_steps=args.steps,
+        learning_rate=args.lr,
+        n_restarts=args.restarts,
+    )
     out["seconds"] = time.perf_counter() - t0
     out["reconstructions"] = np.asarray(generate(jax.numpy.asarray(out["latents"])))
     return out
@@ -44,17 +51,21 @@ def recover(generate, latent_dim: int, targets: np.ndarray, key, args) -> dict:
 
 def summary(out: dict, n_pixels: int) -> dict:
     e = out["errors"]
-    return {"mean_error": float(e.mean()), "median_error": float(np.median(e)),
-            "rms_pixel_error": float(np.sqrt(e.mean() / n_pixels)),
-            "mean_latent_norm": float(out["latent_norms"].mean()),
-            "seconds": out["seconds"]}
+    return {
+        "mean_error": float(e.mean()),
+        "median_error": float(np.median(e)),
+        "rms_pixel_error": float(np.sqrt(e.mean() / n_pixels)),
+        "mean_latent_norm": float(out["latent_norms"].mean()),
+        "seconds": out["seconds"],
+    }
 
 
 def main(args) -> None:
     objective, state, _ = load_run(args.run)
     if objective.name not in GAN_OBJECTIVES:
-        raise ValueError(f"{args.run} is a {objective.name!r} run; latent recovery needs a generator "
-                         f"({', '.join(GAN_OBJECTIVES)})")
+        raise ValueError(
+            f"{args.run} is a {objective.name!r} run; latent recovery needs a generator ({', '.join(GAN_OBJECTIVES)})"
+        )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
@@ -79,19 +90,28 @@ def main(args) -> None:
         print(json.dumps({"set": name, **rows[name]}), flush=True)
     train_e, test_e = results["MNIST train"]["errors"], results["MNIST test"]["errors"]
     record = {
-        "command": (f"python experiments/latent_recovery.py {args.run} --n {args.n} --steps {args.steps} "
-                    f"--lr {args.lr} --restarts {args.restarts} --seed {args.seed} --out {args.out}"),
-        "run": str(args.run), "objective": objective.name, "device": jax.devices()[0].device_kind,
+        "command": (
+            f"python experiments/latent_recovery.py {args.run} --n {args.n} --steps {args.steps} "
+            f"--lr {args.lr} --restarts {args.restarts} --seed {args.seed} --out {args.out}"
+        ),
+        "run": str(args.run),
+        "objective": objective.name,
+        "device": jax.devices()[0].device_kind,
         "rows": rows,
         "test_over_train_mean_error": float(test_e.mean() / train_e.mean()),
         "mann_whitney_train_smaller_p_value": float(mannwhitneyu(train_e, test_e, alternative="less").pvalue),
     }
     (out / "latent_recovery.json").write_text(json.dumps(record, indent=2))
     shown = min(8, args.n)
-    grid = np.concatenate([np.concatenate([sets[name][:shown], results[name]["reconstructions"][:shown]])
-                           for name in sets])
-    plots.image_grid(grid, out / "reconstructions.png", ncols=shown,
-                     title="rows in pairs: targets, reconstructions (" + ", ".join(sets) + ")")
+    grid = np.concatenate(
+        [np.concatenate([sets[name][:shown], results[name]["reconstructions"][:shown]]) for name in sets]
+    )
+    plots.image_grid(
+        grid,
+        out / "reconstructions.png",
+        ncols=shown,
+        title="rows in pairs: targets, reconstructions (" + ", ".join(sets) + ")",
+    )
     print(json.dumps({k: v for k, v in record.items() if k != "rows"}), flush=True)
 
 

@@ -24,11 +24,11 @@ import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from gendl_jax.data import BatchIterator, load_dataset  # noqa: E402
-from gendl_jax.objectives import autoencoders as ae  # noqa: E402
+from gendl_jax.data import BatchIterator, load_dataset
+from gendl_jax.objectives import autoencoders as ae
 
 
 def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -48,11 +48,18 @@ def run(args):
     _, singular, vt = np.linalg.svd(x_all - mean, full_matrices=False)
     pca = vt[: args.k].T  # (784, k)
     variance = singular**2 / len(x_all)
-    pca_mse = variance[args.k:].sum() / x_all.shape[1]  # per-pixel MSE of the best rank-k reconstruction
+    pca_mse = variance[args.k :].sum() / x_all.shape[1]  # per-pixel MSE of the best rank-k reconstruction
 
-    config = ae.AutoencoderConfig(latent_dim=args.k, hidden=(), code_activation="linear", reconstruction="mse",
-                                  decoder_output="linear", learning_rate=args.learning_rate,
-                                  lr_schedule="cosine", lr_schedule_steps=args.steps)
+    config = ae.AutoencoderConfig(
+        latent_dim=args.k,
+        hidden=(),
+        code_activation="linear",
+        reconstruction="mse",
+        decoder_output="linear",
+        learning_rate=args.learning_rate,
+        lr_schedule="cosine",
+        lr_schedule_steps=args.steps,
+    )
     iterator = BatchIterator(train, args.batch_size, seed=args.seed, value_range=(0.0, 1.0))
     state = ae.init(jax.random.PRNGKey(args.seed), config, iterator.batch_at(0))
     step = jax.jit(ae.step)
@@ -67,20 +74,35 @@ def run(args):
         if s in checkpoints:
             decoder = np.asarray(state.params["decoder"]["output"]["kernel"]).T  # (784, k): columns span the image
             angles = np.degrees(principal_angles(decoder, pca))
-            rows.append({"step": s, "largest_angle_deg": float(angles[-1]), "angles_deg": angles.tolist(),
-                         "mse": float(mse_fn(state))})
+            rows.append(
+                {
+                    "step": s,
+                    "largest_angle_deg": float(angles[-1]),
+                    "angles_deg": angles.tolist(),
+                    "mse": float(mse_fn(state)),
+                }
+            )
     seconds = time.time() - t0
     last = rows[-1]
-    print(f"k={args.k}: largest principal angle {last['largest_angle_deg']:.3f} deg after {args.steps} steps; "
-          f"MSE {last['mse']:.5f} vs PCA {pca_mse_eval:.5f} ({seconds:.0f} s)")
+    print(
+        f"k={args.k}: largest principal angle {last['largest_angle_deg']:.3f} deg after {args.steps} steps; "
+        f"MSE {last['mse']:.5f} vs PCA {pca_mse_eval:.5f} ({seconds:.0f} s)"
+    )
     record = {
-        "k": args.k, "steps": args.steps, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-        "largest_angle_deg": last["largest_angle_deg"], "angles_deg": last["angles_deg"],
-        "mse_linear_ae": last["mse"], "mse_pca": pca_mse_eval, "mse_pca_train": float(pca_mse),
+        "k": args.k,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "largest_angle_deg": last["largest_angle_deg"],
+        "angles_deg": last["angles_deg"],
+        "mse_linear_ae": last["mse"],
+        "mse_pca": pca_mse_eval,
+        "mse_pca_train": float(pca_mse),
         "pca_eigenvalues_k_and_k+1": [float(variance[args.k - 1]), float(variance[args.k])],
-        "train_seconds": seconds, "trajectory": rows,
+        "train_seconds": seconds,
+        "trajectory": rows,
         "command": f"python experiments/linear_ae_pca.py --k {args.k} --steps {args.steps} "
-                   f"--batch-size {args.batch_size} --learning-rate {args.learning_rate}",
+        f"--batch-size {args.batch_size} --learning-rate {args.learning_rate}",
     }
     (out / "linear_ae_pca.json").write_text(json.dumps(record, indent=2))
 

@@ -50,18 +50,18 @@ import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+from tqdm.auto import tqdm
 
-from gendl_jax import sampling  # noqa: E402
-from gendl_jax.data import BatchIterator, load_dataset, map_in_batches  # noqa: E402
-from gendl_jax.metrics import inception_score_breakdown, mnist_classifier  # noqa: E402
-from gendl_jax.metrics.classifier import prepare_images  # noqa: E402
-from gendl_jax.evaluation import image_measures, mnist_test_subset  # noqa: E402
-from gendl_jax.objectives import adversarial, gan  # noqa: E402
-from gendl_jax.train import load_run, plots  # noqa: E402
+from gendl_jax import sampling
+from gendl_jax.data import BatchIterator, load_dataset, map_in_batches
+from gendl_jax.evaluation import image_measures, mnist_test_subset
+from gendl_jax.metrics import inception_score_breakdown, mnist_classifier
+from gendl_jax.metrics.classifier import prepare_images
+from gendl_jax.objectives import adversarial, gan
+from gendl_jax.train import load_run, plots
 
 BATCH = 1000
 """Images per generator / discriminator call (bounds memory on a CPU)."""
@@ -77,8 +77,10 @@ def make_networks(state):
     def propose(key, m):
         return adversarial.generate(state, sampling.truncated_latents(key, m, dim))
 
-    disc = {mode: jax.jit(functools.partial(adversarial.discriminate, state, batch_statistics=mode == "batch"))
-            for mode in ("inference", "batch")}
+    disc = {
+        mode: jax.jit(functools.partial(adversarial.discriminate, state, batch_statistics=mode == "batch"))
+        for mode in ("inference", "batch")
+    }
     return propose, disc
 
 
@@ -90,8 +92,9 @@ def draw(state, key, n: int, threshold=None) -> sampling.GanSamples:
 
 def score(samples, real, train_images, out: pathlib.Path, name: str, seed: int, labels=None) -> dict:
     plots.image_grid(samples[:100], out / f"samples_{name}.png", title=name)
-    row = image_measures(samples, real, key=jax.random.PRNGKey(seed + 1), train_images=train_images,
-                         sample_labels=labels)
+    row = image_measures(
+        samples, real, key=jax.random.PRNGKey(seed + 1), train_images=train_images, sample_labels=labels
+    )
     breakdown = inception_score_breakdown(mnist_classifier().logits(samples, value_range=(-1.0, 1.0)))
     row.update({k: breakdown[k] for k in ("class_balance", "confidence", "fraction_below_threshold")})
     return row
@@ -99,24 +102,36 @@ def score(samples, real, train_images, out: pathlib.Path, name: str, seed: int, 
 
 def main(args) -> None:
     if any(t < 1 for t in args.ddls_steps) or args.ddls_step_size <= 0:
-        raise SystemExit(f"--ddls-steps must be positive ints and --ddls-step-size > 0, got {args.ddls_steps} and "
-                         f"{args.ddls_step_size}")
+        raise SystemExit(
+            f"--ddls-steps must be positive ints and --ddls-step-size > 0, got {args.ddls_steps} and "
+            f"{args.ddls_step_size}"
+        )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _, state, record = load_run(args.run)
     if record["train"]["data"] != "mnist" or record["objective"] != "gan":
-        raise SystemExit(f"{args.run}: expected a GAN run on mnist (DRS reads the discriminator's logit as "
-                         f"log p_data / p_g; a WGAN critic is no such estimate), got {record['objective']} on "
-                         f"{record['train']['data']}")
+        raise SystemExit(
+            f"{args.run}: expected a GAN run on mnist (DRS reads the discriminator's logit as "
+            f"log p_data / p_g; a WGAN critic is no such estimate), got {record['objective']} on "
+            f"{record['train']['data']}"
+        )
     propose, disc = make_networks(state)
     test = load_dataset("mnist", split="test", data_dir=args.data_dir)
     train = load_dataset("mnist", split="train", data_dir=args.data_dir)
     real = test.images[mnist_test_subset(args.n_eval, args.seed)]
     key = jax.random.PRNGKey(args.seed)
     command = "python experiments/mnist_gan_sampling.py " + " ".join(sys.argv[1:])
-    result = {"run": str(args.run), "objective": record["objective"], "step": int(state.step),
-              "config": record["config"], "device": jax.devices()[0].device_kind, "jax": jax.__version__,
-              "rows": {}, "calibration": {}, "exact_burn_in_acceptance": {}}
+    result = {
+        "run": str(args.run),
+        "objective": record["objective"],
+        "step": int(state.step),
+        "config": record["config"],
+        "device": jax.devices()[0].device_kind,
+        "jax": jax.__version__,
+        "rows": {},
+        "calibration": {},
+        "exact_burn_in_acceptance": {},
+    }
     path = out / "mnist_gan_sampling.json"
     if path.is_file():  # rows of earlier commands on the same run stay (each row keeps its command)
         earlier = json.loads(path.read_text())
@@ -142,7 +157,9 @@ def main(args) -> None:
         write(f"truncation-{t:g}", drawn.samples, drawn.labels, threshold=t, kept=1.0)
     if state.config.num_classes:
         conditional_drs(state, train, key, args, result, write)
-        plot(result["rows"], out / "tradeoff.png", title=f"{pathlib.Path(args.run).name}: {args.n_eval} samples per row")
+        plot(
+            result["rows"], out / "tradeoff.png", title=f"{pathlib.Path(args.run).name}: {args.n_eval} samples per row"
+        )
         return
 
     discriminators, discriminator_states = {"trained": disc}, {"trained": state}
@@ -160,15 +177,25 @@ def main(args) -> None:
             d_state = discriminator_states[which]
             try:
                 cal = sampling.calibrate_discriminator(
-                    d_state, prepare_images(train.images[idx]), draw(state, jax.random.fold_in(key, 100), args.calibration).samples,
-                    batch_statistics=mode == "batch", batch_size=BATCH)
+                    d_state,
+                    prepare_images(train.images[idx]),
+                    draw(state, jax.random.fold_in(key, 100), args.calibration).samples,
+                    batch_statistics=mode == "batch",
+                    batch_size=BATCH,
+                )
             except ValueError as e:  # e.g. separable: no finite calibration, so no DRS rows for this D
                 result["calibration"][label] = {"error": str(e)}
                 print(json.dumps({"calibration": label, **result["calibration"][label]}), flush=True)
                 continue
             a, b = cal.a, cal.b
-            result["calibration"][label] = {"a": a, "b": b, "n": args.calibration, "d_real_mean": cal.d_real_mean,
-                                            "d_fake_mean": cal.d_fake_mean, "auc": cal.auc}
+            result["calibration"][label] = {
+                "a": a,
+                "b": b,
+                "n": args.calibration,
+                "d_real_mean": cal.d_real_mean,
+                "d_fake_mean": cal.d_fake_mean,
+                "auc": cal.auc,
+            }
             print(json.dumps({"calibration": label, **result["calibration"][label]}), flush=True)
 
             def log_ratio(x, logits_of=logits_of, a=a, b=b):
@@ -183,20 +210,45 @@ def main(args) -> None:
                 targets.append((f"drs-{label}-exact", {"gamma": 0.0}))
             for i, (name, kwargs) in enumerate(targets):
                 t0 = time.perf_counter()
-                drawn = sampling.rejection_sample(jax.random.fold_in(key, 300 + i), propose, log_ratio, args.n_eval,
-                                                  batch_size=BATCH, progress=args.progress, **kwargs)
-                write(name, drawn.samples, discriminator=which, d_mode=mode, kept=drawn.acceptance_rate,
-                      gamma=drawn.gamma, max_logit=drawn.max_logit, proposals=drawn.proposals,
-                      sample_seconds=time.perf_counter() - t0)
+                drawn = sampling.rejection_sample(
+                    jax.random.fold_in(key, 300 + i),
+                    propose,
+                    log_ratio,
+                    args.n_eval,
+                    batch_size=BATCH,
+                    progress=args.progress,
+                    **kwargs,
+                )
+                write(
+                    name,
+                    drawn.samples,
+                    discriminator=which,
+                    d_mode=mode,
+                    kept=drawn.acceptance_rate,
+                    gamma=drawn.gamma,
+                    max_logit=drawn.max_logit,
+                    proposals=drawn.proposals,
+                    sample_seconds=time.perf_counter() - t0,
+                )
 
             for i, scale in enumerate(args.ddls_scale if args.ddls_steps else []):
+
                 def latent_log_ratio(z, logits_of=logits_of, a=a, b=b, scale=scale):
                     return scale * (a * logits_of(adversarial.generate(state, z)) + b)
 
                 prefix = f"ddls-{label}" + ("" if scale == 1 else f"-x{scale:g}") + f"-eps{args.ddls_step_size:g}"
                 for steps, samples, extra in ddls(jax.random.fold_in(key, 400 + i), state, latent_log_ratio, args):
-                    write(f"{prefix}-{steps}", samples, discriminator=which, d_mode=mode, kept=1.0, scale=scale,
-                          step_size=args.ddls_step_size, metropolis=args.ddls_metropolis, **extra)
+                    write(
+                        f"{prefix}-{steps}",
+                        samples,
+                        discriminator=which,
+                        d_mode=mode,
+                        kept=1.0,
+                        scale=scale,
+                        step_size=args.ddls_step_size,
+                        metropolis=args.ddls_metropolis,
+                        **extra,
+                    )
     plot(result["rows"], out / "tradeoff.png", title=f"{pathlib.Path(args.run).name}: {args.n_eval} samples per row")
 
 
@@ -205,26 +257,56 @@ def conditional_drs(state, train, key, args, result, write) -> None:
     labels against samples with the labels they were drawn for; each proposal is scored with its own label
     (:func:`gendl_jax.sampling.sample_gan`). No refit and no DDLS for these runs."""
     if args.refit_steps or args.ddls_steps:
-        raise SystemExit("a class-conditional run gets DRS rows with its trained discriminator only: pass "
-                         "--refit-steps 0 and no --ddls-steps")
+        raise SystemExit(
+            "a class-conditional run gets DRS rows with its trained discriminator only: pass "
+            "--refit-steps 0 and no --ddls-steps"
+        )
     idx = np.random.default_rng(args.seed).choice(len(train), args.calibration, replace=False)
     fake = draw(state, jax.random.fold_in(key, 100), args.calibration)
     for mode in args.d_modes:
         label = f"trained-{mode}"
-        cal = sampling.calibrate_discriminator(state, prepare_images(train.images[idx]), fake.samples,
-                                               batch_statistics=mode == "batch", batch_size=BATCH,
-                                               real_labels=train.labels[idx], fake_labels=fake.labels)
-        result["calibration"][label] = {"a": cal.a, "b": cal.b, "n": args.calibration, "d_real_mean": cal.d_real_mean,
-                                        "d_fake_mean": cal.d_fake_mean, "auc": cal.auc}
+        cal = sampling.calibrate_discriminator(
+            state,
+            prepare_images(train.images[idx]),
+            fake.samples,
+            batch_statistics=mode == "batch",
+            batch_size=BATCH,
+            real_labels=train.labels[idx],
+            fake_labels=fake.labels,
+        )
+        result["calibration"][label] = {
+            "a": cal.a,
+            "b": cal.b,
+            "n": args.calibration,
+            "d_real_mean": cal.d_real_mean,
+            "d_fake_mean": cal.d_fake_mean,
+            "auc": cal.auc,
+        }
         print(json.dumps({"calibration": label, **result["calibration"][label]}), flush=True)
         for i, acc in enumerate(args.acceptance):
             t0 = time.perf_counter()
-            drawn = sampling.sample_gan(state, jax.random.fold_in(key, 300 + i), args.n_eval, calibration=cal,
-                                        drs_acceptance=acc, batch_size=BATCH, progress=args.progress)
+            drawn = sampling.sample_gan(
+                state,
+                jax.random.fold_in(key, 300 + i),
+                args.n_eval,
+                calibration=cal,
+                drs_acceptance=acc,
+                batch_size=BATCH,
+                progress=args.progress,
+            )
             info = drawn.info
-            write(f"drs-{label}-{acc:g}", drawn.samples, drawn.labels, discriminator="trained", d_mode=mode,
-                  kept=info["kept"], gamma=info["gamma"], max_logit=info["max_logit"], proposals=info["proposals"],
-                  sample_seconds=time.perf_counter() - t0)
+            write(
+                f"drs-{label}-{acc:g}",
+                drawn.samples,
+                drawn.labels,
+                discriminator="trained",
+                d_mode=mode,
+                kept=info["kept"],
+                gamma=info["gamma"],
+                max_logit=info["max_logit"],
+                proposals=info["proposals"],
+                sample_seconds=time.perf_counter() - t0,
+            )
 
 
 def ddls(key, state, log_ratio, args):
@@ -237,19 +319,36 @@ def ddls(key, state, log_ratio, args):
     for steps in sorted(args.ddls_steps):
         t0 = time.perf_counter()
         chains = sampling.latent_langevin_in_batches(
-            jax.random.fold_in(key, steps), z, log_ratio, n_steps=steps - done, step_size=args.ddls_step_size,
-            metropolis=args.ddls_metropolis, batch_size=BATCH, progress=args.progress)
+            jax.random.fold_in(key, steps),
+            z,
+            log_ratio,
+            n_steps=steps - done,
+            step_size=args.ddls_step_size,
+            metropolis=args.ddls_metropolis,
+            batch_size=BATCH,
+            progress=args.progress,
+        )
         z = chains.z
-        mean_log_ratio.extend(chains.mean_log_ratio.tolist()[0 if done == 0 else 1:])
+        mean_log_ratio.extend(chains.mean_log_ratio.tolist()[0 if done == 0 else 1 :])
         seconds += time.perf_counter() - t0
         done = steps
         if not np.all(np.isfinite(z)):
-            raise FloatingPointError(f"DDLS chains diverged (non-finite latents) by step {steps}; lower "
-                                     f"--ddls-step-size (got {args.ddls_step_size})")
+            raise FloatingPointError(
+                f"DDLS chains diverged (non-finite latents) by step {steps}; lower "
+                f"--ddls-step-size (got {args.ddls_step_size})"
+            )
         samples = map_in_batches(generate, z, BATCH)
-        yield steps, samples, {"steps": steps, "sample_seconds": seconds,
-                               "mh_acceptance": float(np.mean(chains.acceptance)),
-                               "mean_log_ratio_start": mean_log_ratio[0], "mean_log_ratio_end": mean_log_ratio[-1]}
+        yield (
+            steps,
+            samples,
+            {
+                "steps": steps,
+                "sample_seconds": seconds,
+                "mh_acceptance": float(np.mean(chains.acceptance)),
+                "mean_log_ratio_start": mean_log_ratio[0],
+                "mean_log_ratio_end": mean_log_ratio[-1],
+            },
+        )
 
 
 def refit(state, train, args):
@@ -261,8 +360,9 @@ def refit(state, train, args):
     opt_state, key = tx.init(state.discriminator.params), jax.random.PRNGKey(args.seed + 2)
     history = []
     for s in tqdm(range(args.refit_steps), desc="refit D", disable=not args.progress):
-        state, opt_state, metrics = step(state, opt_state, jnp.asarray(batches.batch_at(s)["x"][0]),
-                                         jax.random.fold_in(key, s))
+        state, opt_state, metrics = step(
+            state, opt_state, jnp.asarray(batches.batch_at(s)["x"][0]), jax.random.fold_in(key, s)
+        )
         history.append({k: float(v) for k, v in metrics.items()})
     last = {k: float(np.mean([h[k] for h in history[-100:]])) for k in history[-1]}  # mean of the last 100
     return state, {"steps": args.refit_steps, "lr": args.refit_lr, "last_100": last}
@@ -302,7 +402,9 @@ def plot(rows: dict, path: pathlib.Path, title: str) -> None:
         names = sorted(names, key=lambda k: rows[k]["steps"])
         steps = [0] + [rows[k]["steps"] for k in names] if "plain" in rows else [rows[k]["steps"] for k in names]
         first = [rows["plain"]] if "plain" in rows else []
-        line, = axes[3].plot(steps, [r["inception_score"] for r in first + [rows[k] for k in names]], "o-", label=label)
+        (line,) = axes[3].plot(
+            steps, [r["inception_score"] for r in first + [rows[k] for k in names]], "o-", label=label
+        )
         fid_axis.plot(steps, [r["fid"] for r in first + [rows[k] for k in names]], "s--", color=line.get_color())
     axes[3].set_xlabel("DDLS Langevin steps (0: plain)")
     axes[3].set_ylabel("inception_score (o-)")
@@ -322,20 +424,45 @@ if __name__ == "__main__":
     p.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True, help="score the plain sampler")
     p.add_argument("--truncation", type=float, nargs="*", default=[1.5, 1.0])
     p.add_argument("--acceptance", type=float, nargs="*", default=[0.3, 0.1])
-    p.add_argument("--d-modes", nargs="*", default=["inference", "batch"], choices=["inference", "batch"],
-                   help="BatchNorm statistics of the discriminator for DRS: running averages, or each batch's own")
-    p.add_argument("--calibration", type=int, default=10000, help="train images (and as many samples) for Platt scaling")
-    p.add_argument("--refit-steps", type=int, default=2000,
-                   help="discriminator updates against the fixed sampler before DRS (0: only the trained D)")
+    p.add_argument(
+        "--d-modes",
+        nargs="*",
+        default=["inference", "batch"],
+        choices=["inference", "batch"],
+        help="BatchNorm statistics of the discriminator for DRS: running averages, or each batch's own",
+    )
+    p.add_argument(
+        "--calibration", type=int, default=10000, help="train images (and as many samples) for Platt scaling"
+    )
+    p.add_argument(
+        "--refit-steps",
+        type=int,
+        default=2000,
+        help="discriminator updates against the fixed sampler before DRS (0: only the trained D)",
+    )
     p.add_argument("--refit-lr", type=float, default=1e-4)
     p.add_argument("--min-exact-acceptance", type=float, default=0.02)
-    p.add_argument("--ddls-steps", type=int, nargs="*", default=[],
-                   help="DDLS rows after these numbers of Langevin steps of the same chains (none: no DDLS rows)")
+    p.add_argument(
+        "--ddls-steps",
+        type=int,
+        nargs="*",
+        default=[],
+        help="DDLS rows after these numbers of Langevin steps of the same chains (none: no DDLS rows)",
+    )
     p.add_argument("--ddls-step-size", type=float, default=0.01)
-    p.add_argument("--ddls-scale", type=float, nargs="*", default=[1.0],
-                   help="multipliers of the calibrated log ratio in DDLS's energy (1: DDLS proper)")
-    p.add_argument("--ddls-metropolis", action=argparse.BooleanOptionalAction, default=False,
-                   help="Metropolis-adjusted chains (MALA) instead of unadjusted Langevin as in Che et al.")
+    p.add_argument(
+        "--ddls-scale",
+        type=float,
+        nargs="*",
+        default=[1.0],
+        help="multipliers of the calibrated log ratio in DDLS's energy (1: DDLS proper)",
+    )
+    p.add_argument(
+        "--ddls-metropolis",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Metropolis-adjusted chains (MALA) instead of unadjusted Langevin as in Che et al.",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--data-dir", default=None)

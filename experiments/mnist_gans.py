@@ -41,8 +41,9 @@ from gendl_jax.objectives import adversarial, gan, wgan, wgan_gp
 from gendl_jax.train import TrainConfig, load_run, plots, train_and_evaluate
 
 MLP = {"model": "mlp", "hidden": (512, 512), "d_activation": "leaky_relu"}
-DCGAN_EMA = gan.GANConfig(model="dcgan", base_features=64, generator_loss="non-saturating", ema_decay=0.999,
-                          lr_decay_steps=-1)
+DCGAN_EMA = gan.GANConfig(
+    model="dcgan", base_features=64, generator_loss="non-saturating", ema_decay=0.999, lr_decay_steps=-1
+)
 MODELS = {
     "gan": ("gan", gan.GANConfig(**MLP, generator_loss="saturating")),
     "ns-gan": ("gan", gan.GANConfig(**MLP, generator_loss="non-saturating")),
@@ -54,16 +55,31 @@ MODELS = {
     "dcgan-deeper": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=2)),
     "dcgan-deepest": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3)),
     "dcgan-deepest-d": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1)),
-    "dcgan-deepest-d-topk": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1,
-                                                        top_k_fraction=0.5, top_k_decay=0.96, top_k_period=938)),
-    "dcgan-deepest-d-sn": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1, spectral_norm=True,
-                                                      discriminator_loss="hinge", generator_loss="hinge")),
+    "dcgan-deepest-d-topk": (
+        "gan",
+        dataclasses.replace(
+            DCGAN_EMA, g_extra_layers=3, d_extra_layers=1, top_k_fraction=0.5, top_k_decay=0.96, top_k_period=938
+        ),
+    ),
+    "dcgan-deepest-d-sn": (
+        "gan",
+        dataclasses.replace(
+            DCGAN_EMA,
+            g_extra_layers=3,
+            d_extra_layers=1,
+            spectral_norm=True,
+            discriminator_loss="hinge",
+            generator_loss="hinge",
+        ),
+    ),
     "dcgan-wide": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=1)),
     "dcgan-wide-d2": ("gan", dataclasses.replace(DCGAN_EMA, base_features=128, g_extra_layers=3, d_extra_layers=2)),
     "cdcgan-deep": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=1, num_classes=10)),
     "cdcgan-deepest-d": ("gan", dataclasses.replace(DCGAN_EMA, g_extra_layers=3, d_extra_layers=1, num_classes=10)),
-    "wgan-gp-dcgan": ("wgan-gp", wgan_gp.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999,
-                                                   lr_decay_steps=-1)),
+    "wgan-gp-dcgan": (
+        "wgan-gp",
+        wgan_gp.WGANGPConfig(model="dcgan", base_features=64, ema_decay=0.999, lr_decay_steps=-1),
+    ),
 }
 """Name -> (objective, config). MLPs: 2 x 512 hidden units, LeakyReLU(0.2) discriminator / critic;
 DCGAN at half the default width (base_features 32) to fit a CPU budget; ``dcgan-ema``: DCGAN at full
@@ -89,7 +105,6 @@ without normalisation), with the same decay and average. Models with an average
 also get a ``<name>/raw`` row scored from the trained weights, the average's ablation."""
 
 
-
 def train_model(name: str, args) -> tuple[pathlib.Path, dict]:
     """Trains one model (or reuses a finished run folder); returns the folder and its training summary."""
     objective, config = model_config(name, args)
@@ -98,10 +113,24 @@ def train_model(name: str, args) -> tuple[pathlib.Path, dict]:
     summary_path = run / "train_summary.json"
     if summary_path.is_file():
         return run, json.loads(summary_path.read_text())
-    summary = train_and_evaluate(objective, config, TrainConfig(
-        data="mnist", data_dir=args.data_dir, steps=steps, batch_size=args.batch_size, seed=args.seed, out=str(run),
-        log_every=100, sample_every=0, checkpoint_every=min(steps, 1000), n_samples=64, progress=args.progress,
-        resume=True))  # an interrupted run continues from its last checkpoint
+    summary = train_and_evaluate(
+        objective,
+        config,
+        TrainConfig(
+            data="mnist",
+            data_dir=args.data_dir,
+            steps=steps,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            out=str(run),
+            log_every=100,
+            sample_every=0,
+            checkpoint_every=min(steps, 1000),
+            n_samples=64,
+            progress=args.progress,
+            resume=True,
+        ),
+    )  # an interrupted run continues from its last checkpoint
     summary_path.write_text(json.dumps(summary, indent=2))
     print(json.dumps({"trained": name, **summary}), flush=True)
     return run, summary
@@ -141,23 +170,35 @@ def main(args) -> None:
     record = json.loads(results_path.read_text()) if results_path.is_file() else {"rows": {}}
     record.pop("command", None)  # each row carries the command that made it
     floor = record["rows"].get("real", {})
-    if (floor.get("n_fake") != args.n_eval or floor.get("classifier_test_accuracy") != classifier_accuracy(test)
-            or not floor.get("gqi_c_real_excludes_floor") or "geometry_score_unbiased" not in floor):
+    if (
+        floor.get("n_fake") != args.n_eval
+        or floor.get("classifier_test_accuracy") != classifier_accuracy(test)
+        or not floor.get("gqi_c_real_excludes_floor")
+        or "geometry_score_unbiased" not in floor
+    ):
         idx = np.random.default_rng(0).choice(len(train), args.n_eval, replace=False)
         row = image_measures(train.images[idx], real, key=jax.random.PRNGKey(0))
-        row.update(quality_index_measures(train.images[idx], train, test, n_train=args.n_eval, exclude=idx),
-                   gqi_c_real_excludes_floor=True)
-        row.update(geometry_measures(train.images[idx], real, key=jax.random.PRNGKey(2),
-                                     n_iterations=args.geometry_iterations))
-        record["rows"]["real"] = {"model": "MNIST train (real-data floor)", **row,
-                                  "classifier_test_accuracy": classifier_accuracy(test)}
+        row.update(
+            quality_index_measures(train.images[idx], train, test, n_train=args.n_eval, exclude=idx),
+            gqi_c_real_excludes_floor=True,
+        )
+        row.update(
+            geometry_measures(train.images[idx], real, key=jax.random.PRNGKey(2), n_iterations=args.geometry_iterations)
+        )
+        record["rows"]["real"] = {
+            "model": "MNIST train (real-data floor)",
+            **row,
+            "classifier_test_accuracy": classifier_accuracy(test),
+        }
         print(json.dumps(record["rows"]["real"]), flush=True)
         results_path.write_text(json.dumps(record, indent=2))
     overrides = "".join(f" --model-steps {k}={v}" for k, v in args.model_steps.items())
-    command = (f"python experiments/mnist_gans.py --models {' '.join(args.models)} --steps {args.steps} "
-               f"--dcgan-fraction {args.dcgan_fraction}{overrides}"
-               f"{'' if args.batch_size == 64 else f' --batch-size {args.batch_size}'} --seed {args.seed} --n-eval {args.n_eval} "
-               f"--out {args.out}")
+    command = (
+        f"python experiments/mnist_gans.py --models {' '.join(args.models)} --steps {args.steps} "
+        f"--dcgan-fraction {args.dcgan_fraction}{overrides}"
+        f"{'' if args.batch_size == 64 else f' --batch-size {args.batch_size}'} --seed {args.seed} --n-eval {args.n_eval} "
+        f"--out {args.out}"
+    )
     for name, (run, summary) in trained.items():
         objective, config = model_config(name, args)
         obj, state, _ = load_run(run)
@@ -169,26 +210,48 @@ def main(args) -> None:
             file_name = row_name.replace("/", "-")
             if args.save_samples:  # the scored samples, to re-score them elsewhere (float16 halves the file)
                 np.savez_compressed(out / f"samples_{file_name}.npz", images=samples.astype(np.float16))
-            plots.image_grid(samples[:100], out / f"samples_{file_name}.png",
-                             title=f"{row_name}, {summary['steps']} steps")
+            plots.image_grid(
+                samples[:100], out / f"samples_{file_name}.png", title=f"{row_name}, {summary['steps']} steps"
+            )
             labels = adversarial.sample_labels(state, jax.random.PRNGKey(args.seed + 7), args.n_eval)  # or None
-            row = image_measures(samples, real, key=jax.random.PRNGKey(1), train_images=train.images,
-                                 picture_path=out / f"nearest_{file_name}.png", sample_labels=labels)
+            row = image_measures(
+                samples,
+                real,
+                key=jax.random.PRNGKey(1),
+                train_images=train.images,
+                picture_path=out / f"nearest_{file_name}.png",
+                sample_labels=labels,
+            )
             row.update(quality_index_measures(samples, train, test, n_train=args.n_eval))
-            row.update(geometry_measures(samples, real, key=jax.random.PRNGKey(2), n_iterations=args.geometry_iterations))
+            row.update(
+                geometry_measures(samples, real, key=jax.random.PRNGKey(2), n_iterations=args.geometry_iterations)
+            )
             if config.num_classes:
                 row.update(adversarial_measures(samples, np.asarray(labels), train, test, n_train=args.n_eval))
                 rows_of_digits = jnp.repeat(jnp.arange(config.num_classes, dtype=jnp.int32), 10)  # row c: digit c
-                by_class = sample(state, jax.random.PRNGKey(args.seed + 8), rows_of_digits.size, ema=ema,
-                                  labels=rows_of_digits)
-                plots.image_grid(np.asarray(by_class), out / f"samples_by_class_{file_name}.png", ncols=10,
-                                 title=f"{row_name}, {summary['steps']} steps; row c: label c")
-            record["rows"][row_name] = {"model": row_name, "command": command, "objective": objective,
-                                        "config": _jsonable(config),
-                                        "steps": summary["steps"], "batch_size": args.batch_size, "seed": args.seed,
-                                        "train_seconds": summary["train_seconds"],
-                                        "compile_seconds": summary["compile_seconds"],
-                                        "device": jax.devices()[0].device_kind, "jax": jax.__version__, **row}
+                by_class = sample(
+                    state, jax.random.PRNGKey(args.seed + 8), rows_of_digits.size, ema=ema, labels=rows_of_digits
+                )
+                plots.image_grid(
+                    np.asarray(by_class),
+                    out / f"samples_by_class_{file_name}.png",
+                    ncols=10,
+                    title=f"{row_name}, {summary['steps']} steps; row c: label c",
+                )
+            record["rows"][row_name] = {
+                "model": row_name,
+                "command": command,
+                "objective": objective,
+                "config": _jsonable(config),
+                "steps": summary["steps"],
+                "batch_size": args.batch_size,
+                "seed": args.seed,
+                "train_seconds": summary["train_seconds"],
+                "compile_seconds": summary["compile_seconds"],
+                "device": jax.devices()[0].device_kind,
+                "jax": jax.__version__,
+                **row,
+            }
             print(json.dumps({k: v for k, v in record["rows"][row_name].items() if k != "config"}), flush=True)
         results_path.write_text(json.dumps(record, indent=2))
 
@@ -214,14 +277,28 @@ if __name__ == "__main__":
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     p.add_argument("--steps", type=int, default=4000, help="generator steps per model")
     p.add_argument("--dcgan-fraction", type=float, default=0.05, help="the DCGANs get this fraction of --steps")
-    p.add_argument("--model-steps", type=_name_steps, nargs="*", default=[], metavar="MODEL=STEPS",
-                   help="steps of single models, overriding --steps / --dcgan-fraction")
-    p.add_argument("--batch-size", type=int, default=64, help="minibatch of every model; rows of another "
-                   "size than 64 are named <model>-b<size>")
+    p.add_argument(
+        "--model-steps",
+        type=_name_steps,
+        nargs="*",
+        default=[],
+        metavar="MODEL=STEPS",
+        help="steps of single models, overriding --steps / --dcgan-fraction",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=64,
+        help="minibatch of every model; rows of another size than 64 are named <model>-b<size>",
+    )
     p.add_argument("--n-eval", type=int, default=10000, help="samples scored against as many MNIST test images")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--geometry-iterations", type=int, default=100,
-                   help="landmark draws of the Geometry Score (on pixels) of every row")
+    p.add_argument(
+        "--geometry-iterations",
+        type=int,
+        default=100,
+        help="landmark draws of the Geometry Score (on pixels) of every row",
+    )
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--save-samples", action="store_true", help="also write the scored samples, samples_<row>.npz")
     p.add_argument("--data-dir", default=None)

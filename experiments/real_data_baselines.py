@@ -30,22 +30,54 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.ndimage import gaussian_filter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.ndimage import gaussian_filter
 
-from gendl_jax import metrics  # noqa: E402
-from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.evaluation import ndb_bins, ndb_measures, pixel_statistics, within_class_ssim  # noqa: E402
+from gendl_jax import metrics
+from gendl_jax.data import load_dataset
+from gendl_jax.evaluation import ndb_bins, ndb_measures, pixel_statistics, within_class_ssim
 
-MEASURES = ("inception_score", "modified_inception_score", "mode_score", "am_score", "fid", "kid", "precision",
-            "recall", "density", "coverage", "nn_two_sample", "ndb_fraction", "mass_coverage", "ssim_diversity",
-            "log_power_spectrum_rms", "filter_response_w1", "mean_intensity_w1", "contrast_w1")
-HIGHER_IS_BETTER = {"inception_score": True, "modified_inception_score": None, "mode_score": True, "am_score": False,
-                    "fid": False, "kid": False, "precision": True, "recall": True, "density": True, "coverage": True,
-                    "nn_two_sample": False, "ndb_fraction": False, "mass_coverage": True,
-                    "ssim_diversity": None, "log_power_spectrum_rms": False, "filter_response_w1": False,
-                    "mean_intensity_w1": False, "contrast_w1": False}
+MEASURES = (
+    "inception_score",
+    "modified_inception_score",
+    "mode_score",
+    "am_score",
+    "fid",
+    "kid",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "nn_two_sample",
+    "ndb_fraction",
+    "mass_coverage",
+    "ssim_diversity",
+    "log_power_spectrum_rms",
+    "filter_response_w1",
+    "mean_intensity_w1",
+    "contrast_w1",
+)
+HIGHER_IS_BETTER = {
+    "inception_score": True,
+    "modified_inception_score": None,
+    "mode_score": True,
+    "am_score": False,
+    "fid": False,
+    "kid": False,
+    "precision": True,
+    "recall": True,
+    "density": True,
+    "coverage": True,
+    "nn_two_sample": False,
+    "ndb_fraction": False,
+    "mass_coverage": True,
+    "ssim_diversity": None,
+    "log_power_spectrum_rms": False,
+    "filter_response_w1": False,
+    "mean_intensity_w1": False,
+    "contrast_w1": False,
+}
 """None: no better direction (m-IS rises with within-class diversity and with unconfident predictions alike; the
 SSIM of pairs within a class falls with diversity and with pixel noise alike)."""
 
@@ -69,22 +101,32 @@ def score(net, name, images, ref_images, ref_feat, ref_labels, key, n_eval: int,
     t0 = time.perf_counter()
     logits, feat = net.logits_and_features(images)
     is_mean, is_std = metrics.inception_score(logits, 10, from_logits=True)
-    label_scores = {"modified_inception_score": metrics.modified_inception_score(logits, from_logits=True)["score"],
-                    "mode_score": metrics.mode_score(logits, ref_labels, from_logits=True),
-                    "am_score": metrics.am_score(logits, ref_labels, from_logits=True)}
+    label_scores = {
+        "modified_inception_score": metrics.modified_inception_score(logits, from_logits=True)["score"],
+        "mode_score": metrics.mode_score(logits, ref_labels, from_logits=True),
+        "am_score": metrics.am_score(logits, ref_labels, from_logits=True),
+    }
     sub = np.random.default_rng(seed).choice(len(feat), min(n_eval, len(feat)), replace=False)
     feat = feat[sub]
     kid_mean, kid_std = metrics.kid(ref_feat, feat, key=key, subset_size=min(1000, len(feat), len(ref_feat)))
-    row = {"set": name, "n": len(images), "n_eval": len(feat), "inception_score": is_mean, "inception_score_std": is_std,
-           **label_scores,
-           "fid": metrics.fid(ref_feat, feat), "kid": kid_mean, "kid_std": kid_std,
-           **metrics.prdc(ref_feat, feat, k_precision_recall=3, k_density_coverage=5),
-           "nn_two_sample": metrics.nn_two_sample(ref_feat, feat)["accuracy"],
-           **ndb_measures(ref_feat, feat, key),
-           "mass_coverage": metrics.mass_coverage(ref_feat, feat)["coverage"],
-           "ssim_diversity": within_class_ssim(images, logits),
-           **pixel_statistics(ref_images, images[sub], key),
-           "classifier_entropy_nats": float(np.mean(-np.sum(_softmax(logits) * _log_softmax(logits), 1)))}
+    row = {
+        "set": name,
+        "n": len(images),
+        "n_eval": len(feat),
+        "inception_score": is_mean,
+        "inception_score_std": is_std,
+        **label_scores,
+        "fid": metrics.fid(ref_feat, feat),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        **metrics.prdc(ref_feat, feat, k_precision_recall=3, k_density_coverage=5),
+        "nn_two_sample": metrics.nn_two_sample(ref_feat, feat)["accuracy"],
+        **ndb_measures(ref_feat, feat, key),
+        "mass_coverage": metrics.mass_coverage(ref_feat, feat)["coverage"],
+        "ssim_diversity": within_class_ssim(images, logits),
+        **pixel_statistics(ref_images, images[sub], key),
+        "classifier_entropy_nats": float(np.mean(-np.sum(_softmax(logits) * _log_softmax(logits), 1))),
+    }
     row["seconds"] = time.perf_counter() - t0
     return row
 
@@ -110,9 +152,11 @@ def plot(rows, sets, out: pathlib.Path) -> None:
         better = {True: "higher is better", False: "lower is better", None: "no better direction"}[HIGHER_IS_BETTER[m]]
         ax.set_title(f"{m} ({better})", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in axes.flat[len(MEASURES):]:
+    for ax in axes.flat[len(MEASURES) :]:
         ax.axis("off")
-    fig.suptitle("MNIST measures (shipped LeNet features): real test set and degraded versions vs MNIST train", fontsize=9)
+    fig.suptitle(
+        "MNIST measures (shipped LeNet features): real test set and degraded versions vs MNIST train", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(out / "measures.png")
     plt.close(fig)
@@ -139,25 +183,42 @@ def main(args) -> None:
     sets = degraded_sets(test.images, test.labels, args.seed)
     rows = []
     for i, (name, images) in enumerate(sets.items()):
-        rows.append(score(net, name, images, train.images[ref_idx], ref_feat, ref_labels, jax.random.PRNGKey(args.seed + i), args.n_eval, args.seed + i))
+        rows.append(
+            score(
+                net,
+                name,
+                images,
+                train.images[ref_idx],
+                ref_feat,
+                ref_labels,
+                jax.random.PRNGKey(args.seed + i),
+                args.n_eval,
+                args.seed + i,
+            )
+        )
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()}), flush=True)
     record = {
         "command": f"python experiments/real_data_baselines.py --n-ref {args.n_ref} --n-eval {args.n_eval} --seed {args.seed}",
         "reference_set": f"{args.n_ref} images of MNIST train (seed {args.seed})",
-        "protocol": {"inception_score": "whole set (10,000 or 5,139 images), 10 contiguous splits, std ddof 0",
-                     "is_variants": "whole set, one split; m-IS: pairs within a predicted class, classes weighted by size; MODE / AM: p*(y) = the "
-                                    "LeNet's mean prediction on the reference set",
-                     "other_measures": f"{args.n_eval} random images of each set vs the reference set", "fid": "float64, N-1 covariance",
-                     "kid": "100 subsets of 1000, cubic kernel", "precision_recall_k": 3, "density_coverage_k": 5,
-                     "nn_two_sample": "leave-one-out 1-NN accuracy (0.5 ideal)",
-                     "ndb": f"{ndb_bins(args.n_ref)} k-means bins of the reference features, z-tests at level 0.05",
-                     "ssim_diversity": "whole set, 100 random pairs per predicted class, SSIM 11x11 Gaussian window",
-                     "low_level_statistics": "pixels in [-1, 1]: RMS log10 ratio of radial power spectra (radii 1-14), "
-                                             "mean 1-D W1 of 32 random zero-mean 5x5 filters' responses (200,000 "
-                                             "positions per set), W1 of per-image means and standard deviations",
-                     "mass_coverage": "reference share where the set's KDE (fit on half, t from the other half, "
-                                      "bandwidth by held-out likelihood) holds 95% of its mass",
-                     "features": "shipped LeNet penultimate layer (128-d)"},
+        "protocol": {
+            "inception_score": "whole set (10,000 or 5,139 images), 10 contiguous splits, std ddof 0",
+            "is_variants": "whole set, one split; m-IS: pairs within a predicted class, classes weighted by size; MODE / AM: p*(y) = the "
+            "LeNet's mean prediction on the reference set",
+            "other_measures": f"{args.n_eval} random images of each set vs the reference set",
+            "fid": "float64, N-1 covariance",
+            "kid": "100 subsets of 1000, cubic kernel",
+            "precision_recall_k": 3,
+            "density_coverage_k": 5,
+            "nn_two_sample": "leave-one-out 1-NN accuracy (0.5 ideal)",
+            "ndb": f"{ndb_bins(args.n_ref)} k-means bins of the reference features, z-tests at level 0.05",
+            "ssim_diversity": "whole set, 100 random pairs per predicted class, SSIM 11x11 Gaussian window",
+            "low_level_statistics": "pixels in [-1, 1]: RMS log10 ratio of radial power spectra (radii 1-14), "
+            "mean 1-D W1 of 32 random zero-mean 5x5 filters' responses (200,000 "
+            "positions per set), W1 of per-image means and standard deviations",
+            "mass_coverage": "reference share where the set's KDE (fit on half, t from the other half, "
+            "bandwidth by held-out likelihood) holds 95% of its mass",
+            "features": "shipped LeNet penultimate layer (128-d)",
+        },
         "classifier_test_accuracy": net.accuracy(test.images, test.labels),
         "rows": rows,
     }

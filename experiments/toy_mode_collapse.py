@@ -33,14 +33,14 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.metrics import mode_coverage  # noqa: E402
-from gendl_jax.objectives import adversarial, gan, get_objective, wgan, wgan_gp, wgan_sn # noqa: E402
-from gendl_jax import plots  # noqa: E402
-from gendl_jax.train.sweep import mean_and_stderr, train_seeds, unstack  # noqa: E402
+from gendl_jax import plots
+from gendl_jax.data import load_dataset
+from gendl_jax.metrics import mode_coverage
+from gendl_jax.objectives import adversarial, gan, get_objective, wgan, wgan_gp, wgan_sn
+from gendl_jax.train.sweep import mean_and_stderr, train_seeds, unstack
 
 HIDDEN = (256, 256, 256)
 LATENT = 2
@@ -57,18 +57,24 @@ def configs(gan_steps: int, wgan_steps: int) -> dict:
     critic, Miyato et al. 2018) has WGAN-GP's optimiser and no penalty.
     """
     common = dict(hidden=HIDDEN, latent_dim=LATENT)
-    gan_common = dict(d_activation="leaky_relu", g_learning_rate=1e-3, d_learning_rate=1e-3,
-                      lr_decay_steps=gan_steps, **common)
+    gan_common = dict(
+        d_activation="leaky_relu", g_learning_rate=1e-3, d_learning_rate=1e-3, lr_decay_steps=gan_steps, **common
+    )
     wgan_common = dict(lr_decay_steps=wgan_steps, **common)
     return {
         "GAN (saturating)": ("gan", gan.GANConfig(generator_loss="saturating", **gan_common), gan_steps),
         "NS-GAN": ("gan", gan.GANConfig(generator_loss="non-saturating", **gan_common), gan_steps),
-        "WGAN (clip)": ("wgan", wgan.WGANConfig(g_learning_rate=2e-4, d_learning_rate=2e-4, **wgan_common),
-                        wgan_steps),
-        "WGAN-GP": ("wgan-gp", wgan_gp.WGANGPConfig(gp_weight=0.1, g_learning_rate=5e-4, d_learning_rate=5e-4,
-                                                 **wgan_common), wgan_steps),
-        "WGAN-SN": ("wgan-sn", wgan_sn.WGANSNConfig(g_learning_rate=5e-4, d_learning_rate=5e-4, **wgan_common),
-                    wgan_steps),
+        "WGAN (clip)": ("wgan", wgan.WGANConfig(g_learning_rate=2e-4, d_learning_rate=2e-4, **wgan_common), wgan_steps),
+        "WGAN-GP": (
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(gp_weight=0.1, g_learning_rate=5e-4, d_learning_rate=5e-4, **wgan_common),
+            wgan_steps,
+        ),
+        "WGAN-SN": (
+            "wgan-sn",
+            wgan_sn.WGANSNConfig(g_learning_rate=5e-4, d_learning_rate=5e-4, **wgan_common),
+            wgan_steps,
+        ),
     }
 
 
@@ -89,8 +95,16 @@ def _pm(mean_stderr, fmt: str, scale: float = 1.0) -> str:
     return f"{scale * mean:{fmt}}" + ("" if stderr is None else f" ± {scale * stderr:{fmt}}")
 
 
-def run(gan_steps: int | None, wgan_steps: int, seeds: list[int], batch_size: int, n_samples: int, datasets: list[str],
-        out: pathlib.Path, only: list[str] | None = None):
+def run(
+    gan_steps: int | None,
+    wgan_steps: int,
+    seeds: list[int],
+    batch_size: int,
+    n_samples: int,
+    datasets: list[str],
+    out: pathlib.Path,
+    only: list[str] | None = None,
+):
     out.mkdir(parents=True, exist_ok=True)
     results, scatters = _previous_rows(out, only, seeds, batch_size, n_samples)
     for data_name in datasets:
@@ -101,13 +115,15 @@ def run(gan_steps: int | None, wgan_steps: int, seeds: list[int], batch_size: in
             if only and label not in only:
                 continue
             obj = get_objective(objective)
-            states, info = train_seeds(obj, config, dataset, seeds, steps=steps, batch_size=batch_size,
-                                       desc=f"{label} {data_name}")
+            states, info = train_seeds(
+                obj, config, dataset, seeds, steps=steps, batch_size=batch_size, desc=f"{label} {data_name}"
+            )
             per_seed = []
             for i, seed in enumerate(seeds):
                 state = unstack(states, i)
-                samples = np.asarray(jax.jit(obj.sample, static_argnums=2)(
-                    state, jax.random.PRNGKey(10_000 + seed), n_samples))
+                samples = np.asarray(
+                    jax.jit(obj.sample, static_argnums=2)(state, jax.random.PRNGKey(10_000 + seed), n_samples)
+                )
                 per_seed.append(mode_coverage(samples, dist.modes, dist.std))
                 if objective.startswith("wgan"):
                     real = dist.sample(np.random.default_rng([20_000, seed]), n_samples)
@@ -115,19 +131,31 @@ def run(gan_steps: int | None, wgan_steps: int, seeds: list[int], batch_size: in
                     per_seed[-1]["critic_grad_norm_samples"] = critic_gradient_norm(state, samples)
                 if i == 0:
                     scatters[(label, data_name)] = samples
-            row = {"objective": label, "data": data_name, "steps": steps, "config": dataclasses.asdict(config),
-                   "per_seed": per_seed, "compile_seconds": info["compile_seconds"],
-                   "train_seconds": info["train_seconds"]}
+            row = {
+                "objective": label,
+                "data": data_name,
+                "steps": steps,
+                "config": dataclasses.asdict(config),
+                "per_seed": per_seed,
+                "compile_seconds": info["compile_seconds"],
+                "train_seconds": info["train_seconds"],
+            }
             for key in ("modes", "high_quality", "reverse_kl", "critic_grad_norm_data", "critic_grad_norm_samples"):
                 if key in per_seed[0]:
                     row[key] = mean_and_stderr([r[key] for r in per_seed])
             results = [r for r in results if (r["objective"], r["data"]) != (label, data_name)] + [row]
-            print(f"{label:18s} {data_name:7s} modes {_pm(row['modes'], '5.2f')}  "
-                  f"HQ {100 * row['high_quality'][0]:5.1f}%  rKL {row['reverse_kl'][0]:.3f}  "
-                  f"({info['train_seconds']:.0f} s)", flush=True)
+            print(
+                f"{label:18s} {data_name:7s} modes {_pm(row['modes'], '5.2f')}  "
+                f"HQ {100 * row['high_quality'][0]:5.1f}%  rKL {row['reverse_kl'][0]:.3f}  "
+                f"({info['train_seconds']:.0f} s)",
+                flush=True,
+            )
             results.sort(key=lambda r: (r["data"] != "ring8", list(configs(1, 1)).index(r["objective"])))
-            (out / "results.json").write_text(json.dumps(
-                {"seeds": seeds, "batch_size": batch_size, "n_samples": n_samples, "results": results}, indent=2))
+            (out / "results.json").write_text(
+                json.dumps(
+                    {"seeds": seeds, "batch_size": batch_size, "n_samples": n_samples, "results": results}, indent=2
+                )
+            )
             np.savez(out / "samples_seed0.npz", **{f"{k[0]}|{k[1]}": v for k, v in scatters.items()})
     write_table(results, out / "table.md", seeds, batch_size)
     write_scatter(scatters, sorted({d for _, d in scatters}, key=lambda d: d != "ring8"), out / "scatter.png")
@@ -141,8 +169,10 @@ def _previous_rows(out: pathlib.Path, only, seeds, batch_size, n_samples) -> tup
     previous = json.loads((out / "results.json").read_text())
     settings = {"seeds": seeds, "batch_size": batch_size, "n_samples": n_samples}
     if any(previous.get(k) != v for k, v in settings.items()):
-        raise SystemExit(f"{out}/results.json was made with other settings "
-                         f"({ {k: previous.get(k) for k in settings} }); rerun every row or choose another --out")
+        raise SystemExit(
+            f"{out}/results.json was made with other settings "
+            f"({ {k: previous.get(k) for k in settings} }); rerun every row or choose another --out"
+        )
     samples = {}
     if (out / "samples_seed0.npz").is_file():
         with np.load(out / "samples_seed0.npz") as f:
@@ -160,29 +190,38 @@ def write_table(results, path, seeds, batch_size):
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        grad = (f"{r['critic_grad_norm_data'][0]:.3g} / {r['critic_grad_norm_samples'][0]:.3g}"
-                if "critic_grad_norm_data" in r else "-")
-        lines.append(f"| {r['objective']} | {r['data']} | {r['steps']} | {_pm(r['modes'], '.1f')} | "
-                     f"{_pm(r['high_quality'], '.1f', 100)} | {_pm(r['reverse_kl'], '.3f')} | {grad} | "
-                     f"{r['train_seconds']:.0f} |")
-    lines += ["", "PacGAN Table 1: GAN ring 6.3 / 98.2% / 0.45; GAN grid 17.3 / 94.8% / 0.70; "
-              "PacGAN4 grid 24.8 / 93.6% / 0.04."]
+        grad = (
+            f"{r['critic_grad_norm_data'][0]:.3g} / {r['critic_grad_norm_samples'][0]:.3g}"
+            if "critic_grad_norm_data" in r
+            else "-"
+        )
+        lines.append(
+            f"| {r['objective']} | {r['data']} | {r['steps']} | {_pm(r['modes'], '.1f')} | "
+            f"{_pm(r['high_quality'], '.1f', 100)} | {_pm(r['reverse_kl'], '.3f')} | {grad} | "
+            f"{r['train_seconds']:.0f} |"
+        )
+    lines += [
+        "",
+        "PacGAN Table 1: GAN ring 6.3 / 98.2% / 0.45; GAN grid 17.3 / 94.8% / 0.70; PacGAN4 grid 24.8 / 93.6% / 0.04.",
+    ]
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 def write_scatter(scatters, datasets, path):
     labels = list(dict.fromkeys(label for label, _ in scatters))
-    fig, axes = plt.subplots(len(datasets), len(labels), figsize=(3 * len(labels), 3 * len(datasets)),
-                             dpi=110, squeeze=False)
+    fig, axes = plt.subplots(
+        len(datasets), len(labels), figsize=(3 * len(labels), 3 * len(datasets)), dpi=110, squeeze=False
+    )
     for r, data_name in enumerate(datasets):
         modes = load_dataset(data_name).distribution.modes
         for c, label in enumerate(labels):
             if (label, data_name) not in scatters:
                 axes[r, c].set_axis_off()
                 continue
-            plots.scatter_with_modes(scatters[(label, data_name)], modes, None, title=f"{label}, {data_name}",
-                                     ax=axes[r, c])
+            plots.scatter_with_modes(
+                scatters[(label, data_name)], modes, None, title=f"{label}, {data_name}", ax=axes[r, c]
+            )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -190,20 +229,36 @@ def write_scatter(scatters, datasets, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gan-steps", type=int, default=None,
-                        help=f"generator steps of the two GANs on every dataset (default: {GAN_STEPS})")
+    parser.add_argument(
+        "--gan-steps",
+        type=int,
+        default=None,
+        help=f"generator steps of the two GANs on every dataset (default: {GAN_STEPS})",
+    )
     parser.add_argument("--wgan-steps", type=int, default=WGAN_STEPS, help="generator steps of WGAN and WGAN-GP")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-samples", type=int, default=2500)
     parser.add_argument("--data", nargs="+", default=["ring8", "grid25"])
-    parser.add_argument("--objectives", nargs="+", default=None,
-                        help="a subset of the rows, by name: 'GAN (saturating)' NS-GAN 'WGAN (clip)' WGAN-GP")
+    parser.add_argument(
+        "--objectives",
+        nargs="+",
+        default=None,
+        help="a subset of the rows, by name: 'GAN (saturating)' NS-GAN 'WGAN (clip)' WGAN-GP",
+    )
     parser.add_argument("--out", default="experiments/results/toy_mode_collapse")
     args = parser.parse_args()
     t0 = time.time()
-    run(args.gan_steps, args.wgan_steps, list(range(args.seeds)), args.batch_size, args.n_samples, args.data, pathlib.Path(args.out),
-        args.objectives)
+    run(
+        args.gan_steps,
+        args.wgan_steps,
+        list(range(args.seeds)),
+        args.batch_size,
+        args.n_samples,
+        args.data,
+        pathlib.Path(args.out),
+        args.objectives,
+    )
     print(f"total {time.time() - t0:.0f} s")
 
 

@@ -21,12 +21,12 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
 
-from gendl_jax.data import BatchIterator, load_dataset  # noqa: E402
-from gendl_jax.metrics import classifier as clf  # noqa: E402
+from gendl_jax.data import BatchIterator, load_dataset
+from gendl_jax.metrics import classifier as clf
 
 
 def main(args):
@@ -51,9 +51,15 @@ def main(args):
         if (s + 1) % steps_per_epoch == 0:
             trained = clf.MnistClassifier(net.model, state[0])
             acc = trained.accuracy(test.images, test.labels)
-            history.append({"epoch": (s + 1) // steps_per_epoch, "step": s + 1,
-                            "train_loss": float(metrics["loss"]), "test_accuracy": acc,
-                            "seconds": time.perf_counter() - t0})
+            history.append(
+                {
+                    "epoch": (s + 1) // steps_per_epoch,
+                    "step": s + 1,
+                    "train_loss": float(metrics["loss"]),
+                    "test_accuracy": acc,
+                    "seconds": time.perf_counter() - t0,
+                }
+            )
             print(json.dumps(history[-1]), flush=True)
     train_s = time.perf_counter() - t0
     trained = clf.MnistClassifier(net.model, state[0])
@@ -68,14 +74,27 @@ def main(args):
     n_params = sum(int(np.size(p)) for p in jax.tree_util.tree_leaves(trained.params))
     size = sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())
     record = {
-        "command": "python experiments/train_mnist_classifier.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("data_dir", "out", "out_checkpoint")),
+        "command": "python experiments/train_mnist_classifier.py "
+        + " ".join(
+            f"--{k.replace('_', '-')} {v}"
+            for k, v in vars(args).items()
+            if k not in ("data_dir", "out", "out_checkpoint")
+        ),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in clf.MNIST_CLASSIFIER_CONFIG.items()},
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "max_shift": args.max_shift,
-        "seed": args.seed, "steps": total, "train_seconds": train_s,
-        "test_accuracy": test_acc, "test_accuracy_after_reload": reloaded_acc,
-        "parameters": n_params, "checkpoint_bytes": size, "history": history,
-        "backend": jax.default_backend(), "jax": jax.__version__,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "max_shift": args.max_shift,
+        "seed": args.seed,
+        "steps": total,
+        "train_seconds": train_s,
+        "test_accuracy": test_acc,
+        "test_accuracy_after_reload": reloaded_acc,
+        "parameters": n_params,
+        "checkpoint_bytes": size,
+        "history": history,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
     }
     (out / "mnist_classifier.json").write_text(json.dumps(record, indent=2))
 

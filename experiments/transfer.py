@@ -28,13 +28,13 @@ import jax.numpy as jnp
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from gendl_jax import finetune as ft  # noqa: E402
-from gendl_jax.data import load_dataset  # noqa: E402
-from gendl_jax.finetune.command import digits_as_mnist  # noqa: E402
-from gendl_jax.models.lenet import LeNet  # noqa: E402
+from gendl_jax import finetune as ft
+from gendl_jax.data import load_dataset
+from gendl_jax.finetune.command import digits_as_mnist
+from gendl_jax.models.lenet import LeNet
 
 METHODS = {
     "scratch": None,  # fresh network, everything trains
@@ -154,17 +154,34 @@ def main(args):
                 accs = []
                 for seed in range(args.seeds):
                     idx = per_class_subset(y, n, np.random.default_rng(seed))
-                    accs.append(run_condition(method, pretrained, x[idx], y[idx], x_test, y_test, num_classes,
-                                              args, seed, cache))
+                    accs.append(
+                        run_condition(
+                            method, pretrained, x[idx], y[idx], x_test, y_test, num_classes, args, seed, cache
+                        )
+                    )
                 label = "all" if n is None else str(n)
-                results[task][method][label] = {"mean": float(np.mean(accs)), "std": float(np.std(accs)),
-                                                "accuracies": [float(a) for a in accs]}
-                print(f"{task} | {method} | {label}/class: {np.mean(accs):.4f} ± {np.std(accs):.4f}"
-                      f" ({time.perf_counter() - t0:.0f} s)", flush=True)
-    summary = {"command": args.command, "source_test_accuracy_digits_0_4": source_acc,
-               "pretrain_steps": args.pretrain_steps, "steps": args.steps, "lr": args.lr, "seeds": args.seeds,
-               "digits_train_size": int(len(yd)), "digits_test_size": int(len(yd_test)),
-               "seconds": time.perf_counter() - t0, "results": results}
+                results[task][method][label] = {
+                    "mean": float(np.mean(accs)),
+                    "std": float(np.std(accs)),
+                    "accuracies": [float(a) for a in accs],
+                }
+                print(
+                    f"{task} | {method} | {label}/class: {np.mean(accs):.4f} ± {np.std(accs):.4f}"
+                    f" ({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
+    summary = {
+        "command": args.command,
+        "source_test_accuracy_digits_0_4": source_acc,
+        "pretrain_steps": args.pretrain_steps,
+        "steps": args.steps,
+        "lr": args.lr,
+        "seeds": args.seeds,
+        "digits_train_size": len(yd),
+        "digits_test_size": len(yd_test),
+        "seconds": time.perf_counter() - t0,
+        "results": results,
+    }
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     plot(results, out / "transfer.png")
 

@@ -29,12 +29,12 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from gendl_jax.data import binarize_dataset, load_dataset  # noqa: E402
-from gendl_jax.objectives import vae  # noqa: E402
-from gendl_jax.train import TrainConfig, load_run, train_and_evaluate  # noqa: E402
+from gendl_jax.data import binarize_dataset, load_dataset
+from gendl_jax.objectives import vae
+from gendl_jax.train import TrainConfig, load_run, train_and_evaluate
 
 TRAIN_SIZE = 60000
 ANCHORS = {"burda_et_al_2016_vae_k5000": 86.76, "pythae_vae_k200": 89.78}
@@ -44,12 +44,29 @@ def run(args):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = TRAIN_SIZE // args.batch_size
-    config = vae.VAEConfig(latent_dim=50, hidden=(200, 200), activation="tanh", binarization="dynamic",
-                           lr_schedule="burda", lr_schedule_steps=steps_per_epoch,
-                           eval_importance_samples=100, eval_examples=1000)
-    train = TrainConfig(data="mnist", steps=args.epochs * steps_per_epoch, batch_size=args.batch_size, seed=args.seed,
-                        out=args.run, data_dir=args.data_dir, log_every=steps_per_epoch,
-                        sample_every=0, checkpoint_every=10 * steps_per_epoch, resume=True, progress=False)
+    config = vae.VAEConfig(
+        latent_dim=50,
+        hidden=(200, 200),
+        activation="tanh",
+        binarization="dynamic",
+        lr_schedule="burda",
+        lr_schedule_steps=steps_per_epoch,
+        eval_importance_samples=100,
+        eval_examples=1000,
+    )
+    train = TrainConfig(
+        data="mnist",
+        steps=args.epochs * steps_per_epoch,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        out=args.run,
+        data_dir=args.data_dir,
+        log_every=steps_per_epoch,
+        sample_every=0,
+        checkpoint_every=10 * steps_per_epoch,
+        resume=True,
+        progress=False,
+    )
     t0 = time.time()
     summary = train_and_evaluate("vae", config, train)
     wall = time.time() - t0
@@ -62,8 +79,7 @@ def run(args):
     _, state, _ = load_run(args.run)
     test = binarize_dataset(load_dataset("mnist", split="test", data_dir=args.data_dir), config.binarization_seed)
     x = test.images[: args.eval_examples].astype(np.float32)
-    described = (f"the first {len(x)} digits of the MNIST test split, binarised once "
-                 f"(seed {config.binarization_seed})")
+    described = f"the first {len(x)} digits of the MNIST test split, binarised once (seed {config.binarization_seed})"
     t1 = time.time()
     metrics = vae.evaluate(state, x, jax.random.PRNGKey(args.seed + 10), k=args.k, batch_size=100)
     eval_seconds = time.time() - t1
@@ -86,7 +102,7 @@ def run(args):
         "wall_seconds_this_call": wall + eval_seconds,
         "machine": "2-core CPU shared with other jobs, niced",
         "command": f"python experiments/vae_mnist.py --epochs {args.epochs} --batch-size {args.batch_size} "
-                   f"--k {args.k} --eval-examples {args.eval_examples}",
+        f"--k {args.k} --eval-examples {args.eval_examples}",
     }
     (out / "vae_mnist.json").write_text(json.dumps(record, indent=2))
     figure(pathlib.Path(args.run), state, out / "vae_mnist.png", metrics, args)
@@ -96,7 +112,9 @@ def figure(run_dir, state, path, metrics, args):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps_per_epoch = TRAIN_SIZE // args.batch_size
     fig, (ax, ax_img) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
-    ax.plot([r["step"] / steps_per_epoch for r in rows], [-r["elbo"] for r in rows], lw=1, label="train -ELBO (one batch)")
+    ax.plot(
+        [r["step"] / steps_per_epoch for r in rows], [-r["elbo"] for r in rows], lw=1, label="train -ELBO (one batch)"
+    )
     ax.axhline(metrics["nll"], color="k", ls="--", lw=1, label=f"test NLL, k={args.k}: {metrics['nll']:.2f}")
     for (name, value), color in zip(ANCHORS.items(), ("tab:red", "tab:green")):
         ax.axhline(value, color=color, ls=":", lw=1, label=f"{name}: {value}")
@@ -120,8 +138,12 @@ def main():
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--k", type=int, default=5000, help="importance samples of the test log-likelihood")
     parser.add_argument("--eval-examples", type=int, default=10000, help="test digits scored (the first ones)")
-    parser.add_argument("--previous-train-seconds", type=float, default=0.0,
-                        help="training time of calls interrupted before they wrote the JSON (added to the total)")
+    parser.add_argument(
+        "--previous-train-seconds",
+        type=float,
+        default=0.0,
+        help="training time of calls interrupted before they wrote the JSON (added to the total)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--run", default="runs/vae_mnist", help="run folder (checkpoints); resumed if present")

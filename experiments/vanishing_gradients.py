@@ -23,11 +23,11 @@ import jax
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from gendl_jax.data import BatchIterator, load_dataset  # noqa: E402
-from gendl_jax.objectives import adversarial, gan  # noqa: E402
+from gendl_jax.data import BatchIterator, load_dataset
+from gendl_jax.objectives import adversarial, gan
 
 
 def fresh_discriminator(state, key):
@@ -40,8 +40,9 @@ def run(args):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset("mnist", data_dir=args.data_dir)
-    config = gan.GANConfig(model=args.model, hidden=(512, 512), d_activation="leaky_relu",
-                           latent_dim=100, generator_loss="non-saturating")
+    config = gan.GANConfig(
+        model=args.model, hidden=(512, 512), d_activation="leaky_relu", latent_dim=100, generator_loss="non-saturating"
+    )
     iterator = BatchIterator(dataset, args.batch_size, seed=args.seed, inner_steps=1)
     state = gan.init(jax.random.PRNGKey(args.seed), config, iterator.batch_at(0))
     step = jax.jit(gan.step)
@@ -64,26 +65,44 @@ def run(args):
             if it % args.every == 0:
                 norms = jax.device_get(norms_fn(probe, z_eval))
                 logits_fake = adversarial.discriminate(probe, adversarial.generate(probe, z_eval))
-                rows.append({"d_iter": it, "saturating": float(norms["saturating"]),
-                             "non_saturating": float(norms["non_saturating"]),
-                             "d_fake": float(jax.nn.sigmoid(logits_fake).mean())})
+                rows.append(
+                    {
+                        "d_iter": it,
+                        "saturating": float(norms["saturating"]),
+                        "non_saturating": float(norms["non_saturating"]),
+                        "d_fake": float(jax.nn.sigmoid(logits_fake).mean()),
+                    }
+                )
             if it < args.d_iters:  # phase 2: the discriminator alone (the G update is discarded)
                 probe, _ = step(probe, iterator.batch_at(data_step))
                 probe = probe.replace(generator=frozen_g)
                 data_step += 1
         curves[target] = rows
         last = rows[-1]
-        print(f"G after {target} steps: D(G(z)) {last['d_fake']:.2e}; saturating grad "
-              f"{rows[0]['saturating']:.2e} -> {last['saturating']:.2e}; non-saturating "
-              f"{rows[0]['non_saturating']:.2e} -> {last['non_saturating']:.2e}  ({time.time() - t0:.0f} s)",
-              flush=True)
+        print(
+            f"G after {target} steps: D(G(z)) {last['d_fake']:.2e}; saturating grad "
+            f"{rows[0]['saturating']:.2e} -> {last['saturating']:.2e}; non-saturating "
+            f"{rows[0]['non_saturating']:.2e} -> {last['non_saturating']:.2e}  ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
 
-    (out / "vanishing_gradients.json").write_text(json.dumps(
-        {"model": args.model, "batch_size": args.batch_size, "g_steps": args.g_steps, "d_iters": args.d_iters,
-         "curves": {str(k): v for k, v in curves.items()}}, indent=2))
+    (out / "vanishing_gradients.json").write_text(
+        json.dumps(
+            {
+                "model": args.model,
+                "batch_size": args.batch_size,
+                "g_steps": args.g_steps,
+                "d_iters": args.d_iters,
+                "curves": {str(k): v for k, v in curves.items()},
+            },
+            indent=2,
+        )
+    )
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=120, sharey=True)
-    for ax, key, title in ((axes[0], "saturating", "saturating: log(1 - D(G(z)))  (eq. 5)"),
-                           (axes[1], "non_saturating", "non-saturating: -log D(G(z))  (eq. 7)")):
+    for ax, key, title in (
+        (axes[0], "saturating", "saturating: log(1 - D(G(z)))  (eq. 5)"),
+        (axes[1], "non_saturating", "non-saturating: -log D(G(z))  (eq. 7)"),
+    ):
         for target, rows in curves.items():
             ax.semilogy([r["d_iter"] for r in rows], [r[key] for r in rows], label=f"G after {target} steps")
         ax.set_title(title, fontsize=9)

@@ -14,7 +14,7 @@ jitted (``logits_fn`` is a static argument: create it once and reuse it) and bat
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -92,8 +92,17 @@ def _pgd(logits_fn, x, labels, eps, step_size, key, steps, value_range, random_s
     return jax.lax.fori_loop(0, steps, body, start)
 
 
-def pgd(logits_fn: LogitsFn, x, labels, eps: float, *, steps: int = 10, step_size: float | None = None,
-        key: jax.Array | None = None, value_range: tuple[float, float] = (0.0, 1.0)) -> Array:
+def pgd(
+    logits_fn: LogitsFn,
+    x,
+    labels,
+    eps: float,
+    *,
+    steps: int = 10,
+    step_size: float | None = None,
+    key: jax.Array | None = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+) -> Array:
     """Projected gradient descent (iterated FGSM) in the L-infinity ball: (N, ...) -> (N, ...).
 
     Args:
@@ -112,8 +121,17 @@ def pgd(logits_fn: LogitsFn, x, labels, eps: float, *, steps: int = 10, step_siz
         raise ValueError(f"step_size must be a finite number >= 0, got {step_size!r}")
     random_start = key is not None
     key = key if random_start else jax.random.PRNGKey(0)  # unused without a random start
-    return _pgd(logits_fn, x, labels, jnp.asarray(eps, x.dtype), jnp.asarray(step_size, x.dtype), key,
-                steps=steps, value_range=tuple(float(v) for v in value_range), random_start=random_start)
+    return _pgd(
+        logits_fn,
+        x,
+        labels,
+        jnp.asarray(eps, x.dtype),
+        jnp.asarray(step_size, x.dtype),
+        key,
+        steps=steps,
+        value_range=tuple(float(v) for v in value_range),
+        random_start=random_start,
+    )
 
 
 def predictions_and_confidence(logits) -> tuple[np.ndarray, np.ndarray]:

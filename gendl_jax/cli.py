@@ -24,7 +24,7 @@ from gendl_jax.train.cluster import Cluster
 
 USAGE = f"""usage: gendl {{train,sample,eval}} ...
 
-  gendl train OBJECTIVE [options]   train one of: {', '.join(OBJECTIVES)} (gendl train OBJECTIVE --help)
+  gendl train OBJECTIVE [options]   train one of: {", ".join(OBJECTIVES)} (gendl train OBJECTIVE --help)
   gendl sample RUN_DIR -n N         draw new samples from a trained run (gendl sample --help)
   gendl eval RUN_DIR [--n 10000]    score a trained run, write RUN_DIR/eval.json (gendl eval --help)
   gendl finetune --backbone CKPT_OR_FILE [--data digits] [--freeze ...] [--head N]   (gendl finetune --help)
@@ -65,8 +65,10 @@ def _train(name: str, argv: list[str]) -> dict:
         "cluster": tyro.conf.OmitArgPrefixes[Cluster],
     }
     run.__defaults__ = (config_defaults, TrainConfig(**train_defaults), Cluster())
-    run.__doc__ = (f"Train {name} (hyper-parameters first, then the run settings). The defaults shown are those "
-                   f"for the data given with --data ({train_defaults.get('data', TrainConfig.data)} if none).")
+    run.__doc__ = (
+        f"Train {name} (hyper-parameters first, then the run settings). The defaults shown are those "
+        f"for the data given with --data ({train_defaults.get('data', TrainConfig.data)} if none)."
+    )
     return tyro.cli(run, args=argv, prog=f"gendl train {name}")
 
 
@@ -104,50 +106,83 @@ def sample(
         raise ValueError(f"n must be >= 1, got {n}")
     objective, state, record = load_run(run)
     if objective.sample is None:
-        raise ValueError(f"{run} was trained as {objective.name}, which has no prior to sample from (train a "
-                         f"generative model: {', '.join(k for k, o in OBJECTIVES.items() if o.sample is not None)})")
+        raise ValueError(
+            f"{run} was trained as {objective.name}, which has no prior to sample from (train a "
+            f"generative model: {', '.join(k for k, o in OBJECTIVES.items() if o.sample is not None)})"
+        )
     guided = drs_acceptance is not None or ddls_steps != 0
     config = state.config
     num_classes = objective.num_classes(config)
     if label is not None and not (num_classes and 0 <= label < num_classes):
-        raise ValueError(f"--label {label}: " + (f"the run's classes are 0..{num_classes - 1}" if num_classes else
-                                                 f"{run} is not a class-conditional run"))
+        raise ValueError(
+            f"--label {label}: "
+            + (
+                f"the run's classes are 0..{num_classes - 1}"
+                if num_classes
+                else f"{run} is not a class-conditional run"
+            )
+        )
     samplers = objective.samplers(config)
-    wanted = [(flag, kind) for flag, kind, on in (("--truncation", "truncation", truncation is not None),
-                                                  ("--drs-acceptance", "drs", drs_acceptance is not None),
-                                                  ("--ddls-steps", "ddls", ddls_steps != 0)) if on]
+    wanted = [
+        (flag, kind)
+        for flag, kind, on in (
+            ("--truncation", "truncation", truncation is not None),
+            ("--drs-acceptance", "drs", drs_acceptance is not None),
+            ("--ddls-steps", "ddls", ddls_steps != 0),
+        )
+        if on
+    ]
     for flag, kind in wanted:
         if kind not in samplers:
-            why = {"truncation": "its samples are not G(z) of a Gaussian latent",
-                   "drs": "its discriminator's output is not a calibrated log density ratio log p_data / p_g "
-                          "(a WGAN critic or a hinge discriminator is a score)",
-                   "ddls": ("DDLS is implemented for unconditional GANs whose discriminator is a log density ratio"
-                            + (f"; this run is class-conditional (num_classes={num_classes})" if num_classes else ""))}
-            raise ValueError(f"{flag} cannot sample {run} ({objective.name}): {why[kind]}; "
-                             f"its samplers: {', '.join(samplers) or 'none'}")
+            why = {
+                "truncation": "its samples are not G(z) of a Gaussian latent",
+                "drs": "its discriminator's output is not a calibrated log density ratio log p_data / p_g "
+                "(a WGAN critic or a hinge discriminator is a score)",
+                "ddls": (
+                    "DDLS is implemented for unconditional GANs whose discriminator is a log density ratio"
+                    + (f"; this run is class-conditional (num_classes={num_classes})" if num_classes else "")
+                ),
+            }
+            raise ValueError(
+                f"{flag} cannot sample {run} ({objective.name}): {why[kind]}; "
+                f"its samplers: {', '.join(samplers) or 'none'}"
+            )
     from gendl_jax import sampling
 
-    sampling.check_sampler_options(truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
-                                   ddls_step_size=ddls_step_size)
+    sampling.check_sampler_options(
+        truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps, ddls_step_size=ddls_step_size
+    )
     path = pathlib.Path(out) if out else pathlib.Path(run) / f"samples_n{n}_seed{seed}.npy"
     key = jax.random.PRNGKey(seed)
     labels = None if label is None else jax.numpy.full((n,), label, jax.numpy.int32)
     if truncation is None and not guided:
-        samples = np.asarray(jax.jit(objective.sample, static_argnums=2)(state, key, n,
-                                                                         **({} if labels is None else {"labels": labels})))
+        samples = np.asarray(
+            jax.jit(objective.sample, static_argnums=2)(state, key, n, **({} if labels is None else {"labels": labels}))
+        )
         info = {"sampler": "plain"}
     else:
         cal = None
         if guided:
             cal = _calibrate(state, record, objective, calibration, seed, d_batch_statistics)
             print(json.dumps({"calibration": dataclasses.asdict(cal)}))
-        drawn = sampling.sample_gan(state, jax.random.fold_in(key, 1), n, truncation=truncation, calibration=cal, label=label,
-                                    drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
-                                    ddls_step_size=ddls_step_size, ddls_metropolis=ddls_metropolis, progress=progress)
+        drawn = sampling.sample_gan(
+            state,
+            jax.random.fold_in(key, 1),
+            n,
+            truncation=truncation,
+            calibration=cal,
+            label=label,
+            drs_acceptance=drs_acceptance,
+            ddls_steps=ddls_steps,
+            ddls_step_size=ddls_step_size,
+            ddls_metropolis=ddls_metropolis,
+            progress=progress,
+        )
         samples, info = drawn.samples, drawn.info
     np.save(path, samples)
-    path.with_suffix(".json").write_text(json.dumps({"run": str(run), "step": int(state.step), "n": n, "seed": seed,
-                                                     "label": label, **info}, indent=2))
+    path.with_suffix(".json").write_text(
+        json.dumps({"run": str(run), "step": int(state.step), "n": n, "seed": seed, "label": label, **info}, indent=2)
+    )
     print(json.dumps({k: v for k, v in info.items() if k != "calibration"}))
     print(f"wrote {samples.shape} samples to {path}")
     return path
@@ -167,8 +202,9 @@ def _calibrate(state, record, objective, n: int, seed: int, batch_statistics: bo
     batch = make_iterator(dataset, n, seed + 1, 1, objective.value_range).batch_at(0)
     fake = sampling.sample_gan(state, jax.random.PRNGKey(seed + 2), n)  # in batches
     labels = {"real_labels": batch["y"][0], "fake_labels": fake.labels} if fake.labels is not None else {}
-    return sampling.calibrate_discriminator(state, batch["x"][0], fake.samples, batch_statistics=batch_statistics,
-                                            **labels)
+    return sampling.calibrate_discriminator(
+        state, batch["x"][0], fake.samples, batch_statistics=batch_statistics, **labels
+    )
 
 
 def evaluate(
@@ -186,8 +222,9 @@ def evaluate(
     Writes OUT (default RUN/eval.json)."""
     from gendl_jax.evaluation import evaluate_run
 
-    result = evaluate_run(run, n=n, seed=seed, out=out, classifier_steps=classifier_steps,
-                          geometry_iterations=geometry_iterations)
+    result = evaluate_run(
+        run, n=n, seed=seed, out=out, classifier_steps=classifier_steps, geometry_iterations=geometry_iterations
+    )
     print(json.dumps(result, indent=2))
     return result
 

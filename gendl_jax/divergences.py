@@ -23,18 +23,18 @@ from gendl_jax.transport.gaussian import check_gaussian
 
 __all__ = [
     "SUM_TOLERANCE",
-    "kl",
-    "jsd",
-    "minkowski",
-    "histogram_intersection",
+    "bhattacharyya",
     "chi2",
-    "quadratic_form",
+    "hellinger",
+    "histogram_intersection",
+    "jsd",
+    "kl",
+    "kl_gaussians",
     "kolmogorov_smirnov",
     "match_distance",
-    "hellinger",
-    "bhattacharyya",
+    "minkowski",
+    "quadratic_form",
     "total_variation",
-    "kl_gaussians",
 ]
 
 SUM_TOLERANCE = 1e-4

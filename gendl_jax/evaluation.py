@@ -31,11 +31,10 @@ import numpy as np
 
 from gendl_jax import data as gdata
 from gendl_jax import plots
-from gendl_jax.objectives import adversarial
-from gendl_jax.train import load_run
-from gendl_jax.metrics.common import positive_int
+from gendl_jax.learned_metrics.two_sample import adversarial_accuracy, gan_quality_index
 from gendl_jax.metrics.bins import ndb
 from gendl_jax.metrics.classifier import mnist_classifier, prepare_images
+from gendl_jax.metrics.common import positive_int
 from gendl_jax.metrics.fid import fid
 from gendl_jax.metrics.geometry import geometry_score_estimates
 from gendl_jax.metrics.image_quality import ssim_diversity
@@ -52,7 +51,8 @@ from gendl_jax.metrics.kernel import kid
 from gendl_jax.metrics.likelihood import mass_coverage
 from gendl_jax.metrics.mode_coverage import mode_coverage
 from gendl_jax.metrics.pairwise import nearest_neighbour_picture, nearest_neighbours, nn_two_sample, prdc
-from gendl_jax.learned_metrics.two_sample import adversarial_accuracy, gan_quality_index
+from gendl_jax.objectives import adversarial
+from gendl_jax.train import load_run
 
 
 def ndb_bins(n_real: int) -> int:
@@ -65,8 +65,17 @@ TRANSPORT_MAX_POINTS = 2500
 """Samples used for the exact W1 / W2 of 2-D runs (an n x n assignment problem)."""
 
 
-def image_measures(fake_images, real_images, *, key, train_images=None, n_neighbour_rows: int = 8,
-                   picture_path=None, value_range: tuple[float, float] = (-1.0, 1.0), sample_labels=None) -> dict:
+def image_measures(
+    fake_images,
+    real_images,
+    *,
+    key,
+    train_images=None,
+    n_neighbour_rows: int = 8,
+    picture_path=None,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    sample_labels=None,
+) -> dict:
     """The MNIST measures of ``fake_images`` against ``real_images``, both (N, 28, 28[, 1]) uint8 or
     floating point in ``value_range`` ((0, 1) for the VAE's Bernoulli means).
 
@@ -77,8 +86,10 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
     if sample_labels is not None:
         sample_labels = np.asarray(sample_labels)
         if sample_labels.shape != (len(fake_images),) or not np.issubdtype(sample_labels.dtype, np.integer):
-            raise ValueError(f"sample_labels must be ({len(fake_images)},) ints, one per fake image, got shape "
-                             f"{sample_labels.shape} and dtype {sample_labels.dtype}")
+            raise ValueError(
+                f"sample_labels must be ({len(fake_images)},) ints, one per fake image, got shape "
+                f"{sample_labels.shape} and dtype {sample_labels.dtype}"
+            )
     net = mnist_classifier()
     fake_logits, fake_feat = net.logits_and_features(fake_images, value_range=value_range)
     real_logits, real_feat = net.logits_and_features(real_images)
@@ -89,14 +100,22 @@ def image_measures(fake_images, real_images, *, key, train_images=None, n_neighb
     kid_mean, kid_std = kid(real_feat, fake_feat, key=key, subset_size=subset)
     real_labels = mean_prediction(real_logits, from_logits=True)  # p*(y) of the MODE and AM scores
     out = {
-        "n_fake": len(fake_feat), "n_real": len(real_feat), "features": "mnist LeNet penultimate (128-d)",
-        "inception_score": is_mean, "inception_score_std": is_std,
-        "inception_score_real": real_is, "inception_score_real_std": real_is_std,
-        "modified_inception_score": (modified_inception_score(fake_logits, from_logits=True)["score"]
-                                     if _has_class_pair(fake_logits) else None),
+        "n_fake": len(fake_feat),
+        "n_real": len(real_feat),
+        "features": "mnist LeNet penultimate (128-d)",
+        "inception_score": is_mean,
+        "inception_score_std": is_std,
+        "inception_score_real": real_is,
+        "inception_score_real_std": real_is_std,
+        "modified_inception_score": (
+            modified_inception_score(fake_logits, from_logits=True)["score"] if _has_class_pair(fake_logits) else None
+        ),
         "mode_score": mode_score(fake_logits, real_labels, from_logits=True),
         "am_score": am_score(fake_logits, real_labels, from_logits=True),
-        "fid": fid(real_feat, fake_feat), "kid": kid_mean, "kid_std": kid_std, "kid_subset_size": subset,
+        "fid": fid(real_feat, fake_feat),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        "kid_subset_size": subset,
         **prdc(real_feat, fake_feat, k_precision_recall=3, k_density_coverage=5),
         "nn_two_sample": nn_two_sample(real_feat, fake_feat)["accuracy"],
         **ndb_measures(real_feat, fake_feat, key),
@@ -129,9 +148,13 @@ def class_balance_measures(fake_logits, real_logits) -> dict:
     ``missing_classes``."""
     real_shares = np.bincount(np.argmax(np.asarray(real_logits), 1), minlength=10) / len(real_logits)
     out = class_balance(np.argmax(np.asarray(fake_logits), 1), 10, reference=real_shares)
-    return {"class_balance_kl": out["kl_to_reference"], "class_balance_tv": out["total_variation"],
-            "class_balance_p_value": out["p_value"], "class_balance_min_over_max": out["min_over_max"],
-            "missing_classes": out["missing_classes"]}
+    return {
+        "class_balance_kl": out["kl_to_reference"],
+        "class_balance_tv": out["total_variation"],
+        "class_balance_p_value": out["p_value"],
+        "class_balance_min_over_max": out["min_over_max"],
+        "missing_classes": out["missing_classes"],
+    }
 
 
 def ndb_measures(real_feat, fake_feat, key) -> dict:
@@ -146,8 +169,9 @@ def pixel_statistics(real_images, fake_images, key, value_range=(-1.0, 1.0)) -> 
     """The low-level image statistics entries of :func:`image_measures` (:func:`low_level_statistics` of the images
     mapped to [-1, 1], random filters and response positions from ``key`` folded with 2):
     ``log_power_spectrum_rms``, ``filter_response_w1``, ``mean_intensity_w1``, ``contrast_w1``."""
-    out = low_level_statistics(prepare_images(real_images), prepare_images(fake_images, value_range),
-                               key=jax.random.fold_in(key, 2))
+    out = low_level_statistics(
+        prepare_images(real_images), prepare_images(fake_images, value_range), key=jax.random.fold_in(key, 2)
+    )
     return {k: out[k] for k in ("log_power_spectrum_rms", "filter_response_w1", "mean_intensity_w1", "contrast_w1")}
 
 
@@ -175,8 +199,12 @@ def toy_measures(samples, distribution, *, seed: int = 0) -> dict:
     with jax.enable_x64(True):
         w1 = float(wasserstein(samples[:m], truth, p=1))
         w2 = float(wasserstein(samples[:m], truth, p=2))
-    return {**mode_coverage(samples, distribution.modes, distribution.std),
-            "w1_to_true_mixture": w1, "w2_to_true_mixture": w2, "transport_points": m}
+    return {
+        **mode_coverage(samples, distribution.modes, distribution.std),
+        "w1_to_true_mixture": w1,
+        "w2_to_true_mixture": w2,
+        "transport_points": m,
+    }
 
 
 def mnist_test_subset(n: int, seed: int, size: int = 10000) -> np.ndarray:
@@ -193,8 +221,17 @@ def _pixels(images, value_range=(-1.0, 1.0)) -> np.ndarray:
     return prepare_images(images, value_range).reshape(len(images), -1)
 
 
-def adversarial_measures(samples, labels, train, test, *, n_train: int = 10000, seed: int = 2,
-                         value_range: tuple[float, float] = (-1.0, 1.0), steps: int = 2000) -> dict:
+def adversarial_measures(
+    samples,
+    labels,
+    train,
+    test,
+    *,
+    n_train: int = 10000,
+    seed: int = 2,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    steps: int = 2000,
+) -> dict:
     """Adversarial accuracy and divergence (:func:`adversarial_accuracy`) of a class-conditional model's samples.
 
     ``samples`` (n, 28, 28[, 1]) in ``value_range`` and the ``labels`` (n,) they were drawn for train one
@@ -204,15 +241,35 @@ def adversarial_measures(samples, labels, train, test, *, n_train: int = 10000, 
     ``adversarial_divergence``.
     """
     idx = np.random.default_rng(seed).choice(len(train), min(n_train, len(train)), replace=False)
-    out = adversarial_accuracy(_pixels(samples, value_range), labels, _pixels(train.images[idx]), train.labels[idx],
-                               _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10,
-                               steps=steps)
-    return {"adversarial_accuracy_fake": out["accuracy_fake"], "adversarial_accuracy_real": out["accuracy_real"],
-            "adversarial_divergence": out["adversarial_divergence"]}
+    out = adversarial_accuracy(
+        _pixels(samples, value_range),
+        labels,
+        _pixels(train.images[idx]),
+        train.labels[idx],
+        _pixels(test.images),
+        test.labels,
+        jax.random.PRNGKey(seed + 1),
+        num_classes=10,
+        steps=steps,
+    )
+    return {
+        "adversarial_accuracy_fake": out["accuracy_fake"],
+        "adversarial_accuracy_real": out["accuracy_real"],
+        "adversarial_divergence": out["adversarial_divergence"],
+    }
 
 
-def quality_index_measures(samples, train, test, *, n_train: int = 10000, seed: int = 3,
-                           value_range: tuple[float, float] = (-1.0, 1.0), steps: int = 2000, exclude=None) -> dict:
+def quality_index_measures(
+    samples,
+    train,
+    test,
+    *,
+    n_train: int = 10000,
+    seed: int = 3,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    steps: int = 2000,
+    exclude=None,
+) -> dict:
     """The GAN Quality Index (:func:`gan_quality_index`) of any model's MNIST ``samples`` (n, 28, 28[, 1]) in
     ``value_range``: an MLP (256 hidden units, on pixels, ``steps`` Adam steps) trained on ``n_train`` random MNIST
     ``train`` images labels the samples, a second one learns from those labels, both are scored on every image of
@@ -226,21 +283,40 @@ def quality_index_measures(samples, train, test, *, n_train: int = 10000, seed: 
     if exclude is not None:
         exclude = np.asarray(exclude)
         if exclude.ndim != 1 or not np.issubdtype(exclude.dtype, np.integer):
-            raise ValueError(f"exclude must be a 1-D array of train indices, got shape {exclude.shape} and dtype "
-                             f"{exclude.dtype}")
+            raise ValueError(
+                f"exclude must be a 1-D array of train indices, got shape {exclude.shape} and dtype {exclude.dtype}"
+            )
         pool = np.setdiff1d(pool, exclude)
     if len(pool) < n_train:
         raise ValueError(f"n_train={n_train} exceeds the {len(pool)} train images left after exclude")
     idx = pool[np.random.default_rng(seed).choice(len(pool), n_train, replace=False)]
-    out = gan_quality_index(_pixels(samples, value_range), _pixels(train.images[idx]), train.labels[idx],
-                            _pixels(test.images), test.labels, jax.random.PRNGKey(seed + 1), num_classes=10,
-                            steps=steps)
-    return {"gqi": out["gqi"], "gqi_accuracy_gan": out["accuracy_gan"], "gqi_accuracy_real": out["accuracy_real"],
-            "gqi_n_train": int(n_train)}
+    out = gan_quality_index(
+        _pixels(samples, value_range),
+        _pixels(train.images[idx]),
+        train.labels[idx],
+        _pixels(test.images),
+        test.labels,
+        jax.random.PRNGKey(seed + 1),
+        num_classes=10,
+        steps=steps,
+    )
+    return {
+        "gqi": out["gqi"],
+        "gqi_accuracy_gan": out["accuracy_gan"],
+        "gqi_accuracy_real": out["accuracy_real"],
+        "gqi_n_train": int(n_train),
+    }
 
 
-def geometry_measures(samples, real_images, *, key: jax.Array, n_iterations: int = 100, n_landmarks: int = 64,
-                      value_range: tuple[float, float] = (-1.0, 1.0)) -> dict:
+def geometry_measures(
+    samples,
+    real_images,
+    *,
+    key: jax.Array,
+    n_iterations: int = 100,
+    n_landmarks: int = 64,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+) -> dict:
     """The Geometry Score (:func:`geometry_score`, Khrulkov & Oseledets 2018; the authors' protocol) of MNIST
     ``samples`` (n, 28, 28[, 1]) in ``value_range`` against ``real_images`` (m, 28, 28[, 1]) uint8 or in [-1, 1], on
     pixels in [-1, 1] flattened to (n, 784) as the authors score MNIST: ``n_iterations`` landmark draws of
@@ -251,17 +327,26 @@ def geometry_measures(samples, real_images, *, key: jax.Array, n_iterations: int
     n_iterations = positive_int(n_iterations, "n_iterations")
     out = {"geometry_score_iterations": n_iterations, "geometry_score_landmarks": n_landmarks}
     if min(len(samples), len(real_images)) < n_landmarks:
-        return {"geometry_score": None, "geometry_score_unbiased": None, **out,
-                "geometry_score_note": f"needs >= {n_landmarks} samples per set (the landmarks of each draw), got "
-                                       f"{len(samples)} samples and {len(real_images)} real images"}
-    est = geometry_score_estimates(_pixels(real_images).astype(np.float64),
-                                   _pixels(samples, value_range).astype(np.float64), key=key, n_landmarks=n_landmarks,
-                                   n_iterations=n_iterations)
+        return {
+            "geometry_score": None,
+            "geometry_score_unbiased": None,
+            **out,
+            "geometry_score_note": f"needs >= {n_landmarks} samples per set (the landmarks of each draw), got "
+            f"{len(samples)} samples and {len(real_images)} real images",
+        }
+    est = geometry_score_estimates(
+        _pixels(real_images).astype(np.float64),
+        _pixels(samples, value_range).astype(np.float64),
+        key=key,
+        n_landmarks=n_landmarks,
+        n_iterations=n_iterations,
+    )
     return {"geometry_score": est["score"], "geometry_score_unbiased": est["score_unbiased"], **out}
 
 
-def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_steps: int = 2000,
-                 geometry_iterations: int = 100) -> dict:
+def evaluate_run(
+    run, *, n: int = 10000, seed: int = 0, out=None, classifier_steps: int = 2000, geometry_iterations: int = 100
+) -> dict:
     """Draws ``n`` samples from the latest checkpoint of ``run`` and writes ``eval.json`` (and a picture).
 
     ``classifier_steps``: Adam steps of each MLP of the learned MNIST measures (the GQI, and the adversarial
@@ -273,14 +358,17 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_ste
         raise ValueError(f"n must be an int >= 2, got {n!r}")
     classifier_steps = positive_int(classifier_steps, "classifier_steps")
     if isinstance(geometry_iterations, bool) or not isinstance(geometry_iterations, int) or geometry_iterations < 0:
-        raise ValueError(f"geometry_iterations must be an int >= 0 (0 skips the Geometry Score), "
-                         f"got {geometry_iterations!r}")
+        raise ValueError(
+            f"geometry_iterations must be an int >= 0 (0 skips the Geometry Score), got {geometry_iterations!r}"
+        )
     run = pathlib.Path(run)
     out = pathlib.Path(out) if out is not None else run / "eval.json"
     objective, state, record = load_run(run)
     if objective.sample is None:
-        raise ValueError(f"{run} was trained as {record['objective']!r}, which has no prior to sample from; "
-                         "gendl eval scores generative models (GANs, WGANs, the VAE)")
+        raise ValueError(
+            f"{run} was trained as {record['objective']!r}, which has no prior to sample from; "
+            "gendl eval scores generative models (GANs, WGANs, the VAE)"
+        )
     data_name = record["train"]["data"]
     data_dir = record["train"].get("data_dir")
     t0 = time.perf_counter()
@@ -289,32 +377,78 @@ def evaluate_run(run, *, n: int = 10000, seed: int = 0, out=None, classifier_ste
     labels = None
     if objective.conditional(state.config):  # a class-conditional GAN: the labels sample() drew
         labels = np.asarray(adversarial.sample_labels(state, key, n))
-    result = {"run": str(run), "objective": record["objective"], "data": data_name, "step": int(state.step),
-              "n": n, "seed": seed}
+    result = {
+        "run": str(run),
+        "objective": record["objective"],
+        "data": data_name,
+        "step": int(state.step),
+        "n": n,
+        "seed": seed,
+    }
     if data_name in gdata.TOY_DISTRIBUTIONS:
         dataset = gdata.load_dataset(data_name)
         result.update(toy_measures(samples, dataset.distribution, seed=seed))
-        plots.scatter_with_modes(samples[:2500], dataset.distribution.modes, out.with_name("eval_samples.png"),
-                                 title=f"{record['objective']} {data_name}: {n} samples")
+        plots.scatter_with_modes(
+            samples[:2500],
+            dataset.distribution.modes,
+            out.with_name("eval_samples.png"),
+            title=f"{record['objective']} {data_name}: {n} samples",
+        )
     elif data_name == "mnist":
         test = gdata.load_dataset("mnist", split="test", data_dir=data_dir)
         train = gdata.load_dataset("mnist", split="train", data_dir=data_dir)
         real = test.images[mnist_test_subset(n, seed)]
-        result.update(image_measures(samples, real, key=jax.random.PRNGKey(seed + 1),
-                                     train_images=train.images, picture_path=out.with_name("nearest_neighbours.png"),
-                                     value_range=objective.value_range, sample_labels=labels))
+        result.update(
+            image_measures(
+                samples,
+                real,
+                key=jax.random.PRNGKey(seed + 1),
+                train_images=train.images,
+                picture_path=out.with_name("nearest_neighbours.png"),
+                value_range=objective.value_range,
+                sample_labels=labels,
+            )
+        )
         if labels is not None:
-            result.update(adversarial_measures(samples, labels, train, test, n_train=n, seed=seed + 2,
-                                               value_range=objective.value_range, steps=classifier_steps))
-        result.update(quality_index_measures(samples, train, test, n_train=min(n, len(train)), seed=seed + 3,
-                                             value_range=objective.value_range, steps=classifier_steps))
+            result.update(
+                adversarial_measures(
+                    samples,
+                    labels,
+                    train,
+                    test,
+                    n_train=n,
+                    seed=seed + 2,
+                    value_range=objective.value_range,
+                    steps=classifier_steps,
+                )
+            )
+        result.update(
+            quality_index_measures(
+                samples,
+                train,
+                test,
+                n_train=min(n, len(train)),
+                seed=seed + 3,
+                value_range=objective.value_range,
+                steps=classifier_steps,
+            )
+        )
         result["classifier_steps"] = classifier_steps
         if geometry_iterations:
-            result.update(geometry_measures(samples, real, key=jax.random.PRNGKey(seed + 4),
-                                            n_iterations=geometry_iterations, value_range=objective.value_range))
+            result.update(
+                geometry_measures(
+                    samples,
+                    real,
+                    key=jax.random.PRNGKey(seed + 4),
+                    n_iterations=geometry_iterations,
+                    value_range=objective.value_range,
+                )
+            )
     else:
-        raise ValueError(f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
-                         "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)")
+        raise ValueError(
+            f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
+            "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)"
+        )
     result["eval_seconds"] = time.perf_counter() - t0
     out.write_text(json.dumps(result, indent=2))
     return result

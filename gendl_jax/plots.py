@@ -9,9 +9,8 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def image_grid_array(images, value_range=(-1.0, 1.0), ncols: int = 8, *, pad: int = 1) -> np.ndarray:
@@ -72,8 +71,9 @@ def scatter_with_modes(samples, modes, path: str | pathlib.Path, *, title: str =
         plt.close(fig)
 
 
-def image_grid(images, path: str | pathlib.Path, *, value_range=(-1.0, 1.0), title: str = "",
-               ncols: int | None = None) -> None:
+def image_grid(
+    images, path: str | pathlib.Path, *, value_range=(-1.0, 1.0), title: str = "", ncols: int | None = None
+) -> None:
     """Saves (n, H, W, C) images as a grid PNG, ``ncols`` per row (default: square-ish); pixel values are
     mapped from ``value_range``."""
     images = np.asarray(images)

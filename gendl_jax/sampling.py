@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -104,8 +105,9 @@ def drs_log_acceptance(logits, max_logit, gamma=0.0, eps: float = 1e-6) -> Array
         if not np.all(np.isfinite(concrete)):
             raise ValueError("logits must be finite, got NaN or inf")
         if concrete.size and concrete.max() > float(max_logit):
-            raise ValueError(f"max_logit must be >= every logit, got max_logit={float(max_logit)} < "
-                             f"max(logits)={concrete.max()}")
+            raise ValueError(
+                f"max_logit must be >= every logit, got max_logit={float(max_logit)} < max(logits)={concrete.max()}"
+            )
     return -jnp.logaddexp(0.0, -_drs_f(jnp, logits, max_logit, eps, gamma))  # log sigmoid(F)
 
 
@@ -161,8 +163,10 @@ def platt_scaling(logits_real, logits_fake, *, max_iter: int = 100, tol: float =
         groups.append(v)
     real, fake = groups
     if real.min() > fake.max() or fake.min() > real.max():
-        raise ValueError("logits_real and logits_fake are perfectly separated: the calibrating logistic "
-                         "regression has no finite solution; use more (or harder) held-out samples")
+        raise ValueError(
+            "logits_real and logits_fake are perfectly separated: the calibrating logistic "
+            "regression has no finite solution; use more (or harder) held-out samples"
+        )
     x = np.concatenate([real, fake])
     y = np.concatenate([np.ones_like(real), np.zeros_like(fake)])
     w = np.concatenate([np.full(real.size, 0.5 / real.size), np.full(fake.size, 0.5 / fake.size)])
@@ -177,8 +181,10 @@ def platt_scaling(logits_real, logits_fake, *, max_iter: int = 100, tol: float =
         if np.max(np.abs(step)) < tol * (1.0 + np.max(np.abs(params))):
             break
     else:
-        raise ValueError(f"the calibrating logistic regression did not converge in {max_iter} Newton steps "
-                         f"(last step {step}); the logits may be nearly separable")
+        raise ValueError(
+            f"the calibrating logistic regression did not converge in {max_iter} Newton steps "
+            f"(last step {step}); the logits may be nearly separable"
+        )
     return float(params[0]), float(params[1])
 
 
@@ -205,10 +211,20 @@ class RejectionSamples:
         return self.accepted / self.proposals
 
 
-def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_ratio: Callable[[Array], Array], n: int,
-                     *, gamma: float | None = None, acceptance: float | None = None, burn_in: int = 10000,
-                     batch_size: int = 1000, eps: float = 1e-6, max_proposals: int | None = None,
-                     progress: bool = False) -> RejectionSamples:
+def rejection_sample(
+    key: Array,
+    propose: Callable[[Array, int], Array],
+    log_ratio: Callable[[Array], Array],
+    n: int,
+    *,
+    gamma: float | None = None,
+    acceptance: float | None = None,
+    burn_in: int = 10000,
+    batch_size: int = 1000,
+    eps: float = 1e-6,
+    max_proposals: int | None = None,
+    progress: bool = False,
+) -> RejectionSamples:
     """Discriminator rejection sampling: ``n`` proposals of ``propose`` kept with DRS's acceptance.
 
     Args:
@@ -251,8 +267,7 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
 
     key, burn_key = jax.random.split(key)
     burn_batches = -(-burn_in // batch_size)
-    burn_logits = np.concatenate([logits_of(propose(k, batch_size))
-                                  for k in jax.random.split(burn_key, burn_batches)])
+    burn_logits = np.concatenate([logits_of(propose(k, batch_size)) for k in jax.random.split(burn_key, burn_batches)])
     max_logit = float(burn_logits.max())
     if acceptance is not None:
         gamma = gamma_for_acceptance(burn_logits, max_logit, acceptance, eps)
@@ -263,8 +278,10 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
     while count < n:
         if proposals >= max_proposals:
             bar.close()
-            raise RuntimeError(f"rejection_sample accepted {count} of {proposals} proposals, short of n={n} "
-                               f"within max_proposals={max_proposals}; lower gamma or ask for a larger acceptance")
+            raise RuntimeError(
+                f"rejection_sample accepted {count} of {proposals} proposals, short of n={n} "
+                f"within max_proposals={max_proposals}; lower gamma or ask for a larger acceptance"
+            )
         key, k_prop, k_accept = jax.random.split(key, 3)
         x = propose(k_prop, batch_size)
         logits = logits_of(x)
@@ -281,8 +298,14 @@ def rejection_sample(key: Array, propose: Callable[[Array, int], Array], log_rat
         bar.update(min(int(keep.sum()), n - bar.n))
     bar.close()
     samples = jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves)[:n], *accepted)
-    return RejectionSamples(samples=samples, proposals=proposals, accepted=count, burn_in=burn_batches * batch_size,
-                            max_logit=max_logit, gamma=gamma)
+    return RejectionSamples(
+        samples=samples,
+        proposals=proposals,
+        accepted=count,
+        burn_in=burn_batches * batch_size,
+        max_logit=max_logit,
+        gamma=gamma,
+    )
 
 
 class LangevinChains(NamedTuple):
@@ -296,8 +319,15 @@ class LangevinChains(NamedTuple):
     """(n_steps,) share of chains whose move was accepted at each step (all ones without ``metropolis``)."""
 
 
-def latent_langevin(key: Array, z0: Array, log_ratio: Callable[[Array], Array], *, n_steps: int, step_size: float,
-                    metropolis: bool = False) -> LangevinChains:
+def latent_langevin(
+    key: Array,
+    z0: Array,
+    log_ratio: Callable[[Array], Array],
+    *,
+    n_steps: int,
+    step_size: float,
+    metropolis: bool = False,
+) -> LangevinChains:
     """Langevin chains on ``p(z) ∝ N(z; 0, I) exp(log_ratio(z))``, one per row of ``z0``.
 
     Each step moves ``z <- z + (step_size / 2) grad log p(z) + sqrt(step_size) xi``, ``xi ~ N(0, I)``.
@@ -320,16 +350,19 @@ def latent_langevin(key: Array, z0: Array, log_ratio: Callable[[Array], Array], 
     """
     z0 = jnp.asarray(z0)
     if z0.ndim < 2 or not jnp.issubdtype(z0.dtype, jnp.floating):
-        raise ValueError(f"z0 must be a float array of shape (n, ...) with at least 2 dims, got "
-                         f"{z0.dtype} {tuple(z0.shape)}")
+        raise ValueError(
+            f"z0 must be a float array of shape (n, ...) with at least 2 dims, got {z0.dtype} {tuple(z0.shape)}"
+        )
     if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive int, got {n_steps!r}")
     if not isinstance(step_size, jax.core.Tracer):
         _positive_finite("step_size", step_size)
     out = jax.eval_shape(log_ratio, z0)
     if not hasattr(out, "shape") or out.shape != (z0.shape[0],):
-        raise ValueError(f"log_ratio must map z0 of shape {tuple(z0.shape)} to shape ({z0.shape[0]},), got "
-                         f"{getattr(out, 'shape', out)}")
+        raise ValueError(
+            f"log_ratio must map z0 of shape {tuple(z0.shape)} to shape ({z0.shape[0]},), got "
+            f"{getattr(out, 'shape', out)}"
+        )
     axes = tuple(range(1, z0.ndim))
 
     def log_target_and_grad(z):
@@ -368,9 +401,17 @@ def latent_langevin(key: Array, z0: Array, log_ratio: Callable[[Array], Array], 
     return LangevinChains(z=z, mean_log_ratio=jnp.concatenate([jnp.mean(ratio)[None], means]), acceptance=accepted)
 
 
-def latent_langevin_in_batches(key: Array, z0, log_ratio: Callable[[Array], Array], *, n_steps: int, step_size: float,
-                               metropolis: bool = False, batch_size: int = 1000,
-                               progress: bool = False) -> LangevinChains:
+def latent_langevin_in_batches(
+    key: Array,
+    z0,
+    log_ratio: Callable[[Array], Array],
+    *,
+    n_steps: int,
+    step_size: float,
+    metropolis: bool = False,
+    batch_size: int = 1000,
+    progress: bool = False,
+) -> LangevinChains:
     """:func:`latent_langevin` on the host, ``batch_size`` chains per jitted call (bounds memory).
 
     Same arguments and result as :func:`latent_langevin`, with ``z`` as numpy and the traces averaged
@@ -381,15 +422,23 @@ def latent_langevin_in_batches(key: Array, z0, log_ratio: Callable[[Array], Arra
     z0 = np.asarray(z0)
     if z0.ndim < 2 or len(z0) == 0:
         raise ValueError(f"z0 must have shape (n, ...) with n >= 1, got {z0.shape}")
-    chains = jax.jit(functools.partial(latent_langevin, log_ratio=log_ratio, n_steps=n_steps, step_size=step_size,
-                                       metropolis=metropolis))
-    parts = [chains(jax.random.fold_in(key, j), jnp.asarray(z0[start:start + batch_size]))
-             for j, start in enumerate(tqdm(range(0, len(z0), batch_size), desc=f"Langevin, {n_steps} steps",
-                                            disable=not progress))]
+    chains = jax.jit(
+        functools.partial(
+            latent_langevin, log_ratio=log_ratio, n_steps=n_steps, step_size=step_size, metropolis=metropolis
+        )
+    )
+    parts = [
+        chains(jax.random.fold_in(key, j), jnp.asarray(z0[start : start + batch_size]))
+        for j, start in enumerate(
+            tqdm(range(0, len(z0), batch_size), desc=f"Langevin, {n_steps} steps", disable=not progress)
+        )
+    ]
     weights = [len(p.z) / len(z0) for p in parts]
-    return LangevinChains(z=np.concatenate([np.asarray(p.z) for p in parts]),
-                          mean_log_ratio=sum(w * np.asarray(p.mean_log_ratio, np.float64) for w, p in zip(weights, parts)),
-                          acceptance=sum(w * np.asarray(p.acceptance, np.float64) for w, p in zip(weights, parts)))
+    return LangevinChains(
+        z=np.concatenate([np.asarray(p.z) for p in parts]),
+        mean_log_ratio=sum(w * np.asarray(p.mean_log_ratio, np.float64) for w, p in zip(weights, parts)),
+        acceptance=sum(w * np.asarray(p.acceptance, np.float64) for w, p in zip(weights, parts)),
+    )
 
 
 def roc_auc(scores_positive, scores_negative) -> float:
@@ -403,7 +452,7 @@ def roc_auc(scores_positive, scores_negative) -> float:
     if pos.ndim != 1 or neg.ndim != 1 or pos.size == 0 or neg.size == 0:
         raise ValueError(f"scores must be non-empty (n,) arrays, got shapes {pos.shape} and {neg.shape}")
     ranks = rankdata(np.concatenate([pos, neg]))
-    return float((ranks[:pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
+    return float((ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2) / (pos.size * neg.size))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,14 +478,17 @@ class DiscriminatorCalibration:
         from gendl_jax.objectives import adversarial
 
         def log_ratio(x, labels=None):
-            return self.a * adversarial.discriminate(state, x, batch_statistics=self.batch_statistics,
-                                                     labels=labels) + self.b
+            return (
+                self.a * adversarial.discriminate(state, x, batch_statistics=self.batch_statistics, labels=labels)
+                + self.b
+            )
 
         return log_ratio
 
 
-def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False, batch_size: int = 1000,
-                            real_labels=None, fake_labels=None) -> DiscriminatorCalibration:
+def calibrate_discriminator(
+    state, real, fake, *, batch_statistics: bool = False, batch_size: int = 1000, real_labels=None, fake_labels=None
+) -> DiscriminatorCalibration:
     """Platt-scales the discriminator of a trained GAN ``state`` (:func:`platt_scaling`).
 
     Args:
@@ -459,8 +511,10 @@ def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False
             raise ValueError(f"{name} must have shape (n, {', '.join(map(str, shape))}), got {np.shape(x)}")
     conditional = state.config.num_classes > 0
     if conditional != (real_labels is not None and fake_labels is not None):
-        raise ValueError("a class-conditional GAN's calibration needs real_labels and fake_labels, an unconditional "
-                         f"one neither (num_classes={state.config.num_classes})")
+        raise ValueError(
+            "a class-conditional GAN's calibration needs real_labels and fake_labels, an unconditional "
+            f"one neither (num_classes={state.config.num_classes})"
+        )
     logits = jax.jit(functools.partial(adversarial.discriminate, state, batch_statistics=batch_statistics))
     if conditional:
         pairs = [(x, np.asarray(y, np.int32)) for x, y in ((real, real_labels), (fake, fake_labels))]
@@ -468,15 +522,28 @@ def calibrate_discriminator(state, real, fake, *, batch_statistics: bool = False
             if y.shape != (len(x),):
                 raise ValueError(f"{name}_labels must have shape ({len(x)},), got {y.shape}")
         real_logits, fake_logits = (
-            np.concatenate([np.asarray(logits(jnp.asarray(x[i:i + batch_size]), labels=jnp.asarray(y[i:i + batch_size])))
-                            for i in range(0, len(x), batch_size)]).astype(np.float64) for x, y in pairs)
+            np.concatenate(
+                [
+                    np.asarray(logits(jnp.asarray(x[i : i + batch_size]), labels=jnp.asarray(y[i : i + batch_size])))
+                    for i in range(0, len(x), batch_size)
+                ]
+            ).astype(np.float64)
+            for x, y in pairs
+        )
     else:
         real_logits, fake_logits = (map_in_batches(logits, x, batch_size).astype(np.float64) for x in (real, fake))
     a, b = platt_scaling(real_logits, fake_logits)
-    sig = lambda v: float(np.mean(0.5 * (1.0 + np.tanh(0.5 * v))))  # noqa: E731
-    return DiscriminatorCalibration(a=a, b=b, batch_statistics=batch_statistics, auc=roc_auc(real_logits, fake_logits),
-                                    d_real_mean=sig(real_logits), d_fake_mean=sig(fake_logits),
-                                    n_real=len(real_logits), n_fake=len(fake_logits))
+    sig = lambda v: float(np.mean(0.5 * (1.0 + np.tanh(0.5 * v))))
+    return DiscriminatorCalibration(
+        a=a,
+        b=b,
+        batch_statistics=batch_statistics,
+        auc=roc_auc(real_logits, fake_logits),
+        d_real_mean=sig(real_logits),
+        d_fake_mean=sig(fake_logits),
+        n_real=len(real_logits),
+        n_fake=len(fake_logits),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -492,8 +559,9 @@ class GanSamples:
     """(n,) the labels the samples were drawn for (class-conditional GANs; DRS keeps each sample's own)."""
 
 
-def check_sampler_options(*, truncation=None, drs_acceptance=None, ddls_steps: int = 0,
-                          ddls_step_size: float = 0.01) -> None:
+def check_sampler_options(
+    *, truncation=None, drs_acceptance=None, ddls_steps: int = 0, ddls_step_size: float = 0.01
+) -> None:
     """Raises ValueError for options :func:`sample_gan` cannot use (before any costly calibration)."""
     if truncation is not None:
         _positive_finite("truncation", truncation)
@@ -504,15 +572,28 @@ def check_sampler_options(*, truncation=None, drs_acceptance=None, ddls_steps: i
     if ddls_steps:
         _positive_finite("ddls_step_size", ddls_step_size)
     if ddls_steps and (drs_acceptance is not None or truncation is not None):
-        raise ValueError("ddls_steps is not combined with drs_acceptance or truncation: DDLS starts from N(0, I) "
-                         f"latents and targets N(z; 0, I) exp(l(G(z))) (got drs_acceptance={drs_acceptance}, "
-                         f"truncation={truncation})")
+        raise ValueError(
+            "ddls_steps is not combined with drs_acceptance or truncation: DDLS starts from N(0, I) "
+            f"latents and targets N(z; 0, I) exp(l(G(z))) (got drs_acceptance={drs_acceptance}, "
+            f"truncation={truncation})"
+        )
 
 
-def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
-               calibration: DiscriminatorCalibration | None = None, drs_acceptance: float | None = None,
-               ddls_steps: int = 0, ddls_step_size: float = 0.01, ddls_metropolis: bool = False,
-               batch_size: int = 1000, progress: bool = False, label: int | None = None) -> GanSamples:
+def sample_gan(
+    state,
+    key: Array,
+    n: int,
+    *,
+    truncation: float | None = None,
+    calibration: DiscriminatorCalibration | None = None,
+    drs_acceptance: float | None = None,
+    ddls_steps: int = 0,
+    ddls_step_size: float = 0.01,
+    ddls_metropolis: bool = False,
+    batch_size: int = 1000,
+    progress: bool = False,
+    label: int | None = None,
+) -> GanSamples:
     """``n`` samples of a trained GAN (or WGAN) ``state`` with one of the samplers of this module.
 
     * plain: ``G(z)``, ``z ~ N(0, I)`` (the generator's average when the state keeps one);
@@ -534,17 +615,21 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    check_sampler_options(truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps,
-                          ddls_step_size=ddls_step_size)
+    check_sampler_options(
+        truncation=truncation, drs_acceptance=drs_acceptance, ddls_steps=ddls_steps, ddls_step_size=ddls_step_size
+    )
     if (drs_acceptance is not None or ddls_steps) and calibration is None:
         raise ValueError("DRS and DDLS need calibration= (calibrate_discriminator on held-out real data)")
     num_classes = state.config.num_classes
     if label is not None and not (num_classes and isinstance(label, (int, np.integer)) and 0 <= label < num_classes):
-        raise ValueError(f"label must be a class in [0, num_classes={num_classes}) of a class-conditional GAN, "
-                         f"got {label!r}")
+        raise ValueError(
+            f"label must be a class in [0, num_classes={num_classes}) of a class-conditional GAN, got {label!r}"
+        )
     if ddls_steps and num_classes:
-        raise ValueError(f"DDLS is implemented for unconditional GANs; this one is class-conditional "
-                         f"(num_classes={state.config.num_classes}): draw plain, truncated or DRS samples")
+        raise ValueError(
+            f"DDLS is implemented for unconditional GANs; this one is class-conditional "
+            f"(num_classes={state.config.num_classes}): draw plain, truncated or DRS samples"
+        )
     dim = adversarial.latent_dim(state.config, state.data_shape)
     generate = jax.jit(functools.partial(adversarial.generate, state))
     info: dict = {"sampler": "plain", "truncation": truncation}
@@ -554,15 +639,28 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
     if ddls_steps:
         x_log_ratio = calibration.log_ratio(state)
         chains = latent_langevin_in_batches(
-            key, truncated_latents(jax.random.fold_in(key, 0), n, dim), lambda z: x_log_ratio(adversarial.generate(state, z)),
-            n_steps=ddls_steps, step_size=ddls_step_size, metropolis=ddls_metropolis, batch_size=batch_size,
-            progress=progress)
+            key,
+            truncated_latents(jax.random.fold_in(key, 0), n, dim),
+            lambda z: x_log_ratio(adversarial.generate(state, z)),
+            n_steps=ddls_steps,
+            step_size=ddls_step_size,
+            metropolis=ddls_metropolis,
+            batch_size=batch_size,
+            progress=progress,
+        )
         if not np.all(np.isfinite(chains.z)):
-            raise FloatingPointError(f"the Langevin chains diverged (non-finite latents); lower ddls_step_size "
-                                     f"(got {ddls_step_size})")
-        info.update(sampler="ddls", ddls_steps=ddls_steps, ddls_step_size=ddls_step_size, metropolis=ddls_metropolis,
-                    mean_log_ratio_start=float(chains.mean_log_ratio[0]),
-                    mean_log_ratio_end=float(chains.mean_log_ratio[-1]), mh_acceptance=float(np.mean(chains.acceptance)))
+            raise FloatingPointError(
+                f"the Langevin chains diverged (non-finite latents); lower ddls_step_size (got {ddls_step_size})"
+            )
+        info.update(
+            sampler="ddls",
+            ddls_steps=ddls_steps,
+            ddls_step_size=ddls_step_size,
+            metropolis=ddls_metropolis,
+            mean_log_ratio_start=float(chains.mean_log_ratio[0]),
+            mean_log_ratio_end=float(chains.mean_log_ratio[-1]),
+            mh_acceptance=float(np.mean(chains.acceptance)),
+        )
         from gendl_jax.data import map_in_batches
 
         return GanSamples(map_in_batches(generate, chains.z, batch_size), info)
@@ -578,15 +676,24 @@ def sample_gan(state, key: Array, n: int, *, truncation: float | None = None,
     propose = jax.jit(propose_fn, static_argnums=1)
     if drs_acceptance is None:
         keys = jax.random.split(key, -(-n // batch_size))
-        drawn = jax.tree_util.tree_map(lambda *leaves: np.concatenate(leaves)[:n],
-                                       *[propose(k, batch_size) for k in keys])
+        drawn = jax.tree_util.tree_map(
+            lambda *leaves: np.concatenate(leaves)[:n], *[propose(k, batch_size) for k in keys]
+        )
         return GanSamples(drawn[0], info, labels=drawn[1]) if num_classes else GanSamples(drawn, info)
     log_ratio = calibration.log_ratio(state)
     ratio = jax.jit(lambda xy: log_ratio(xy[0], labels=xy[1])) if num_classes else jax.jit(log_ratio)
-    drawn = rejection_sample(key, propose, ratio, n, acceptance=drs_acceptance, batch_size=batch_size,
-                             progress=progress)
-    info.update(sampler="drs", drs_acceptance=drs_acceptance, kept=drawn.acceptance_rate, gamma=drawn.gamma,
-                max_logit=drawn.max_logit, proposals=drawn.proposals, burn_in=drawn.burn_in)
+    drawn = rejection_sample(
+        key, propose, ratio, n, acceptance=drs_acceptance, batch_size=batch_size, progress=progress
+    )
+    info.update(
+        sampler="drs",
+        drs_acceptance=drs_acceptance,
+        kept=drawn.acceptance_rate,
+        gamma=drawn.gamma,
+        max_logit=drawn.max_logit,
+        proposals=drawn.proposals,
+        burn_in=drawn.burn_in,
+    )
     if num_classes:
         return GanSamples(drawn.samples[0], info, labels=drawn.samples[1])
     return GanSamples(drawn.samples, info)

@@ -79,7 +79,8 @@ def test_pgd_stays_in_the_ball_and_range_and_raises_the_loss():
     assert np.all(np.abs(x_adv - x) <= eps + 1e-6)
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     loss = lambda xx: np.asarray(
-        jax.vmap(lambda l, t: -jax.nn.log_softmax(l)[t])(logits_fn(jnp.asarray(xx)), jnp.asarray(y)))
+        jax.vmap(lambda lg, t: -jax.nn.log_softmax(lg)[t])(logits_fn(jnp.asarray(xx)), jnp.asarray(y))
+    )
     assert loss(x_adv).mean() > loss(x).mean()
     # One full-size step from x is FGSM.
     one = np.asarray(pgd(logits_fn, x, y, eps, steps=1, step_size=eps))

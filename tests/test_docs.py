@@ -81,7 +81,7 @@ class _Page:
             if block_line not in self.done:
                 code = compile(source, f"{_relative(self.path)}:{block_line}", "exec")
                 try:
-                    exec(code, self.namespace)  # noqa: S102 - running the documentation is the test
+                    exec(code, self.namespace)
                 except BaseException as error:  # recorded; re-raised by its own test, reported by later ones
                     self.done[block_line] = error
                     if block_line == line:

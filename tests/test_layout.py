@@ -14,10 +14,18 @@ PACKAGE = "gendl_jax"
 
 # The layers of DESIGN.md, lowest first: a module may import from its own layer or a lower one.
 LAYERS = {
-    "data": 0, "models": 0, "divergences": 0, "transport": 0, "metrics": 0, "plots": 0,
-    "objectives": 1, "attacks": 1,
-    "train": 2, "sampling": 2,
-    "learned_metrics": 3, "finetune": 3,
+    "data": 0,
+    "models": 0,
+    "divergences": 0,
+    "transport": 0,
+    "metrics": 0,
+    "plots": 0,
+    "objectives": 1,
+    "attacks": 1,
+    "train": 2,
+    "sampling": 2,
+    "learned_metrics": 3,
+    "finetune": 3,
     "evaluation": 4,
     "cli": 5,
 }
@@ -136,8 +144,9 @@ def test_imports_point_down_the_layers():
         for target, _, line in _imports(name, path, modules):
             a, b = _area(name), _area(target)
             if a and b and LAYERS.get(b, 0) > LAYERS.get(a, 0):
-                upward.append(f"{path.relative_to(ROOT)}:{line} ({a}, layer {LAYERS[a]}) imports {target} "
-                              f"(layer {LAYERS[b]})")
+                upward.append(
+                    f"{path.relative_to(ROOT)}:{line} ({a}, layer {LAYERS[a]}) imports {target} (layer {LAYERS[b]})"
+                )
     assert upward == []
 
 

@@ -14,8 +14,12 @@ from gendl_jax import sampling
 
 @pytest.mark.parametrize("threshold", [0.5, 1.0, 2.0])
 def test_truncated_latents_follow_the_truncated_normal(threshold):
-    z = np.asarray(jax.jit(sampling.truncated_latents, static_argnums=(1, 2, 3))(
-        jax.random.PRNGKey(int(threshold * 10)), 20000, 8, threshold), np.float64)
+    z = np.asarray(
+        jax.jit(sampling.truncated_latents, static_argnums=(1, 2, 3))(
+            jax.random.PRNGKey(int(threshold * 10)), 20000, 8, threshold
+        ),
+        np.float64,
+    )
     assert z.shape == (20000, 8) and np.abs(z).max() <= threshold
     ref = stats.truncnorm(-threshold, threshold)
     flat = z.ravel()
@@ -140,9 +144,11 @@ def test_exact_rejection_sampling_recovers_the_target():
 
 def test_shifted_rejection_sampling_follows_the_tilted_density():
     target = 0.5
-    out = sampling.rejection_sample(jax.random.PRNGKey(6), _propose, _jax_log_ratio, 5000, acceptance=target,
-                                    batch_size=1000)
+    out = sampling.rejection_sample(
+        jax.random.PRNGKey(6), _propose, _jax_log_ratio, 5000, acceptance=target, batch_size=1000
+    )
     assert out.acceptance_rate == pytest.approx(target, abs=0.03)
+
     # Accepted density ~ N(x; 0, 1) * sigmoid(F(x) - gamma), integrated numerically in float64.
     def weight(x):
         return stats.norm.pdf(x) * np.exp(_log_acceptance_reference(_log_ratio(x), out.max_logit, out.gamma, 1e-6))
@@ -169,15 +175,23 @@ def test_rejection_sample_bad_input():
     with pytest.raises(ValueError, match="NaN or inf"):
         sampling.rejection_sample(key, _propose, lambda x: x[:, 0] / 0.0, 10, batch_size=100, burn_in=100)
     with pytest.raises(RuntimeError, match="short of n=1000"):
-        sampling.rejection_sample(key, _propose, _jax_log_ratio, 1000, gamma=30.0, batch_size=100, burn_in=100,
-                                  max_proposals=500)
+        sampling.rejection_sample(
+            key, _propose, _jax_log_ratio, 1000, gamma=30.0, batch_size=100, burn_in=100, max_proposals=500
+        )
 
 
 def test_target_acceptance_holds_when_the_burn_in_underestimates_the_maximum():
     # An unbounded log-ratio (3x) and a tiny burn-in: M is raised many times after the burn-in, and gamma is
     # solved again each time, so the acceptance stays near the target (with gamma fixed it would sink).
-    out = sampling.rejection_sample(jax.random.PRNGKey(8), _propose, jax.jit(lambda x: 3.0 * x[:, 0]), 3000,
-                                    acceptance=0.3, burn_in=100, batch_size=100)
+    out = sampling.rejection_sample(
+        jax.random.PRNGKey(8),
+        _propose,
+        jax.jit(lambda x: 3.0 * x[:, 0]),
+        3000,
+        acceptance=0.3,
+        burn_in=100,
+        batch_size=100,
+    )
     assert out.max_logit > 9.0  # beyond 3 std: above the burn-in's maximum for most keys (this one included)
     assert out.acceptance_rate == pytest.approx(0.3, abs=0.05)
 
@@ -262,8 +276,15 @@ def test_latent_langevin_bad_input():
 def test_latent_langevin_takes_latents_of_any_rank():
     # (n, 2, 3) latents, log_ratio = -c |z|^2 over all trailing axes: the target is N(0, I / (1 + 2c)).
     c = 0.75
-    run = jax.jit(functools.partial(sampling.latent_langevin, n_steps=150, step_size=0.4, metropolis=True,
-                                    log_ratio=lambda z: -c * jnp.sum(z * z, axis=(1, 2))))
+    run = jax.jit(
+        functools.partial(
+            sampling.latent_langevin,
+            n_steps=150,
+            step_size=0.4,
+            metropolis=True,
+            log_ratio=lambda z: -c * jnp.sum(z * z, axis=(1, 2)),
+        )
+    )
     out = run(jax.random.PRNGKey(8), 3.0 * jax.random.normal(jax.random.PRNGKey(9), (6000, 2, 3)))
     z = np.asarray(out.z, np.float64)
     assert z.shape == (6000, 2, 3)
@@ -278,8 +299,9 @@ def test_latent_langevin_in_batches_matches_one_call_and_weights_the_traces():
     z0 = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (1000, 2)))
     key = jax.random.PRNGKey(1)
     whole = sampling.latent_langevin_in_batches(key, z0, f, n_steps=20, step_size=0.3, metropolis=True, batch_size=1000)
-    direct = jax.jit(functools.partial(sampling.latent_langevin, log_ratio=f, n_steps=20, step_size=0.3,
-                                       metropolis=True))(jax.random.fold_in(key, 0), jnp.asarray(z0))
+    direct = jax.jit(
+        functools.partial(sampling.latent_langevin, log_ratio=f, n_steps=20, step_size=0.3, metropolis=True)
+    )(jax.random.fold_in(key, 0), jnp.asarray(z0))
     np.testing.assert_allclose(whole.z, direct.z, rtol=1e-6, atol=1e-6)
     # Uneven batches (300, 300, 300, 100): the traces are means over all chains.
     parts = sampling.latent_langevin_in_batches(key, z0, f, n_steps=20, step_size=0.3, metropolis=True, batch_size=300)
@@ -312,7 +334,7 @@ def toy_gan():
     batch = {"x": jnp.asarray(rng.normal(size=(1, 64, 2)), jnp.float32)}
     state = gan.init(jax.random.PRNGKey(0), gan.GANConfig(model="mlp", hidden=(32, 32), latent_dim=2), batch)
     step = jax.jit(gan.step)
-    for i in range(5):
+    for _i in range(5):
         state, _ = step(state, {"x": jnp.asarray(rng.normal(size=(1, 64, 2)) + 1.0, jnp.float32)})
     return state
 
@@ -340,20 +362,22 @@ def test_sample_gan_ddls_reaches_the_importance_weighted_target(toy_gan):
     # importance sampling of 400,000 prior draws.
     from gendl_jax.objectives import adversarial
 
-    cal = sampling.DiscriminatorCalibration(a=8.0, b=0.0, batch_statistics=False, auc=0.5, d_real_mean=0.5,
-                                            d_fake_mean=0.5, n_real=1, n_fake=1)
+    cal = sampling.DiscriminatorCalibration(
+        a=8.0, b=0.0, batch_statistics=False, auc=0.5, d_real_mean=0.5, d_fake_mean=0.5, n_real=1, n_fake=1
+    )
     log_ratio = jax.jit(lambda z: cal.log_ratio(toy_gan)(adversarial.generate(toy_gan, z)))
     z = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (400000, 2)), np.float64)
-    l = np.asarray(log_ratio(jnp.asarray(z, jnp.float32)), np.float64)
-    w = np.exp(l - l.max())
+    lr = np.asarray(log_ratio(jnp.asarray(z, jnp.float32)), np.float64)
+    w = np.exp(lr - lr.max())
     w /= w.sum()
     assert 1.0 / np.sum(w * w) > 10000  # enough effective samples for a reference
-    drawn = sampling.sample_gan(toy_gan, jax.random.PRNGKey(4), 4000, calibration=cal, ddls_steps=300,
-                                ddls_step_size=0.2, ddls_metropolis=True)
+    drawn = sampling.sample_gan(
+        toy_gan, jax.random.PRNGKey(4), 4000, calibration=cal, ddls_steps=300, ddls_step_size=0.2, ddls_metropolis=True
+    )
     assert drawn.samples.shape == (4000, 2) and drawn.info["sampler"] == "ddls"
     # The tilt moves E[l] by about 0.55; the chains land within 0.05 of the reference (unadjusted chains at
     # this step size miss it by about 0.06).
-    assert drawn.info["mean_log_ratio_end"] == pytest.approx(np.sum(w * l), abs=0.05)
+    assert drawn.info["mean_log_ratio_end"] == pytest.approx(np.sum(w * lr), abs=0.05)
     assert drawn.info["mean_log_ratio_end"] > drawn.info["mean_log_ratio_start"] + 0.4
     assert 0.3 < drawn.info["mh_acceptance"] < 1.0
 
@@ -366,8 +390,9 @@ def test_sample_gan_plain_truncation_and_drs(toy_gan):
     keys = jax.random.split(key, 2)
     expected = np.concatenate([adversarial.generate(toy_gan, jax.random.normal(k, (1000, 2))) for k in keys])[:1500]
     np.testing.assert_allclose(plain.samples, expected, rtol=1e-6, atol=1e-6)
-    cal = sampling.DiscriminatorCalibration(a=3.0, b=0.0, batch_statistics=False, auc=0.5, d_real_mean=0.5,
-                                            d_fake_mean=0.5, n_real=1, n_fake=1)
+    cal = sampling.DiscriminatorCalibration(
+        a=3.0, b=0.0, batch_statistics=False, auc=0.5, d_real_mean=0.5, d_fake_mean=0.5, n_real=1, n_fake=1
+    )
     drs = sampling.sample_gan(toy_gan, key, 3000, truncation=1.5, calibration=cal, drs_acceptance=0.25)
     assert drs.samples.shape == (3000, 2) and drs.info["sampler"] == "drs"
     assert drs.info["kept"] == pytest.approx(0.25, abs=0.04)
@@ -391,14 +416,16 @@ def test_sample_gan_plain_truncation_and_drs(toy_gan):
 def test_rejection_sample_of_pytree_proposals_keeps_each_label_with_its_sample():
     """(x, label) proposals: the accepted x are those of the array proposals under the same key, and each label is
     still the one drawn with its x."""
+
     @functools.partial(jax.jit, static_argnums=1)
     def propose_pairs(key, m):
         x = _propose(key, m)
         return x, (x[:, 0] > 0).astype(jnp.int32)
 
     kwargs = dict(acceptance=0.4, batch_size=500, burn_in=1000)
-    pairs = sampling.rejection_sample(jax.random.PRNGKey(9), propose_pairs, lambda xy: _jax_log_ratio(xy[0]), 1500,
-                                      **kwargs)
+    pairs = sampling.rejection_sample(
+        jax.random.PRNGKey(9), propose_pairs, lambda xy: _jax_log_ratio(xy[0]), 1500, **kwargs
+    )
     plain = sampling.rejection_sample(jax.random.PRNGKey(9), _propose, _jax_log_ratio, 1500, **kwargs)
     x, labels = pairs.samples
     np.testing.assert_array_equal(x, plain.samples)
@@ -415,8 +442,10 @@ def toy_cgan():
 
     def batch():
         y = rng.integers(0, 3, (1, 64))
-        return {"x": jnp.asarray(rng.normal(size=(1, 64, 2)) + 2.0 * y[..., None], jnp.float32),
-                "y": jnp.asarray(y, jnp.int32)}
+        return {
+            "x": jnp.asarray(rng.normal(size=(1, 64, 2)) + 2.0 * y[..., None], jnp.float32),
+            "y": jnp.asarray(y, jnp.int32),
+        }
 
     config = gan.GANConfig(model="mlp", hidden=(32, 32), latent_dim=2, num_classes=3)
     state = gan.init(jax.random.PRNGKey(0), config, batch())
@@ -435,10 +464,12 @@ def test_conditional_calibration_and_drs_score_each_sample_with_its_label(toy_cg
     drawn = sampling.sample_gan(toy_cgan, jax.random.PRNGKey(2), 1500, batch_size=500)
     assert drawn.labels.shape == (1500,) and set(np.unique(drawn.labels)) == {0, 1, 2}
     z = jax.random.normal(jax.random.split(jax.random.PRNGKey(2), 3)[0], (500, 2))
-    np.testing.assert_allclose(drawn.samples[:500], adversarial.generate(toy_cgan, z, labels=drawn.labels[:500]),
-                               rtol=1e-6, atol=1e-6)
-    cal = sampling.calibrate_discriminator(toy_cgan, real, drawn.samples, real_labels=real_labels,
-                                           fake_labels=drawn.labels, batch_size=700)
+    np.testing.assert_allclose(
+        drawn.samples[:500], adversarial.generate(toy_cgan, z, labels=drawn.labels[:500]), rtol=1e-6, atol=1e-6
+    )
+    cal = sampling.calibrate_discriminator(
+        toy_cgan, real, drawn.samples, real_labels=real_labels, fake_labels=drawn.labels, batch_size=700
+    )
     logits_real = np.asarray(adversarial.discriminate(toy_cgan, real, labels=real_labels), np.float64)
     logits_fake = np.asarray(adversarial.discriminate(toy_cgan, drawn.samples, labels=drawn.labels), np.float64)
     a, b = sampling.platt_scaling(logits_real, logits_fake)
@@ -446,8 +477,9 @@ def test_conditional_calibration_and_drs_score_each_sample_with_its_label(toy_cg
     with pytest.raises(ValueError, match="needs real_labels and fake_labels"):
         sampling.calibrate_discriminator(toy_cgan, real, drawn.samples)
 
-    out = sampling.sample_gan(toy_cgan, jax.random.PRNGKey(3), 1000, calibration=cal, drs_acceptance=0.5,
-                              batch_size=500)
+    out = sampling.sample_gan(
+        toy_cgan, jax.random.PRNGKey(3), 1000, calibration=cal, drs_acceptance=0.5, batch_size=500
+    )
     assert out.samples.shape == (1000, 2) and out.labels.shape == (1000,)
     assert out.info["sampler"] == "drs" and out.info["kept"] == pytest.approx(0.5, abs=0.06)
     with pytest.raises(ValueError, match="DDLS is implemented for unconditional GANs"):

@@ -15,7 +15,14 @@ from gendl_jax.data.mnist import (
     read_idx,
     resolve_data_dir,
 )
-from gendl_jax.data.registry import DEFAULT_DATA, KNOWN_DATASETS, ArrayDataset, ToyDataset, binarize_dataset, load_dataset
+from gendl_jax.data.registry import (
+    DEFAULT_DATA,
+    KNOWN_DATASETS,
+    ArrayDataset,
+    ToyDataset,
+    binarize_dataset,
+    load_dataset,
+)
 from gendl_jax.data.toy import TOY_DISTRIBUTIONS, GaussianMixture, grid25, ring8, swissroll
 
 _LAZY_TFDS = ("MnistIdx", "prepare_mnist_tfds", "mnist_data_source")

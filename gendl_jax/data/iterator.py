@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterator
+from collections.abc import Iterator
 
 import jax.numpy as jnp
 import numpy as np
@@ -77,13 +77,9 @@ class BatchIterator:
         self.process_count = _check_int(process_count, "process_count", 1)
         self.process_index = _check_int(process_index, "process_index", 0)
         if self.process_index >= self.process_count:
-            raise ValueError(
-                f"process_index must be < process_count={self.process_count}, got {self.process_index}"
-            )
+            raise ValueError(f"process_index must be < process_count={self.process_count}, got {self.process_index}")
         if self.batch_size % self.process_count:
-            raise ValueError(
-                f"batch_size={self.batch_size} must be divisible by process_count={self.process_count}"
-            )
+            raise ValueError(f"batch_size={self.batch_size} must be divisible by process_count={self.process_count}")
         self.local_batch_size = self.batch_size // self.process_count
         try:
             lo, hi = (float(v) for v in value_range)
@@ -93,8 +89,7 @@ class BatchIterator:
             raise ValueError(f"value_range must be finite with lo < hi, got {value_range!r}")
         self.value_range = (lo, hi)
 
-        self._rows = slice(self.process_index * self.local_batch_size,
-                           (self.process_index + 1) * self.local_batch_size)
+        self._rows = slice(self.process_index * self.local_batch_size, (self.process_index + 1) * self.local_batch_size)
         self._per_step = self.inner_steps * self.batch_size
         self._perm_epoch: int | None = None
         self._perm: np.ndarray | None = None
@@ -139,7 +134,7 @@ class BatchIterator:
             raise TypeError("indices_at needs an ArrayDataset; toy data has no indices")
         epoch, within = divmod(step, self._steps_per_epoch)
         perm = self._permutation(epoch)
-        idx = perm[within * self._per_step:(within + 1) * self._per_step]
+        idx = perm[within * self._per_step : (within + 1) * self._per_step]
         return idx.reshape(self.inner_steps, self.batch_size)[:, self._rows]
 
     def batch_at(self, step: int) -> dict[str, np.ndarray]:
@@ -184,8 +179,11 @@ class BatchIterator:
     def check_resumable(self, saved: dict) -> None:
         """``ValueError`` naming the fields where a saved :meth:`position` and this iterator differ."""
         current = self.position(saved.get("next_step", 0))
-        differ = [f"{k}: saved {saved.get(k)!r}, now {current[k]!r}"
-                  for k in ("dataset", "dataset_size", "seed", "batch_size", "inner_steps") if saved.get(k) != current[k]]
+        differ = [
+            f"{k}: saved {saved.get(k)!r}, now {current[k]!r}"
+            for k in ("dataset", "dataset_size", "seed", "batch_size", "inner_steps")
+            if saved.get(k) != current[k]
+        ]
         if differ:
             raise ValueError("cannot resume on a different data stream; " + "; ".join(differ))
 
@@ -200,9 +198,11 @@ class BatchIterator:
         return self.iterate(0)
 
     def __repr__(self) -> str:
-        return (f"BatchIterator(dataset={self.dataset.name!r}, batch_size={self.batch_size}, "
-                f"inner_steps={self.inner_steps}, seed={self.seed}, "
-                f"process={self.process_index}/{self.process_count})")
+        return (
+            f"BatchIterator(dataset={self.dataset.name!r}, batch_size={self.batch_size}, "
+            f"inner_steps={self.inner_steps}, seed={self.seed}, "
+            f"process={self.process_index}/{self.process_count})"
+        )
 
 
 def map_in_batches(fn, x, batch_size: int = 1000) -> np.ndarray:
@@ -215,14 +215,28 @@ def map_in_batches(fn, x, batch_size: int = 1000) -> np.ndarray:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     if len(x) == 0:
         raise ValueError("x must have at least one row")
-    return np.concatenate([np.asarray(fn(jnp.asarray(x[i:i + batch_size]))) for i in range(0, len(x), batch_size)])
+    return np.concatenate([np.asarray(fn(jnp.asarray(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)])
 
 
-def make_iterator(dataset, batch_size: int | None, seed: int, inner_steps: int,
-                  value_range: tuple[float, float] = (-1.0, 1.0), *, process_index: int = 0,
-                  process_count: int = 1) -> BatchIterator:
+def make_iterator(
+    dataset,
+    batch_size: int | None,
+    seed: int,
+    inner_steps: int,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+    *,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> BatchIterator:
     """The run's batch stream; ``batch_size`` is global (None: 256 for 2-D data, 64 for images)."""
     if batch_size is None:
         batch_size = 256 if isinstance(dataset, ToyDataset) else 64
-    return BatchIterator(dataset, batch_size, seed=seed, inner_steps=inner_steps, value_range=value_range,
-                               process_index=process_index, process_count=process_count)
+    return BatchIterator(
+        dataset,
+        batch_size,
+        seed=seed,
+        inner_steps=inner_steps,
+        value_range=value_range,
+        process_index=process_index,
+        process_count=process_count,
+    )

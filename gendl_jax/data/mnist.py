@@ -19,13 +19,13 @@ import zlib
 import numpy as np
 
 __all__ = [
+    "DATA_DIR_ENV",
     "MNIST_FILES",
     "MNIST_SIZES",
-    "DATA_DIR_ENV",
-    "read_idx",
-    "resolve_data_dir",
     "find_mnist_dir",
     "load_mnist",
+    "read_idx",
+    "resolve_data_dir",
 ]
 
 DATA_DIR_ENV = "GENDL_DATA_DIR"
@@ -106,7 +106,9 @@ def read_idx(path) -> np.ndarray:
                 raise ValueError(f"{path}: IDX header gives ndim = 0; expected >= 1")
             dims_raw = _read_exact(f, 4 * ndim)
             if len(dims_raw) < 4 * ndim:
-                raise ValueError(f"{path}: IDX header truncated: expected {ndim} dims ({4 * ndim} bytes), got {len(dims_raw)} bytes")
+                raise ValueError(
+                    f"{path}: IDX header truncated: expected {ndim} dims ({4 * ndim} bytes), got {len(dims_raw)} bytes"
+                )
             dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
             dtype = _IDX_DTYPES[code]
             expected = math.prod(dims) * dtype.itemsize
@@ -221,14 +223,14 @@ def _load_cached(images_key, labels_key, sums_key, split: str, verify: bool):
                 raise ValueError(f"{sums_path} has no entry for {p.name}")
             actual = _sha256(p)
             if actual != sums[p.name]:
-                raise ValueError(
-                    f"SHA-256 mismatch for {p}: expected {sums[p.name]} (from {sums_path}), got {actual}"
-                )
+                raise ValueError(f"SHA-256 mismatch for {p}: expected {sums[p.name]} (from {sums_path}), got {actual}")
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     n = MNIST_SIZES[split]
     if images.dtype != np.uint8 or images.shape != (n, 28, 28):
-        raise ValueError(f"{images_path}: expected uint8 images of shape {(n, 28, 28)}, got {images.dtype} {images.shape}")
+        raise ValueError(
+            f"{images_path}: expected uint8 images of shape {(n, 28, 28)}, got {images.dtype} {images.shape}"
+        )
     if labels.dtype != np.uint8 or labels.shape != (n,):
         raise ValueError(f"{labels_path}: expected uint8 labels of shape {(n,)}, got {labels.dtype} {labels.shape}")
     if labels.max() > 9:

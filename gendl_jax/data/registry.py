@@ -10,7 +10,15 @@ import numpy as np
 from gendl_jax.data import mnist as _mnist
 from gendl_jax.data.toy import TOY_DISTRIBUTIONS, GaussianMixture
 
-__all__ = ["DEFAULT_DATA", "ArrayDataset", "ToyDataset", "binarize_dataset", "load_dataset", "KNOWN_DATASETS", "DIGITS_SPLITS"]
+__all__ = [
+    "DEFAULT_DATA",
+    "DIGITS_SPLITS",
+    "KNOWN_DATASETS",
+    "ArrayDataset",
+    "ToyDataset",
+    "binarize_dataset",
+    "load_dataset",
+]
 
 KNOWN_DATASETS: tuple[str, ...] = ("ring8", "grid25", "swissroll", "mnist", "digits")
 DEFAULT_DATA = "grid25"
@@ -55,7 +63,9 @@ class ArrayDataset:
         if self.labels is not None:
             labels = self.labels
             if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
-                raise TypeError(f"labels must be an integer numpy array or None, got {type(labels).__name__} {getattr(labels, 'dtype', '')}")
+                raise TypeError(
+                    f"labels must be an integer numpy array or None, got {type(labels).__name__} {getattr(labels, 'dtype', '')}"
+                )
             if labels.shape != (images.shape[0],):
                 raise ValueError(f"labels must have shape ({images.shape[0]},) to match images, got {labels.shape}")
 
@@ -68,8 +78,10 @@ class ArrayDataset:
         return int(self.images.shape[0])
 
     def __repr__(self) -> str:
-        return (f"ArrayDataset(name={self.name!r}, n={len(self)}, shape={self.shape}, "
-                f"labels={'yes' if self.labels is not None else 'no'}, max_value={self.max_value})")
+        return (
+            f"ArrayDataset(name={self.name!r}, n={len(self)}, shape={self.shape}, "
+            f"labels={'yes' if self.labels is not None else 'no'}, max_value={self.max_value})"
+        )
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -93,9 +105,7 @@ def _load_digits(split: str) -> ArrayDataset:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
-        raise ImportError(
-            "dataset 'digits' needs scikit-learn: pip install scikit-learn"
-        ) from e
+        raise ImportError("dataset 'digits' needs scikit-learn: pip install scikit-learn") from e
     if split not in DIGITS_SPLITS:
         raise ValueError(f"split for 'digits' must be one of {DIGITS_SPLITS}, got {split!r}")
     bunch = load_digits()
@@ -118,7 +128,9 @@ def _load_tfds(name: str, split: str, data_dir) -> ArrayDataset:
     import tensorflow_datasets as tfds
 
     where = str(data_dir) if data_dir is not None else f"the default TFDS data dir ({tfds.core.constants.DATA_DIR})"
-    prefix = f"unknown dataset {name!r}: known names are {', '.join(KNOWN_DATASETS)}; TFDS could not open it from {where}"
+    prefix = (
+        f"unknown dataset {name!r}: known names are {', '.join(KNOWN_DATASETS)}; TFDS could not open it from {where}"
+    )
     try:
         prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
     except Exception as e:  # TFDS raises many types (DatasetNotFoundError, ...)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -26,7 +27,7 @@ from etils import epath
 
 from gendl_jax.data import mnist as _mnist
 
-__all__ = ["MnistIdx", "prepare_mnist_tfds", "mnist_data_source", "MNIST_TFDS_NAME"]
+__all__ = ["MNIST_TFDS_NAME", "MnistIdx", "mnist_data_source", "prepare_mnist_tfds"]
 
 MNIST_TFDS_NAME = "mnist_idx"
 
@@ -40,7 +41,9 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
     # download_and_prepare fails with ModuleNotFoundError; giving the path directly avoids that.
     code_path = epath.Path(__file__)
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "MNIST from IDX files; Tensor image feature (no TensorFlow needed)."}
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {
+        "1.0.0": "MNIST from IDX files; Tensor image feature (no TensorFlow needed)."
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Pass the directory that holds the four MNIST IDX files (train-images-idx3-ubyte.gz, "
         "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, "

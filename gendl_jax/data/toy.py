@@ -10,18 +10,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 __all__ = [
-    "GaussianMixture",
-    "ring8",
-    "grid25",
-    "swissroll",
     "TOY_DISTRIBUTIONS",
+    "GaussianMixture",
+    "grid25",
+    "ring8",
+    "swissroll",
 ]
 
 

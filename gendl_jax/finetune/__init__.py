@@ -3,6 +3,9 @@ probe vs full fine-tuning, orbax backbone loading (also from a ``gendl finetune`
 torchvision-style state-dict import from ``.npz`` / ``.safetensors`` (no torch needed), and
 fine-tuning as an objective of the fit loop (``FINETUNE``, what ``gendl finetune`` trains)."""
 
+from gendl_jax.finetune.backbone import load_backbone, run_variables, save_backbone
+from gendl_jax.finetune.config import FinetuneConfig
+from gendl_jax.finetune.objective import FINETUNE
 from gendl_jax.finetune.state_dict import (
     StateDictMismatch,
     from_state_dict,
@@ -13,9 +16,6 @@ from gendl_jax.finetune.state_dict import (
     torch_keys,
     write_safetensors,
 )
-from gendl_jax.finetune.backbone import load_backbone, run_variables, save_backbone
-from gendl_jax.finetune.config import FinetuneConfig
-from gendl_jax.finetune.objective import FINETUNE
 from gendl_jax.finetune.step import FinetuneState, accuracy, init_finetune, make_step, predict
 from gendl_jax.finetune.surgery import (
     MODES,

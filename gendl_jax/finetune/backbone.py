@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 from flax.core import unfreeze
@@ -60,8 +61,10 @@ def run_variables(run: str | pathlib.Path, step: int | None = None) -> dict:
     run = pathlib.Path(run)
     record = json.loads((run / "config.json").read_text())
     if record.get("objective") != NAME:
-        raise ValueError(f"{run} is a run of {record.get('objective')!r}, not of `gendl finetune`; "
-                         "pass an orbax variables folder or a state dict as the backbone")
+        raise ValueError(
+            f"{run} is a run of {record.get('objective')!r}, not of `gendl finetune`; "
+            "pass an orbax variables folder or a state dict as the backbone"
+        )
     config = config_from_json(FinetuneConfig, record["config"])
     _, variables = fresh_variables(jax.random.PRNGKey(0), config, tuple(record["data_shape"]))
     like = finetune_state(config, variables, record["data_shape"])

@@ -28,8 +28,17 @@ from gendl_jax.finetune.backbone import run_variables
 from gendl_jax.finetune.config import HEAD, MODEL_WIDTHS, TRAIN_DEFAULTS, FinetuneConfig
 from gendl_jax.finetune.objective import FINETUNE, digits_as_mnist
 
-__all__ = ["FINETUNE", "HEAD", "MODEL_WIDTHS", "FinetuneConfig", "digits_as_mnist", "main", "run_finetune",
-           "run_variables", "train_config"]
+__all__ = [
+    "FINETUNE",
+    "HEAD",
+    "MODEL_WIDTHS",
+    "FinetuneConfig",
+    "digits_as_mnist",
+    "main",
+    "run_finetune",
+    "run_variables",
+    "train_config",
+]
 
 
 def train_config(**overrides):
@@ -76,8 +85,10 @@ def main(argv: list[str]) -> dict:
         "cluster": tyro.conf.OmitArgPrefixes[Cluster],
     }
     run.__defaults__ = (train_config(), Cluster())  # the config has a required --backbone
-    run.__doc__ = ("Fine-tune a LeNet backbone (an orbax folder, a gendl finetune run, or a .npz / .safetensors "
-                   "state dict) through the fit loop: hyper-parameters first, then the run settings.")
+    run.__doc__ = (
+        "Fine-tune a LeNet backbone (an orbax folder, a gendl finetune run, or a .npz / .safetensors "
+        "state dict) through the fit loop: hyper-parameters first, then the run settings."
+    )
     return tyro.cli(run, args=argv, prog="gendl finetune")
 
 

@@ -21,8 +21,14 @@ MODEL_WIDTHS = {
     "mnist-lenet": {"channels": (32, 64), "hidden": (128,)},  # the shipped MNIST classifier
 }
 STATE_DICT_SUFFIXES = (".npz", ".safetensors")
-TRAIN_DEFAULTS = {"data": "digits", "steps": 500, "batch_size": 64, "log_every": 25, "checkpoint_every": 100,
-                  "sample_every": 0}
+TRAIN_DEFAULTS = {
+    "data": "digits",
+    "steps": 500,
+    "batch_size": 64,
+    "log_every": 25,
+    "checkpoint_every": 100,
+    "sample_every": 0,
+}
 """Defaults of :class:`gendl_jax.train.TrainConfig` fields for ``gendl finetune``."""
 
 
@@ -99,8 +105,12 @@ def frozen_names(config: FinetuneConfig, params) -> tuple[str, ...]:
 
 def build_optimizer(config: FinetuneConfig, params) -> optax.GradientTransformation:
     """Adam at ``config.lr`` (and the stage rates), zero updates for the frozen sub-trees."""
-    return finetune_optimizer(params, config.lr, frozen=frozen_names(config, params),
-                              stage_learning_rates=config.stage_learning_rates() or None)
+    return finetune_optimizer(
+        params,
+        config.lr,
+        frozen=frozen_names(config, params),
+        stage_learning_rates=config.stage_learning_rates() or None,
+    )
 
 
 def fresh_variables(key: jax.Array, config: FinetuneConfig, data_shape: tuple[int, ...]):

@@ -37,10 +37,11 @@ from gendl_jax.finetune.config import (
     fresh_variables,
     frozen_names,
 )
-from gendl_jax.models.lenet import LENET_INPUT_SHAPE
 from gendl_jax.finetune.state_dict import load_state_dict
 from gendl_jax.finetune.step import FinetuneState, make_step, predict
+from gendl_jax.models.lenet import LENET_INPUT_SHAPE
 from gendl_jax.objectives.base import Objective
+
 
 def _images_of(batch: dict) -> tuple[jax.Array, jax.Array]:
     """``batch["x"]`` (1, m, 28, 28, 1) or (m, 28, 28, 1) and ``batch["y"]`` as (m, ...) arrays."""
@@ -136,7 +137,15 @@ def report(state: FinetuneState, out, train, dataset) -> dict:
     }
 
 
-FINETUNE = Objective(name=NAME, family="classifier", config_cls=FinetuneConfig, init=init, step=step,
-                     value_range=(-1.0, 1.0), train_defaults=TRAIN_DEFAULTS, prepare_dataset=prepare_dataset,
-                     report=report)
+FINETUNE = Objective(
+    name=NAME,
+    family="classifier",
+    config_cls=FinetuneConfig,
+    init=init,
+    step=step,
+    value_range=(-1.0, 1.0),
+    train_defaults=TRAIN_DEFAULTS,
+    prepare_dataset=prepare_dataset,
+    report=report,
+)
 """The fine-tuning objective for :func:`gendl_jax.train.train_and_evaluate`."""

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import ml_dtypes
@@ -35,8 +36,16 @@ IGNORED_SUFFIXES = ("num_batches_tracked",)
 _LEAF_TO_TORCH = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
 
 _SAFETENSORS_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
 }
 
 
@@ -143,10 +152,13 @@ def from_state_dict(state_dict: Mapping[str, Any], like: Mapping[str, Any], *, s
         if wrong:
             parts.append(f"wrong shapes ({len(wrong)}): {wrong}")
         raise StateDictMismatch("state dict does not fit the model; " + "; ".join(parts))
-    kept = [".".join(p[1:]) for k, p in expected.items() if skipped(k) and isinstance(_get(like, p), jax.ShapeDtypeStruct)]
+    kept = [
+        ".".join(p[1:]) for k, p in expected.items() if skipped(k) and isinstance(_get(like, p), jax.ShapeDtypeStruct)
+    ]
     if kept:
-        raise TypeError(f"like must hold arrays (not jax.eval_shape structs) for the skipped leaves {kept}: "
-                        "they are copied from it")
+        raise TypeError(
+            f"like must hold arrays (not jax.eval_shape structs) for the skipped leaves {kept}: they are copied from it"
+        )
     out = unfreeze(jax.tree_util.tree_map(lambda a: a, dict(like)))
     for path, value in converted.items():
         node = out
@@ -190,7 +202,11 @@ def write_safetensors(path: str | pathlib.Path, tensors: Mapping[str, np.ndarray
         if arr.dtype not in names:
             raise ValueError(f"tensor {name!r} has dtype {arr.dtype}, not storable in safetensors")
         raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": names[arr.dtype], "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {
+            "dtype": names[arr.dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         chunks.append(raw)
         offset += len(raw)
     text = json.dumps(header).encode("utf-8")

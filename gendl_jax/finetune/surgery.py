@@ -10,7 +10,8 @@ as :class:`gendl_jax.models.ResNet`).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -104,12 +105,15 @@ def finetune_optimizer(
       ValueError: unknown sub-tree names (listing the valid ones), or a learning rate <= 0.
     """
     stage_learning_rates = dict(stage_learning_rates or {})
-    for name, lr in [("learning_rate", learning_rate), *((f"stage_learning_rates[{k!r}]", v) for k, v in stage_learning_rates.items())]:
+    for name, lr in [
+        ("learning_rate", learning_rate),
+        *((f"stage_learning_rates[{k!r}]", v) for k, v in stage_learning_rates.items()),
+    ]:
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
             raise ValueError(f"{name} must be a positive number, got {lr!r}")
     _check_names(params, frozen, "frozen")
     assignments = {name: f"lr:{name}" for name in stage_learning_rates}
-    assignments.update({name: FROZEN for name in frozen})
+    assignments.update(dict.fromkeys(frozen, FROZEN))
     labels = label_tree(params, assignments)
     transforms = {DEFAULT: optimizer(learning_rate), FROZEN: optax.set_to_zero()}
     transforms.update({f"lr:{name}": optimizer(lr) for name, lr in stage_learning_rates.items()})
@@ -135,8 +139,9 @@ def init_variables(model: nn.Module, key: jax.Array, example):
     return model.init(key, example)
 
 
-def replace_head(model: nn.Module, variables: Mapping[str, Any], key: jax.Array, num_classes: int, example,
-                 *, head: str = "fc") -> tuple[nn.Module, dict]:
+def replace_head(
+    model: nn.Module, variables: Mapping[str, Any], key: jax.Array, num_classes: int, example, *, head: str = "fc"
+) -> tuple[nn.Module, dict]:
     """A new classification head for ``num_classes`` classes; every other variable is kept.
 
     Args:
@@ -165,8 +170,13 @@ def replace_head(model: nn.Module, variables: Mapping[str, Any], key: jax.Array,
     return new_model, out
 
 
-def merge_backbone(saved: Mapping[str, Any], variables: Mapping[str, Any], *, exclude: Sequence[str] = ("fc",),
-                   source: str = "the backbone") -> dict:
+def merge_backbone(
+    saved: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    *,
+    exclude: Sequence[str] = ("fc",),
+    source: str = "the backbone",
+) -> dict:
     """``variables`` with every top-level sub-tree of each collection but ``exclude`` taken from ``saved``.
 
     Raises:

@@ -13,7 +13,8 @@ Like :func:`~gendl_jax.learned_metrics.two_sample.classifier_two_sample`, it tra
 from __future__ import annotations
 
 import functools
-from typing import Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -31,10 +32,10 @@ class _Inputs(NamedTuple):
     names: list
     n_test: list[int]
     model: nn.Module
-    params: dict       # initial parameters of D
-    real: np.ndarray   # (n, d) float32, all real samples (D is never scored on real data)
-    pool: np.ndarray   # (sum_i m_i - n_test_i, d) float32, the models' training samples, model after model
-    test: np.ndarray   # (sum_i n_test_i, d) float32, the models' held-out samples, model after model
+    params: dict  # initial parameters of D
+    real: np.ndarray  # (n, d) float32, all real samples (D is never scored on real data)
+    pool: np.ndarray  # (sum_i m_i - n_test_i, d) float32, the models' training samples, model after model
+    test: np.ndarray  # (sum_i n_test_i, d) float32, the models' held-out samples, model after model
     segment: np.ndarray  # (sum_i n_test_i,) int32, the model of each row of ``test`` (sorted)
     real_idx: jax.Array  # (epochs, steps_per_epoch, batch_size) rows of ``real`` of each minibatch
     fake_idx: jax.Array  # (epochs, steps_per_epoch, batch_size) rows of ``pool`` of each minibatch
@@ -55,8 +56,10 @@ def _model_sets(real, fakes) -> tuple[np.ndarray, list, list[str], list[np.ndarr
         names, arrays = list(fakes), list(fakes.values())
         labels = [f"fakes[{name!r}]" for name in names]
     elif isinstance(fakes, (np.ndarray, jax.Array, str)) or not hasattr(fakes, "__len__"):
-        raise TypeError("fakes must be a sequence of (m_i, ...) arrays, one per model, or a dict name -> array, "
-                        f"got {type(fakes).__name__} (for one model, pass [samples])")
+        raise TypeError(
+            "fakes must be a sequence of (m_i, ...) arrays, one per model, or a dict name -> array, "
+            f"got {type(fakes).__name__} (for one model, pass [samples])"
+        )
     else:
         names, arrays = list(range(len(fakes))), list(fakes)
         labels = [f"fakes[{i}]" for i in names]
@@ -94,9 +97,18 @@ def _inputs(real, fakes, key, *, epochs, steps_per_epoch, hidden, batch_size, te
     pool, test = np.concatenate(pool), np.concatenate(test)
     segment = np.repeat(np.arange(len(sets), dtype=np.int32), n_test)
     shape = (epochs, steps_per_epoch, batch_size)
-    return _Inputs(names=names, n_test=n_test, model=model, params=model.init(k_init, real[:1]), real=real,
-                   pool=pool, test=test, segment=segment, real_idx=jax.random.randint(k_real, shape, 0, len(real)),
-                   fake_idx=jax.random.randint(k_fake, shape, 0, len(pool)))
+    return _Inputs(
+        names=names,
+        n_test=n_test,
+        model=model,
+        params=model.init(k_init, real[:1]),
+        real=real,
+        pool=pool,
+        test=test,
+        segment=segment,
+        real_idx=jax.random.randint(k_real, shape, 0, len(real)),
+        fake_idx=jax.random.randint(k_fake, shape, 0, len(pool)),
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("model", "lr", "n_models"))
@@ -112,8 +124,10 @@ def _train_curves(params, x_real, x_pool, x_test, segment, real_idx, fake_idx, m
         return jax.ops.segment_sum(d, segment, n_models, indices_are_sorted=True) / counts
 
     def loss_fn(p, xr, xf):
-        return (jnp.mean(optax.sigmoid_binary_cross_entropy(model.apply(p, xr), 1.0))
-                + jnp.mean(optax.sigmoid_binary_cross_entropy(model.apply(p, xf), 0.0))) / 2
+        return (
+            jnp.mean(optax.sigmoid_binary_cross_entropy(model.apply(p, xr), 1.0))
+            + jnp.mean(optax.sigmoid_binary_cross_entropy(model.apply(p, xf), 0.0))
+        ) / 2
 
     def step(carry, idx):
         p, s = carry
@@ -129,8 +143,18 @@ def _train_curves(params, x_real, x_pool, x_test, segment, real_idx, fake_idx, m
     return jnp.concatenate([curve(params)[None], curves])
 
 
-def nrds(real, fakes, key, *, epochs: int = 20, steps_per_epoch: int = 100, hidden: tuple[int, ...] = (128, 128),
-         batch_size: int = 128, lr: float = 1e-3, test_fraction: float = 0.5) -> dict:
+def nrds(
+    real,
+    fakes,
+    key,
+    *,
+    epochs: int = 20,
+    steps_per_epoch: int = 100,
+    hidden: tuple[int, ...] = (128, 128),
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    test_fraction: float = 0.5,
+) -> dict:
     """Normalised relative discriminative score of n models against ``real``.
 
     D is an :class:`~gendl_jax.models.mlp.MLPDiscriminator` (ReLU, ``hidden`` widths; ``()`` is logistic
@@ -160,15 +184,41 @@ def nrds(real, fakes, key, *, epochs: int = 20, steps_per_epoch: int = 100, hidd
     """
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    inp = _inputs(real, fakes, key, epochs=epochs, steps_per_epoch=steps_per_epoch, hidden=hidden,
-                  batch_size=batch_size, test_fraction=test_fraction)
-    curves = _train_curves(inp.params, inp.real, inp.pool, inp.test, inp.segment, inp.real_idx, inp.fake_idx,
-                           model=inp.model, lr=float(lr), n_models=len(inp.names))
+    inp = _inputs(
+        real,
+        fakes,
+        key,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        hidden=hidden,
+        batch_size=batch_size,
+        test_fraction=test_fraction,
+    )
+    curves = _train_curves(
+        inp.params,
+        inp.real,
+        inp.pool,
+        inp.test,
+        inp.segment,
+        inp.real_idx,
+        inp.fake_idx,
+        model=inp.model,
+        lr=float(lr),
+        n_models=len(inp.names),
+    )
     curves = np.asarray(curves, np.float64)
     areas = curves.sum(axis=0) - (curves[0] + curves[-1]) / 2
     total = areas.sum()
     if not total > 0:
-        raise ValueError(f"D's outputs on every model's samples are 0 (areas {areas.tolist()}): its logits underflow "
-                         "the float32 sigmoid; standardise the samples")
-    return {"nrds": (areas / total).tolist(), "areas": areas.tolist(), "curves": curves.tolist(),
-            "epochs": list(range(curves.shape[0])), "names": inp.names, "n_test": inp.n_test}
+        raise ValueError(
+            f"D's outputs on every model's samples are 0 (areas {areas.tolist()}): its logits underflow "
+            "the float32 sigmoid; standardise the samples"
+        )
+    return {
+        "nrds": (areas / total).tolist(),
+        "areas": areas.tolist(),
+        "curves": curves.tolist(),
+        "epochs": list(range(curves.shape[0])),
+        "names": inp.names,
+        "n_test": inp.n_test,
+    }

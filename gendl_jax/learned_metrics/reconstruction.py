@@ -14,7 +14,7 @@ restarts at once.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -49,8 +49,16 @@ def _recover(generate: Callable[[Array], Array], targets: Array, z0: Array, n_st
     return errors(z).reshape(r, n), z.reshape(r, n, k)
 
 
-def latent_reconstruction(generate: Callable[[Array], Array], targets, *, key: Array, latent_dim: int,
-                          n_steps: int = 500, learning_rate: float = 0.05, n_restarts: int = 4) -> dict:
+def latent_reconstruction(
+    generate: Callable[[Array], Array],
+    targets,
+    *,
+    key: Array,
+    latent_dim: int,
+    n_steps: int = 500,
+    learning_rate: float = 0.05,
+    n_restarts: int = 4,
+) -> dict:
     """The squared distance from each target to the generator's range, ``min_z |G(z) - x|^2``.
 
     Args:
@@ -73,8 +81,11 @@ def latent_reconstruction(generate: Callable[[Array], Array], targets, *, key: A
     latent_dim = positive_int(latent_dim, "latent_dim")
     n_steps = positive_int(n_steps, "n_steps")
     n_restarts = positive_int(n_restarts, "n_restarts")
-    if not isinstance(learning_rate, (int, float)) or isinstance(learning_rate, bool) or not (
-            np.isfinite(learning_rate) and learning_rate > 0):
+    if (
+        not isinstance(learning_rate, (int, float))
+        or isinstance(learning_rate, bool)
+        or not (np.isfinite(learning_rate) and learning_rate > 0)
+    ):
         raise ValueError(f"learning_rate must be a positive finite float, got {learning_rate!r}")
     out_shape = jax.eval_shape(generate, jax.ShapeDtypeStruct((1, latent_dim), jnp.float32)).shape
     if out_shape[1:] != targets.shape[1:]:
@@ -85,5 +96,10 @@ def latent_reconstruction(generate: Callable[[Array], Array], targets, *, key: A
     best = np.argmin(restart_errors, axis=0)
     columns = np.arange(targets.shape[0])
     errors, chosen = restart_errors[best, columns], latents[best, columns]
-    return {"errors": errors, "mean_error": float(errors.mean()), "latents": chosen,
-            "latent_norms": np.linalg.norm(chosen, axis=1), "restart_errors": restart_errors}
+    return {
+        "errors": errors,
+        "mean_error": float(errors.mean()),
+        "latents": chosen,
+        "latent_norms": np.linalg.norm(chosen, axis=1),
+        "restart_errors": restart_errors,
+    }

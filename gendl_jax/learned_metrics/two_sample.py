@@ -37,7 +37,10 @@ from gendl_jax.models.mlp import MLPDiscriminator
 
 
 def _prepare(real, fake, test_fraction):
-    real, fake = as_samples(flatten_samples(real, "real"), "real", min_n=2), as_samples(flatten_samples(fake, "fake"), "fake", min_n=2)
+    real, fake = (
+        as_samples(flatten_samples(real, "real"), "real", min_n=2),
+        as_samples(flatten_samples(fake, "fake"), "fake", min_n=2),
+    )
     same_dim(real, fake, "real", "fake")
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
@@ -51,8 +54,10 @@ def _train_classifier(key, x_real, x_fake, model, steps, batch_size, lr):
     opt = optax.adam(lr)
 
     def loss_fn(p, xr, xf):
-        return (jnp.mean(optax.sigmoid_binary_cross_entropy(model.apply(p, xr), 1.0))
-                + jnp.mean(optax.sigmoid_binary_cross_entropy(model.apply(p, xf), 0.0))) / 2
+        return (
+            jnp.mean(optax.sigmoid_binary_cross_entropy(model.apply(p, xr), 1.0))
+            + jnp.mean(optax.sigmoid_binary_cross_entropy(model.apply(p, xf), 0.0))
+        ) / 2
 
     def step(carry, k):
         p, s = carry
@@ -67,8 +72,17 @@ def _train_classifier(key, x_real, x_fake, model, steps, batch_size, lr):
     return params
 
 
-def classifier_two_sample(real, fake, key, *, hidden: tuple[int, ...] = (128, 128), steps: int = 1000,
-                          batch_size: int = 128, lr: float = 1e-3, test_fraction: float = 0.5) -> dict[str, float]:
+def classifier_two_sample(
+    real,
+    fake,
+    key,
+    *,
+    hidden: tuple[int, ...] = (128, 128),
+    steps: int = 1000,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    test_fraction: float = 0.5,
+) -> dict[str, float]:
     """Classifier two-sample test between ``real`` (n, ...) and ``fake`` (m, ...) (samples are flattened).
 
     Returns ``{"accuracy": held-out accuracy (balanced over the two sets), "p_value": one-sided
@@ -114,9 +128,18 @@ def _train_critic(key, x_real, x_fake, model, steps, batch_size, lr, gp_weight):
     return params
 
 
-def critic_wasserstein(real, fake, key, *, hidden: tuple[int, ...] = (128, 128), steps: int = 2000,
-                       batch_size: int = 256, lr: float = 1e-3, gp_weight: float = 10.0,
-                       test_fraction: float = 0.5) -> dict[str, float]:
+def critic_wasserstein(
+    real,
+    fake,
+    key,
+    *,
+    hidden: tuple[int, ...] = (128, 128),
+    steps: int = 2000,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    gp_weight: float = 10.0,
+    test_fraction: float = 0.5,
+) -> dict[str, float]:
     """Held-out Wasserstein-critic estimate of W1 between ``real`` (n, ...) and ``fake`` (m, ...).
 
     Returns ``{"w1": E_real f - E_fake f on the held-out halves, "n_test_real", "n_test_fake"}``.
@@ -152,7 +175,7 @@ class _SoftmaxMLP(nn.Module):
 def _kernel_norm2(params) -> jax.Array:
     """Sum of squares of the Dense kernels (biases are not penalised)."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    return sum(jnp.sum(leaf ** 2) for path, leaf in leaves if getattr(path[-1], "key", None) == "kernel")
+    return sum(jnp.sum(leaf**2) for path, leaf in leaves if getattr(path[-1], "key", None) == "kernel")
 
 
 @functools.partial(jax.jit, static_argnames=("model", "steps", "batch_size", "lr", "l2"))
@@ -176,22 +199,36 @@ def _train_softmax(key, x, y, model, steps, batch_size, lr, l2=0.0):
     return params
 
 
-def _labelled(x, labels, name: str, num_classes: int | None,
-              labels_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _labelled(
+    x, labels, name: str, num_classes: int | None, labels_name: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     labels_name = labels_name or f"{name}_labels"
     x = as_samples(flatten_samples(x, name), name, min_n=2).astype(np.float32)
     y = np.asarray(labels)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{labels_name} must be ({len(x)},) ints, one per row of {name}, got shape {y.shape} and "
-                         f"dtype {y.dtype}")
+        raise ValueError(
+            f"{labels_name} must be ({len(x)},) ints, one per row of {name}, got shape {y.shape} and dtype {y.dtype}"
+        )
     if y.min() < 0 or (num_classes is not None and y.max() >= num_classes):
         raise ValueError(f"{labels_name} must lie in [0, num_classes={num_classes}), got [{y.min()}, {y.max()}]")
     return x, y.astype(np.int32)
 
 
-def adversarial_accuracy(fake, fake_labels, real, real_labels, test, test_labels, key, *, num_classes: int | None = None,
-                         hidden: tuple[int, ...] = (256,), steps: int = 2000, batch_size: int = 128,
-                         lr: float = 1e-3) -> dict[str, float]:
+def adversarial_accuracy(
+    fake,
+    fake_labels,
+    real,
+    real_labels,
+    test,
+    test_labels,
+    key,
+    *,
+    num_classes: int | None = None,
+    hidden: tuple[int, ...] = (256,),
+    steps: int = 2000,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+) -> dict[str, float]:
     """Adversarial accuracy and adversarial divergence (Yang et al. 2017; Borji 2018's table).
 
     Two classifiers of the same kind (a softmax MLP on the flattened inputs, ``hidden`` widths; ``()`` is
@@ -227,9 +264,12 @@ def adversarial_accuracy(fake, fake_labels, real, real_labels, test, test_labels
         logits[name] = np.asarray(model.apply(params, jnp.asarray(test)), np.float64)
     log_p = {name: v - _logsumexp(v) for name, v in logits.items()}
     divergence = np.sum(np.exp(log_p["fake"]) * (log_p["fake"] - log_p["real"]), axis=1)
-    return {"accuracy_fake": float(np.mean(np.argmax(logits["fake"], 1) == test_labels)),
-            "accuracy_real": float(np.mean(np.argmax(logits["real"], 1) == test_labels)),
-            "adversarial_divergence": float(np.mean(divergence)), "n_test": len(test)}
+    return {
+        "accuracy_fake": float(np.mean(np.argmax(logits["fake"], 1) == test_labels)),
+        "accuracy_real": float(np.mean(np.argmax(logits["real"], 1) == test_labels)),
+        "adversarial_divergence": float(np.mean(divergence)),
+        "n_test": len(test),
+    }
 
 
 def _logsumexp(v: np.ndarray) -> np.ndarray:
@@ -237,9 +277,20 @@ def _logsumexp(v: np.ndarray) -> np.ndarray:
     return top + np.log(np.sum(np.exp(v - top), axis=1, keepdims=True))
 
 
-def gan_quality_index(fake, real, real_labels, test, test_labels, key, *, num_classes: int | None = None,
-                      hidden: tuple[int, ...] = (256,), steps: int = 2000, batch_size: int = 128,
-                      lr: float = 1e-3) -> dict:
+def gan_quality_index(
+    fake,
+    real,
+    real_labels,
+    test,
+    test_labels,
+    key,
+    *,
+    num_classes: int | None = None,
+    hidden: tuple[int, ...] = (256,),
+    steps: int = 2000,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+) -> dict:
     """GAN Quality Index (Ye et al. 2018, "GAN Quality Index (GQI) by GAN-induced Classifier"), for unlabelled samples.
 
     A classifier ``C_real`` (the softmax MLP of :func:`adversarial_accuracy`: ``hidden`` widths, Adam for ``steps``
@@ -274,16 +325,33 @@ def gan_quality_index(fake, real, real_labels, test, test_labels, key, *, num_cl
     induced = np.asarray(jnp.argmax(model.apply(real_params, jnp.asarray(fake)), axis=1), np.int32)
     gan_params = _train_softmax(key, jnp.asarray(fake), jnp.asarray(induced), model, steps, batch_size, float(lr))
     x_test = jnp.asarray(test)
-    accuracy = {name: float(np.mean(np.asarray(jnp.argmax(model.apply(p, x_test), axis=1)) == test_labels))
-                for name, p in (("real", real_params), ("gan", gan_params))}
-    return {"gqi": 100.0 * accuracy["gan"] / accuracy["real"] if accuracy["real"] > 0 else float("nan"),
-            "accuracy_gan": accuracy["gan"], "accuracy_real": accuracy["real"],
-            "induced_label_counts": np.bincount(induced, minlength=num_classes).tolist(), "n_test": len(test)}
+    accuracy = {
+        name: float(np.mean(np.asarray(jnp.argmax(model.apply(p, x_test), axis=1)) == test_labels))
+        for name, p in (("real", real_params), ("gan", gan_params))
+    }
+    return {
+        "gqi": 100.0 * accuracy["gan"] / accuracy["real"] if accuracy["real"] > 0 else float("nan"),
+        "accuracy_gan": accuracy["gan"],
+        "accuracy_real": accuracy["real"],
+        "induced_label_counts": np.bincount(induced, minlength=num_classes).tolist(),
+        "n_test": len(test),
+    }
 
 
-def linear_probe(train_features, train_labels, test_features, test_labels, key, *, num_classes: int | None = None,
-                 steps: int = 2000, batch_size: int = 256, lr: float = 1e-2, l2: float = 0.0,
-                 standardize: bool = True) -> dict:
+def linear_probe(
+    train_features,
+    train_labels,
+    test_features,
+    test_labels,
+    key,
+    *,
+    num_classes: int | None = None,
+    steps: int = 2000,
+    batch_size: int = 256,
+    lr: float = 1e-2,
+    l2: float = 0.0,
+    standardize: bool = True,
+) -> dict:
     """Test accuracy of multinomial logistic regression on fixed features: how linearly the classes separate in a
     representation (e.g. a GAN discriminator's last hidden layer, :func:`gendl_jax.objectives.adversarial.discriminator_features`).
 
@@ -321,6 +389,10 @@ def linear_probe(train_features, train_labels, test_features, test_labels, key, 
 
     test_logits = np.asarray(model.apply(params, jnp.asarray(x_test)), np.float64)
     log_p = test_logits - _logsumexp(test_logits)
-    return {"accuracy": accuracy(x_test, y_test), "train_accuracy": accuracy(x, y),
-            "test_log_loss": float(-np.mean(log_p[np.arange(len(y_test)), y_test])), "n_train": len(x),
-            "n_test": len(x_test)}
+    return {
+        "accuracy": accuracy(x_test, y_test),
+        "train_accuracy": accuracy(x, y),
+        "test_log_loss": float(-np.mean(log_p[np.arange(len(y_test)), y_test])),
+        "n_train": len(x),
+        "n_test": len(x_test),
+    }

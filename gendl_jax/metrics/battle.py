@@ -33,8 +33,9 @@ def _ratio(a: float, b: float) -> float:
     return a / b
 
 
-def generative_adversarial_metric(d1_on_test, d2_on_test, d1_on_model2, d2_on_model1, *,
-                                  test_tolerance: float = 0.1) -> dict:
+def generative_adversarial_metric(
+    d1_on_test, d2_on_test, d1_on_model2, d2_on_model1, *, test_tolerance: float = 0.1
+) -> dict:
     """GAM of model 1 against model 2 from discriminator logits.
 
     Args:
@@ -52,8 +53,12 @@ def generative_adversarial_metric(d1_on_test, d2_on_test, d1_on_model2, d2_on_mo
         raise ValueError(f"test_tolerance must be a number >= 0, got {test_tolerance!r}")
     t1, t2 = _logits(d1_on_test, "d1_on_test"), _logits(d2_on_test, "d2_on_test")
     f12, f21 = _logits(d1_on_model2, "d1_on_model2"), _logits(d2_on_model1, "d2_on_model1")
-    errors = {"error_d1_test": float(np.mean(t1 <= 0)), "error_d2_test": float(np.mean(t2 <= 0)),
-              "error_d1_on_model2": float(np.mean(f12 > 0)), "error_d2_on_model1": float(np.mean(f21 > 0))}
+    errors = {
+        "error_d1_test": float(np.mean(t1 <= 0)),
+        "error_d2_test": float(np.mean(t2 <= 0)),
+        "error_d1_on_model2": float(np.mean(f12 > 0)),
+        "error_d2_on_model1": float(np.mean(f21 > 0)),
+    }
     r_test = _ratio(errors["error_d1_test"], errors["error_d2_test"])
     r_samples = _ratio(errors["error_d1_on_model2"], errors["error_d2_on_model1"])
     if not (np.isfinite(r_test) and abs(r_test - 1) <= test_tolerance) or np.isnan(r_samples) or r_samples == 1:

@@ -53,7 +53,9 @@ def _kmeans(key: jax.Array, x: jax.Array, k: int, max_iter: int):
     def update(centres, labels):
         sums = jax.ops.segment_sum(x, labels, num_segments=k)
         counts = jax.ops.segment_sum(jnp.ones(x.shape[0], x.dtype), labels, num_segments=k)
-        return jnp.where(counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centres)  # an empty bin keeps its centre
+        return jnp.where(
+            counts[:, None] > 0, sums / jnp.maximum(counts, 1.0)[:, None], centres
+        )  # an empty bin keeps its centre
 
     def cond(carry):
         _, _, changed, it = carry
@@ -75,8 +77,9 @@ def _check_bins(x: np.ndarray, n_bins) -> int:
     n_bins = positive_int(n_bins, "n_bins", minimum=2)
     distinct = len(np.unique(x, axis=0))
     if distinct < n_bins:
-        raise ValueError(f"n_bins={n_bins} needs at least as many distinct samples, got {distinct} distinct rows "
-                         f"(of {len(x)})")
+        raise ValueError(
+            f"n_bins={n_bins} needs at least as many distinct samples, got {distinct} distinct rows (of {len(x)})"
+        )
     return n_bins
 
 
@@ -92,8 +95,13 @@ def kmeans(x, n_clusters: int, *, key: jax.Array, max_iter: int = 300) -> dict:
     k = _check_bins(x, n_clusters)
     max_iter = positive_int(max_iter, "max_iter")
     centres, labels, iterations, converged, inertia = _kmeans(key, jnp.asarray(x), k, max_iter)
-    return {"centres": np.asarray(centres), "labels": np.asarray(labels), "inertia": float(inertia),
-            "iterations": int(iterations), "converged": bool(converged)}
+    return {
+        "centres": np.asarray(centres),
+        "labels": np.asarray(labels),
+        "inertia": float(inertia),
+        "iterations": int(iterations),
+        "converged": bool(converged),
+    }
 
 
 @jax.jit
@@ -103,7 +111,7 @@ def _nearest_centre(x: jax.Array, centres: jax.Array) -> jax.Array:
 
 def _js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     m = (p + q) / 2
-    kl = lambda a: float(np.sum(xlogy(a, a) - xlogy(a, m)))  # noqa: E731
+    kl = lambda a: float(np.sum(xlogy(a, a) - xlogy(a, m)))
     return (kl(p) + kl(q)) / 2
 
 
@@ -138,7 +146,14 @@ def ndb(real, fake, *, key: jax.Array, n_bins: int = 100, alpha: float = 0.05, m
         z = np.where(se > 0, (p - q) / se, 0.0)  # se = 0: the bin is empty in both sets (or holds everything)
     p_values = 2 * norm.sf(np.abs(z))
     different = p_values < alpha
-    return {"ndb": int(different.sum()), "ndb_fraction": float(different.mean()), "js_divergence": _js_divergence(p, q),
-            "p_values": p_values.tolist(), "different": different.tolist(), "real_proportions": p.tolist(),
-            "fake_proportions": q.tolist(), "kmeans_iterations": clusters["iterations"],
-            "kmeans_converged": clusters["converged"]}
+    return {
+        "ndb": int(different.sum()),
+        "ndb_fraction": float(different.mean()),
+        "js_divergence": _js_divergence(p, q),
+        "p_values": p_values.tolist(),
+        "different": different.tolist(),
+        "real_proportions": p.tolist(),
+        "fake_proportions": q.tolist(),
+        "kmeans_iterations": clusters["iterations"],
+        "kmeans_converged": clusters["converged"],
+    }

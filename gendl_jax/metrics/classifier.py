@@ -175,8 +175,7 @@ def mnist_classifier() -> MnistClassifier:
 def random_shift(key: jax.Array, images: jax.Array, max_shift: int = 2) -> jax.Array:
     """Translates each image (N, H, W, C) by an integer offset in [-max_shift, max_shift]^2, filling with -1 (background)."""
     n, h, w, _ = images.shape
-    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)),
-                     constant_values=-1.0)
+    padded = jnp.pad(images, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)), constant_values=-1.0)
     offsets = jax.random.randint(key, (n, 2), 0, 2 * max_shift + 1)
 
     def crop(img, off):

@@ -34,7 +34,7 @@ def as_samples(x, name: str, *, min_n: int = 1) -> np.ndarray:
     """``x`` as a finite float64 (n, d) array with n >= ``min_n``; clear errors otherwise."""
     try:
         arr = np.asarray(x)
-    except Exception as e:  # noqa: BLE001 - e.g. ragged lists
+    except Exception as e:
         raise TypeError(f"{name} must be an array of shape (n, d), got {type(x).__name__}") from e
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or arr.dtype == bool:
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
@@ -85,7 +85,7 @@ def flatten_samples(x, name: str) -> np.ndarray:
 
 def split_indices(key: jax.Array, n: int, test_fraction: float, name: str = "the samples"):
     """A random split of ``range(n)`` into (train rows, test rows), ``round(n * test_fraction)`` of them test."""
-    n_test = int(round(n * test_fraction))
+    n_test = round(n * test_fraction)
     if not 1 <= n_test <= n - 1:
         raise ValueError(f"test_fraction={test_fraction} leaves no training or no test sample out of the {n} of {name}")
     perm = np.asarray(jax.random.permutation(key, n))

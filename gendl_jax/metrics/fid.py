@@ -48,15 +48,25 @@ def _eigvalsh(m: jax.Array) -> jax.Array:
     if m.dtype != jnp.float64:
         return jax.pure_callback(
             lambda a: scipy.linalg.eigvalsh(np.asarray(a), driver="evr", check_finite=False).astype(np.float32),
-            jax.ShapeDtypeStruct((d,), jnp.float32), m, vmap_method="sequential")
+            jax.ShapeDtypeStruct((d,), jnp.float32),
+            m,
+            vmap_method="sequential",
+        )
+
     # The callback may run on a thread where 64-bit mode is off, where jax would cast float64
     # operands and results to float32; the matrix and its eigenvalues cross as raw bits (uint32 pairs).
     def host_eigvalsh(bits):
         a = np.ascontiguousarray(np.asarray(bits, np.uint32)).view(np.float64).reshape(d, d)
-        return scipy.linalg.eigvalsh(a, driver="evr", check_finite=False).astype(np.float64).view(np.uint32).reshape(d, 2)
+        return (
+            scipy.linalg.eigvalsh(a, driver="evr", check_finite=False).astype(np.float64).view(np.uint32).reshape(d, 2)
+        )
 
-    bits = jax.pure_callback(host_eigvalsh, jax.ShapeDtypeStruct((d, 2), jnp.uint32),
-                             jax.lax.bitcast_convert_type(m, jnp.uint32), vmap_method="sequential")
+    bits = jax.pure_callback(
+        host_eigvalsh,
+        jax.ShapeDtypeStruct((d, 2), jnp.uint32),
+        jax.lax.bitcast_convert_type(m, jnp.uint32),
+        vmap_method="sequential",
+    )
     return jax.lax.bitcast_convert_type(bits, jnp.float64)
 
 
@@ -118,14 +128,16 @@ def _check_psd(sigma: np.ndarray, name: str, tol: float) -> None:
     if eig[0] < -tol * max(float(eig[-1]), 0.0):
         raise ValueError(
             f"{name} must be positive semi-definite (a covariance matrix): its smallest eigenvalue is {eig[0]:.4g}, "
-            f"below -tol x its largest eigenvalue = -{tol:g} x {eig[-1]:.4g}")
+            f"below -tol x its largest eigenvalue = -{tol:g} x {eig[-1]:.4g}"
+        )
 
 
 def _check_gaussian(mu, sigma, i: int, tol: float) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(mu, jax.core.Tracer) or isinstance(sigma, jax.core.Tracer):
         raise TypeError(
             f"frechet_distance checks mu{i} and sigma{i} on the host and cannot be traced (called under jit, vmap "
-            "or grad); call it on concrete arrays, or use trace_sqrt_product, which is jitted and checks nothing")
+            "or grad); call it on concrete arrays, or use trace_sqrt_product, which is jitted and checks nothing"
+        )
     mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
     if mu.ndim != 1 or mu.shape[0] < 1:
         raise ValueError(f"mu{i} must have shape (d,), got {mu.shape}")
@@ -136,8 +148,10 @@ def _check_gaussian(mu, sigma, i: int, tol: float) -> tuple[np.ndarray, np.ndarr
     scale = float(np.abs(sigma).max())
     asymmetry = float(np.abs(sigma - sigma.T).max())
     if asymmetry > tol * scale:
-        raise ValueError(f"sigma{i} must be symmetric (a covariance matrix): max |S - S^T| = {asymmetry:.3g} "
-                         f"exceeds tol x max |S| = {tol:g} x {scale:.3g}")
+        raise ValueError(
+            f"sigma{i} must be symmetric (a covariance matrix): max |S - S^T| = {asymmetry:.3g} "
+            f"exceeds tol x max |S| = {tol:g} x {scale:.3g}"
+        )
     _check_psd(sigma, f"sigma{i}", tol)
     return mu, sigma
 
@@ -189,7 +203,8 @@ def feature_statistics(features, name: str = "features") -> tuple[np.ndarray, np
         warnings.warn(
             f"{name} has {n} samples of dimension {d}: the covariance is singular (rank <= {n - 1}); "
             f"FID needs at least {d + 1} samples (use >= 10 x d = {10 * d} for a stable value)",
-            RuntimeWarning, stacklevel=3,
+            RuntimeWarning,
+            stacklevel=3,
         )
     mu, sigma = _statistics(jnp.asarray(x))
     return np.asarray(mu), np.asarray(sigma)
@@ -229,6 +244,8 @@ def per_class_fid(features_real, labels_real, features_fake, labels_fake) -> np.
     counts = [np.bincount(y, minlength=num_classes) for y in labels]
     short = [k for k in range(num_classes) if min(counts[0][k], counts[1][k]) < 2]
     if short:
-        raise ValueError("every class needs >= 2 real and >= 2 fake samples; classes " + ", ".join(
-            f"{k} ({counts[0][k]} real, {counts[1][k]} fake)" for k in short))
+        raise ValueError(
+            "every class needs >= 2 real and >= 2 fake samples; classes "
+            + ", ".join(f"{k} ({counts[0][k]} real, {counts[1][k]} fake)" for k in short)
+        )
     return np.array([fid(real[labels[0] == k], fake[labels[1] == k]) for k in range(num_classes)])

@@ -114,9 +114,18 @@ from jax import lax
 
 from gendl_jax.metrics.common import as_samples, positive_int, same_dim, x64
 
-__all__ = ["DEFAULT_N_ITERATIONS", "PROTOCOLS", "geometry_score", "geometry_score_estimates", "geometry_score_from_rlts",
-           "h1_persistence", "relative_living_times", "rlt_from_intervals", "strong_witness_filtration",
-           "witness_filtration"]
+__all__ = [
+    "DEFAULT_N_ITERATIONS",
+    "PROTOCOLS",
+    "geometry_score",
+    "geometry_score_estimates",
+    "geometry_score_from_rlts",
+    "h1_persistence",
+    "relative_living_times",
+    "rlt_from_intervals",
+    "strong_witness_filtration",
+    "witness_filtration",
+]
 
 DEFAULT_N_ITERATIONS = 100
 _ITER_CHUNK = 8  # iterations per vmapped kernel call
@@ -191,8 +200,9 @@ def h1_persistence(edges, edge_values, triangles, triangle_values, *, n_vertices
     if len(triangles) and (ev[ranks] > tv[:, None]).any():
         raise ValueError("a triangle's value must be >= the values of its edges (a filtration)")
     status = np.frombuffer(
-        _extension().h1_pairs(n_vertices, np.ascontiguousarray(edges), np.ascontiguousarray(ranks, np.int64),
-                              len(edges), len(triangles)),
+        _extension().h1_pairs(
+            n_vertices, np.ascontiguousarray(edges), np.ascontiguousarray(ranks, np.int64), len(edges), len(triangles)
+        ),
         np.int64,
     )
     positive = status != -2
@@ -332,8 +342,10 @@ def _close(vert, edge, tri, alpha, n_l):
     e = jnp.maximum(edge.reshape(n_it, n_l, n_l), jnp.maximum(vert[:, :, None], vert[:, None, :]))
     e = jnp.where(e <= alpha[:, None, None], e, jnp.inf)
     if tri.shape[1] > 1:
-        t = jnp.maximum(tri.reshape(n_it, n_l, n_l, n_l),
-                        jnp.maximum(jnp.maximum(e[:, :, :, None], e[:, :, None, :]), e[:, None, :, :]))
+        t = jnp.maximum(
+            tri.reshape(n_it, n_l, n_l, n_l),
+            jnp.maximum(jnp.maximum(e[:, :, :, None], e[:, :, None, :]), e[:, None, :, :]),
+        )
         tri = jnp.where(t <= alpha[:, None, None, None], t, jnp.inf).reshape(n_it, -1)
     return vert, e.reshape(n_it, -1), tri
 
@@ -442,8 +454,11 @@ def _dense_filtration(e, alpha, block: int, weak: bool):
             tri = jnp.minimum(tri, jnp.min(t, axis=2))
         return (vert, edge, tri), None
 
-    init = (jnp.zeros((n_it, n_l)) if weak else jnp.full((n_it, n_l), jnp.inf),
-            jnp.full((n_it, n_l, n_l), jnp.inf), jnp.full((n_it, len(tri_idx)), jnp.inf))
+    init = (
+        jnp.zeros((n_it, n_l)) if weak else jnp.full((n_it, n_l), jnp.inf),
+        jnp.full((n_it, n_l, n_l), jnp.inf),
+        jnp.full((n_it, len(tri_idx)), jnp.inf),
+    )
     (vert, edge, tri), _ = lax.scan(body, init, (blocks, valid))
     upper = np.triu(np.ones((n_l, n_l), bool), 1).ravel()
     edge = jnp.where(upper, edge.reshape(n_it, -1), jnp.inf)
@@ -469,8 +484,16 @@ def _bucket(kmax: int, n_l: int) -> int:
 
 
 @x64
-def _filtrations(w: np.ndarray, lm: np.ndarray, self_rows: np.ndarray, *, weak: bool, cutoff: np.ndarray | None = None,
-                 gamma: float | None = None, dense: bool | None = None) -> list[dict]:
+def _filtrations(
+    w: np.ndarray,
+    lm: np.ndarray,
+    self_rows: np.ndarray,
+    *,
+    weak: bool,
+    cutoff: np.ndarray | None = None,
+    gamma: float | None = None,
+    dense: bool | None = None,
+) -> list[dict]:
     """The truncated filtration of each landmark set lm (I, L, d) with witnesses w (N, d): one dict per set.
 
     ``self_rows`` (I, L): the row of w equal to each landmark, or -1. The cut-off: ``cutoff`` (I,), or
@@ -487,8 +510,9 @@ def _filtrations(w: np.ndarray, lm: np.ndarray, self_rows: np.ndarray, *, weak: 
     for start in range(0, n_it, chunk):
         stop = min(start + chunk, n_it)
         take = np.minimum(np.arange(start, start + chunk), n_it - 1)  # pad the last chunk
-        e, dmax = _excess_table(wj, jnp.asarray(lm[take] - centre), jnp.asarray(self_rows[take], jnp.int32),
-                                min(1024, len(w)), weak)
+        e, dmax = _excess_table(
+            wj, jnp.asarray(lm[take] - centre), jnp.asarray(self_rows[take], jnp.int32), min(1024, len(w)), weak
+        )
         a = gamma * np.asarray(dmax) if cutoff is None else np.asarray(cutoff, np.float64)[take]
         aj = jnp.asarray(a)
         counts = np.asarray(_active_counts(e, aj, _n_refs(weak, n_l))).reshape(-1, _n_refs(weak, n_l))
@@ -509,25 +533,39 @@ def _filtrations(w: np.ndarray, lm: np.ndarray, self_rows: np.ndarray, *, weak: 
             if len(heavy):
                 size = _bucket(len(heavy), 1 << 62)
                 pick = np.zeros(size, np.int64)
-                pick[:len(heavy)] = heavy
+                pick[: len(heavy)] = heavy
                 n_heavy = max(len(_subsets(ks_max, 3, weak)[0]), len(_subsets(ks_max, 2, weak)[0]), 1)
                 hb = int(np.clip(_SCATTER_BUDGET // n_heavy, 16, 8192))
-                passes.append(_filtration(rows[pick], jnp.where(jnp.arange(size) < len(heavy), it[pick], -1), aj,
-                                          ks_max, min(hb, size), weak, chunk))
+                passes.append(
+                    _filtration(
+                        rows[pick],
+                        jnp.where(jnp.arange(size) < len(heavy), it[pick], -1),
+                        aj,
+                        ks_max,
+                        min(hb, size),
+                        weak,
+                        chunk,
+                    )
+                )
             edge, tri = (jnp.stack(p) for p in zip(*passes))
             result = (_weak_close if weak else _vertices_and_close)(e, edge, tri, aj)
         vert, edge, tri = (np.asarray(r) for r in result)
         for i in range(stop - start):
             ab = np.argwhere(np.isfinite(edge[i].reshape(n_l, n_l)))
             abc = np.argwhere(np.isfinite(tri[i].reshape(n_l, n_l, n_l))) if tri.shape[1] > 1 else np.zeros((0, 3), int)
-            out.append({
-                "vertex_values": vert[i],
-                "edges": ab, "edge_values": edge[i][ab[:, 0] * n_l + ab[:, 1]],
-                "triangles": abc,
-                "triangle_values": tri[i][(abc[:, 0] * n_l + abc[:, 1]) * n_l + abc[:, 2]] if len(abc) else np.zeros(0),
-                "cutoff": float(a[i]),
-                "active_max": ks_max,
-            })
+            out.append(
+                {
+                    "vertex_values": vert[i],
+                    "edges": ab,
+                    "edge_values": edge[i][ab[:, 0] * n_l + ab[:, 1]],
+                    "triangles": abc,
+                    "triangle_values": tri[i][(abc[:, 0] * n_l + abc[:, 1]) * n_l + abc[:, 2]]
+                    if len(abc)
+                    else np.zeros(0),
+                    "cutoff": float(a[i]),
+                    "active_max": ks_max,
+                }
+            )
     return out
 
 
@@ -586,9 +624,17 @@ def strong_witness_filtration(witnesses, landmarks, max_alpha_square: float) -> 
 
 
 @x64
-def relative_living_times(x, *, key: jax.Array, n_landmarks: int = 64, gamma: float | None = None, i_max: int = 100,
-                          n_iterations: int = DEFAULT_N_ITERATIONS, protocol: str = "authors",
-                          count_graph_cycles: bool = False) -> dict:
+def relative_living_times(
+    x,
+    *,
+    key: jax.Array,
+    n_landmarks: int = 64,
+    gamma: float | None = None,
+    i_max: int = 100,
+    n_iterations: int = DEFAULT_N_ITERATIONS,
+    protocol: str = "authors",
+    count_graph_cycles: bool = False,
+) -> dict:
     """Relative living times of the H1 classes of ``x`` (N, d) (the protocol of the module docstring).
 
     Args:
@@ -632,28 +678,47 @@ def relative_living_times(x, *, key: jax.Array, n_landmarks: int = 64, gamma: fl
         alpha = gamma * np.sqrt(np.asarray(_max_landmark_sq_dist(jnp.asarray(lm - x.mean(axis=0)))))
         cutoff = alpha**2
     if (cutoff <= 0).any():
-        raise ValueError(f"x: the {n_landmarks} landmarks of iteration {int(np.argmax(cutoff <= 0))} are all the "
-                         "same point (alpha_max = 0); x needs more distinct samples")
+        raise ValueError(
+            f"x: the {n_landmarks} landmarks of iteration {int(np.argmax(cutoff <= 0))} are all the "
+            "same point (alpha_max = 0); x needs more distinct samples"
+        )
     if not weak:
         filtrations = _filtrations(x, lm, idx, weak=False, cutoff=cutoff)
     rlts, intervals = np.zeros((n_iterations, i_max)), []
     for i, f in enumerate(filtrations):
         if len(f["triangles"]) or count_graph_cycles:
-            iv = h1_persistence(f["edges"], f["edge_values"], f["triangles"], f["triangle_values"],
-                                n_vertices=n_landmarks)
+            iv = h1_persistence(
+                f["edges"], f["edge_values"], f["triangles"], f["triangle_values"], n_vertices=n_landmarks
+            )
         else:  # GUDHI's persistence() skips the top dimension, here 1 (or 0)
             iv = np.zeros((0, 2))
         iv[:, 1] = np.minimum(iv[:, 1], cutoff[i])
         iv = iv[iv[:, 1] > iv[:, 0]]
         intervals.append(iv)
         rlts[i] = rlt_from_intervals(iv, float(cutoff[i]), i_max)
-    return {"mrlt": rlts.mean(axis=0), "rlts": rlts, "alpha_max": alpha, "cutoff": cutoff, "gamma": gamma,
-            "landmarks": idx, "intervals": intervals}
+    return {
+        "mrlt": rlts.mean(axis=0),
+        "rlts": rlts,
+        "alpha_max": alpha,
+        "cutoff": cutoff,
+        "gamma": gamma,
+        "landmarks": idx,
+        "intervals": intervals,
+    }
 
 
-def geometry_score(real, fake, *, key: jax.Array, n_landmarks: int = 64, gamma: float | None = None, i_max: int = 100,
-                   n_iterations: int = DEFAULT_N_ITERATIONS, protocol: str = "authors",
-                   count_graph_cycles: bool = False) -> float:
+def geometry_score(
+    real,
+    fake,
+    *,
+    key: jax.Array,
+    n_landmarks: int = 64,
+    gamma: float | None = None,
+    i_max: int = 100,
+    n_iterations: int = DEFAULT_N_ITERATIONS,
+    protocol: str = "authors",
+    count_graph_cycles: bool = False,
+) -> float:
     """Geometry Score sum_i (MRLT_real(i) - MRLT_fake(i))^2 of ``real`` (n, d) and ``fake`` (m, d); 0 is best.
 
     The MRLTs are :func:`relative_living_times` of each set with the keys ``jax.random.split(key)``
@@ -661,14 +726,31 @@ def geometry_score(real, fake, *, key: jax.Array, n_landmarks: int = 64, gamma: 
     protocol's default for each set (for ``"authors"``, 1/128 x its own size / 5000, as the authors' code).
     :func:`geometry_score_estimates` gives the same score with its Monte Carlo bias removed.
     """
-    return geometry_score_estimates(real, fake, key=key, n_landmarks=n_landmarks, gamma=gamma, i_max=i_max,
-                                    n_iterations=n_iterations, protocol=protocol,
-                                    count_graph_cycles=count_graph_cycles)["score"]
+    return geometry_score_estimates(
+        real,
+        fake,
+        key=key,
+        n_landmarks=n_landmarks,
+        gamma=gamma,
+        i_max=i_max,
+        n_iterations=n_iterations,
+        protocol=protocol,
+        count_graph_cycles=count_graph_cycles,
+    )["score"]
 
 
-def geometry_score_estimates(real, fake, *, key: jax.Array, n_landmarks: int = 64, gamma: float | None = None,
-                             i_max: int = 100, n_iterations: int = DEFAULT_N_ITERATIONS, protocol: str = "authors",
-                             count_graph_cycles: bool = False) -> dict:
+def geometry_score_estimates(
+    real,
+    fake,
+    *,
+    key: jax.Array,
+    n_landmarks: int = 64,
+    gamma: float | None = None,
+    i_max: int = 100,
+    n_iterations: int = DEFAULT_N_ITERATIONS,
+    protocol: str = "authors",
+    count_graph_cycles: bool = False,
+) -> dict:
     """The Geometry Score of ``real`` (n, d) and ``fake`` (m, d) (arguments as :func:`geometry_score`) and its
     bias-corrected estimate.
 
@@ -686,12 +768,21 @@ def geometry_score_estimates(real, fake, *, key: jax.Array, n_landmarks: int = 6
         if isinstance(n_landmarks, numbers.Integral) and not isinstance(n_landmarks, bool) and len(arr) < n_landmarks:
             raise ValueError(f"{name} has {len(arr)} samples, fewer than n_landmarks={n_landmarks}")
     key_real, key_fake = jax.random.split(key)
-    kw = dict(n_landmarks=n_landmarks, gamma=gamma, i_max=i_max, n_iterations=n_iterations, protocol=protocol,
-              count_graph_cycles=count_graph_cycles)
+    kw = dict(
+        n_landmarks=n_landmarks,
+        gamma=gamma,
+        i_max=i_max,
+        n_iterations=n_iterations,
+        protocol=protocol,
+        count_graph_cycles=count_graph_cycles,
+    )
     rlts_real = relative_living_times(real, key=key_real, **kw)["rlts"]
     rlts_fake = relative_living_times(fake, key=key_fake, **kw)["rlts"]
-    return {**geometry_score_from_rlts(rlts_real, rlts_fake),
-            "mrlt_real": rlts_real.mean(axis=0), "mrlt_fake": rlts_fake.mean(axis=0)}
+    return {
+        **geometry_score_from_rlts(rlts_real, rlts_fake),
+        "mrlt_real": rlts_real.mean(axis=0),
+        "mrlt_fake": rlts_fake.mean(axis=0),
+    }
 
 
 def geometry_score_from_rlts(rlts_real, rlts_fake) -> dict:
@@ -714,12 +805,14 @@ def geometry_score_from_rlts(rlts_real, rlts_fake) -> dict:
         rlts.append(r)
     rlts_real, rlts_fake = rlts
     if rlts_real.shape[1] != rlts_fake.shape[1]:
-        raise ValueError(f"rlts_real and rlts_fake must have the same i_max, got {rlts_real.shape[1]} and "
-                         f"{rlts_fake.shape[1]}")
+        raise ValueError(
+            f"rlts_real and rlts_fake must have the same i_max, got {rlts_real.shape[1]} and {rlts_fake.shape[1]}"
+        )
     gap = rlts_real.mean(axis=0) - rlts_fake.mean(axis=0)
     score = float(np.sum(gap**2))  # as geometry_score always computed it (gap @ gap rounds differently)
     if min(len(rlts_real), len(rlts_fake)) < 2:
         return {"score": score, "score_unbiased": None, "bias": None}
-    bias = float(rlts_real.var(axis=0, ddof=1).sum() / len(rlts_real)
-                 + rlts_fake.var(axis=0, ddof=1).sum() / len(rlts_fake))
+    bias = float(
+        rlts_real.var(axis=0, ddof=1).sum() / len(rlts_real) + rlts_fake.var(axis=0, ddof=1).sum() / len(rlts_fake)
+    )
     return {"score": score, "score_unbiased": score - bias, "bias": bias}

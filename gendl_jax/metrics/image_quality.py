@@ -27,7 +27,7 @@ from gendl_jax.metrics.common import positive_int, x64
 def gaussian_window(size: int, sigma: float) -> np.ndarray:
     """(size, size) normalised Gaussian window, float64."""
     offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2
-    g = np.exp(-offsets**2 / (2 * sigma**2))
+    g = np.exp(-(offsets**2) / (2 * sigma**2))
     g /= g.sum()
     return np.outer(g, g)
 
@@ -39,8 +39,15 @@ def _ssim_per_pair(a: jax.Array, b: jax.Array, window: jax.Array, c1: jax.Array,
     kernel = jnp.broadcast_to(window[:, :, None, None], window.shape + (1, channels))  # HWIO, depthwise
 
     def local_mean(x):
-        return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        feature_group_count=channels, precision=lax.Precision.HIGHEST)
+        return lax.conv_general_dilated(
+            x,
+            kernel,
+            (1, 1),
+            "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=channels,
+            precision=lax.Precision.HIGHEST,
+        )
 
     mu_a, mu_b = local_mean(a), local_mean(b)
     var_a = local_mean(a * a) - mu_a**2
@@ -65,10 +72,15 @@ def _as_images(x, name: str) -> np.ndarray:
 
 
 def _check_range(data_range) -> float:
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not (
-            np.isfinite(data_range) and data_range > 0):
-        raise ValueError(f"data_range must be a positive finite number (e.g. 2.0 for images in [-1, 1], 255 for "
-                         f"uint8), got {data_range!r}")
+    if (
+        isinstance(data_range, bool)
+        or not isinstance(data_range, (int, float))
+        or not (np.isfinite(data_range) and data_range > 0)
+    ):
+        raise ValueError(
+            f"data_range must be a positive finite number (e.g. 2.0 for images in [-1, 1], 255 for "
+            f"uint8), got {data_range!r}"
+        )
     return float(data_range)
 
 
@@ -80,8 +92,16 @@ def _pair(images_a, images_b) -> tuple[np.ndarray, np.ndarray]:
 
 
 @x64
-def ssim(images_a, images_b, *, data_range: float, window_size: int = 11, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+def ssim(
+    images_a,
+    images_b,
+    *,
+    data_range: float,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> np.ndarray:
     """SSIM of each pair ``(images_a[i], images_b[i])``: (n,) float64 in [-1, 1], 1 for identical images.
 
     Args:
@@ -117,8 +137,9 @@ def _random_pairs(rng: np.random.Generator, members: np.ndarray, n_pairs: int) -
     return members[i], members[j]
 
 
-def ssim_diversity(images, *, data_range: float, seed: int = 0, labels=None, n_pairs: int = 1000,
-                   **ssim_options) -> dict:
+def ssim_diversity(
+    images, *, data_range: float, seed: int = 0, labels=None, n_pairs: int = 1000, **ssim_options
+) -> dict:
     """Mean SSIM between random pairs of distinct images of a set (lower: more diverse).
 
     Args:
@@ -156,4 +177,3 @@ def ssim_diversity(images, *, data_range: float, seed: int = 0, labels=None, n_p
     if labels is not None:
         out["per_label"] = {k: float(v.mean()) for k, v in values.items()}
     return out
-

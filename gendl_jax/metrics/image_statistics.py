@@ -29,8 +29,9 @@ def _images(x, name: str) -> np.ndarray:
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     if arr.ndim not in (3, 4) or arr.shape[0] < 2 or min(arr.shape[1:3]) < 2:
-        raise ValueError(f"{name} must be at least 2 images of shape (N, H, W) or (N, H, W, C), H, W >= 2, "
-                         f"got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be at least 2 images of shape (N, H, W) or (N, H, W, C), H, W >= 2, got shape {arr.shape}"
+        )
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
@@ -102,8 +103,9 @@ def sampled_filter_responses(images, filters, key, max_responses: int) -> np.nda
 
 
 @x64
-def low_level_statistics(real, fake, *, key, n_filters: int = 32, filter_size: int = 5,
-                         max_responses: int = 200_000) -> dict:
+def low_level_statistics(
+    real, fake, *, key, n_filters: int = 32, filter_size: int = 5, max_responses: int = 200_000
+) -> dict:
     """Distances between the low-level statistics of ``real`` and ``fake`` images (both (N, H, W[, C]), one value
     range, the same H and W; set sizes may differ).
 
@@ -132,10 +134,10 @@ def low_level_statistics(real, fake, *, key, n_filters: int = 32, filter_size: i
 
     r_real = sampled_filter_responses(real, filters, k_real, max_responses)
     r_fake = sampled_filter_responses(fake, filters, k_fake, max_responses)
-    w1 = lambda u, v: float(wasserstein_1d(jnp.asarray(u), jnp.asarray(v), p=1))  # noqa: E731
+    w1 = lambda u, v: float(wasserstein_1d(jnp.asarray(u), jnp.asarray(v), p=1))
     response_w1 = [w1(a, b) for a, b in zip(r_real, r_fake)]
     return {
-        "log_power_spectrum_rms": float(np.sqrt(np.mean(log_ratio ** 2))),
+        "log_power_spectrum_rms": float(np.sqrt(np.mean(log_ratio**2))),
         "filter_response_w1": float(np.mean(response_w1)),
         "mean_intensity_w1": w1(real.mean(axis=(1, 2)), fake.mean(axis=(1, 2))),
         "contrast_w1": w1(real.std(axis=(1, 2)), fake.std(axis=(1, 2))),

@@ -114,9 +114,14 @@ def _entropies(probs: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 @x64
-def inception_score_breakdown(logits_or_probs, *, threshold: float = 0.9,
-                              quantiles=(0.01, 0.05, 0.1, 0.25, 0.5), n_splits: int = 10,
-                              from_logits: bool | None = None) -> dict:
+def inception_score_breakdown(
+    logits_or_probs,
+    *,
+    threshold: float = 0.9,
+    quantiles=(0.01, 0.05, 0.1, 0.25, 0.5),
+    n_splits: int = 10,
+    from_logits: bool | None = None,
+) -> dict:
     """Splits an Inception Score into class balance and confidence, to tell which one holds it back.
 
     Over all N rows (one split), ``IS_1 = exp(H(p(y)) - E_x H(p(y|x))) = class_balance * confidence`` with
@@ -155,8 +160,9 @@ def inception_score_breakdown(logits_or_probs, *, threshold: float = 0.9,
         "fraction_below_threshold": float(np.mean(top < threshold)),
         "threshold": float(threshold),
         "n_confident": int(confident.shape[0]),
-        "inception_score_confident": (inception_score(confident, n_splits, from_logits=False)
-                                      if confident.shape[0] >= n_splits else None),
+        "inception_score_confident": (
+            inception_score(confident, n_splits, from_logits=False) if confident.shape[0] >= n_splits else None
+        ),
     }
 
 
@@ -177,6 +183,7 @@ def _mean_pairwise_kl(probs: jax.Array, log_probs: jax.Array, groups: jax.Array,
     ``sum_{i != j} KL(p_i || p_j) = (n - 1) sum_i p_i.log p_i - [(sum_i p_i).(sum_j log p_j) - sum_i p_i.log p_i]``
     with n the group's size; NaN for groups of fewer than two samples.
     """
+
     def segment(v):
         return jax.ops.segment_sum(v, groups, num_segments=n_groups)
 
@@ -225,15 +232,19 @@ def modified_inception_score(logits_or_probs, labels=None, *, from_logits: bool 
             raise ValueError(f"labels must lie in [0, C) = [0, {c}), got values in [{groups.min()}, {groups.max()}]")
     counts = np.bincount(groups, minlength=c)
     if counts.max() < 2:
-        raise ValueError(f"modified_inception_score needs a class with at least two samples, got counts {counts.tolist()}")
+        raise ValueError(
+            f"modified_inception_score needs a class with at least two samples, got counts {counts.tolist()}"
+        )
     probs, log_probs = _log_probabilities(x, from_logits)
     mean_kl = np.asarray(_mean_pairwise_kl(jnp.asarray(probs), jnp.asarray(log_probs), jnp.asarray(groups), c))
     valid = counts >= 2
     weights = counts[valid] / counts[valid].sum()
     per_class = np.exp(mean_kl)
-    return {"score": float(np.exp(np.sum(weights * mean_kl[valid]))),
-            "per_class": [float(v) if ok else None for v, ok in zip(per_class, valid)],
-            "class_counts": counts.tolist()}
+    return {
+        "score": float(np.exp(np.sum(weights * mean_kl[valid]))),
+        "per_class": [float(v) if ok else None for v, ok in zip(per_class, valid)],
+        "class_counts": counts.tolist(),
+    }
 
 
 def mean_prediction(logits_or_probs, *, from_logits: bool | None = None) -> np.ndarray:
@@ -248,8 +259,10 @@ def _check_label_distribution(label_distribution, c: int, name: str = "label_dis
     if p.shape != (c,):
         raise ValueError(f"{name} must have shape (C,) = ({c},), one entry per class, got {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0) or abs(p.sum() - 1.0) > _SUM_TOLERANCE:
-        raise ValueError(f"{name} must be finite, >= 0 and sum to 1 (within {_SUM_TOLERANCE}); got "
-                         f"entries in [{p.min():.3g}, {p.max():.3g}] summing to {p.sum():.6g}")
+        raise ValueError(
+            f"{name} must be finite, >= 0 and sum to 1 (within {_SUM_TOLERANCE}); got "
+            f"entries in [{p.min():.3g}, {p.max():.3g}] summing to {p.sum():.6g}"
+        )
     return p
 
 
@@ -330,8 +343,11 @@ def class_balance(labels, num_classes: int, *, reference=None) -> dict:
         raise ValueError(f"labels must be a non-empty (n,) array of ints, got shape {y.shape} and dtype {y.dtype}")
     if y.min() < 0 or y.max() >= num_classes:
         raise ValueError(f"labels must lie in [0, num_classes={num_classes}), got [{y.min()}, {y.max()}]")
-    q = (np.full(num_classes, 1.0 / num_classes) if reference is None
-         else _check_label_distribution(reference, num_classes, "reference"))
+    q = (
+        np.full(num_classes, 1.0 / num_classes)
+        if reference is None
+        else _check_label_distribution(reference, num_classes, "reference")
+    )
     counts = np.bincount(y, minlength=num_classes)
     n = len(y)
     shares = counts / n
@@ -339,16 +355,20 @@ def class_balance(labels, num_classes: int, *, reference=None) -> dict:
     if np.any(counts[~support] > 0):
         kl = chi2 = float("inf")
     else:
-        kl = float(np.sum(shares[support & (counts > 0)] * np.log(shares[support & (counts > 0)]
-                                                                  / q[support & (counts > 0)])))
+        kl = float(
+            np.sum(shares[support & (counts > 0)] * np.log(shares[support & (counts > 0)] / q[support & (counts > 0)]))
+        )
         expected = n * q[support]
         chi2 = float(np.sum((counts[support] - expected) ** 2 / expected))
     dof = int(np.count_nonzero(support)) - 1
     relative = shares[support] / q[support]
     return {
-        "counts": counts.tolist(), "shares": shares.tolist(), "kl_to_reference": kl,
+        "counts": counts.tolist(),
+        "shares": shares.tolist(),
+        "kl_to_reference": kl,
         "total_variation": float(0.5 * np.sum(np.abs(shares - q))),
-        "chi2": chi2, "chi2_dof": dof,
+        "chi2": chi2,
+        "chi2_dof": dof,
         "p_value": float(gammaincc(dof / 2, chi2 / 2)) if dof > 0 and np.isfinite(chi2) else (1.0 if dof == 0 else 0.0),
         "missing_classes": int(np.count_nonzero(support & (counts == 0))),
         "min_over_max": float(relative.min() / relative.max()) if relative.max() > 0 else 0.0,

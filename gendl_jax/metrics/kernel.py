@@ -102,8 +102,10 @@ def mmd(x, y, *, kernel: str = "gaussian", bandwidth=None, block_size: int = DEF
 def _subset_indices(key, n_real: int, n_fake: int, n_subsets: int, subset_size: int):
     def draw(k):
         kr, kf = jax.random.split(k)
-        return (jax.random.choice(kr, n_real, (subset_size,), replace=False),
-                jax.random.choice(kf, n_fake, (subset_size,), replace=False))
+        return (
+            jax.random.choice(kr, n_real, (subset_size,), replace=False),
+            jax.random.choice(kf, n_fake, (subset_size,), replace=False),
+        )
 
     return lax.map(draw, jax.random.split(key, n_subsets))
 
@@ -122,7 +124,7 @@ def _kid_scores(real, fake, real_idx, fake_idx):
         kxx = _kernel_matrix("polynomial", x, x, None)
         kyy = _kernel_matrix("polynomial", y, y, None)
         kxy = _kernel_matrix("polynomial", x, y, None)
-        off = lambda k: jnp.sum(k) - jnp.trace(k)  # noqa: E731
+        off = lambda k: jnp.sum(k) - jnp.trace(k)
         return (off(kxx) + off(kyy)) / (m * (m - 1)) - 2.0 * jnp.sum(kxy) / (m * m)
 
     return lax.map(one, (real_idx, fake_idx))

@@ -70,7 +70,9 @@ def parzen_log_densities(test, samples, bandwidth: float, *, block_size: int = D
     return np.asarray(_log_densities(jnp.asarray(test), jnp.asarray(samples), jnp.asarray(sigma), block))
 
 
-def parzen_log_likelihood(test, samples, bandwidth: float, *, block_size: int = DEFAULT_BLOCK_SIZE) -> tuple[float, float]:
+def parzen_log_likelihood(
+    test, samples, bandwidth: float, *, block_size: int = DEFAULT_BLOCK_SIZE
+) -> tuple[float, float]:
     """Mean log-likelihood of ``test`` (n, d) under the Gaussian KDE of ``samples`` (m, d).
 
     Returns ``(mean, standard error of the mean)`` in nats; pick ``bandwidth`` with
@@ -103,8 +105,9 @@ def select_parzen_bandwidth(validation, samples, candidates=None, *, block_size:
 
 
 @x64
-def mass_coverage(real, fake, *, bandwidth: float | None = None, mass: float = 0.95,
-                  block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+def mass_coverage(
+    real, fake, *, bandwidth: float | None = None, mass: float = 0.95, block_size: int = DEFAULT_BLOCK_SIZE
+) -> dict:
     """Coverage metric C (Tolstikhin et al. 2017): the share of real samples inside the region that holds
     ``mass`` of the model's probability, ``C = P_data(p_model(x) > t)`` with ``P_model(p_model(x) > t) = mass``.
 

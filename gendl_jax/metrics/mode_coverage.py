@@ -49,12 +49,16 @@ def _check(samples, modes, std, threshold) -> tuple[np.ndarray, np.ndarray, floa
     std, threshold = _positive(std, "std"), _positive(threshold, "threshold")
     bad_modes = np.flatnonzero(~np.isfinite(modes).all(axis=1))
     if bad_modes.size:
-        raise ValueError(f"modes must be finite: rows {bad_modes[:10].tolist()}{' ...' if bad_modes.size > 10 else ''} "
-                         f"hold NaN or inf ({bad_modes.size} of {len(modes)})")
+        raise ValueError(
+            f"modes must be finite: rows {bad_modes[:10].tolist()}{' ...' if bad_modes.size > 10 else ''} "
+            f"hold NaN or inf ({bad_modes.size} of {len(modes)})"
+        )
     bad = int(np.count_nonzero(~np.isfinite(samples).all(axis=1)))
     if bad:
-        raise ValueError(f"samples contain NaN or inf in {bad} of {len(samples)} rows: the model produced non-finite "
-                         "values (a model failure, reported rather than counted as low quality); no coverage computed")
+        raise ValueError(
+            f"samples contain NaN or inf in {bad} of {len(samples)} rows: the model produced non-finite "
+            "values (a model failure, reported rather than counted as low quality); no coverage computed"
+        )
     return samples, modes, std, threshold
 
 

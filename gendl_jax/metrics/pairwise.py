@@ -33,7 +33,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gendl_jax.metrics.common import DEFAULT_BLOCK_SIZE, as_samples, check_k, flatten_samples, positive_int, same_dim, x64
+from gendl_jax.metrics.common import (
+    DEFAULT_BLOCK_SIZE,
+    as_samples,
+    check_k,
+    flatten_samples,
+    positive_int,
+    same_dim,
+    x64,
+)
 
 
 def row_blocks(x: jax.Array, block: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -133,8 +141,14 @@ def _kth_sq(x: jax.Array, k: int, block: int) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("block", "with_fake_radii"))
-def _cross_pass(fake: jax.Array, real: jax.Array, real_radii_sq: jax.Array, fake_radii_sq: jax.Array, block: int,
-                with_fake_radii: bool):
+def _cross_pass(
+    fake: jax.Array,
+    real: jax.Array,
+    real_radii_sq: jax.Array,
+    fake_radii_sq: jax.Array,
+    block: int,
+    with_fake_radii: bool,
+):
     """One pass over the fake x real distances. Returns (m, R) int: for each fake row and each column of
     ``real_radii_sq`` (n, R), how many real points' closed balls of those squared radii contain it; (n,) int:
     for each real row, how many fake balls of squared radii ``fake_radii_sq`` (m,) contain it (zeros unless
@@ -162,8 +176,9 @@ def _cross_pass(fake: jax.Array, real: jax.Array, real_radii_sq: jax.Array, fake
             nearest = jnp.min(jnp.where(f_ok[:, None], d2, jnp.inf), axis=0)
             return counts, (in_fake, nearest)
 
-        counts, (in_fake, nearest) = lax.scan(scan_reals, jnp.zeros((f.shape[0], n_radii), jnp.int32),
-                                              (r_blocks, r_valid, real_radii))
+        counts, (in_fake, nearest) = lax.scan(
+            scan_reals, jnp.zeros((f.shape[0], n_radii), jnp.int32), (r_blocks, r_valid, real_radii)
+        )
         return counts, in_fake.reshape(-1), nearest.reshape(-1)
 
     counts, in_fake, nearest = lax.map(fake_block, (f_blocks, f_valid, fake_radii))
@@ -192,25 +207,32 @@ def _checked_pair(real, fake, ks: dict, fake_ks: dict):
 
 
 @x64
-def prdc(real, fake, *, k_precision_recall: int = 3, k_density_coverage: int = 5,
-         block_size: int = DEFAULT_BLOCK_SIZE) -> dict[str, float]:
+def prdc(
+    real, fake, *, k_precision_recall: int = 3, k_density_coverage: int = 5, block_size: int = DEFAULT_BLOCK_SIZE
+) -> dict[str, float]:
     """:func:`precision_recall` and :func:`density_coverage` of ``fake`` (m, d) against ``real`` (n, d) in
     three passes over the distances (real x real, fake x fake, fake x real) instead of five.
 
     Returns ``{"precision", "recall", "density", "coverage"}``, the same values as the two functions.
     """
-    r, f, ks = _checked_pair(real, fake, {"k_precision_recall": k_precision_recall,
-                                          "k_density_coverage": k_density_coverage},
-                             {"k_precision_recall": k_precision_recall})
+    r, f, ks = _checked_pair(
+        real,
+        fake,
+        {"k_precision_recall": k_precision_recall, "k_density_coverage": k_density_coverage},
+        {"k_precision_recall": k_precision_recall},
+    )
     k_pr, k_dc = ks["k_precision_recall"], ks["k_density_coverage"]
     block = _block(block_size)
     real_sq = _kth_sq(r, max(k_pr, k_dc), block)
     real_r2 = jnp.stack([real_sq[:, k_pr - 1], real_sq[:, k_dc - 1]], axis=1)
     fake_r2 = _kth_sq(f, k_pr, block)[:, -1]
     counts, in_fake, nearest = (np.asarray(a) for a in _cross_pass(f, r, real_r2, fake_r2, block, True))
-    return {"precision": float(np.mean(counts[:, 0] > 0)), "recall": float(np.mean(in_fake > 0)),
-            "density": float(np.mean(counts[:, 1].astype(np.float64)) / k_dc),
-            "coverage": float(np.mean(nearest <= np.asarray(real_r2[:, 1])))}
+    return {
+        "precision": float(np.mean(counts[:, 0] > 0)),
+        "recall": float(np.mean(in_fake > 0)),
+        "density": float(np.mean(counts[:, 1].astype(np.float64)) / k_dc),
+        "coverage": float(np.mean(nearest <= np.asarray(real_r2[:, 1]))),
+    }
 
 
 @x64
@@ -238,8 +260,10 @@ def density_coverage(real, fake, k: int = 5, *, block_size: int = DEFAULT_BLOCK_
     block = _block(block_size)
     real_r2 = _kth_sq(r, ks["k"], block)[:, -1:]
     counts, _, nearest = (np.asarray(a) for a in _cross_pass(f, r, real_r2, jnp.zeros(len(f)), block, False))
-    return {"density": float(np.mean(counts[:, 0].astype(np.float64)) / ks["k"]),
-            "coverage": float(np.mean(nearest <= np.asarray(real_r2[:, 0])))}
+    return {
+        "density": float(np.mean(counts[:, 0].astype(np.float64)) / ks["k"]),
+        "coverage": float(np.mean(nearest <= np.asarray(real_r2[:, 0]))),
+    }
 
 
 @x64
@@ -255,8 +279,11 @@ def nn_two_sample(real, fake, *, block_size: int = DEFAULT_BLOCK_SIZE) -> dict[s
     is_fake = np.r_[np.zeros(len(real), bool), np.ones(len(fake), bool)]
     _, idx = _knn_sq(z, z, 1, True, _block(block_size))
     correct = is_fake[np.asarray(idx[:, 0])] == is_fake
-    return {"accuracy": float(correct.mean()), "accuracy_real": float(correct[: len(real)].mean()),
-            "accuracy_fake": float(correct[len(real):].mean())}
+    return {
+        "accuracy": float(correct.mean()),
+        "accuracy_real": float(correct[: len(real)].mean()),
+        "accuracy_fake": float(correct[len(real) :].mean()),
+    }
 
 
 @x64
@@ -266,15 +293,19 @@ def nearest_neighbours(fake, train, k: int = 1, *, block_size: int = DEFAULT_BLO
     Samples of any shape are flattened (images compare pixel by pixel).
     Returns ``(distances (n, k) float64 ascending, indices (n, k) int into train)``.
     """
-    fake, train = as_samples(flatten_samples(fake, "fake"), "fake"), as_samples(flatten_samples(train, "train"), "train")
+    fake, train = (
+        as_samples(flatten_samples(fake, "fake"), "fake"),
+        as_samples(flatten_samples(train, "train"), "train"),
+    )
     same_dim(fake, train, "fake", "train")
     k = check_k(k, len(train), "train", exclude_self=False)
     d2, idx = _knn_sq(jnp.asarray(fake), jnp.asarray(train), k, False, _block(block_size))
     return np.sqrt(np.asarray(d2)), np.asarray(idx)
 
 
-def nearest_neighbour_picture(fake_images, train_images, indices, path, *, value_range=(-1.0, 1.0),
-                              distances=None, max_rows: int = 8) -> None:
+def nearest_neighbour_picture(
+    fake_images, train_images, indices, path, *, value_range=(-1.0, 1.0), distances=None, max_rows: int = 8
+) -> None:
     """PNG: each row is a generated image followed by its nearest training images.
 
     Args:
@@ -291,8 +322,10 @@ def nearest_neighbour_picture(fake_images, train_images, indices, path, *, value
     if indices.ndim != 2 or indices.shape[0] != fake_images.shape[0]:
         raise ValueError(f"indices must have shape ({fake_images.shape[0]}, k), got {indices.shape}")
     if fake_images.shape[1:] != train_images.shape[1:]:
-        raise ValueError(f"fake_images and train_images must have the same image shape, got "
-                         f"{fake_images.shape[1:]} and {train_images.shape[1:]}")
+        raise ValueError(
+            f"fake_images and train_images must have the same image shape, got "
+            f"{fake_images.shape[1:]} and {train_images.shape[1:]}"
+        )
     lo, hi = value_range
     rows, k = min(max_rows, len(indices)), indices.shape[1]
     fig, axes = plt.subplots(rows, k + 1, figsize=(1.1 * (k + 1), 1.1 * rows), dpi=100, squeeze=False)
@@ -322,15 +355,25 @@ def _closest_pair_sq(batch: jax.Array, block: int) -> tuple[jax.Array, jax.Array
 
 
 def _check_threshold(threshold) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not (
-            np.isfinite(threshold) and threshold >= 0):
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or not (np.isfinite(threshold) and threshold >= 0)
+    ):
         raise ValueError(f"threshold must be a finite distance >= 0, got {threshold!r}")
     return float(threshold)
 
 
 @x64
-def birthday_duplicates(samples, batch_size: int, *, threshold: float, n_batches: int = 100, seed: int = 0,
-                        block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+def birthday_duplicates(
+    samples,
+    batch_size: int,
+    *,
+    threshold: float,
+    n_batches: int = 100,
+    seed: int = 0,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> dict:
     """Birthday paradox test (Arora & Zhang 2017): how often a random batch holds a near-duplicate pair.
 
     Each of ``n_batches`` batches is ``batch_size`` rows of ``samples`` (n, ...) drawn without replacement
@@ -355,12 +398,18 @@ def birthday_duplicates(samples, batch_size: int, *, threshold: float, n_batches
         rows = rng.choice(len(x), batch_size, replace=False)
         d2, i, j = _closest_pair_sq(jnp.asarray(x[rows]), block)
         dists[b], pairs[b] = np.sqrt(float(d2)), (rows[int(i)], rows[int(j)])
-    return {"duplicate_probability": float(np.mean(dists <= threshold)), "closest_distances": dists,
-            "closest_pairs": pairs, "batch_size": batch_size, "n_batches": n_batches}
+    return {
+        "duplicate_probability": float(np.mean(dists <= threshold)),
+        "closest_distances": dists,
+        "closest_pairs": pairs,
+        "batch_size": batch_size,
+        "n_batches": n_batches,
+    }
 
 
-def birthday_support_size(samples, batch_sizes, *, threshold: float, n_batches: int = 100, seed: int = 0,
-                          block_size: int = DEFAULT_BLOCK_SIZE) -> dict:
+def birthday_support_size(
+    samples, batch_sizes, *, threshold: float, n_batches: int = 100, seed: int = 0, block_size: int = DEFAULT_BLOCK_SIZE
+) -> dict:
     """The birthday paradox test over increasing ``batch_sizes``: the smallest s whose duplicate probability
     is >= 1/2, and s^2, Arora & Zhang's estimate of the support size (about 1.39 N for a uniform
     distribution on N points, since the probability reaches 1/2 at s ~ sqrt(2 ln 2 N)).
@@ -371,8 +420,15 @@ def birthday_support_size(samples, batch_sizes, *, threshold: float, n_batches: 
     sizes = sorted({positive_int(s, "batch_sizes entries", minimum=2) for s in batch_sizes})
     if not sizes:
         raise ValueError("batch_sizes must hold at least one size")
-    probs = {s: birthday_duplicates(samples, s, threshold=threshold, n_batches=n_batches, seed=seed,
-                                    block_size=block_size)["duplicate_probability"] for s in sizes}
+    probs = {
+        s: birthday_duplicates(samples, s, threshold=threshold, n_batches=n_batches, seed=seed, block_size=block_size)[
+            "duplicate_probability"
+        ]
+        for s in sizes
+    }
     at_half = next((s for s in sizes if probs[s] >= 0.5), None)
-    return {"probabilities": probs, "batch_size_at_half": at_half,
-            "support_size": None if at_half is None else at_half**2}
+    return {
+        "probabilities": probs,
+        "batch_size_at_half": at_half,
+        "support_size": None if at_half is None else at_half**2,
+    }

@@ -95,8 +95,13 @@ def _glicko2_period(rating, deviation, volatility, games, scores, tau, tolerance
         swap = f_c * f_hi <= 0
         new_lo = jnp.where(swap, hi, lo)
         new_f_lo = jnp.where(swap, f_hi, f_lo / 2.0)
-        return (jnp.where(active, new_lo, lo), jnp.where(active, c, hi), jnp.where(active, new_f_lo, f_lo),
-                jnp.where(active, f_c, f_hi), it + 1)
+        return (
+            jnp.where(active, new_lo, lo),
+            jnp.where(active, c, hi),
+            jnp.where(active, new_f_lo, f_lo),
+            jnp.where(active, f_c, f_hi),
+            it + 1,
+        )
 
     lo, _, _, _, iterations = lax.while_loop(unconverged, illinois, (a, b, f(a), f(b), 0))
     new_volatility = jnp.where(played, jnp.exp(lo / 2.0), volatility)
@@ -161,8 +166,9 @@ def _positive_number(value, name: str) -> float:
 
 
 @x64
-def glicko2_update(rating, deviation, volatility, games, scores, *, tau: float = 0.5, tolerance: float = 1e-6,
-                   max_iter: int = 100) -> dict[str, np.ndarray]:
+def glicko2_update(
+    rating, deviation, volatility, games, scores, *, tau: float = 0.5, tolerance: float = 1e-6, max_iter: int = 100
+) -> dict[str, np.ndarray]:
     """One Glicko-2 rating period for P players at once (Glickman 2001).
 
     Args:
@@ -186,10 +192,22 @@ def glicko2_update(rating, deviation, volatility, games, scores, *, tau: float =
     games, scores = _games_and_scores(games, scores, p)
     tau, tolerance = _positive_number(tau, "tau"), _positive_number(tolerance, "tolerance")
     max_iter = positive_int(max_iter, "max_iter")
-    r, rd, sigma, iterations = _glicko2_update(jnp.asarray(rating), jnp.asarray(deviation), jnp.asarray(volatility),
-                                               jnp.asarray(games), jnp.asarray(scores), tau, tolerance, max_iter)
-    return {"rating": np.asarray(r), "deviation": np.asarray(rd), "volatility": np.asarray(sigma),
-            "iterations": int(iterations)}
+    r, rd, sigma, iterations = _glicko2_update(
+        jnp.asarray(rating),
+        jnp.asarray(deviation),
+        jnp.asarray(volatility),
+        jnp.asarray(games),
+        jnp.asarray(scores),
+        tau,
+        tolerance,
+        max_iter,
+    )
+    return {
+        "rating": np.asarray(r),
+        "deviation": np.asarray(rd),
+        "volatility": np.asarray(sigma),
+        "iterations": int(iterations),
+    }
 
 
 ELO_SCALE = 400.0 / np.log(10.0)
@@ -223,8 +241,9 @@ def _bradley_terry(games, scores, prior_deviation, max_iter: int):
 
 
 @x64
-def bradley_terry_ratings(games, scores, *, prior_deviation: float = INITIAL_DEVIATION,
-                          max_iter: int = 100) -> dict[str, np.ndarray]:
+def bradley_terry_ratings(
+    games, scores, *, prior_deviation: float = INITIAL_DEVIATION, max_iter: int = 100
+) -> dict[str, np.ndarray]:
     """Bradley-Terry ratings on the Elo scale, fitted to all games at once (maximum a posteriori).
 
     P(i beats j) = 1 / (1 + 10^((r_j - r_i) / 400)); a draw counts as half a win. Each rating has a Gaussian
@@ -246,8 +265,9 @@ def bradley_terry_ratings(games, scores, *, prior_deviation: float = INITIAL_DEV
     max_iter = positive_int(max_iter, "max_iter")
     theta, deviation, size, it = _bradley_terry(jnp.asarray(games), jnp.asarray(scores), prior_deviation, max_iter)
     if not float(size) <= 1e-6:
-        raise FloatingPointError(f"Bradley-Terry fit did not converge in {max_iter} Newton steps (last step "
-                                 f"{float(size):.3g} rating points)")
+        raise FloatingPointError(
+            f"Bradley-Terry fit did not converge in {max_iter} Newton steps (last step {float(size):.3g} rating points)"
+        )
     return {"rating": np.asarray(theta), "deviation": np.asarray(deviation), "iterations": int(it)}
 
 
@@ -274,28 +294,42 @@ def match_outcomes(fake_logits, real_logits=None, *, rule: str = "threshold") ->
     fake = _logits(fake_logits, "fake_logits", 3)
     real = None if real_logits is None else _logits(real_logits, "real_logits", 2)
     if real is not None and real.shape[0] != fake.shape[0]:
-        raise ValueError(f"real_logits must have one row per discriminator: {fake.shape[0]} rows expected, got "
-                         f"{real.shape[0]}")
+        raise ValueError(
+            f"real_logits must have one row per discriminator: {fake.shape[0]} rows expected, got {real.shape[0]}"
+        )
     if rule == "threshold":
         outcomes = (fake <= 0).astype(np.float64)
         if real is None:
             return outcomes
         if real.shape[1] != fake.shape[2]:
-            raise ValueError(f"real_logits must hold m={fake.shape[2]} real images per discriminator (one match "
-                             f"each, like every generator), got {real.shape[1]}")
+            raise ValueError(
+                f"real_logits must hold m={fake.shape[2]} real images per discriminator (one match "
+                f"each, like every generator), got {real.shape[1]}"
+            )
         return np.concatenate([outcomes, (real > 0).astype(np.float64)[:, None, :]], axis=1)
     if rule == "pairwise":
         if real is None or real.shape[1] != fake.shape[2]:
             got = "none" if real is None else real.shape[1]
-            raise ValueError(f"rule='pairwise' needs real_logits with m={fake.shape[2]} real images per "
-                             f"discriminator, one per match, got {got}")
+            raise ValueError(
+                f"rule='pairwise' needs real_logits with m={fake.shape[2]} real images per "
+                f"discriminator, one per match, got {got}"
+            )
         diff = real[:, None, :] - fake
         return np.where(diff > 0, 1.0, np.where(diff < 0, 0.0, 0.5))
     raise ValueError(f"rule must be 'threshold' or 'pairwise', got {rule!r}")
 
 
-def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", method: str = "bradley-terry",
-                 matches_per_period: int = 10, tau: float = 0.2, generator_names=None, discriminator_names=None) -> dict:
+def skill_rating(
+    fake_logits,
+    real_logits=None,
+    *,
+    rule: str = "threshold",
+    method: str = "bradley-terry",
+    matches_per_period: int = 10,
+    tau: float = 0.2,
+    generator_names=None,
+    discriminator_names=None,
+) -> dict:
     """Tournament of n_D discriminators against n_G generators: win rates and skill ratings.
 
     Args:
@@ -348,21 +382,33 @@ def skill_rating(fake_logits, real_logits=None, *, rule: str = "threshold", meth
         sizes = np.diff(np.append(starts, m)).astype(np.float64)
         d_scores = np.add.reduceat(outcomes, starts, axis=2).transpose(2, 0, 1)  # (T, n_D, n_G)
         with jax.enable_x64(True):
-            rating, deviation, _ = (np.asarray(a) for a in _tournament_ratings(
-                jnp.asarray(sizes), jnp.asarray(d_scores), tau, 1e-6, 100))
+            rating, deviation, _ = (
+                np.asarray(a) for a in _tournament_ratings(jnp.asarray(sizes), jnp.asarray(d_scores), tau, 1e-6, 100)
+            )
         n_periods = len(sizes)
         if not (np.all(np.isfinite(rating)) and np.all(np.abs(rating - INITIAL_RATING) < 1e5)):
-            raise FloatingPointError(f"Glicko-2 diverged (ratings up to {np.max(np.abs(rating)):.3g}) with tau={tau} "
-                                     f"and {matches_per_period} matches per pair and period: lower tau, or use "
-                                     "method='bradley-terry'")
+            raise FloatingPointError(
+                f"Glicko-2 diverged (ratings up to {np.max(np.abs(rating)):.3g}) with tau={tau} "
+                f"and {matches_per_period} matches per pair and period: lower tau, or use "
+                "method='bradley-terry'"
+            )
     win = outcomes.mean(axis=2)
-    return {"generator_names": g_names, "generator_rating": rating[n_d:].tolist(),
-            "generator_deviation": deviation[n_d:].tolist(), "generator_win_rate": (1.0 - win.mean(axis=0)).tolist(),
-            "discriminator_names": d_names, "discriminator_rating": rating[:n_d].tolist(),
-            "discriminator_deviation": deviation[:n_d].tolist(), "discriminator_win_rate": win.mean(axis=1).tolist(),
-            "win_matrix": win.tolist(), "rule": rule, "method": method, "n_periods": n_periods,
-            "matches_per_period": matches_per_period if method == "glicko2" else None,
-            "matches_per_pair": m}
+    return {
+        "generator_names": g_names,
+        "generator_rating": rating[n_d:].tolist(),
+        "generator_deviation": deviation[n_d:].tolist(),
+        "generator_win_rate": (1.0 - win.mean(axis=0)).tolist(),
+        "discriminator_names": d_names,
+        "discriminator_rating": rating[:n_d].tolist(),
+        "discriminator_deviation": deviation[:n_d].tolist(),
+        "discriminator_win_rate": win.mean(axis=1).tolist(),
+        "win_matrix": win.tolist(),
+        "rule": rule,
+        "method": method,
+        "n_periods": n_periods,
+        "matches_per_period": matches_per_period if method == "glicko2" else None,
+        "matches_per_pair": m,
+    }
 
 
 def _names(names, n: int, prefix: str, arg: str) -> list[str]:

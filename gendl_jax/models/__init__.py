@@ -7,7 +7,21 @@ The GAN networks take ``num_classes``: a class-conditional one is called ``(x, t
 (N,) int labels (one-hot input of the generator, projection discriminator).
 """
 
+from gendl_jax.models.autoencoders import CODE_ACTIVATIONS, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from gendl_jax.models.classic import VGG, AlexNet, vgg16
+from gendl_jax.models.dcgan import SUPPORTED_IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator, conv_critic
+from gendl_jax.models.layers import (
+    DCGAN_INIT,
+    Conv,
+    ConvTranspose,
+    Maxout,
+    conv,
+    conv_transpose,
+    conv_transpose_reference,
+    spectral_normalized,
+)
+from gendl_jax.models.lenet import LENET_INPUT_SHAPE, LeNet
+from gendl_jax.models.mlp import ACTIVATIONS, GENERATOR_OUTPUTS, MLPDiscriminator, MLPGenerator
 from gendl_jax.models.resnet import (
     CifarResNet,
     ResNet,
@@ -20,56 +34,42 @@ from gendl_jax.models.resnet import (
     wide_resnet50_2,
     wrn_28_10,
 )
-from gendl_jax.models.autoencoders import CODE_ACTIVATIONS, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
-from gendl_jax.models.dcgan import SUPPORTED_IMAGE_SIZES, DCGANDiscriminator, DCGANGenerator, conv_critic
-from gendl_jax.models.lenet import LENET_INPUT_SHAPE, LeNet
-from gendl_jax.models.layers import (
-    DCGAN_INIT,
-    Conv,
-    ConvTranspose,
-    Maxout,
-    conv,
-    conv_transpose,
-    conv_transpose_reference,
-    spectral_normalized,
-)
-from gendl_jax.models.mlp import ACTIVATIONS, GENERATOR_OUTPUTS, MLPDiscriminator, MLPGenerator
 
 __all__ = [
+    "ACTIVATIONS",
+    "CODE_ACTIVATIONS",
+    "DCGAN_INIT",
+    "GENERATOR_OUTPUTS",
+    "LENET_INPUT_SHAPE",
+    "SUPPORTED_IMAGE_SIZES",
+    "VGG",
     "AlexNet",
     "CifarResNet",
+    "Conv",
+    "ConvDecoder",
+    "ConvEncoder",
+    "ConvTranspose",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "LeNet",
+    "MLPDecoder",
+    "MLPDiscriminator",
+    "MLPEncoder",
+    "MLPGenerator",
+    "Maxout",
     "ResNet",
-    "VGG",
     "WideResNet",
+    "conv",
+    "conv_critic",
+    "conv_transpose",
+    "conv_transpose_reference",
     "resnet18",
     "resnet34",
     "resnet50",
     "resnet101",
     "resnet152",
+    "spectral_normalized",
     "vgg16",
     "wide_resnet50_2",
     "wrn_28_10",
-    "ACTIVATIONS",
-    "CODE_ACTIVATIONS",
-    "ConvDecoder",
-    "ConvEncoder",
-    "MLPDecoder",
-    "MLPEncoder",
-    "DCGAN_INIT",
-    "GENERATOR_OUTPUTS",
-    "LENET_INPUT_SHAPE",
-    "LeNet",
-    "SUPPORTED_IMAGE_SIZES",
-    "Conv",
-    "ConvTranspose",
-    "DCGANDiscriminator",
-    "DCGANGenerator",
-    "MLPDiscriminator",
-    "MLPGenerator",
-    "Maxout",
-    "conv",
-    "conv_critic",
-    "conv_transpose",
-    "conv_transpose_reference",
-    "spectral_normalized",
 ]

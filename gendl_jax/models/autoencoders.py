@@ -104,7 +104,9 @@ class MLPDecoder(nn.Module):
 
 def _check_conv_image(name: str, shape: tuple[int, ...]) -> None:
     if len(shape) != 3 or shape[0] % 4 or shape[1] % 4 or min(shape) < 1:
-        raise ValueError(f"{name}: the conv encoder/decoder need images (H, W, C) with H and W multiples of 4, got {shape}")
+        raise ValueError(
+            f"{name}: the conv encoder/decoder need images (H, W, C) with H and W multiples of 4, got {shape}"
+        )
 
 
 class ConvEncoder(nn.Module):

@@ -24,7 +24,7 @@ VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "
 
 def adaptive_avg_pool(x: Array, output_size: tuple[int, int]) -> Array:
     """torch's ``AdaptiveAvgPool2d``: (N, H, W, C) -> (N, oh, ow, C); cell i spans [floor(iH/oh), ceil((i+1)H/oh))."""
-    n, h, w, c = x.shape
+    _n, h, w, _c = x.shape
     oh, ow = output_size
     if (h, w) == (oh, ow):
         return x
@@ -103,8 +103,9 @@ class AlexNet(nn.Module):
         h = adaptive_avg_pool(_AlexNetFeatures(name="features")(x), (6, 6))
         # torch flattens NCHW: channel-major order, so imported Linear weights line up.
         h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)
-        return _Classifier((4096, 4096, self.num_classes), ("1", "4", "6"), self.dropout, True,
-                           name="classifier")(h, train)
+        return _Classifier((4096, 4096, self.num_classes), ("1", "4", "6"), self.dropout, True, name="classifier")(
+            h, train
+        )
 
 
 class _VGGFeatures(nn.Module):
@@ -139,8 +140,9 @@ class VGG(nn.Module):
         _check(self, x, 32)
         h = adaptive_avg_pool(_VGGFeatures(tuple(self.layout), name="features")(x), (7, 7))
         h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)
-        return _Classifier((4096, 4096, self.num_classes), ("0", "3", "6"), self.dropout, False,
-                           name="classifier")(h, train)
+        return _Classifier((4096, 4096, self.num_classes), ("0", "3", "6"), self.dropout, False, name="classifier")(
+            h, train
+        )
 
 
 def vgg16(num_classes: int = 1000, **kw) -> VGG:

@@ -72,8 +72,9 @@ def _check_non_negative_int(name: str, value) -> None:
 
 def _extra_conv(features: int, name: str, use_bias: bool) -> Conv:
     """A size-preserving 3x3 stride-1 convolution (one of the "extra layers")."""
-    return Conv(features, kernel_size=(3, 3), strides=(1, 1), padding=1, use_bias=use_bias,
-                kernel_init=DCGAN_INIT, name=name)
+    return Conv(
+        features, kernel_size=(3, 3), strides=(1, 1), padding=1, use_bias=use_bias, kernel_init=DCGAN_INIT, name=name
+    )
 
 
 def _batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
@@ -220,15 +221,18 @@ class DCGANDiscriminator(nn.Module):
 
         h = x
         for i in range(n):
-            h = weighted(Conv(
-                self.base_features * 2**i,
-                kernel_size=(4, 4),
-                strides=(2, 2),
-                padding=1,
-                use_bias=i == 0 or not normalised,
-                kernel_init=DCGAN_INIT,
-                name=f"conv{i}",
-            ), h)
+            h = weighted(
+                Conv(
+                    self.base_features * 2**i,
+                    kernel_size=(4, 4),
+                    strides=(2, 2),
+                    padding=1,
+                    use_bias=i == 0 or not normalised,
+                    kernel_init=DCGAN_INIT,
+                    name=f"conv{i}",
+                ),
+                h,
+            )
             if i > 0:
                 h = self._normalise(h, train, f"bn{i}", f"ln{i}")
             h = nn.leaky_relu(h, negative_slope=LEAKY_RELU_SLOPE)
@@ -243,13 +247,24 @@ class DCGANDiscriminator(nn.Module):
         return logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
 
 
-def conv_critic(base_features: int = 64, layer_norm: bool = False, extra_layers: int = 0,
-                spectral_norm: bool = False, num_classes: int = 0) -> DCGANDiscriminator:
+def conv_critic(
+    base_features: int = 64,
+    layer_norm: bool = False,
+    extra_layers: int = 0,
+    spectral_norm: bool = False,
+    num_classes: int = 0,
+) -> DCGANDiscriminator:
     """The DCGAN-shaped WGAN / WGAN-GP / WGAN-SN critic: (N, H, W, C) -> scores (N,).
 
     A :class:`DCGANDiscriminator` without BatchNorm (the gradient penalty is per sample, and
     BatchNorm would couple the samples of a batch); ``layer_norm=True`` is WGAN-GP's substitute,
     ``spectral_norm=True`` WGAN-SN's constraint.
     """
-    return DCGANDiscriminator(base_features=base_features, batch_norm=False, layer_norm=layer_norm,
-                              extra_layers=extra_layers, spectral_norm=spectral_norm, num_classes=num_classes)
+    return DCGANDiscriminator(
+        base_features=base_features,
+        batch_norm=False,
+        layer_norm=layer_norm,
+        extra_layers=extra_layers,
+        spectral_norm=spectral_norm,
+        num_classes=num_classes,
+    )

@@ -52,7 +52,8 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -146,9 +147,7 @@ def _padding_pairs(padding) -> tuple[tuple[int, int], tuple[int, int]]:
     except (TypeError, ValueError):
         pairs = ()
     if len(pairs) != 2 or min(min(p) for p in pairs) < 0:
-        raise ValueError(
-            f"padding must be ((top, bottom), (left, right)) with non-negative ints, got {padding!r}"
-        )
+        raise ValueError(f"padding must be ((top, bottom), (left, right)) with non-negative ints, got {padding!r}")
     return pairs
 
 
@@ -203,8 +202,9 @@ def conv_transpose(
     kernel gradient for the kernel gradient (see the module docstring); ``jax.jvp``,
     higher-order derivatives and ``jax.vmap`` are supported.
     """
-    x, kernel, strides, padding = _check_conv_args(x, kernel, strides, padding, layout="(kh, kw, C_out, C_in)",
-                                                   in_axis=3)
+    x, kernel, strides, padding = _check_conv_args(
+        x, kernel, strides, padding, layout="(kh, kw, C_out, C_in)", in_axis=3
+    )
     output_hw = _pair(output_hw, "output_hw")
     for axis, name in ((0, "height"), (1, "width")):
         k, s, (lo, hi) = kernel.shape[axis], strides[axis], padding[axis]
@@ -268,8 +268,9 @@ def conv(x: Array, kernel: Array, strides: Sequence[int], padding: Sequence[Sequ
     Derivatives: reverse mode of any order, forward-over-reverse and ``vmap``; not forward mode
     applied to this function directly (``jax.jvp`` / ``jax.jacfwd`` raise).
     """
-    x, kernel, strides, padding = _check_conv_args(x, kernel, strides, padding, layout="(kh, kw, C_in, C_out)",
-                                                   in_axis=2)
+    x, kernel, strides, padding = _check_conv_args(
+        x, kernel, strides, padding, layout="(kh, kw, C_in, C_out)", in_axis=2
+    )
     for axis in (0, 1):
         if x.shape[1 + axis] + sum(padding[axis]) < kernel.shape[axis]:
             raise ValueError(
@@ -332,7 +333,6 @@ class ConvTranspose(_StridedConvFields):
     and ``bias`` (features,).
     """
 
-
     @nn.compact
     def __call__(self, x: Array, train: bool = True) -> Array:
         """(N, H, W, C_in) -> (N, H_out, W_out, features); ``train`` is accepted for uniformity and unused."""
@@ -373,7 +373,6 @@ class Conv(_StridedConvFields):
       kernel_init: initialiser of the kernel; N(0, 0.02^2) (DCGAN).
       bias_init: initialiser of the bias; zeros.
     """
-
 
     @nn.compact
     def __call__(self, x: Array, train: bool = True) -> Array:
@@ -468,15 +467,20 @@ def check_class_labels(labels, num_classes: int, n: int, *, owner: str) -> None:
     """
     if num_classes == 0:
         if labels is not None:
-            raise ValueError(f"{owner} is unconditional (num_classes=0) and takes no labels; got labels of shape "
-                             f"{jnp.shape(labels)}")
+            raise ValueError(
+                f"{owner} is unconditional (num_classes=0) and takes no labels; got labels of shape {jnp.shape(labels)}"
+            )
         return
     if labels is None:
-        raise ValueError(f"{owner} is class-conditional (num_classes={num_classes}): pass labels, an (N,) int array "
-                         "of classes in [0, num_classes)")
+        raise ValueError(
+            f"{owner} is class-conditional (num_classes={num_classes}): pass labels, an (N,) int array "
+            "of classes in [0, num_classes)"
+        )
     if jnp.shape(labels) != (n,) or not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise ValueError(f"labels must be an ({n},) int array of classes in [0, {num_classes}), got shape "
-                         f"{jnp.shape(labels)} and dtype {jnp.result_type(labels)}")
+        raise ValueError(
+            f"labels must be an ({n},) int array of classes in [0, {num_classes}), got shape "
+            f"{jnp.shape(labels)} and dtype {jnp.result_type(labels)}"
+        )
 
 
 def append_one_hot(z: Array, labels: Array | None, num_classes: int) -> Array:
@@ -488,8 +492,9 @@ def append_one_hot(z: Array, labels: Array | None, num_classes: int) -> Array:
     return jnp.concatenate([z, jax.nn.one_hot(labels, num_classes, dtype=z.dtype)], axis=-1)
 
 
-def class_projection(h: Array, labels: Array | None, num_classes: int, *, spectral_norm: bool, train: bool,
-                     name: str = "projection") -> Array:
+def class_projection(
+    h: Array, labels: Array | None, num_classes: int, *, spectral_norm: bool, train: bool, name: str = "projection"
+) -> Array:
     """The class term of a projection discriminator (Miyato & Koyama 2018): ``<V[y_i], h_i>``, (N, F) -> (N,).
 
     ``V`` is the (F, num_classes) kernel of a bias-free Dense layer named ``name``, initialised from N(0, 0.02^2)

@@ -49,7 +49,11 @@ class LeNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> tuple[Array, Array]:
-        if not isinstance(self.num_classes, numbers.Integral) or isinstance(self.num_classes, bool) or self.num_classes < 1:
+        if (
+            not isinstance(self.num_classes, numbers.Integral)
+            or isinstance(self.num_classes, bool)
+            or self.num_classes < 1
+        ):
             raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
         check_widths("channels", self.channels, 2)
         check_widths("hidden", self.hidden)
@@ -64,4 +68,3 @@ class LeNet(nn.Module):
             h = nn.relu(nn.Dense(width, precision=self.precision, name=f"dense{i + 1}")(h))
         logits = nn.Dense(self.num_classes, precision=self.precision, name="classifier")(h)
         return logits, h
-

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -121,7 +121,9 @@ class MLPGenerator(nn.Module):
         act = ACTIVATIONS[self.activation]
         h = append_one_hot(z, labels, self.num_classes)
         for i, width in enumerate(self.hidden):
-            h = nn.Dense(width, use_bias=not self.batch_norm, bias_init=fan_in_uniform_bias(h.shape[-1]), name=f"dense{i}")(h)
+            h = nn.Dense(
+                width, use_bias=not self.batch_norm, bias_init=fan_in_uniform_bias(h.shape[-1]), name=f"dense{i}"
+            )(h)
             if self.batch_norm:
                 h = nn.BatchNorm(
                     use_running_average=not train,

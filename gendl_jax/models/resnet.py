@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -46,8 +46,15 @@ def _check_images(x: Array, min_size: int = 1) -> None:
 
 def _conv(features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:
     pad = (kernel - 1) // 2
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                   use_bias=False, kernel_init=CONV_INIT, name=name)
+    return nn.Conv(
+        features,
+        (kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        use_bias=False,
+        kernel_init=CONV_INIT,
+        name=name,
+    )
 
 
 def _bn(train: bool, frozen: bool, name: str) -> nn.BatchNorm:
@@ -156,8 +163,9 @@ class ResNet(nn.Module):
         if unknown:
             raise ValueError(f"frozen_bn has unknown names {unknown}; valid names: {list(valid)}")
         _check_images(x)
-        h = nn.Conv(64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False,
-                    kernel_init=CONV_INIT, name="conv1")(x)
+        h = nn.Conv(
+            64, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), use_bias=False, kernel_init=CONV_INIT, name="conv1"
+        )(x)
         h = nn.relu(_bn(train, "bn1" in self.frozen_bn, "bn1")(h))
         h = nn.max_pool(h, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         for i, (name, n) in enumerate(zip(self.STAGE_NAMES, self.stage_sizes)):

@@ -36,7 +36,8 @@ same global batch.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -140,9 +141,13 @@ class NetworkConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1) (0 turns the generator average off), got {self.ema_decay}")
         if self.inner_steps < 1:
-            raise ValueError(f"the number of discriminator steps per generator step must be >= 1, got {self.inner_steps}")
+            raise ValueError(
+                f"the number of discriminator steps per generator step must be >= 1, got {self.inner_steps}"
+            )
         if not 0.0 < self.top_k_fraction <= 1.0:
-            raise ValueError(f"top_k_fraction must be in (0, 1] (1 turns top-k training off), got {self.top_k_fraction}")
+            raise ValueError(
+                f"top_k_fraction must be in (0, 1] (1 turns top-k training off), got {self.top_k_fraction}"
+            )
         if not 0.0 < self.top_k_decay <= 1.0:
             raise ValueError(f"top_k_decay must be in (0, 1], got {self.top_k_decay}")
         if self.top_k_period < 1:
@@ -199,8 +204,10 @@ def build_networks(
     """The (generator, discriminator) modules the config describes for data of ``data_shape``."""
     if _architecture(config, data_shape) == "mlp":
         if config.g_extra_layers or config.d_extra_layers:
-            raise ValueError("g_extra_layers / d_extra_layers are DCGAN options; these networks are MLPs "
-                             f"(model={config.model!r}, data shape {tuple(data_shape)})")
+            raise ValueError(
+                "g_extra_layers / d_extra_layers are DCGAN options; these networks are MLPs "
+                f"(model={config.model!r}, data shape {tuple(data_shape)})"
+            )
         output = "linear" if len(data_shape) == 1 else "tanh"
         gen = models.MLPGenerator(
             out_shape=tuple(data_shape),
@@ -212,15 +219,21 @@ def build_networks(
             num_classes=config.num_classes,
         )
         disc = models.MLPDiscriminator(
-            hidden=config.hidden, activation=config.d_activation, layer_norm=config.layer_norm,
-            spectral_norm=config.spectral_norm, num_classes=config.num_classes,
+            hidden=config.hidden,
+            activation=config.d_activation,
+            layer_norm=config.layer_norm,
+            spectral_norm=config.spectral_norm,
+            num_classes=config.num_classes,
         )
         return gen, disc
     if len(data_shape) != 3:
         raise ValueError(f"model='dcgan' needs image data of shape (H, W, C), got data shape {data_shape}")
     gen = models.DCGANGenerator(
-        image_shape=tuple(data_shape), base_features=config.base_features, extra_layers=config.g_extra_layers,
-        bn_axis_name=bn_axis_name, num_classes=config.num_classes,
+        image_shape=tuple(data_shape),
+        base_features=config.base_features,
+        extra_layers=config.g_extra_layers,
+        bn_axis_name=bn_axis_name,
+        num_classes=config.num_classes,
     )
     disc = models.DCGANDiscriminator(
         base_features=config.base_features,
@@ -252,10 +265,10 @@ def make_optimizers(config: NetworkConfig) -> tuple[optax.GradientTransformation
     g_decay = config.lr_decay_steps
     d_decay = config.lr_decay_steps * config.inner_steps
     if config.optimizer == "adam":
-        make = lambda n: optax.adam(_schedule(n), b1=config.beta1, b2=config.beta2)  # noqa: E731
+        make = lambda n: optax.adam(_schedule(n), b1=config.beta1, b2=config.beta2)
     elif config.optimizer == "rmsprop":
         # PyTorch's RMSprop (used by Arjovsky et al.'s reference code): alpha 0.99, eps 1e-8 outside the sqrt.
-        make = lambda n: optax.rmsprop(_schedule(n), decay=0.99, eps=1e-8)  # noqa: E731
+        make = lambda n: optax.rmsprop(_schedule(n), decay=0.99, eps=1e-8)
     else:
         raise ValueError(f"optimizer must be 'adam' or 'rmsprop', got {config.optimizer!r}")
     return make(g_decay), make(d_decay)
@@ -312,14 +325,16 @@ def with_hparams(state: AdversarialState, **values) -> AdversarialState:
             raise ValueError(f"hyper-parameter {name} must be {'> 0' if positive else '>= 0'}, got {value!r}")
         shape = np.shape(state.hparams[name])
         if host.shape not in ((), shape):
-            raise ValueError(f"hyper-parameter {name} must be a number or an array of shape {shape}, "
-                             f"got shape {host.shape}")
+            raise ValueError(
+                f"hyper-parameter {name} must be a number or an array of shape {shape}, got shape {host.shape}"
+            )
         new[name] = jnp.broadcast_to(jnp.asarray(host, jnp.float32), shape)
     return state.replace(hparams=new)
 
 
-def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, *, train: bool,
-              labels: Array | None = None) -> tuple[Array, PyTree]:
+def apply_net(
+    module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, *, train: bool, labels: Array | None = None
+) -> tuple[Array, PyTree]:
     """``module(x)`` (``module(x, labels=labels)`` for a class-conditional network) with explicit BatchNorm
     statistics; returns (output, updated statistics)."""
     variables = {"params": params}
@@ -332,9 +347,14 @@ def apply_net(module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, 
     return module.apply(variables, x, train=train, **kwargs), batch_stats
 
 
-def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, batch_norm_in_d: bool,
-                     extra_hparams: dict[str, float] | Callable[[tuple[int, ...]], dict[str, float]] | None = None,
-                     ) -> AdversarialState:
+def init_adversarial(
+    key: Array,
+    config: NetworkConfig,
+    example_batch: dict,
+    *,
+    batch_norm_in_d: bool,
+    extra_hparams: dict[str, float] | Callable[[tuple[int, ...]], dict[str, float]] | None = None,
+) -> AdversarialState:
     """Initial state for data shaped like ``example_batch["x"]``: ``(k, m, *data_shape)`` or ``(m, *data_shape)``.
 
     ``extra_hparams`` (or a function of the data shape giving them) adds objective-specific entries
@@ -363,12 +383,15 @@ def init_adversarial(key: Array, config: NetworkConfig, example_batch: dict, *, 
         generator=net_state(g_vars, g_tx),
         discriminator=net_state(d_vars, d_tx),
         key=key,
-        hparams=initial_hparams(config, **(extra_hparams(data_shape) if callable(extra_hparams)
-                                           else extra_hparams or {})),
+        hparams=initial_hparams(
+            config, **(extra_hparams(data_shape) if callable(extra_hparams) else extra_hparams or {})
+        ),
         # Copies: a donating step must not get the generator's buffers twice.
-        generator_ema=(jax.tree_util.tree_map(jnp.copy, {"params": g_vars["params"],
-                                                          "batch_stats": g_vars.get("batch_stats", {})})
-                       if config.ema_decay > 0 else {}),
+        generator_ema=(
+            jax.tree_util.tree_map(jnp.copy, {"params": g_vars["params"], "batch_stats": g_vars.get("batch_stats", {})})
+            if config.ema_decay > 0
+            else {}
+        ),
         config=config,
         data_shape=data_shape,
     )
@@ -406,7 +429,9 @@ def adversarial_step(
             f"batch['x'] must have shape (inner_steps={k}, m, *{state.data_shape}), got {real_batches.shape}"
         )
     if tuple(real_batches.shape[2:]) != state.data_shape:
-        raise ValueError(f"batch['x'] examples have shape {real_batches.shape[2:]}, the state expects {state.data_shape}")
+        raise ValueError(
+            f"batch['x'] examples have shape {real_batches.shape[2:]}, the state expects {state.data_shape}"
+        )
     m = real_batches.shape[1]
     labels = batch_labels(batch, config)
     gen, disc = build_networks(config, state.data_shape, batch_norm_in_d=batch_norm_in_d, bn_axis_name=axis_name)
@@ -427,7 +452,7 @@ def adversarial_step(
             s_fake, stats = apply_net(disc, params, stats, fake, train=True, labels=y)
             loss, metrics = discriminator_loss(s_real, s_fake)
             if penalty is not None:
-                critic = lambda x, labels=None: apply_net(disc, params, stats, x, train=False, labels=labels)[0]  # noqa: E731
+                critic = lambda x, labels=None: apply_net(disc, params, stats, x, train=False, labels=labels)[0]
                 eps = global_draw(jax.random.uniform, p_key, (m,), axis_name)
                 value, p_metrics = penalty(critic, real, fake, eps, **({} if y is None else {"labels": y}))
                 loss = loss + penalty_weight * value
@@ -444,8 +469,9 @@ def adversarial_step(
 
     d_keys = jax.random.split(d_key, k)
     if k == 1:
-        d_net, d_metrics = d_update(state.discriminator, (real_batches[0], None if labels is None else labels[0],
-                                                          d_keys[0]))
+        d_net, d_metrics = d_update(
+            state.discriminator, (real_batches[0], None if labels is None else labels[0], d_keys[0])
+        )
     else:
         # Unrolled: on XLA:CPU a convolution's gradient inside a scan's while loop ran 30x slower
         # (DCGAN critic, batch 64: 1.1 s vs 33 ms per update; benchmarks/train_steps.py).
@@ -474,9 +500,13 @@ def adversarial_step(
         metrics["g_top_k_fraction"] = kept
     generator_ema = state.generator_ema
     if config.ema_decay > 0:
-        generator_ema = update_generator_ema(generator_ema, g_params, state.step + 1, config.ema_decay,
-                                             lambda ema: apply_net(gen, ema["params"], ema["batch_stats"], z,
-                                                                   train=True, labels=g_labels)[1])
+        generator_ema = update_generator_ema(
+            generator_ema,
+            g_params,
+            state.step + 1,
+            config.ema_decay,
+            lambda ema: apply_net(gen, ema["params"], ema["batch_stats"], z, train=True, labels=g_labels)[1],
+        )
     new_state = state.replace(
         step=state.step + 1,
         generator=NetState(g_params, g_stats, g_opt),
@@ -495,12 +525,16 @@ def batch_labels(batch: dict, config: NetworkConfig) -> Array | None:
         return None
     x = batch["x"]
     if "y" not in batch:
-        raise ValueError(f"a class-conditional GAN (num_classes={config.num_classes}) needs batch['y'], the labels "
-                         f"of batch['x'], of shape {tuple(x.shape[:2])}; the batch has {sorted(batch)}")
+        raise ValueError(
+            f"a class-conditional GAN (num_classes={config.num_classes}) needs batch['y'], the labels "
+            f"of batch['x'], of shape {tuple(x.shape[:2])}; the batch has {sorted(batch)}"
+        )
     y = batch["y"]
     if tuple(y.shape) != tuple(x.shape[:2]) or not jnp.issubdtype(y.dtype, jnp.integer):
-        raise ValueError(f"batch['y'] must be ints of shape {tuple(x.shape[:2])} (one label per example of "
-                         f"batch['x']), got shape {tuple(y.shape)} and dtype {y.dtype}")
+        raise ValueError(
+            f"batch['y'] must be ints of shape {tuple(x.shape[:2])} (one label per example of "
+            f"batch['x']), got shape {tuple(y.shape)} and dtype {y.dtype}"
+        )
     return y.astype(jnp.int32)
 
 
@@ -535,8 +569,9 @@ def ema_rate(updates: Array, decay: float) -> Array:
     return jnp.minimum(jnp.float32(decay), (1.0 + t) / (10.0 + t))
 
 
-def update_generator_ema(ema: dict, params: PyTree, updates: Array, decay: float,
-                         batch_stats_of: Callable[[dict], PyTree]) -> dict:
+def update_generator_ema(
+    ema: dict, params: PyTree, updates: Array, decay: float, batch_stats_of: Callable[[dict], PyTree]
+) -> dict:
     """``{"params", "batch_stats"}`` of the averaged generator after the ``updates``-th update.
 
     ``params`` are the generator's new weights; ``batch_stats_of(averaged)`` runs the averaged generator
@@ -582,8 +617,9 @@ def sample(state: AdversarialState, key: Array, n: int, *, ema: bool = True, lab
     return generate(state, z, ema=ema, labels=labels)
 
 
-def discriminate(state: AdversarialState, x: Array, *, batch_statistics: bool = False,
-                 labels: Array | None = None) -> Array:
+def discriminate(
+    state: AdversarialState, x: Array, *, batch_statistics: bool = False, labels: Array | None = None
+) -> Array:
     """Discriminator logits / critic scores: (n, *data_shape) -> (n,); a projection discriminator (a
     class-conditional GAN) scores each sample with its label in ``labels``, (n,) ints.
 
@@ -598,8 +634,9 @@ def discriminate(state: AdversarialState, x: Array, *, batch_statistics: bool = 
     return apply_net(disc, d.params, d.batch_stats, x, train=batch_statistics, labels=labels)[0]
 
 
-def discriminator_features(state: AdversarialState, x: Array, *, batch_statistics: bool = False,
-                           labels: Array | None = None) -> Array:
+def discriminator_features(
+    state: AdversarialState, x: Array, *, batch_statistics: bool = False, labels: Array | None = None
+) -> Array:
     """The discriminator's last hidden layer, the input of its ``logit`` layer: (n, *data_shape) -> (n, F).
 
     F is the flattened last feature map of a DCGAN discriminator (e.g. 7 x 7 x 2 ``base_features`` for 28 x 28
@@ -613,7 +650,11 @@ def discriminator_features(state: AdversarialState, x: Array, *, batch_statistic
     if d.batch_stats:
         variables["batch_stats"] = d.batch_stats
     kwargs = {} if labels is None else {"labels": labels}
-    _, mutated = disc.apply(variables, x, train=batch_statistics,
-                            mutable=["intermediates", "batch_stats"] if batch_statistics else ["intermediates"],
-                            **kwargs)
+    _, mutated = disc.apply(
+        variables,
+        x,
+        train=batch_statistics,
+        mutable=["intermediates", "batch_stats"] if batch_statistics else ["intermediates"],
+        **kwargs,
+    )
     return mutated["intermediates"]["features"][0]

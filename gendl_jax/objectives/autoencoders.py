@@ -35,12 +35,11 @@ from flax import struct
 
 from gendl_jax import models
 from gendl_jax.data import map_in_batches
-from gendl_jax.objectives.distributed import mean_over_devices
 from gendl_jax.objectives.base import Objective
+from gendl_jax.objectives.distributed import mean_over_devices
 
 Array = jax.Array
 PyTree = Any
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,13 +149,20 @@ def build_networks(config, data_shape: tuple[int, ...], encoder_features: int) -
     if config.model == "conv":
         if len(data_shape) != 3:
             raise ValueError(f"model='conv' needs image data of shape (H, W, C), got data shape {data_shape}")
-        enc = models.ConvEncoder(encoder_features, base_features=config.base_features, hidden=config.hidden[0],
-                                 activation=config.activation, code_activation=_code_activation(config))
-        dec = models.ConvDecoder(tuple(data_shape), base_features=config.base_features, hidden=config.hidden[0],
-                                 activation=config.activation)
+        enc = models.ConvEncoder(
+            encoder_features,
+            base_features=config.base_features,
+            hidden=config.hidden[0],
+            activation=config.activation,
+            code_activation=_code_activation(config),
+        )
+        dec = models.ConvDecoder(
+            tuple(data_shape), base_features=config.base_features, hidden=config.hidden[0], activation=config.activation
+        )
         return enc, dec
-    enc = models.MLPEncoder(encoder_features, hidden=config.hidden, activation=config.activation,
-                            code_activation=_code_activation(config))
+    enc = models.MLPEncoder(
+        encoder_features, hidden=config.hidden, activation=config.activation, code_activation=_code_activation(config)
+    )
     dec = models.MLPDecoder(tuple(data_shape), hidden=tuple(reversed(config.hidden)), activation=config.activation)
     return enc, dec
 
@@ -220,8 +226,9 @@ def init(key: Array, config: AutoencoderConfig, example_batch: dict) -> Autoenco
     return init_state(key, config, example_batch, encoder_features=config.latent_dim, optimizer=make_optimizer(config))
 
 
-def init_state(key: Array, config, example_batch: dict, *, encoder_features: int,
-               optimizer: optax.GradientTransformation) -> AutoencoderState:
+def init_state(
+    key: Array, config, example_batch: dict, *, encoder_features: int, optimizer: optax.GradientTransformation
+) -> AutoencoderState:
     """Shared by :func:`init` and the VAE: encoder with ``encoder_features`` outputs, decoder from ``latent_dim``."""
     config.validate()
     data_shape = data_shape_of(example_batch)
@@ -232,8 +239,14 @@ def init_state(key: Array, config, example_batch: dict, *, encoder_features: int
         "encoder": enc.init(enc_key, jnp.zeros((1, *data_shape), jnp.float32))["params"],
         "decoder": dec.init(dec_key, jnp.zeros((1, config.latent_dim), jnp.float32))["params"],
     }
-    return AutoencoderState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                            key=key, config=config, data_shape=data_shape)
+    return AutoencoderState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        key=key,
+        config=config,
+        data_shape=data_shape,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,8 +300,9 @@ def reconstruction_loss(config, x: Array, outputs: Array) -> Array:
     return squared_error(x, output_map(config)(outputs))
 
 
-def loss_and_metrics(state: AutoencoderState, params, x: Array, key: Array,
-                     axis_name: str | None = None) -> tuple[Array, dict]:
+def loss_and_metrics(
+    state: AutoencoderState, params, x: Array, key: Array, axis_name: str | None = None
+) -> tuple[Array, dict]:
     """The objective's minibatch loss (mean over examples) and its parts; x: (m, *data_shape).
 
     The loss is ``mean_i L(x_i, g(h(config.encoder_inputs(x))_i)) + config.penalty(...)``: the variants
@@ -302,8 +316,7 @@ def loss_and_metrics(state: AutoencoderState, params, x: Array, key: Array,
     outputs = decode(z)
     recon = jnp.mean(reconstruction_loss(config, x, outputs))
     penalty, penalty_metrics = config.penalty(encode, x, z, axis_name)
-    metrics = {"reconstruction": recon, "mse": jnp.mean(jnp.square(x - output_map(config)(outputs))),
-               **penalty_metrics}
+    metrics = {"reconstruction": recon, "mse": jnp.mean(jnp.square(x - output_map(config)(outputs))), **penalty_metrics}
     loss = recon + penalty
     return loss, {"loss": loss, **metrics}
 
@@ -322,7 +335,8 @@ def step(state: AutoencoderState, batch: dict, *, axis_name: str | None = None) 
     check_data_range(x, state.config.reconstruction)
     key, noise_key = jax.random.split(state.key)
     (_, metrics), grads = jax.value_and_grad(loss_and_metrics, argnums=1, has_aux=True)(
-        state, state.params, x, noise_key, axis_name)
+        state, state.params, x, noise_key, axis_name
+    )
     grads, metrics = mean_over_devices((grads, metrics), axis_name)
     updates, opt_state = make_optimizer(state.config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -380,8 +394,9 @@ def test_images(train, dataset, *, binarization: str = "none", binarization_seed
     return (images.astype(np.float32) / test.max_value), described
 
 
-def write_image_outputs(out, x: np.ndarray, reconstructions: np.ndarray, z: np.ndarray, decode_fn, latent_dim: int,
-                        *, prior_manifold: bool) -> list[str]:
+def write_image_outputs(
+    out, x: np.ndarray, reconstructions: np.ndarray, z: np.ndarray, decode_fn, latent_dim: int, *, prior_manifold: bool
+) -> list[str]:
     """Writes ``reconstructions.png`` (rows alternate test images and their reconstructions),
     ``interpolations.png`` (8 straight lines in code space between test codes, 8 steps each) and,
     for a 2-D latent, ``manifold.png`` (decodes of a 20 x 20 grid: at the N(0, 1) quantiles when
@@ -391,13 +406,21 @@ def write_image_outputs(out, x: np.ndarray, reconstructions: np.ndarray, z: np.n
     written = []
     cols = 8
     pairs = np.stack([x[:32].reshape(4, cols, *x.shape[1:]), reconstructions[:32].reshape(4, cols, *x.shape[1:])], 1)
-    plots.image_grid(pairs.reshape(64, *x.shape[1:]), out / "reconstructions.png", value_range=(0.0, 1.0),
-                     title="test images (odd rows) and reconstructions (even rows)")
+    plots.image_grid(
+        pairs.reshape(64, *x.shape[1:]),
+        out / "reconstructions.png",
+        value_range=(0.0, 1.0),
+        title="test images (odd rows) and reconstructions (even rows)",
+    )
     written.append("reconstructions.png")
     lines = interpolate_codes(jnp.asarray(z[0:16:2]), jnp.asarray(z[1:16:2]), cols)
     strip = np.asarray(decode_fn(lines.reshape(-1, latent_dim)))
-    plots.image_grid(strip, out / "interpolations.png", value_range=(0.0, 1.0),
-                     title="decodes along straight lines between test codes")
+    plots.image_grid(
+        strip,
+        out / "interpolations.png",
+        value_range=(0.0, 1.0),
+        title="decodes along straight lines between test codes",
+    )
     written.append("interpolations.png")
     if latent_dim == 2:
         if prior_manifold:
@@ -407,8 +430,12 @@ def write_image_outputs(out, x: np.ndarray, reconstructions: np.ndarray, z: np.n
             lo, hi = np.percentile(z, [2, 98], axis=0)
             xs, ys = np.linspace(lo[0], hi[0], 20), np.linspace(lo[1], hi[1], 20)
         grid = np.stack(np.meshgrid(xs, ys[::-1]), -1).reshape(-1, 2).astype(np.float32)
-        plots.image_grid(np.asarray(decode_fn(jnp.asarray(grid))), out / "manifold.png", value_range=(0.0, 1.0),
-                         title="decodes of a 20 x 20 grid of the 2-D latent space")
+        plots.image_grid(
+            np.asarray(decode_fn(jnp.asarray(grid))),
+            out / "manifold.png",
+            value_range=(0.0, 1.0),
+            title="decodes of a 20 x 20 grid of the 2-D latent space",
+        )
         written.append("manifold.png")
     return written
 
@@ -425,8 +452,9 @@ def report(state: AutoencoderState, out, train, dataset) -> dict:
         "test_mean_abs_code": float(np.mean(np.abs(z))),
     }
     if len(state.data_shape) == 3:
-        summary["pictures"] = write_image_outputs(out, x, rec, z, jax.jit(lambda c: decode(state, c)),
-                                                  state.config.latent_dim, prior_manifold=False)
+        summary["pictures"] = write_image_outputs(
+            out, x, rec, z, jax.jit(lambda c: decode(state, c)), state.config.latent_dim, prior_manifold=False
+        )
     return summary
 
 
@@ -434,6 +462,12 @@ TRAIN_DEFAULTS = {"data": "mnist", "batch_size": 100, "steps": 10000, "sample_ev
 """Run settings of the autoencoders and the VAE: MNIST, batch 100, 10,000 updates."""
 
 OBJECTIVE = Objective(
-    name="ae", family="autoencoder", config_cls=AutoencoderConfig, init=init, step=step, value_range=(0.0, 1.0),
-    train_defaults=TRAIN_DEFAULTS, report=report,
+    name="ae",
+    family="autoencoder",
+    config_cls=AutoencoderConfig,
+    init=init,
+    step=step,
+    value_range=(0.0, 1.0),
+    train_defaults=TRAIN_DEFAULTS,
+    report=report,
 )

@@ -24,7 +24,8 @@ Each objective module ends with its declaration, ``OBJECTIVE = Objective(...)``;
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 from gendl_jax.data import DEFAULT_DATA, TOY_DISTRIBUTIONS
 
@@ -99,8 +100,10 @@ class Objective:
         names = {f.name for f in dataclasses.fields(self.config_cls)}
         unknown = set(self.toy_config_defaults) - names
         if unknown:
-            raise ValueError(f"objective {self.name!r}: toy_config_defaults {sorted(unknown)} are not fields of "
-                             f"{self.config_cls.__name__}")
+            raise ValueError(
+                f"objective {self.name!r}: toy_config_defaults {sorted(unknown)} are not fields of "
+                f"{self.config_cls.__name__}"
+            )
 
     # -- questions generic code asks ------------------------------------------------------------
 

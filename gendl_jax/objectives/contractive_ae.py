@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from gendl_jax.objectives import autoencoders
-from gendl_jax.objectives.distributed import gather_rows
 from gendl_jax.objectives.base import Objective
+from gendl_jax.objectives.distributed import gather_rows
 
 Array = jax.Array
 
@@ -56,7 +56,7 @@ def jacobian_frobenius_sq(fn, x: Array) -> Array:
     Exact: the per-example Jacobian (d, *shape) by reverse mode when d is smaller than the input
     size (d backward passes), by forward mode otherwise, under ``vmap``.
     """
-    single = lambda xi: fn(xi[None])[0]  # noqa: E731
+    single = lambda xi: fn(xi[None])[0]
     d = jax.eval_shape(single, x[0]).shape[0]
     jac = jax.jacrev(single) if d < math.prod(x.shape[1:]) else jax.jacfwd(single)
     jacobians = jax.vmap(jac)(x)
@@ -76,13 +76,19 @@ def contraction(state: autoencoders.AutoencoderState, x: Array) -> Array:
     """``||J_h(x_i)||_F`` per example: (n, *data_shape) -> (n,)."""
     return jnp.sqrt(jacobian_frobenius_sq(autoencoders.encoder_fn(state, state.params), x))
 
+
 init = autoencoders.init
 step = autoencoders.step
 report = autoencoders.report
 
 
 OBJECTIVE = Objective(
-    name="contractive-ae", config_cls=ContractiveAEConfig, init=init, step=step,
-    family="autoencoder", value_range=(0.0, 1.0),
-    train_defaults=autoencoders.TRAIN_DEFAULTS, report=report,
+    name="contractive-ae",
+    config_cls=ContractiveAEConfig,
+    init=init,
+    step=step,
+    family="autoencoder",
+    value_range=(0.0, 1.0),
+    train_defaults=autoencoders.TRAIN_DEFAULTS,
+    report=report,
 )

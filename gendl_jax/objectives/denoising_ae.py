@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 
 from gendl_jax.objectives import autoencoders
-from gendl_jax.objectives.distributed import on_global_batch
 from gendl_jax.objectives.base import Objective
+from gendl_jax.objectives.distributed import on_global_batch
 
 Array = jax.Array
 
@@ -66,13 +66,19 @@ def corrupt(key: Array, x: Array, kind: str, level: float, value_range: tuple[fl
         return jnp.where(hit, jnp.where(salt, jnp.asarray(hi, x.dtype), jnp.asarray(lo, x.dtype)), x)
     raise ValueError(f"kind must be one of {CORRUPTIONS}, got {kind!r}")
 
+
 init = autoencoders.init
 step = autoencoders.step
 report = autoencoders.report
 
 
 OBJECTIVE = Objective(
-    name="denoising-ae", config_cls=DenoisingAEConfig, init=init, step=step,
-    family="autoencoder", value_range=(0.0, 1.0),
-    train_defaults=autoencoders.TRAIN_DEFAULTS, report=report,
+    name="denoising-ae",
+    config_cls=DenoisingAEConfig,
+    init=init,
+    step=step,
+    family="autoencoder",
+    value_range=(0.0, 1.0),
+    train_defaults=autoencoders.TRAIN_DEFAULTS,
+    report=report,
 )

@@ -7,14 +7,17 @@ Every helper is the identity (or the plain call) when ``axis_name`` is None.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
 Array = jax.Array
 
 
-def global_draw(sampler: Callable[..., Array], key: Array, local_shape: tuple[int, ...], axis_name: str | None) -> Array:
+def global_draw(
+    sampler: Callable[..., Array], key: Array, local_shape: tuple[int, ...], axis_name: str | None
+) -> Array:
     """``sampler(key, shape)`` for this device's rows of the global batch (identical to one device's draw).
 
     ``local_shape[0]`` is this device's number of rows; devices hold consecutive blocks in axis order.

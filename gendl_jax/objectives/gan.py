@@ -54,8 +54,9 @@ class GANConfig(adversarial.NetworkConfig):
         if self.generator_loss not in GENERATOR_LOSSES:
             raise ValueError(f"generator_loss must be one of {sorted(GENERATOR_LOSSES)}, got {self.generator_loss!r}")
         if self.discriminator_loss not in DISCRIMINATOR_LOSSES:
-            raise ValueError(f"discriminator_loss must be one of {sorted(DISCRIMINATOR_LOSSES)}, "
-                             f"got {self.discriminator_loss!r}")
+            raise ValueError(
+                f"discriminator_loss must be one of {sorted(DISCRIMINATOR_LOSSES)}, got {self.discriminator_loss!r}"
+            )
 
 
 def discriminator_loss(logits_real: Array, logits_fake: Array) -> tuple[Array, dict]:
@@ -89,8 +90,11 @@ def hinge_generator_loss(scores_fake: Array, weights: Array | None = None) -> Ar
     return -adversarial.weighted_mean(scores_fake, weights)
 
 
-GENERATOR_LOSSES = {"saturating": saturating_generator_loss, "non-saturating": non_saturating_generator_loss,
-                    "hinge": hinge_generator_loss}
+GENERATOR_LOSSES = {
+    "saturating": saturating_generator_loss,
+    "non-saturating": non_saturating_generator_loss,
+    "hinge": hinge_generator_loss,
+}
 DISCRIMINATOR_LOSSES = {"cross-entropy": discriminator_loss, "hinge": hinge_discriminator_loss}
 
 
@@ -131,8 +135,16 @@ discriminate = adversarial.discriminate
 discriminator_features = adversarial.discriminator_features
 
 
-def refit_discriminator_step(state: adversarial.AdversarialState, opt_state: optax.OptState, real: Array, key: Array,
-                             *, tx: optax.GradientTransformation, ema: bool = True, labels: Array | None = None):
+def refit_discriminator_step(
+    state: adversarial.AdversarialState,
+    opt_state: optax.OptState,
+    real: Array,
+    key: Array,
+    *,
+    tx: optax.GradientTransformation,
+    ema: bool = True,
+    labels: Array | None = None,
+):
     """One discriminator update of eq. (5) against a *fixed* generator; the generator is not touched.
 
     After training, this fits D to the sampler that will actually be used (the generator's average when
@@ -169,8 +181,9 @@ def refit_discriminator_step(state: adversarial.AdversarialState, opt_state: opt
     return state.replace(discriminator=new_d), opt_state, {"d_loss": loss, **metrics}
 
 
-def generator_gradient_norms(state: adversarial.AdversarialState, z: Array,
-                             labels: Array | None = None) -> dict[str, Array]:
+def generator_gradient_norms(
+    state: adversarial.AdversarialState, z: Array, labels: Array | None = None
+) -> dict[str, Array]:
     """Norms of the generator's gradient under both losses at the current discriminator.
 
     Both networks run in inference mode; z: (m, latent_dim); labels: (m,) ints for a class-conditional GAN.
@@ -197,7 +210,12 @@ def density_ratio_of(config: GANConfig) -> bool:
 
 
 OBJECTIVE = Objective(
-    name="gan", config_cls=GANConfig, init=init, step=step, sample=sample, density_ratio_of=density_ratio_of,
+    name="gan",
+    config_cls=GANConfig,
+    init=init,
+    step=step,
+    sample=sample,
+    density_ratio_of=density_ratio_of,
     family="adversarial",
     num_classes_of=adversarial.num_classes_of,
     latent_sampling=True,

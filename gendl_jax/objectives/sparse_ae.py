@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from gendl_jax.objectives import autoencoders
-from gendl_jax.objectives.distributed import gather_rows
 from gendl_jax.objectives.base import Objective
+from gendl_jax.objectives.distributed import gather_rows
 
 Array = jax.Array
 
@@ -67,8 +67,10 @@ def l1_sparsity(codes: Array) -> Array:
 def kl_sparsity(codes: Array, target: float) -> Array:
     """``sum_j KL(Bernoulli(rho) || Bernoulli(rho_hat_j))``, rho_hat = mean over the batch: (m, d) -> scalar."""
     rho_hat = jnp.mean(codes, axis=0)
-    return jnp.sum(target * (jnp.log(target) - jnp.log(rho_hat))
-                   + (1 - target) * (jnp.log1p(-target) - jnp.log1p(-rho_hat)))
+    return jnp.sum(
+        target * (jnp.log(target) - jnp.log(rho_hat)) + (1 - target) * (jnp.log1p(-target) - jnp.log1p(-rho_hat))
+    )
+
 
 init = autoencoders.init
 step = autoencoders.step
@@ -76,7 +78,12 @@ report = autoencoders.report
 
 
 OBJECTIVE = Objective(
-    name="sparse-ae", config_cls=SparseAEConfig, init=init, step=step,
-    family="autoencoder", value_range=(0.0, 1.0),
-    train_defaults=autoencoders.TRAIN_DEFAULTS, report=report,
+    name="sparse-ae",
+    config_cls=SparseAEConfig,
+    init=init,
+    step=step,
+    family="autoencoder",
+    value_range=(0.0, 1.0),
+    train_defaults=autoencoders.TRAIN_DEFAULTS,
+    report=report,
 )

@@ -40,8 +40,8 @@ import optax
 
 from gendl_jax.data import binarize_dataset
 from gendl_jax.objectives import autoencoders as ae
-from gendl_jax.objectives.distributed import global_draw, mean_over_devices, on_global_batch
 from gendl_jax.objectives.base import Objective
+from gendl_jax.objectives.distributed import global_draw, mean_over_devices, on_global_batch
 
 Array = jax.Array
 AutoencoderState = ae.AutoencoderState
@@ -100,8 +100,10 @@ class VAEConfig:
         if self.binarization not in BINARIZATIONS:
             raise ValueError(f"binarization must be one of {BINARIZATIONS}, got {self.binarization!r}")
         if self.likelihood == "gaussian" and self.binarization != "none":
-            raise ValueError("binarization must be 'none' for the Gaussian likelihood "
-                             f"(binarising is for the Bernoulli likelihood), got {self.binarization!r}")
+            raise ValueError(
+                "binarization must be 'none' for the Gaussian likelihood "
+                f"(binarising is for the Bernoulli likelihood), got {self.binarization!r}"
+            )
         for name in ("decoder_std", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -110,12 +112,15 @@ class VAEConfig:
         if self.eval_importance_samples < 1:
             raise ValueError(f"eval_importance_samples must be >= 1, got {self.eval_importance_samples}")
         if self.eval_examples < 32:
-            raise ValueError(f"eval_examples must be >= 32 (the end-of-run pictures show 32 test digits), "
-                             f"got {self.eval_examples}")
+            raise ValueError(
+                f"eval_examples must be >= 32 (the end-of-run pictures show 32 test digits), got {self.eval_examples}"
+            )
         if self.lr_schedule not in ("constant", "cosine", "burda"):
             raise ValueError(f"lr_schedule must be 'constant', 'cosine' or 'burda', got {self.lr_schedule!r}")
         if self.lr_schedule != "constant" and self.lr_schedule_steps < 1:
-            raise ValueError(f"lr_schedule={self.lr_schedule!r} needs lr_schedule_steps >= 1, got {self.lr_schedule_steps}")
+            raise ValueError(
+                f"lr_schedule={self.lr_schedule!r} needs lr_schedule_steps >= 1, got {self.lr_schedule_steps}"
+            )
 
 
 def learning_rate_schedule(config: VAEConfig):
@@ -126,8 +131,7 @@ def learning_rate_schedule(config: VAEConfig):
     if config.lr_schedule == "burda":
         stages = 8
         boundaries = np.cumsum([n * 3**i for i in range(stages - 1)])
-        return optax.piecewise_constant_schedule(
-            lr, {int(b): 10 ** (-1 / 7) for b in boundaries})
+        return optax.piecewise_constant_schedule(lr, {int(b): 10 ** (-1 / 7) for b in boundaries})
     return lr
 
 
@@ -139,8 +143,9 @@ def make_optimizer(config: VAEConfig) -> optax.GradientTransformation:
 def init(key: Array, config: VAEConfig, example_batch: dict) -> AutoencoderState:
     """Initial state; ``example_batch["x"]``: (m, *data_shape) or (1, m, *data_shape) in [0, 1] for Bernoulli."""
     config.validate()
-    return ae.init_state(key, config, example_batch, encoder_features=2 * config.latent_dim,
-                         optimizer=make_optimizer(config))
+    return ae.init_state(
+        key, config, example_batch, encoder_features=2 * config.latent_dim, optimizer=make_optimizer(config)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,8 +217,10 @@ def elbo_terms(state: AutoencoderState, params, x: Array, key: Array, axis_name:
     mean, log_var = encode(state, x, params)
     eps = global_draw(lambda k, shape: jax.random.normal(k, shape, mean.dtype), key, mean.shape, axis_name)
     z = mean + jnp.exp(0.5 * log_var) * eps
-    return {"log_px_given_z": log_likelihood(state.config, x, decoder_outputs(state, z, params)),
-            "kl": gaussian_kl_to_standard(mean, log_var)}
+    return {
+        "log_px_given_z": log_likelihood(state.config, x, decoder_outputs(state, z, params)),
+        "kl": gaussian_kl_to_standard(mean, log_var),
+    }
 
 
 def binarize(key: Array, x: Array) -> Array:
@@ -292,8 +299,7 @@ def _check_eval_inputs(state: AutoencoderState, x, k: int, batch_size: int) -> N
     ae.check_data_range(np.asarray(x), state.config.likelihood, name="x")
 
 
-def evaluate(state: AutoencoderState, x, key: Array, *, k: int = 5000, batch_size: int = 100,
-             chunk: int = 500) -> dict:
+def evaluate(state: AutoencoderState, x, key: Array, *, k: int = 5000, batch_size: int = 100, chunk: int = 500) -> dict:
     """Test metrics of a trained VAE on data ``x`` (n, *data_shape), already binarised if need be.
 
     Returns means over the n examples (nats per example): ``elbo`` (one z sample per example,
@@ -314,7 +320,7 @@ def evaluate(state: AutoencoderState, x, key: Array, *, k: int = 5000, batch_siz
     n = x.shape[0]
     sums: dict[str, float] = {}
     for i, start in enumerate(range(0, n, batch_size)):
-        xb = x[start:start + batch_size]
+        xb = x[start : start + batch_size]
         if xb.shape[0] < batch_size:  # pad the last batch to keep one compiled shape
             xb_full = np.concatenate([xb, np.zeros((batch_size - xb.shape[0], *xb.shape[1:]), xb.dtype)])
         else:
@@ -340,17 +346,26 @@ def report(state: AutoencoderState, out, train, dataset) -> dict:
     on ``config.eval_examples`` held-out examples with ``config.eval_importance_samples`` samples."""
     config = state.config
     binarization = config.binarization if config.likelihood == "bernoulli" else "none"
-    x, described = ae.test_images(train, dataset, binarization=binarization,
-                                  binarization_seed=config.binarization_seed, limit=config.eval_examples)
+    x, described = ae.test_images(
+        train,
+        dataset,
+        binarization=binarization,
+        binarization_seed=config.binarization_seed,
+        limit=config.eval_examples,
+    )
     metrics = evaluate(state, x, jax.random.PRNGKey(train.seed + 3), k=config.eval_importance_samples)
-    summary = {"test_data": described, "binarization": binarization,
-               **{f"test_{name}": value for name, value in metrics.items()}}
+    summary = {
+        "test_data": described,
+        "binarization": binarization,
+        **{f"test_{name}": value for name, value in metrics.items()},
+    }
     if len(state.data_shape) == 3:
         head = jnp.asarray(x[:64])
         rec = np.asarray(jax.jit(reconstruct)(state, head))
         z = np.asarray(jax.jit(encode)(state, head)[0])
-        summary["pictures"] = ae.write_image_outputs(out, x[:64], rec, z, jax.jit(lambda c: decode(state, c)),
-                                                     config.latent_dim, prior_manifold=True)
+        summary["pictures"] = ae.write_image_outputs(
+            out, x[:64], rec, z, jax.jit(lambda c: decode(state, c)), config.latent_dim, prior_manifold=True
+        )
     return summary
 
 
@@ -362,6 +377,14 @@ def prepare_dataset(dataset, config: VAEConfig):
 
 
 OBJECTIVE = Objective(
-    name="vae", family="vae", config_cls=VAEConfig, init=init, step=step, sample=sample, value_range=(0.0, 1.0),
-    train_defaults=ae.TRAIN_DEFAULTS, prepare_dataset=prepare_dataset, report=report,
+    name="vae",
+    family="vae",
+    config_cls=VAEConfig,
+    init=init,
+    step=step,
+    sample=sample,
+    value_range=(0.0, 1.0),
+    train_defaults=ae.TRAIN_DEFAULTS,
+    prepare_dataset=prepare_dataset,
+    report=report,
 )

@@ -82,8 +82,9 @@ def init(key: Array, config: WGANConfig, example_batch: dict) -> adversarial.Adv
     ``state.hparams``: ``g_learning_rate``, ``d_learning_rate`` and ``clip`` (set by
     :func:`adversarial.with_hparams`; the critic is re-clipped at every update with the state's value).
     """
-    state = adversarial.init_adversarial(key, config, example_batch, batch_norm_in_d=False,
-                                         extra_hparams={"clip": config.clip})
+    state = adversarial.init_adversarial(
+        key, config, example_batch, batch_norm_in_d=False, extra_hparams={"clip": config.clip}
+    )
     d = state.discriminator
     return state.replace(discriminator=d.replace(params=clip_params(d.params, state.hparams["clip"])))
 
@@ -113,7 +114,11 @@ discriminator_features = adversarial.discriminator_features
 
 
 OBJECTIVE = Objective(
-    name="wgan", config_cls=WGANConfig, init=init, step=step, sample=sample,
+    name="wgan",
+    config_cls=WGANConfig,
+    init=init,
+    step=step,
+    sample=sample,
     family="adversarial",
     num_classes_of=adversarial.num_classes_of,
     latent_sampling=True,

@@ -9,7 +9,7 @@ n_critic = 5, lambda = 10 for images (0.1 by default for vector data, see :class
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -55,8 +55,9 @@ def per_sample_gradient_norms(critic: Callable[..., Array], x: Array, labels: Ar
     return jnp.sqrt(jnp.sum(jnp.square(grads).reshape(x.shape[0], -1), axis=1))
 
 
-def gradient_penalty(critic: Callable[..., Array], real: Array, fake: Array, eps: Array,
-                     labels: Array | None = None) -> tuple[Array, dict]:
+def gradient_penalty(
+    critic: Callable[..., Array], real: Array, fake: Array, eps: Array, labels: Array | None = None
+) -> tuple[Array, dict]:
     """``mean_i (||grad f(eps_i x_i + (1 - eps_i) y_i)|| - 1)^2``; real, fake: (m, *shape), eps: (m,); ``labels``
     (m,): the pairs' classes for a class-conditional critic, ``critic(x, labels=...)``."""
     eps = eps.reshape((-1,) + (1,) * (real.ndim - 1))
@@ -70,7 +71,10 @@ def init(key: Array, config: WGANGPConfig, example_batch: dict) -> adversarial.A
     """Initial WGAN-GP state; ``state.hparams``: ``g_learning_rate``, ``d_learning_rate`` and
     ``gp_weight`` (the resolved lambda, see :func:`resolved_gp_weight`)."""
     return adversarial.init_adversarial(
-        key, config, example_batch, batch_norm_in_d=False,
+        key,
+        config,
+        example_batch,
+        batch_norm_in_d=False,
         extra_hparams=lambda data_shape: {"gp_weight": resolved_gp_weight(config, data_shape)},
     )
 
@@ -100,7 +104,11 @@ discriminator_features = adversarial.discriminator_features
 
 
 OBJECTIVE = Objective(
-    name="wgan-gp", config_cls=WGANGPConfig, init=init, step=step, sample=sample,
+    name="wgan-gp",
+    config_cls=WGANGPConfig,
+    init=init,
+    step=step,
+    sample=sample,
     family="adversarial",
     num_classes_of=adversarial.num_classes_of,
     latent_sampling=True,

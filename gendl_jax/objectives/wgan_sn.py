@@ -27,8 +27,10 @@ class WGANSNConfig(wgan.AdamCriticConfig):
     def validate(self) -> None:
         super().validate()
         if not self.spectral_norm:
-            raise ValueError("wgan-sn keeps its critic Lipschitz by spectral normalisation: spectral_norm must be "
-                             "True (use 'wgan' or 'wgan-gp' for the other constraints)")
+            raise ValueError(
+                "wgan-sn keeps its critic Lipschitz by spectral normalisation: spectral_norm must be "
+                "True (use 'wgan' or 'wgan-gp' for the other constraints)"
+            )
 
 
 def init(key: Array, config: WGANSNConfig, example_batch: dict) -> adversarial.AdversarialState:
@@ -60,7 +62,11 @@ discriminator_features = adversarial.discriminator_features
 
 
 OBJECTIVE = Objective(
-    name="wgan-sn", config_cls=WGANSNConfig, init=init, step=step, sample=sample,
+    name="wgan-sn",
+    config_cls=WGANSNConfig,
+    init=init,
+    step=step,
+    sample=sample,
     family="adversarial",
     num_classes_of=adversarial.num_classes_of,
     latent_sampling=True,

@@ -1,15 +1,15 @@
 """Fit loop, checkpoints, run logging and pictures."""
 
-from gendl_jax.train.fit import TrainConfig, config_from_json, load_run, run_dir, train_and_evaluate
 from gendl_jax.plots import image_grid_array
+from gendl_jax.train.fit import TrainConfig, config_from_json, load_run, run_dir, train_and_evaluate
 from gendl_jax.train.logger import RunLogger, git_revision, run_metadata
 
 __all__ = [
     "RunLogger",
     "TrainConfig",
+    "config_from_json",
     "git_revision",
     "image_grid_array",
-    "config_from_json",
     "load_run",
     "run_dir",
     "run_metadata",

@@ -241,12 +241,12 @@ def restore_with_meta(
             mismatches.append(e)
             errors.append((candidate, "its stored tree does not fit the model"))
             continue
-        except Exception as e:  # noqa: BLE001 - unreadable metadata: this checkpoint is unusable
+        except Exception as e:
             errors.append((candidate, f"{type(e).__name__}: {e}"))
             continue
         try:
             state, meta = _restore_verified(manager, candidate, like)
-        except Exception as e:  # noqa: BLE001 - any read failure means this checkpoint is unusable
+        except Exception as e:
             errors.append((candidate, f"{type(e).__name__}: {e}"))
             continue
         moved = set_aside(manager, [bad for bad, _ in errors]) if set_aside_corrupted and errors else {}
@@ -263,7 +263,8 @@ def restore_with_meta(
     if len(mismatches) == len(steps):
         raise mismatches[0]
     raise CorruptCheckpointError(
-        f"no intact checkpoint in {manager.directory}:\n  " + "\n  ".join(f"{bad}: {error}" for bad, error in errors))
+        f"no intact checkpoint in {manager.directory}:\n  " + "\n  ".join(f"{bad}: {error}" for bad, error in errors)
+    )
 
 
 CORRUPT_SUFFIX = ".corrupt-"

@@ -25,8 +25,11 @@ class Cluster:
             return
         import jax
 
-        given = {"coordinator_address": self.coordinator_address, "num_processes": self.num_processes,
-                 "process_id": self.process_id}
+        given = {
+            "coordinator_address": self.coordinator_address,
+            "num_processes": self.num_processes,
+            "process_id": self.process_id,
+        }
         if self.coordinator_address and None in given.values():
             missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
             raise ValueError(f"--coordinator-address needs {' and '.join(missing)} too")

@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from gendl_jax import data as gdata
 from gendl_jax import metrics as gmetrics
-from gendl_jax.objectives import Objective, get_objective
 from gendl_jax import plots
+from gendl_jax.objectives import Objective, get_objective
 from gendl_jax.train import checkpoints, guard, logger, parallel, run_lock, sweep
 
 
@@ -154,14 +154,17 @@ def _nonfinite_models(pending: list[tuple[int, dict]]) -> tuple[int, int, np.nda
     return None
 
 
-def _nonfinite_message(step: int, metrics: dict, last_checkpoint: int | None, ckpt_dir: pathlib.Path,
-                       seed: int | None = None) -> str:
+def _nonfinite_message(
+    step: int, metrics: dict, last_checkpoint: int | None, ckpt_dir: pathlib.Path, seed: int | None = None
+) -> str:
     bad = [name for name, value in metrics.items() if name != guard.FINITE and not math.isfinite(value)]
     where = f"{ckpt_dir}/{last_checkpoint}" if last_checkpoint is not None else "none saved yet"
     shown = ", ".join(f"{name}={metrics[name]}" for name in bad)
     model = f" for seed {seed}" if seed is not None else ""
-    return (f"non-finite {shown} at step {step}{model}; stopping. Last good checkpoint: {where} (left intact). "
-            "Resume from it with --resume, or pass --skip-nonfinite to drop such updates.")
+    return (
+        f"non-finite {shown} at step {step}{model}; stopping. Last good checkpoint: {where} (left intact). "
+        "Resume from it with --resume, or pass --skip-nonfinite to drop such updates."
+    )
 
 
 def _write_text_atomic(path: pathlib.Path, text: str) -> None:
@@ -172,8 +175,9 @@ def _write_text_atomic(path: pathlib.Path, text: str) -> None:
 
 def _check_resume_config(out: pathlib.Path, record: dict) -> None:
     saved = json.loads((out / "config.json").read_text())
-    changed = sorted(k for k in set(saved["config"]) | set(record["config"])
-                     if saved["config"].get(k) != record["config"].get(k))
+    changed = sorted(
+        k for k in set(saved["config"]) | set(record["config"]) if saved["config"].get(k) != record["config"].get(k)
+    )
     if saved["objective"] != record["objective"] or changed:
         raise ValueError(
             f"cannot resume {out}: it was trained as {saved['objective']} and these hyper-parameters differ "
@@ -200,8 +204,11 @@ def _model_metrics(host: dict, i: int | None) -> dict[str, float]:
 
 def _aggregate(per_seed: list[dict]) -> dict:
     """Per-seed values, mean and standard error of every numeric score."""
-    names = [k for k, v in per_seed[0].items()
-             if k not in ("seed", "steps") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    names = [
+        k
+        for k, v in per_seed[0].items()
+        if k not in ("seed", "steps") and isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
     out = {}
     for name in names:
         values = [float(p[name]) for p in per_seed]
@@ -217,17 +224,19 @@ def check_dataset_labels(dataset, num_classes: int) -> None:
         return
     labels = getattr(dataset, "labels", None)
     if labels is None:
-        raise ValueError(f"num_classes={num_classes} (a class-conditional model) needs labelled data; dataset "
-                         f"{getattr(dataset, 'name', dataset)!r} has no labels")
+        raise ValueError(
+            f"num_classes={num_classes} (a class-conditional model) needs labelled data; dataset "
+            f"{getattr(dataset, 'name', dataset)!r} has no labels"
+        )
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= num_classes:
-        raise ValueError(f"num_classes={num_classes}, but dataset {dataset.name!r} has labels in [{lo}, {hi}]; "
-                         f"num_classes must be > {hi}")
+        raise ValueError(
+            f"num_classes={num_classes}, but dataset {dataset.name!r} has labels in [{lo}, {hi}]; "
+            f"num_classes must be > {hi}"
+        )
 
 
-def train_and_evaluate(
-    objective: str | Objective, config: Any, train: TrainConfig, *, dataset=None
-) -> dict:
+def train_and_evaluate(objective: str | Objective, config: Any, train: TrainConfig, *, dataset=None) -> dict:
     """Trains ``objective`` with ``config`` as ``train`` says; returns the summary (also in summary.json).
 
     With ``train.seeds = K > 1``, seeds ``train.seed .. train.seed + K - 1`` train together in one
@@ -266,34 +275,53 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
     primary = jax.process_index() == 0
     mesh = _mesh_for(train)
     if n_models > 1 and mesh is not None:
-        raise ValueError(f"--seeds {n_models} cannot be combined with several devices or processes yet "
-                         f"(--devices {train.devices}, {jax.process_count()} process(es))")
+        raise ValueError(
+            f"--seeds {n_models} cannot be combined with several devices or processes yet "
+            f"(--devices {train.devices}, {jax.process_count()} process(es))"
+        )
     if dataset is None:
         dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
     if obj.prepare_dataset is not None:
         dataset = obj.prepare_dataset(dataset, config)
     check_dataset_labels(dataset, obj.num_classes(config))
-    iterators = [gdata.make_iterator(dataset, train.batch_size, s, config.inner_steps, obj.value_range,
-                               process_index=jax.process_index(), process_count=jax.process_count())
-                 for s in seeds]
+    iterators = [
+        gdata.make_iterator(
+            dataset,
+            train.batch_size,
+            s,
+            config.inner_steps,
+            obj.value_range,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
+        for s in seeds
+    ]
     if mesh is not None and iterators[0].batch_size % mesh.size:
-        raise ValueError(f"batch_size={iterators[0].batch_size} must be divisible by the {mesh.size} devices "
-                         "of --devices")
+        raise ValueError(
+            f"batch_size={iterators[0].batch_size} must be divisible by the {mesh.size} devices of --devices"
+        )
     if n_models == 1:
         batch_at = iterators[0].batch_at
         state = obj.init(jax.random.PRNGKey(train.seed), config, batch_at(0))
     else:
-        batch_at = lambda s: sweep.stack_batches(iterators, s)  # noqa: E731
+        batch_at = lambda s: sweep.stack_batches(iterators, s)
         state = sweep.init_sweep(obj, config, iterators[0].batch_at(0), seeds)
     data_shape = state.data_shape
     if mesh is not None:
         state = parallel.replicate(state, mesh)
     manager = checkpoints.checkpoint_manager(
-        ckpt_dir, keep_last=train.keep_checkpoints, best_metric=train.best_metric, best_mode=train.best_mode,
+        ckpt_dir,
+        keep_last=train.keep_checkpoints,
+        best_metric=train.best_metric,
+        best_mode=train.best_mode,
         keep_best=train.keep_best,
     )
-    record = {"objective": obj.name, "config": _jsonable(config), "train": _jsonable(train),
-              "data_shape": list(data_shape)}
+    record = {
+        "objective": obj.name,
+        "config": _jsonable(config),
+        "train": _jsonable(train),
+        "data_shape": list(data_shape),
+    }
     if n_models > 1:
         record["seeds"] = seeds
     start = 0
@@ -321,10 +349,10 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
         step = jax.vmap(step)
     if mesh is None:
         step_fn = jax.jit(step, donate_argnums=0)
-        place = lambda batch: batch  # noqa: E731
+        place = lambda batch: batch
     else:
         step_fn = parallel.jit_step(step, mesh)
-        place = lambda batch: parallel.shard_batch(batch, mesh)  # noqa: E731
+        place = lambda batch: parallel.shard_batch(batch, mesh)
     sample_fn = jax.jit(obj.sample, static_argnums=2) if obj.sample is not None else None
     n_picture = 2500 if isinstance(dataset, gdata.ToyDataset) else 64
     model_dirs = [out] if n_models == 1 else [out / f"seed{s}" for s in seeds]
@@ -349,9 +377,15 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
     compile_s = None
     with contextlib.ExitStack() as stack:
         logs = [stack.enter_context(logger.RunLogger(d, enabled=primary, resume_step=start)) for d in model_dirs]
-        bar = stack.enter_context(tqdm(
-            total=train.steps, initial=start, disable=not (train.progress and primary),
-            desc=f"{obj.name} {train.data}" + (f" x{n_models} seeds" if n_models > 1 else ""), dynamic_ncols=True))
+        bar = stack.enter_context(
+            tqdm(
+                total=train.steps,
+                initial=start,
+                disable=not (train.progress and primary),
+                desc=f"{obj.name} {train.data}" + (f" x{n_models} seeds" if n_models > 1 else ""),
+                dynamic_ncols=True,
+            )
+        )
         logs[0].run_info(record)  # resolved config, package versions, devices, git revision: run_info.jsonl
         for s in range(start, train.steps):
             state, metrics = step_fn(state, place(batch_at(s)))
@@ -370,13 +404,21 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
                     if not train.skip_nonfinite:
                         manager.wait_until_finished()
                         manager.close()
-                        host = parallel.host_metrics(pending[index][1]) if n_models == 1 else _model_metrics(
-                            jax.device_get(pending[index][1]), first)
-                        raise FloatingPointError(_nonfinite_message(
-                            bad_step, host, last_checkpoint, ckpt_dir, None if n_models == 1 else seeds[first]))
+                        host = (
+                            parallel.host_metrics(pending[index][1])
+                            if n_models == 1
+                            else _model_metrics(jax.device_get(pending[index][1]), first)
+                        )
+                        raise FloatingPointError(
+                            _nonfinite_message(
+                                bad_step, host, last_checkpoint, ckpt_dir, None if n_models == 1 else seeds[first]
+                            )
+                        )
                     skipped += counts
-                    tqdm.write(f"skipped {int(counts.sum())} non-finite update(s) in steps {pending[0][0]}..{done} "
-                               f"(first at step {bad_step}); {int(skipped.sum())} so far")
+                    tqdm.write(
+                        f"skipped {int(counts.sum())} non-finite update(s) in steps {pending[0][0]}..{done} "
+                        f"(first at step {bad_step}); {int(skipped.sum())} so far"
+                    )
                 pending = []
                 host = parallel.host_metrics(metrics) if n_models == 1 else jax.device_get(metrics)
                 rows = []
@@ -387,14 +429,17 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
                     rows.append(row)
                 mean_row = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
                 if train.best_metric is not None and train.best_metric not in mean_row:
-                    raise ValueError(f"best_metric {train.best_metric!r} is not a metric of {obj.name}; "
-                                     f"logged metrics: {sorted(mean_row)}")
+                    raise ValueError(
+                        f"best_metric {train.best_metric!r} is not a metric of {obj.name}; "
+                        f"logged metrics: {sorted(mean_row)}"
+                    )
                 bar.set_postfix({k: f"{v:.3g}" for k, v in mean_row.items() if k != guard.FINITE}, refresh=False)
                 if is_checkpoint:
                     finite = {k: v for k, v in mean_row.items() if math.isfinite(v)}
                     positions = [it.position(done) for it in iterators]
-                    checkpoints.save(manager, done, state, metrics=finite,
-                                     data_position=positions[0] if n_models == 1 else positions)
+                    checkpoints.save(
+                        manager, done, state, metrics=finite, data_position=positions[0] if n_models == 1 else positions
+                    )
                     last_checkpoint = done
             if sample_fn and primary and train.sample_every and done % train.sample_every == 0 and done != train.steps:
                 write_picture(done, logs)
@@ -416,10 +461,18 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
                 np.save(d / "samples.npy", samples)
                 scores = summarize(samples, dataset)
             if obj.report is not None:
-                scores = {**scores, **obj.report(one, d, dataclasses.replace(train, seed=s, seeds=1, out=str(d)),
-                                                 dataset)}
-            model_summary = {"objective": obj.name, "data": train.data, "seed": s, "steps": train.steps,
-                             "skipped_updates": int(n_skipped), **scores}
+                scores = {
+                    **scores,
+                    **obj.report(one, d, dataclasses.replace(train, seed=s, seeds=1, out=str(d)), dataset),
+                }
+            model_summary = {
+                "objective": obj.name,
+                "data": train.data,
+                "seed": s,
+                "steps": train.steps,
+                "skipped_updates": int(n_skipped),
+                **scores,
+            }
             if n_models > 1:
                 if obj.hparams is not None:
                     model_summary["hparams"] = {k: float(v) for k, v in jax.device_get(obj.hparams(one)).items()}
@@ -436,8 +489,14 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
         if n_models == 1:
             summary = {**per_model[0], **timing}
         else:
-            summary = {"objective": obj.name, "data": train.data, "seeds": seeds, "steps": train.steps, **timing,
-                       "metrics": _aggregate(per_model)}
+            summary = {
+                "objective": obj.name,
+                "data": train.data,
+                "seeds": seeds,
+                "steps": train.steps,
+                **timing,
+                "metrics": _aggregate(per_model),
+            }
         _write_text_atomic(out / "summary.json", json.dumps(summary, indent=2))
     manager.close()
     return summary

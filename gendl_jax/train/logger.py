@@ -53,8 +53,9 @@ def package_versions(packages=PACKAGES) -> dict[str, str | None]:
 def _git(args: list[str], cwd: pathlib.Path) -> str | None:
     """Stdout of ``git args`` run in ``cwd``, or None when git is missing, fails or times out."""
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=_GIT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=_GIT_TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
@@ -120,12 +121,18 @@ def _metric_value(name: str, value: Any) -> int | float:
         return float(value)
     try:
         array = np.asarray(value)
-    except Exception as err:  # noqa: BLE001 - any failure means "not a number"
+    except Exception as err:
         raise ValueError(f"metrics[{name!r}] must be a real number, got {type(value).__name__}") from err
-    if array.ndim != 0 or array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number) \
-            or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"metrics[{name!r}] must be a real scalar, got {type(value).__name__} "
-                         f"of shape {array.shape} and dtype {array.dtype}")
+    if (
+        array.ndim != 0
+        or array.dtype == np.bool_
+        or not np.issubdtype(array.dtype, np.number)
+        or np.issubdtype(array.dtype, np.complexfloating)
+    ):
+        raise ValueError(
+            f"metrics[{name!r}] must be a real scalar, got {type(value).__name__} "
+            f"of shape {array.shape} and dtype {array.dtype}"
+        )
     return int(array) if np.issubdtype(array.dtype, np.integer) else float(array)
 
 
@@ -147,8 +154,10 @@ def _image_uint8(image: Any) -> np.ndarray:
     if not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {array.dtype}")
     if not np.all(np.isfinite(array)) or array.min() < 0.0 or array.max() > 1.0:
-        raise ValueError(f"float image values must be finite and in [0, 1], got range "
-                         f"[{array.min()}, {array.max()}] (see image_grid_array to rescale)")
+        raise ValueError(
+            f"float image values must be finite and in [0, 1], got range "
+            f"[{array.min()}, {array.max()}] (see image_grid_array to rescale)"
+        )
     return np.round(array.astype(np.float64) * 255.0).astype(np.uint8)
 
 
@@ -217,8 +226,12 @@ class RunLogger:
             # tensorboardX names files by the second and host only; a restart within the same
             # second would overwrite the previous file without a unique suffix.
             suffix = f".{os.getpid()}.{uuid.uuid4().hex[:8]}"
-            self._writer = SummaryWriter(logdir=str(self.tensorboard_dir), flush_secs=30, filename_suffix=suffix,
-                                         purge_step=resume_step + 1 if resume_step else None)
+            self._writer = SummaryWriter(
+                logdir=str(self.tensorboard_dir),
+                flush_secs=30,
+                filename_suffix=suffix,
+                purge_step=resume_step + 1 if resume_step else None,
+            )
 
     @property
     def tensorboard_dir(self) -> pathlib.Path:

@@ -30,27 +30,29 @@ Usage::
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 PyTree = Any
 Step = Callable[..., tuple[PyTree, dict]]
 
 __all__ = [
+    "host_metrics",
+    "jit_step",
     "make_mesh",
+    "pmap_step",
     "replicate",
     "shard_batch",
-    "jit_step",
-    "pmap_step",
-    "stack_for_pmap",
-    "split_for_pmap",
-    "unstack_first",
     "shard_map_step",
-    "host_metrics",
+    "split_for_pmap",
+    "stack_for_pmap",
+    "unstack_first",
 ]
 
 
@@ -130,7 +132,7 @@ def shard_batch(local_batch: dict, mesh: Mesh, axis: int = 1) -> dict:
                 f"batch_size={global_m} (batch[{key!r}] shape {local.shape} x {jax.process_count()} "
                 f"process(es)) must be divisible by the number of devices, {n_dev}"
             )
-        global_shape = local.shape[:axis] + (global_m,) + local.shape[axis + 1:]
+        global_shape = local.shape[:axis] + (global_m,) + local.shape[axis + 1 :]
         out[key] = jax.make_array_from_process_local_data(sharding, local, global_shape)
     return out
 

@@ -93,9 +93,7 @@ def read_holder(folder: str | os.PathLike) -> dict:
 
 
 @contextlib.contextmanager
-def hold_run_folder(
-    folder: str | os.PathLike, *, enabled: bool | None = None
-) -> Iterator[pathlib.Path | None]:
+def hold_run_folder(folder: str | os.PathLike, *, enabled: bool | None = None) -> Iterator[pathlib.Path | None]:
     """Holds ``folder`` (created if needed) for the ``with`` block: an exclusive OS lock on ``folder/.lock``.
 
     Args:
@@ -120,25 +118,19 @@ def hold_run_folder(
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    fd = os.open(
-        path, os.O_RDWR | os.O_CREAT, 0o644
-    )  # not truncated: it holds the holder's record
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not truncated: it holds the holder's record
     try:
         if not _try_lock(fd):
             holder = read_holder(folder)
             deadline = time.monotonic() + 1.0
-            while (
-                not holder and time.monotonic() < deadline
-            ):  # the holder has locked but not written yet
+            while not holder and time.monotonic() < deadline:  # the holder has locked but not written yet
                 time.sleep(0.05)
                 holder = read_holder(folder)
             raise RunFolderBusyError(folder, holder)
         record = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"
-            ),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
         }
         os.lseek(fd, 0, os.SEEK_SET)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,20 +37,28 @@ def unstack(states: Any, i: int) -> Any:
     return jax.tree_util.tree_map(lambda leaf: leaf[i], states)
 
 
-def init_sweep(obj: Objective, config: Any, example_batch: dict, seeds: Sequence[int],
-               hparams: Mapping[str, Sequence[float]] | None = None) -> Any:
+def init_sweep(
+    obj: Objective,
+    config: Any,
+    example_batch: dict,
+    seeds: Sequence[int],
+    hparams: Mapping[str, Sequence[float]] | None = None,
+) -> Any:
     """Stacked initial states: model ``i`` initialised from ``PRNGKey(seeds[i])`` (exactly the
     single-model ``obj.init``), then its ``state.hparams`` set to ``hparams[name][i]``."""
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
     states = jax.vmap(lambda k: obj.init(k, config, example_batch))(keys)
     if hparams:
         if obj.with_hparams is None:
-            raise ValueError(f"objective {obj.name!r} keeps no hyper-parameters in its state; "
-                             f"hparams {sorted(hparams)} cannot be swept")
+            raise ValueError(
+                f"objective {obj.name!r} keeps no hyper-parameters in its state; "
+                f"hparams {sorted(hparams)} cannot be swept"
+            )
         for name, values in hparams.items():
             if np.ndim(values) != 1 or len(values) != len(seeds):
-                raise ValueError(f"hparams[{name!r}] must hold one value per model ({len(seeds)} seeds), "
-                                 f"got {values!r}")
+                raise ValueError(
+                    f"hparams[{name!r}] must hold one value per model ({len(seeds)} seeds), got {values!r}"
+                )
         states = obj.with_hparams(states, **{k: np.asarray(v, np.float64) for k, v in hparams.items()})
     return states
 
@@ -97,8 +106,7 @@ def train_sweep(
     step = jax.jit(jax.vmap(obj.step), donate_argnums=0)
     t0 = time.perf_counter()
     compile_s = train_s = None
-    with tqdm(total=steps, disable=not progress, desc=desc or f"{obj.name} x{len(seeds)}",
-              dynamic_ncols=True) as bar:
+    with tqdm(total=steps, disable=not progress, desc=desc or f"{obj.name} x{len(seeds)}", dynamic_ncols=True) as bar:
         for s in range(steps):
             states, metrics = step(states, stack_batches(iterators, s))
             if s == 0:
@@ -134,8 +142,9 @@ def train_seeds(
     desc: str | None = None,
 ) -> tuple[Any, dict]:
     """:func:`train_sweep` over seeds only (every model with the config's hyper-parameters)."""
-    return train_sweep(objective, config, dataset, seeds=seeds, steps=steps, batch_size=batch_size,
-                       progress=progress, desc=desc)
+    return train_sweep(
+        objective, config, dataset, seeds=seeds, steps=steps, batch_size=batch_size, progress=progress, desc=desc
+    )
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:

@@ -27,12 +27,12 @@ from gendl_jax.transport.one_d import wasserstein_1d
 
 __all__ = [
     "MASS_TOLERANCE",
-    "wasserstein",
-    "transport_plan",
     "barycentric_map",
-    "wasserstein_1d",
-    "sinkhorn_divergence",
     "gaussian_w2",
+    "sinkhorn_divergence",
+    "transport_plan",
+    "wasserstein",
+    "wasserstein_1d",
 ]
 
 METHODS = ("exact", "sinkhorn", "sliced", "1d")

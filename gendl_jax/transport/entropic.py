@@ -15,7 +15,7 @@ from ott.tools import sinkhorn_divergence as ott_divergence
 
 from gendl_jax.transport import costs as point_costs
 
-__all__ = ["solve_sinkhorn", "transport_cost", "sinkhorn_divergence_points"]
+__all__ = ["sinkhorn_divergence_points", "solve_sinkhorn", "transport_cost"]
 
 
 def _geometry_kwargs(p: float):

@@ -28,8 +28,9 @@ def check_gaussian(m, S, name_m: str, name_S: str, *, positive_definite: bool = 
             raise ValueError(f"{name_S} must be symmetric")
         smallest = float(np.linalg.eigvalsh(Sn)[0])
         if positive_definite and smallest <= 0:
-            raise ValueError(f"{name_S} must be positive definite (a Gaussian density); "
-                             f"its smallest eigenvalue is {smallest:.3g}")
+            raise ValueError(
+                f"{name_S} must be positive definite (a Gaussian density); its smallest eigenvalue is {smallest:.3g}"
+            )
         if smallest < -1e-6 * scale:
             raise ValueError(f"{name_S} must be positive semi-definite; its smallest eigenvalue is {smallest:.3g}")
     if not jnp.issubdtype(m.dtype, jnp.inexact):

@@ -15,7 +15,6 @@ from typing import NamedTuple
 import numpy as np
 
 
-
 def _extension():
     """The compiled solver, imported on first use so that the rest of ``gendl_jax.transport``
     (Sinkhorn, sliced, 1-D, Gaussian) works in a source checkout where it is not built."""
@@ -28,6 +27,7 @@ def _extension():
             "Python headers)"
         ) from err
     return _netsimplex
+
 
 __all__ = ["NetworkSimplexResult", "network_simplex"]
 

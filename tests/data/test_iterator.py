@@ -108,8 +108,10 @@ def test_process_blocks_concatenate_to_global_batch(kind, count):
     glob = BatchIterator(ds, 12, seed=9, inner_steps=3)
     for step in (0, 3, 11):
         full = glob.batch_at(step)
-        parts = [BatchIterator(ds, 12, seed=9, inner_steps=3, process_index=p, process_count=count).batch_at(step)
-                 for p in range(count)]
+        parts = [
+            BatchIterator(ds, 12, seed=9, inner_steps=3, process_index=p, process_count=count).batch_at(step)
+            for p in range(count)
+        ]
         for k in full:
             assert parts[0][k].shape[1] == 12 // count
             np.testing.assert_array_equal(np.concatenate([p[k] for p in parts], axis=1), full[k])
@@ -169,8 +171,9 @@ def test_map_in_batches_equals_one_call_and_checks_batch_size():
 
     x = np.random.default_rng(11).normal(size=(1003, 3, 2)).astype(np.float32)
     fn = jax.jit(lambda b: jnp.tanh(b).sum(axis=(1, 2)) * 2.0)
-    np.testing.assert_allclose(map_in_batches(fn, x, 250), np.tanh(x.astype(np.float64)).sum(axis=(1, 2)) * 2.0,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        map_in_batches(fn, x, 250), np.tanh(x.astype(np.float64)).sum(axis=(1, 2)) * 2.0, rtol=1e-5, atol=1e-6
+    )
     assert map_in_batches(fn, x, 250).shape == (1003,)
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         map_in_batches(fn, x, 0)

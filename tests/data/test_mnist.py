@@ -252,8 +252,9 @@ def test_tfds_readable_in_fresh_process_without_builder(tfds_mnist_dir, raw_mnis
         "print(len(ds), r['label'], int(r['image'].sum()))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([sys.executable, "-c", code, str(tfds_mnist_dir)], capture_output=True,
-                         text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tfds_mnist_dir)], capture_output=True, text=True, timeout=120, env=env
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     n, label, total = out.stdout.split()[-3:]
     images, labels = raw_mnist["test"]

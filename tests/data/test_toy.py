@@ -75,7 +75,7 @@ def test_swissroll_modes_on_spiral_evenly_spaced():
     assert np.all(np.diff(t) > 0)
     assert t[0] == pytest.approx(1.5 * math.pi) and t[-1] == pytest.approx(4.5 * math.pi)
     # Even arc-length spacing, checked by numerical quadrature of |d/dt (t cos t, t sin t)|.
-    arcs = np.array([integrate.quad(lambda u: math.sqrt(1 + u * u), a, b)[0] for a, b in zip(t[:-1], t[1:])])
+    arcs = np.array([integrate.quad(lambda u: math.sqrt(1 + u * u), a, b)[0] for a, b in itertools.pairwise(t)])
     np.testing.assert_allclose(arcs, arcs.mean(), rtol=1e-8)
     total = integrate.quad(lambda u: math.sqrt(1 + u * u), 1.5 * math.pi, 4.5 * math.pi)[0]
     assert arcs.sum() == pytest.approx(total, rel=1e-10)

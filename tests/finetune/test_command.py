@@ -88,8 +88,9 @@ def test_finetune_from_npz_and_bad_input(tmp_path, capsys):
     path = tmp_path / "lenet.npz"
     np.savez(path, **to_state_dict(variables))
     assert set(read_state_dict(path)) >= {"conv1.weight", "dense1.weight", "classifier.bias"}
-    main(["finetune", "--backbone", str(path), "--freeze", "conv1", "--steps", "2", "--out", str(tmp_path / "ok"),
-          *TINY])
+    main(
+        ["finetune", "--backbone", str(path), "--freeze", "conv1", "--steps", "2", "--out", str(tmp_path / "ok"), *TINY]
+    )
     tuned = run_variables(tmp_path / "ok")["params"]
     _assert_same_params(tuned["conv1"], variables["params"]["conv1"])
     capsys.readouterr()

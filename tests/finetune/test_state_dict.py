@@ -133,8 +133,9 @@ def test_skip_keeps_the_new_head(torch_model_and_state):
     like = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
     variables = from_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")}, like, skip=("fc",))
     np.testing.assert_array_equal(variables["params"]["fc"]["kernel"], like["params"]["fc"]["kernel"])
-    np.testing.assert_array_equal(variables["params"]["conv1"]["kernel"],
-                                  np.transpose(state["conv1.weight"], (2, 3, 1, 0)))
+    np.testing.assert_array_equal(
+        variables["params"]["conv1"]["kernel"], np.transpose(state["conv1.weight"], (2, 3, 1, 0))
+    )
 
 
 def test_safetensors_reader_against_hand_built_file(tmp_path):
@@ -149,10 +150,12 @@ def test_safetensors_reader_against_hand_built_file(tmp_path):
     c = rng.integers(-5, 5, size=(3, 1)).astype(np.int64)
     buffers = [a.tobytes(), b.tobytes(), c.tobytes()]
     offsets = np.cumsum([0] + [len(x) for x in buffers])
-    header = {"__metadata__": {"format": "pt"},
-              "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [int(offsets[0]), int(offsets[1])]},
-              "b": {"dtype": "BF16", "shape": [4], "data_offsets": [int(offsets[1]), int(offsets[2])]},
-              "c": {"dtype": "I64", "shape": [3, 1], "data_offsets": [int(offsets[2]), int(offsets[3])]}}
+    header = {
+        "__metadata__": {"format": "pt"},
+        "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [int(offsets[0]), int(offsets[1])]},
+        "b": {"dtype": "BF16", "shape": [4], "data_offsets": [int(offsets[1]), int(offsets[2])]},
+        "c": {"dtype": "I64", "shape": [3, 1], "data_offsets": [int(offsets[2]), int(offsets[3])]},
+    }
     text = json.dumps(header).encode()
     path = tmp_path / "t.safetensors"
     path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(buffers))
@@ -186,8 +189,15 @@ def test_torch_vgg_style_import_flattens_channel_major():
     torch.manual_seed(1)
     net = tnn.Module()
     net.features = tnn.Sequential(tnn.Conv2d(3, 8, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2, 2))
-    net.classifier = tnn.Sequential(tnn.Linear(8 * 49, 4096), tnn.ReLU(), tnn.Dropout(), tnn.Linear(4096, 4096),
-                                    tnn.ReLU(), tnn.Dropout(), tnn.Linear(4096, 10))
+    net.classifier = tnn.Sequential(
+        tnn.Linear(8 * 49, 4096),
+        tnn.ReLU(),
+        tnn.Dropout(),
+        tnn.Linear(4096, 4096),
+        tnn.ReLU(),
+        tnn.Dropout(),
+        tnn.Linear(4096, 10),
+    )
     net.eval()
     x = np.random.default_rng(3).normal(size=(2, 3, 32, 32)).astype(np.float32)
     with torch.no_grad():

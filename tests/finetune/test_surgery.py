@@ -52,8 +52,9 @@ def test_frozen_subtrees_and_their_batch_norm_statistics_do_not_move(tiny):
 def test_discriminative_learning_rates_scale_the_sgd_update(tiny):
     model, variables, batch = tiny
     lrs = {"layer1": 1e-3, "layer4": 3e-2, "layer4/0/conv2": 0.5}
-    opt = ft.finetune_optimizer(variables["params"], 0.1, stage_learning_rates=lrs, frozen=("bn1",),
-                                optimizer=optax.sgd)
+    opt = ft.finetune_optimizer(
+        variables["params"], 0.1, stage_learning_rates=lrs, frozen=("bn1",), optimizer=optax.sgd
+    )
     step = jax.jit(ft.make_step(model, opt))
     state, _ = step(ft.init_finetune(variables, opt), batch)
 
@@ -95,7 +96,10 @@ def test_linear_probe_trains_only_the_head(tiny):
 
 def test_unknown_names_are_listed(tiny):
     _, variables, _ = tiny
-    with pytest.raises(ValueError, match=r"frozen has unknown sub-tree names \['layer7'\]; valid top-level names: \['bn1', 'conv1', 'fc', 'layer1'"):
+    with pytest.raises(
+        ValueError,
+        match=r"frozen has unknown sub-tree names \['layer7'\]; valid top-level names: \['bn1', 'conv1', 'fc', 'layer1'",
+    ):
         ft.finetune_optimizer(variables["params"], 1e-3, frozen=("layer7",))
     with pytest.raises(ValueError, match="stage_learning_rates"):
         ft.finetune_optimizer(variables["params"], 1e-3, stage_learning_rates={"layer1": -1.0})
@@ -104,19 +108,21 @@ def test_unknown_names_are_listed(tiny):
 
 
 def test_replace_head_keeps_the_backbone(tiny):
-    model, variables, batch = tiny
+    model, variables, _batch = tiny
     new_model, new_vars = ft.replace_head(model, variables, jax.random.PRNGKey(3), 2, jnp.zeros(X_SHAPE))
     assert new_model.num_classes == 2
     assert new_vars["params"]["fc"]["kernel"].shape == (512, 2)
-    assert _leaves_equal({k: v for k, v in new_vars["params"].items() if k != "fc"},
-                         {k: v for k, v in variables["params"].items() if k != "fc"})
+    assert _leaves_equal(
+        {k: v for k, v in new_vars["params"].items() if k != "fc"},
+        {k: v for k, v in variables["params"].items() if k != "fc"},
+    )
     assert _leaves_equal(new_vars["batch_stats"], variables["batch_stats"])
     with pytest.raises(ValueError, match="head has unknown sub-tree names"):
         ft.replace_head(model, variables, jax.random.PRNGKey(3), 2, jnp.zeros(X_SHAPE), head="classifier")
 
 
 def test_load_backbone_from_orbax_checkpoint(tiny, tmp_path):
-    model, variables, _ = tiny
+    _model, variables, _ = tiny
     ft.save_backbone(tmp_path / "ckpt", variables)
     other = jax.tree_util.tree_map(jnp.zeros_like, variables)
     other["params"]["fc"] = {"kernel": jnp.ones((512, 3)), "bias": jnp.ones((3,))}

@@ -12,7 +12,7 @@ from gendl_jax.learned_metrics.nrds import _inputs, nrds
 def _layers(params):
     """MLPDiscriminator's parameters as a float64 [(W, b)] list, hidden layers first, the logit last."""
     p = params["params"]
-    names = sorted((k for k in p if k.startswith("dense")), key=lambda k: int(k[len("dense"):])) + ["logit"]
+    names = sorted((k for k in p if k.startswith("dense")), key=lambda k: int(k[len("dense") :])) + ["logit"]
     assert sorted(names) == sorted(p)
     return [[np.asarray(p[k]["kernel"], np.float64), np.asarray(p[k]["bias"], np.float64)] for k in names]
 
@@ -61,7 +61,7 @@ def _reference_curves(inp, lr, b1=0.9, b2=0.999, eps=1e-8):
                 for j in range(2):
                     ml[j] = b1 * ml[j] + (1 - b1) * gl[j]
                     vl[j] = b2 * vl[j] + (1 - b2) * gl[j] ** 2
-                    layer[j] = layer[j] - lr * (ml[j] / (1 - b1 ** t)) / (np.sqrt(vl[j] / (1 - b2 ** t)) + eps)
+                    layer[j] = layer[j] - lr * (ml[j] / (1 - b1**t)) / (np.sqrt(vl[j] / (1 - b2**t)) + eps)
         curves.append([expit(_logits(layers, x)).mean() for x in tests])
     return np.array(curves)
 
@@ -74,15 +74,18 @@ def _rows(x):
 def test_curves_match_a_float64_replay_of_the_training(hidden):
     rng = np.random.default_rng()
     real = rng.normal(size=(37, 2, 2))
-    fakes = [rng.normal(0.3, 1.0, size=(20, 2, 2)), rng.normal(1.0, 1.5, size=(31, 2, 2)),
-             rng.normal(-0.5, 0.7, size=(12, 2, 2))]
+    fakes = [
+        rng.normal(0.3, 1.0, size=(20, 2, 2)),
+        rng.normal(1.0, 1.5, size=(31, 2, 2)),
+        rng.normal(-0.5, 0.7, size=(12, 2, 2)),
+    ]
     key = jax.random.PRNGKey(int(rng.integers(2**31)))
     kw = dict(epochs=3, steps_per_epoch=4, hidden=hidden, batch_size=8, test_fraction=0.4)
     out = nrds(real, fakes, key, lr=0.03, **kw)
     inp = _inputs(real, fakes, key, **kw)
 
     # The replayed inputs are what the protocol says: a partition of each model set into pool and held-out rows.
-    n_test = [int(round(len(f) * 0.4)) for f in fakes]
+    n_test = [round(len(f) * 0.4) for f in fakes]
     assert out["n_test"] == inp.n_test == n_test
     pools = np.split(inp.pool, np.cumsum([len(f) - k for f, k in zip(fakes, n_test)])[:-1])
     tests = np.split(inp.test, np.cumsum(n_test)[:-1])
@@ -90,7 +93,7 @@ def test_curves_match_a_float64_replay_of_the_training(hidden):
         assert len(p) == len(f) - len(t) and _rows(np.concatenate([p, t])) == _rows(f)
     assert np.array_equal(inp.real, real.reshape(37, 4).astype(np.float32))
     assert inp.real_idx.shape == inp.fake_idx.shape == (3, 4, 8)
-    assert 0 <= inp.real_idx.min() and inp.real_idx.max() < 37 and inp.fake_idx.max() < len(inp.pool)
+    assert inp.real_idx.min() >= 0 and inp.real_idx.max() < 37 and inp.fake_idx.max() < len(inp.pool)
 
     expected = _reference_curves(inp, lr=0.03)
     assert np.abs(expected[-1] - expected[0]).max() > 1e-2  # the training moved D
@@ -102,8 +105,15 @@ def test_areas_are_trapezoids_and_nrds_normalises_them():
     rng = np.random.default_rng()
     real = rng.normal(size=(60, 3))
     fakes = [rng.normal(0.5 * i, 1.0, size=(40 + 7 * i, 3)) for i in range(4)]
-    out = nrds(real, fakes, jax.random.PRNGKey(int(rng.integers(2**31))), epochs=5, steps_per_epoch=3,
-               hidden=(8,), batch_size=16)
+    out = nrds(
+        real,
+        fakes,
+        jax.random.PRNGKey(int(rng.integers(2**31))),
+        epochs=5,
+        steps_per_epoch=3,
+        hidden=(8,),
+        batch_size=16,
+    )
     curves = np.array(out["curves"])
     assert curves.shape == (6, 4) and np.all((curves > 0) & (curves < 1))
     areas = np.trapezoid(curves, x=np.arange(6), axis=0)
@@ -131,8 +141,9 @@ def test_models_closer_to_the_data_score_higher():
     d, mus = 3, [0.0, 0.5, 2.0]
     real = rng.normal(size=(2000, d))
     fakes = [rng.normal(size=(2000, d)) + mu for mu in mus]
-    out = nrds(real, fakes, jax.random.PRNGKey(int(rng.integers(2**31))), epochs=10, steps_per_epoch=50,
-               hidden=(32, 32))
+    out = nrds(
+        real, fakes, jax.random.PRNGKey(int(rng.integers(2**31))), epochs=10, steps_per_epoch=50, hidden=(32, 32)
+    )
     score = out["nrds"]
     assert score[0] > score[1] > score[2]
     curves = np.array(out["curves"])
@@ -147,8 +158,16 @@ def test_models_closer_to_the_data_score_higher():
 def test_dict_input_keeps_names_and_set_sizes():
     rng = np.random.default_rng()
     fakes = {"wgan": rng.normal(size=(30, 2)), "dcgan": rng.normal(1.0, 1.0, size=(50, 2))}
-    out = nrds(rng.normal(size=(40, 2)), fakes, jax.random.PRNGKey(0), epochs=2, steps_per_epoch=2, hidden=(4,),
-               batch_size=8, test_fraction=0.2)
+    out = nrds(
+        rng.normal(size=(40, 2)),
+        fakes,
+        jax.random.PRNGKey(0),
+        epochs=2,
+        steps_per_epoch=2,
+        hidden=(4,),
+        batch_size=8,
+        test_fraction=0.2,
+    )
     assert out["names"] == ["wgan", "dcgan"] and out["n_test"] == [6, 10]
     assert len(out["nrds"]) == len(out["areas"]) == 2 and np.array(out["curves"]).shape == (3, 2)
 
@@ -169,21 +188,34 @@ def test_nrds_bad_input():
     cases = [
         (ValueError, "fakes must hold at least one model's samples", dict(fakes=[])),
         (TypeError, r"fakes must be a sequence of \(m_i, \.\.\.\) arrays.*got ndarray", dict(fakes=x)),
-        (ValueError, r"fakes\[1\] must have at least 2 samples of dimension >= 1, got shape \(0, 2\)", dict(fakes=[x, x[:0]])),
+        (
+            ValueError,
+            r"fakes\[1\] must have at least 2 samples of dimension >= 1, got shape \(0, 2\)",
+            dict(fakes=[x, x[:0]]),
+        ),
         (ValueError, r"fakes\[0\] must have at least 2 samples", dict(fakes=[x[:1]])),
         (ValueError, r"fakes\['b'\] contains NaN", dict(fakes={"a": x, "b": np.r_[x, [[np.nan, 0.0]]]})),
         (ValueError, "real contains NaN", dict(real=np.r_[x, [[0.0, np.inf]]])),
         (ValueError, r"real must have at least 1 samples", dict(real=x[:0])),
-        (ValueError, r"real and fakes\[1\] must have the same dimension, got 2 and 3",
-         dict(fakes=[x, np.zeros((5, 3))])),
-        (ValueError, r"real and fakes\[0\] must have the same per-sample shape, got \(4,\) and \(2, 2\)",
-         dict(real=np.zeros((5, 4)), fakes=[np.zeros((5, 2, 2))])),
+        (
+            ValueError,
+            r"real and fakes\[1\] must have the same dimension, got 2 and 3",
+            dict(fakes=[x, np.zeros((5, 3))]),
+        ),
+        (
+            ValueError,
+            r"real and fakes\[0\] must have the same per-sample shape, got \(4,\) and \(2, 2\)",
+            dict(real=np.zeros((5, 4)), fakes=[np.zeros((5, 2, 2))]),
+        ),
         (ValueError, "epochs must be >= 1, got 0", dict(epochs=0)),
         (TypeError, "epochs must be an int", dict(epochs=2.5)),
         (ValueError, r"test_fraction must lie in \(0, 1\), got 1.0", dict(test_fraction=1.0)),
         (ValueError, r"test_fraction must lie in \(0, 1\), got 0.0", dict(test_fraction=0.0)),
-        (ValueError, r"test_fraction=0.2 leaves no training or no test sample out of the 2 of fakes\[1\]",
-         dict(fakes=[x, x[:2]], test_fraction=0.2)),
+        (
+            ValueError,
+            r"test_fraction=0.2 leaves no training or no test sample out of the 2 of fakes\[1\]",
+            dict(fakes=[x, x[:2]], test_fraction=0.2),
+        ),
         (ValueError, "lr must be > 0, got 0", dict(lr=0.0)),
         (ValueError, "batch_size must be >= 1", dict(batch_size=0)),
         (TypeError, "hidden must be a tuple of hidden widths", dict(hidden=8)),

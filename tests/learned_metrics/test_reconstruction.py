@@ -18,8 +18,15 @@ def test_linear_generator_reaches_the_least_squares_residual():
     def generate(z):
         return z @ jnp.asarray(a.T, jnp.float32) + jnp.asarray(b, jnp.float32)
 
-    out = latent_reconstruction(generate, targets, key=jax.random.PRNGKey(int(rng.integers(1 << 30))),
-                                latent_dim=k, n_steps=3000, learning_rate=0.1, n_restarts=2)
+    out = latent_reconstruction(
+        generate,
+        targets,
+        key=jax.random.PRNGKey(int(rng.integers(1 << 30))),
+        latent_dim=k,
+        n_steps=3000,
+        learning_rate=0.1,
+        n_restarts=2,
+    )
     z_star, *_ = np.linalg.lstsq(a, (targets - b).T, rcond=None)
     residual = np.sum((a @ z_star - (targets - b).T) ** 2, axis=0)
     np.testing.assert_allclose(out["errors"], residual, rtol=1e-3)
@@ -43,11 +50,13 @@ def test_targets_in_the_range_of_a_nonlinear_generator_are_recovered():
     z_true = rng.normal(size=(6, 3)).astype(np.float32)
     targets = np.asarray(generate(jnp.asarray(z_true)))
     # A latent of norm 3.2 saturates the tanh layers: its basin is flat, so it takes 3,000 steps at 0.1.
-    out = latent_reconstruction(generate, targets, key=jax.random.PRNGKey(0), latent_dim=3, n_steps=3000,
-                                learning_rate=0.1, n_restarts=8)
+    out = latent_reconstruction(
+        generate, targets, key=jax.random.PRNGKey(0), latent_dim=3, n_steps=3000, learning_rate=0.1, n_restarts=8
+    )
     assert np.all(out["errors"] < 1e-6 * np.sum(targets**2, axis=(1, 2)))
-    off_range = latent_reconstruction(generate, targets + 0.3, key=jax.random.PRNGKey(0), latent_dim=3,
-                                      n_steps=3000, learning_rate=0.1, n_restarts=8)
+    off_range = latent_reconstruction(
+        generate, targets + 0.3, key=jax.random.PRNGKey(0), latent_dim=3, n_steps=3000, learning_rate=0.1, n_restarts=8
+    )
     assert np.all(off_range["errors"] > 1e-3)
 
 

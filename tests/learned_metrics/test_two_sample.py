@@ -9,7 +9,13 @@ from scipy.integrate import quad
 from scipy.special import expit, log_expit
 from scipy.stats import norm
 
-from gendl_jax.learned_metrics import adversarial_accuracy, classifier_two_sample, critic_wasserstein, gan_quality_index, linear_probe
+from gendl_jax.learned_metrics import (
+    adversarial_accuracy,
+    classifier_two_sample,
+    critic_wasserstein,
+    gan_quality_index,
+    linear_probe,
+)
 
 
 def test_classifier_two_sample_reaches_bayes_accuracy():
@@ -26,8 +32,9 @@ def test_classifier_two_sample_reaches_bayes_accuracy():
 
 def test_classifier_two_sample_same_distribution():
     rng = np.random.default_rng(1)
-    out = classifier_two_sample(rng.normal(size=(1000, 2)), rng.normal(size=(1000, 2)), jax.random.PRNGKey(2),
-                                steps=300)
+    out = classifier_two_sample(
+        rng.normal(size=(1000, 2)), rng.normal(size=(1000, 2)), jax.random.PRNGKey(2), steps=300
+    )
     assert abs(out["accuracy"] - 0.5) < 4 * np.sqrt(0.25 / out["n_test"])
 
 
@@ -69,8 +76,9 @@ def test_adversarial_accuracy_and_divergence_of_a_shifted_conditional_model():
     fake, fake_y = _two_gaussian_classes(rng, 5 * n, mu_g, delta)  # large training sets: fitted log-odds within ~2%
     real, real_y = _two_gaussian_classes(rng, 5 * n, mu)
     test, test_y = _two_gaussian_classes(rng, n, mu)
-    out = adversarial_accuracy(fake, fake_y, real, real_y, test, test_y, jax.random.PRNGKey(0), hidden=(),
-                               steps=4000, batch_size=1024, lr=0.1)
+    out = adversarial_accuracy(
+        fake, fake_y, real, real_y, test, test_y, jax.random.PRNGKey(0), hidden=(), steps=4000, batch_size=1024, lr=0.1
+    )
     se = np.sqrt(0.25 / n)
     assert out["accuracy_real"] == pytest.approx(norm.cdf(mu), abs=4 * se + 0.005)
     assert out["accuracy_fake"] == pytest.approx((norm.cdf(mu + delta) + norm.cdf(mu - delta)) / 2, abs=4 * se + 0.005)
@@ -79,7 +87,7 @@ def test_adversarial_accuracy_and_divergence_of_a_shifted_conditional_model():
         a, b = 2 * mu_g * (x - delta), 2 * mu * x  # log-odds of P_g and P_r
         return expit(a) * (log_expit(a) - log_expit(b)) + expit(-a) * (log_expit(-a) - log_expit(-b))
 
-    density = lambda x: 0.5 * (norm.pdf(x, -mu) + norm.pdf(x, mu))  # noqa: E731
+    density = lambda x: 0.5 * (norm.pdf(x, -mu) + norm.pdf(x, mu))
     expected = quad(lambda x: kl(x) * density(x), -12, 12)[0]
     assert out["adversarial_divergence"] == pytest.approx(expected, rel=0.1)
     assert out["n_test"] == n
@@ -91,8 +99,9 @@ def test_adversarial_accuracy_of_the_real_data_itself_and_of_swapped_labels():
     test, test_y = _two_gaussian_classes(rng, 4000, 1.5)
     same = adversarial_accuracy(real, real_y, real, real_y, test, test_y, jax.random.PRNGKey(1), steps=300)
     assert same["accuracy_fake"] == same["accuracy_real"] and same["adversarial_divergence"] == 0.0
-    swapped = adversarial_accuracy(real, 1 - real_y, real, real_y, test, test_y, jax.random.PRNGKey(1), steps=600,
-                                   hidden=(), lr=1e-2)
+    swapped = adversarial_accuracy(
+        real, 1 - real_y, real, real_y, test, test_y, jax.random.PRNGKey(1), steps=600, hidden=(), lr=1e-2
+    )
     se = np.sqrt(0.25 / 4000)
     assert swapped["accuracy_fake"] == pytest.approx(1 - norm.cdf(1.5), abs=4 * se + 0.005)
     assert swapped["accuracy_real"] == pytest.approx(norm.cdf(1.5), abs=4 * se + 0.005)
@@ -123,8 +132,9 @@ def test_gan_quality_index_of_samples_that_straddle_the_boundary():
     real, real_y = _two_gaussian_classes(rng, 20000, 1.0)
     test, test_y = _two_gaussian_classes(rng, 20000, 1.0)
     fake = rng.uniform(-3, 3, size=(20000, 1))
-    out = gan_quality_index(fake, real, real_y, test, test_y, jax.random.PRNGKey(0), hidden=(), steps=2000,
-                            batch_size=512, lr=0.05)
+    out = gan_quality_index(
+        fake, real, real_y, test, test_y, jax.random.PRNGKey(0), hidden=(), steps=2000, batch_size=512, lr=0.05
+    )
     se = np.sqrt(0.25 / len(test))
     assert out["accuracy_real"] == pytest.approx(norm.cdf(1.0), abs=4 * se + 0.005)
     assert out["accuracy_gan"] == pytest.approx(norm.cdf(1.0), abs=4 * se + 0.005)
@@ -158,8 +168,9 @@ def test_gan_quality_index_of_a_shifted_model_matches_scikit_learn():
     rng = np.random.default_rng()
     (real, real_y), (test, test_y) = _three_classes(rng, 20000), _three_classes(rng, 20000)
     fake, _ = _three_classes(rng, 20000, std=0.7, shift=(0.8, 0.4))
-    out = gan_quality_index(fake, real, real_y, test, test_y, jax.random.PRNGKey(1), hidden=(), steps=3000,
-                            batch_size=512, lr=0.05)
+    out = gan_quality_index(
+        fake, real, real_y, test, test_y, jax.random.PRNGKey(1), hidden=(), steps=3000, batch_size=512, lr=0.05
+    )
     gqi, acc_gan, acc_real = _sklearn_gqi(fake, real, real_y, test, test_y)
     assert out["accuracy_real"] == pytest.approx(acc_real, abs=0.005)
     assert out["accuracy_gan"] == pytest.approx(acc_gan, abs=0.01)
@@ -173,8 +184,9 @@ def test_gan_quality_index_of_a_mode_dropping_model():
     rng = np.random.default_rng()
     (real, real_y), (test, test_y) = _three_classes(rng, 20000), _three_classes(rng, 20000)
     fake, _ = _three_classes(rng, 20000, classes=2, std=0.4)
-    out = gan_quality_index(fake, real, real_y, test, test_y, jax.random.PRNGKey(1), hidden=(), steps=3000,
-                            batch_size=512, lr=0.05)
+    out = gan_quality_index(
+        fake, real, real_y, test, test_y, jax.random.PRNGKey(1), hidden=(), steps=3000, batch_size=512, lr=0.05
+    )
     assert out["induced_label_counts"][2] < 0.01 * len(fake)
     assert out["gqi"] < 92
 

@@ -48,8 +48,9 @@ def test_ndb_matches_per_bin_chi_squared_tests(shift):
     centres = kmeans(real, 12, key=key)["centres"]  # the same seeding key gives the same bins
     real_counts = np.bincount(_nearest(real, centres), minlength=12)
     fake_counts = np.bincount(_nearest(fake, centres), minlength=12)
-    want = [chi2_contingency([[r, 800 - r], [f, 600 - f]], correction=False)[1]
-            for r, f in zip(real_counts, fake_counts)]
+    want = [
+        chi2_contingency([[r, 800 - r], [f, 600 - f]], correction=False)[1] for r, f in zip(real_counts, fake_counts)
+    ]
     np.testing.assert_allclose(out["p_values"], want, rtol=1e-9)
     assert out["ndb"] == int(np.sum(np.array(want) < 0.05))
     assert out["ndb_fraction"] == out["ndb"] / 12

@@ -23,7 +23,9 @@ def test_lenet5_parameter_count_and_shapes():
     logits, feats = jax.jit(model.apply)(params, jnp.ones((3, 28, 28, 1)))
     assert logits.shape == (3, 10) and feats.shape == (3, 84)
     custom = LeNet(num_classes=4, channels=(3, 5), hidden=(7,))
-    logits, feats = custom.apply(custom.init(jax.random.PRNGKey(1), jnp.zeros((1, 28, 28, 1))), jnp.ones((2, 28, 28, 1)))
+    logits, feats = custom.apply(
+        custom.init(jax.random.PRNGKey(1), jnp.zeros((1, 28, 28, 1))), jnp.ones((2, 28, 28, 1))
+    )
     assert logits.shape == (2, 4) and feats.shape == (2, 7)
 
 
@@ -50,8 +52,12 @@ def test_batches_and_head_agree_with_direct_apply(mnist_dir):
     np.testing.assert_allclose(logits, direct_logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(feats, direct_feats, rtol=1e-5, atol=1e-5)
     head = net.params["params"]["classifier"]
-    np.testing.assert_allclose(logits, feats.astype(np.float64) @ np.asarray(head["kernel"], np.float64)
-                               + np.asarray(head["bias"]), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        logits,
+        feats.astype(np.float64) @ np.asarray(head["kernel"], np.float64) + np.asarray(head["bias"]),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     assert feats.shape == (23, 128) and np.all(feats >= 0)  # post-ReLU features
 
 
@@ -86,7 +92,9 @@ def test_feature_program_precision(precision, expected):
     shipped = mnist_classifier()
     c = clf.MnistClassifier(shipped.model, shipped.params, precision=precision)
     text = c._apply.lower(c.params, np.zeros((2, 28, 28, 1), np.float32)).as_text()
-    products = [line for line in text.splitlines() if "stablehlo.convolution" in line or "stablehlo.dot_general" in line]
+    products = [
+        line for line in text.splitlines() if "stablehlo.convolution" in line or "stablehlo.dot_general" in line
+    ]
     assert len(products) == 2 + len(shipped.model.hidden) + 1  # two convolutions, the dense layers, the head
     for line in products:
         if expected is None:

@@ -75,8 +75,9 @@ def test_fid_matches_numpy_float64_reference(seed):
     y = rng.normal(size=(300, d)) * 1.3 + 0.2
     mu1, s1 = x.mean(0), np.cov(x, rowvar=False, ddof=1)
     mu2, s2 = y.mean(0), np.cov(y, rowvar=False, ddof=1)
-    np.testing.assert_allclose(fid(x.astype(np.float32), y.astype(np.float32)),
-                               _reference_frechet(mu1, s1, mu2, s2), rtol=1e-6)
+    np.testing.assert_allclose(
+        fid(x.astype(np.float32), y.astype(np.float32)), _reference_frechet(mu1, s1, mu2, s2), rtol=1e-6
+    )
     m, s = feature_statistics(x)
     np.testing.assert_allclose(m, mu1, rtol=1e-12)
     np.testing.assert_allclose(s, s1, rtol=1e-10)
@@ -214,8 +215,12 @@ def test_symmetry_check_is_relative_to_scale(seed):
     m = np.abs(s).max()
     inside, outside = s + 0.3 * tol * m * noise, s + 3.0 * tol * m * noise
     mu = rng.normal(size=d)
-    np.testing.assert_allclose(frechet_distance(mu, inside, mu, s), _reference_frechet(mu, (inside + inside.T) / 2, mu, s),
-                               rtol=1e-5, atol=1e-9 * scale)
+    np.testing.assert_allclose(
+        frechet_distance(mu, inside, mu, s),
+        _reference_frechet(mu, (inside + inside.T) / 2, mu, s),
+        rtol=1e-5,
+        atol=1e-9 * scale,
+    )
     with pytest.raises(ValueError, match=r"sigma2 must be symmetric.*max \|S - S\^T\|"):
         frechet_distance(mu, s, mu, outside)
 
@@ -245,8 +250,10 @@ def test_float32_covariances_of_features_pass(seed):
             expected = fid(x, y)
             (m1, s1), (m2, s2) = feature_statistics(x), feature_statistics(y)
         assert frechet_distance(m1, s1, m2, s2) == pytest.approx(expected, rel=1e-9)
-        for s1_32, s2_32 in ((np.cov(x, rowvar=False, dtype=np.float32), np.cov(y, rowvar=False, dtype=np.float32)),
-                             (np.asarray(cov32(jnp.asarray(x))), np.asarray(cov32(jnp.asarray(y))))):
+        for s1_32, s2_32 in (
+            (np.cov(x, rowvar=False, dtype=np.float32), np.cov(y, rowvar=False, dtype=np.float32)),
+            (np.asarray(cov32(jnp.asarray(x))), np.asarray(cov32(jnp.asarray(y)))),
+        ):
             assert s1_32.dtype == np.float32
             got = frechet_distance(x.mean(0), s1_32, y.mean(0), s2_32)
             np.testing.assert_allclose(got, expected, rtol=1e-3)

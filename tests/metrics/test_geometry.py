@@ -57,7 +57,8 @@ def _brute_force(w, lm):
 
 def _gudhi_tree(w, lm, alpha_sq):
     return gudhi.EuclideanStrongWitnessComplex(witnesses=w, landmarks=lm).create_simplex_tree(
-        max_alpha_square=alpha_sq, limit_dimension=2)
+        max_alpha_square=alpha_sq, limit_dimension=2
+    )
 
 
 def _clipped(iv, cutoff):
@@ -120,8 +121,12 @@ def test_filtration_matches_gudhi_and_brute_force(d):
     np.testing.assert_allclose([g[s] for s in exp_t], ours["triangle_values"], rtol=1e-9, atol=scale)
     np.testing.assert_allclose([g[(i,)] for i in range(len(lm))], 0.0, atol=1e-12)
     # and the H1 intervals
-    iv = _clipped(h1_persistence(ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"],
-                                 n_vertices=len(lm)), alpha_sq)
+    iv = _clipped(
+        h1_persistence(
+            ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"], n_vertices=len(lm)
+        ),
+        alpha_sq,
+    )
     _assert_same_intervals(iv, _gudhi_h1(w, lm, alpha_sq, dim_max=True), scale)
 
 
@@ -209,8 +214,10 @@ def test_triangle_free_complexes_follow_gudhi_persistence_dim_max():
 
 def test_noisy_circle_one_long_bar_two_circles_two_strong():
     rng = np.random.default_rng()
-    for x, n_holes in ((_circle(rng, 600), 1),
-                       (np.concatenate([_circle(rng, 300), _circle(rng, 300, centre=(3.0, 0.0))]), 2)):
+    for x, n_holes in (
+        (_circle(rng, 600), 1),
+        (np.concatenate([_circle(rng, 300), _circle(rng, 300, centre=(3.0, 0.0))]), 2),
+    ):
         out = relative_living_times(x, key=_key(rng), n_landmarks=32, gamma=1 / 8, n_iterations=4, **STRONG)
         long_bars = []
         for i, a2, _ in _check_iterations_against_gudhi(x, out):
@@ -236,8 +243,9 @@ def _weak_brute_force(w, lm):
         return np.maximum(d[:, list(s)].max(1) - outside, 0.0).min()
 
     edges = {s: own(s) for s in itertools.combinations(range(n), 2)}
-    tris = {s: max(own(s), *(edges[f] for f in itertools.combinations(s, 2)))
-            for s in itertools.combinations(range(n), 3)}
+    tris = {
+        s: max(own(s), *(edges[f] for f in itertools.combinations(s, 2))) for s in itertools.combinations(range(n), 3)
+    }
     return edges, tris
 
 
@@ -251,7 +259,8 @@ def _gudhi_weak_tree(w, lm, alpha):
     table = np.dstack([order, np.take_along_axis(d, order, 1)])
     far = np.broadcast_to(np.array([len(lm), 10 * d.max() + 10 * alpha + 1]), (len(w), 1, 2))
     st = gudhi.WitnessComplex(nearest_landmark_table=np.concatenate([table, far], 1)).create_simplex_tree(
-        max_alpha_square=alpha, limit_dimension=2)
+        max_alpha_square=alpha, limit_dimension=2
+    )
     return st, d
 
 
@@ -294,8 +303,12 @@ def test_authors_filtration_matches_gudhi_and_brute_force(d):
     np.testing.assert_allclose([g[s] for s in exp_e], ours["edge_values"], **tol)
     np.testing.assert_allclose([g[s] for s in exp_t], ours["triangle_values"], **tol)
     np.testing.assert_array_equal([g[(i,)] for i in range(len(lm))], 0.0)
-    iv = _clipped(h1_persistence(ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"],
-                                 n_vertices=len(lm)), alpha)
+    iv = _clipped(
+        h1_persistence(
+            ours["edges"], ours["edge_values"], ours["triangles"], ours["triangle_values"], n_vertices=len(lm)
+        ),
+        alpha,
+    )
     _assert_same_intervals(iv, _gudhi_weak_h1(w, lm, alpha, dim_max=True), tol["atol"])
 
 
@@ -356,8 +369,10 @@ def test_authors_default_gamma_noisy_circle_one_long_bar_two_circles_two():
     """At the authors' default gamma = 1/128 x N / 5000, checked against GUDHI iteration by iteration."""
     rng = np.random.default_rng()
     n = 3000
-    for x, n_holes in ((_circle(rng, n), 1),
-                       (np.concatenate([_circle(rng, n // 2), _circle(rng, n // 2, centre=(3.0, 0.0))]), 2)):
+    for x, n_holes in (
+        (_circle(rng, n), 1),
+        (np.concatenate([_circle(rng, n // 2), _circle(rng, n // 2, centre=(3.0, 0.0))]), 2),
+    ):
         out = relative_living_times(x, key=_key(rng), n_iterations=4)  # 64 landmarks, gamma None
         assert out["gamma"] == 1 / 128 * n / 5000
         long_bars = []
@@ -389,8 +404,9 @@ def _reference_h1(n_vertices, edges, ev, tris, tv):
     """Standard reduction of the full boundary matrix (vertices, edges, triangles), columns as Python sets."""
     simplices = [((0.0, 0, (v,)), frozenset()) for v in range(n_vertices)]
     simplices += [((f, 1, tuple(e)), frozenset((v,) for v in e)) for e, f in zip(edges, ev)]
-    simplices += [((f, 2, tuple(t)), frozenset(tuple(sorted(c)) for c in itertools.combinations(t, 2)))
-                  for t, f in zip(tris, tv)]
+    simplices += [
+        ((f, 2, tuple(t)), frozenset(tuple(sorted(c)) for c in itertools.combinations(t, 2))) for t, f in zip(tris, tv)
+    ]
     simplices.sort(key=lambda s: s[0])
     index = {s[0][2]: i for i, s in enumerate(simplices)}
     low_owner, intervals, paired = {}, [], set()
@@ -418,8 +434,11 @@ def test_c_reduction_matches_python_reduction(trial):
     keep = rng.uniform(size=len(all_edges)) < rng.uniform(0.4, 0.9)
     edges = [e for e, k in zip(all_edges, keep) if k]
     ev = {e: float(rng.integers(0, 6)) for e in edges}  # integer values: many ties
-    tris = [t for t in itertools.combinations(range(n), 3)
-            if all(c in ev for c in itertools.combinations(t, 2)) and rng.uniform() < 0.6]
+    tris = [
+        t
+        for t in itertools.combinations(range(n), 3)
+        if all(c in ev for c in itertools.combinations(t, 2)) and rng.uniform() < 0.6
+    ]
     tv = [max(ev[c] for c in itertools.combinations(t, 2)) + float(rng.integers(0, 3)) for t in tris]
     perm_e, perm_t = rng.permutation(len(edges)), rng.permutation(len(tris))  # the input order is irrelevant
     e_arr = np.array(edges, np.int64).reshape(-1, 2)[perm_e][:, ::-1]  # and so is the vertex order in a row
@@ -472,8 +491,9 @@ def test_rlt_against_fine_grid(i_max):
 def test_rlts_sum_to_one():
     rng = np.random.default_rng()
     for protocol in geometry.PROTOCOLS:
-        out = relative_living_times(rng.normal(size=(500, 2)), key=_key(rng), n_landmarks=24, gamma=0.1, n_iterations=4,
-                                    protocol=protocol)
+        out = relative_living_times(
+            rng.normal(size=(500, 2)), key=_key(rng), n_landmarks=24, gamma=0.1, n_iterations=4, protocol=protocol
+        )
         np.testing.assert_allclose(out["rlts"].sum(1), 1.0, atol=1e-12)
         assert out["mrlt"].shape == (100,) and out["rlts"].shape == (4, 100)
 

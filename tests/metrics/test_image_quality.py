@@ -20,7 +20,7 @@ def _ssim_reference(a, b, data_range, size=11, sigma=1.5):
         x, y = a[..., ch], b[..., ch]
 
         def f(img):
-            return correlate(img, w, mode="constant")[r:img.shape[0] - r, r:img.shape[1] - r]
+            return correlate(img, w, mode="constant")[r : img.shape[0] - r, r : img.shape[1] - r]
 
         mx, my = f(x), f(y)
         vx, vy, cxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
@@ -41,9 +41,11 @@ def test_ssim_matches_scipy_reference(channels):
     np.testing.assert_allclose(ssim(b, a, data_range=2.0), got, rtol=1e-12)  # symmetric
     # Another window and uint8-like range, 2-d images.
     u, v = rng.integers(0, 256, size=(2, 3, 16, 16))
-    np.testing.assert_allclose(ssim(u, v, data_range=255, window_size=7, sigma=1.0),
-                               [_ssim_reference(x[..., None].astype(float), y[..., None].astype(float), 255, 7, 1.0)
-                                for x, y in zip(u, v)], rtol=1e-10)
+    np.testing.assert_allclose(
+        ssim(u, v, data_range=255, window_size=7, sigma=1.0),
+        [_ssim_reference(x[..., None].astype(float), y[..., None].astype(float), 255, 7, 1.0) for x, y in zip(u, v)],
+        rtol=1e-10,
+    )
 
 
 def test_ssim_of_constant_images_is_the_luminance_term():
@@ -62,8 +64,9 @@ def test_gaussian_window():
 def test_psnr_formula():
     rng = np.random.default_rng()
     a, b = rng.uniform(0, 1, size=(2, 4, 8, 8))
-    np.testing.assert_allclose(psnr(a, b, data_range=1.0), 10 * np.log10(1.0 / ((a - b) ** 2).mean(axis=(1, 2))),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        psnr(a, b, data_range=1.0), 10 * np.log10(1.0 / ((a - b) ** 2).mean(axis=(1, 2))), rtol=1e-12
+    )
     assert psnr(a[:1], a[:1], data_range=1.0)[0] == np.inf
 
 

@@ -17,7 +17,7 @@ from gendl_jax.metrics.image_statistics import (
 
 def _spectrum_reference(images):
     """Ring means of |FFT|^2 / (H W) by explicit loops over the frequencies (float64 numpy)."""
-    n, h, w = images.shape
+    _n, h, w = images.shape
     power = np.mean([np.abs(np.fft.fft2(x)) ** 2 for x in images], axis=0) / (h * w)
     r_max = min(h, w) // 2
     sums, counts = np.zeros(r_max + 1), np.zeros(r_max + 1)
@@ -84,7 +84,8 @@ def test_sampled_responses_are_responses_at_drawn_positions():
     assert distances.min(axis=1).max() < 1e-12
 
 
-def _all_positions_statistics(real, fake, key=jax.random.PRNGKey(3)):
+def _all_positions_statistics(real, fake, key=None):
+    key = jax.random.PRNGKey(3) if key is None else key
     return low_level_statistics(real, fake, key=key, n_filters=5, filter_size=3, max_responses=10**6)
 
 
@@ -107,8 +108,9 @@ def test_statistics_of_a_scaled_and_a_shifted_set_against_closed_forms():
     assert shifted["log_power_spectrum_rms"] == pytest.approx(0.0, abs=1e-12)
     assert shifted["mean_intensity_w1"] == pytest.approx(c, rel=1e-12)
     same = _all_positions_statistics(real, real.copy())
-    assert all(same[k] == 0.0 for k in ("filter_response_w1", "mean_intensity_w1", "contrast_w1",
-                                        "log_power_spectrum_rms"))
+    assert all(
+        same[k] == 0.0 for k in ("filter_response_w1", "mean_intensity_w1", "contrast_w1", "log_power_spectrum_rms")
+    )
 
 
 def test_statistics_of_unrelated_sets_against_scipy():
@@ -116,11 +118,16 @@ def test_statistics_of_unrelated_sets_against_scipy():
     real, fake = rng.normal(size=(30, 10, 10, 1)), 0.5 * rng.standard_t(3, size=(17, 10, 10, 1))
     out = _all_positions_statistics(real, fake)
     filters = random_filters(jax.random.split(jax.random.PRNGKey(3), 3)[0], 5, 3)
-    want = np.mean([wasserstein_distance(filter_responses(real, f[None]).ravel(), filter_responses(fake, f[None]).ravel())
-                    for f in filters])
+    want = np.mean(
+        [
+            wasserstein_distance(filter_responses(real, f[None]).ravel(), filter_responses(fake, f[None]).ravel())
+            for f in filters
+        ]
+    )
     assert out["filter_response_w1"] == pytest.approx(want, rel=1e-9)
-    assert out["contrast_w1"] == pytest.approx(wasserstein_distance(real.std(axis=(1, 2, 3)), fake.std(axis=(1, 2, 3))),
-                                               rel=1e-9)
+    assert out["contrast_w1"] == pytest.approx(
+        wasserstein_distance(real.std(axis=(1, 2, 3)), fake.std(axis=(1, 2, 3))), rel=1e-9
+    )
     ratio = np.log10(_spectrum_reference(fake[..., 0])[1:] / _spectrum_reference(real[..., 0])[1:])
     assert out["log_power_spectrum_rms"] == pytest.approx(np.sqrt(np.mean(ratio**2)), rel=1e-9)
     np.testing.assert_allclose(out["power_spectrum_fake"], _spectrum_reference(fake[..., 0]), rtol=1e-12)

@@ -6,8 +6,8 @@ import pytest
 from scipy.special import logsumexp, softmax
 
 from gendl_jax.metrics import (
-    class_balance,
     am_score,
+    class_balance,
     inception_score,
     inception_score_breakdown,
     mean_prediction,
@@ -20,7 +20,7 @@ def _reference(probs, splits):
     scores = []
     n = probs.shape[0]
     for i in range(splits):
-        part = probs[(i * n // splits):((i + 1) * n // splits), :]
+        part = probs[(i * n // splits) : ((i + 1) * n // splits), :]
         py = np.mean(part, 0)
         kl = []
         for row in part:
@@ -222,8 +222,9 @@ def test_mode_score_and_am_score_closed_forms():
     assert mode_score(one_hot, data) == pytest.approx(np.exp(-np.sum(data * np.log(data))), rel=1e-12)
     # Against a uniform p*, the same samples lose exactly KL(p || uniform) (MODE) / gain KL(uniform || p) (AM).
     uniform = np.full(4, 0.25)
-    assert mode_score(one_hot, uniform) == pytest.approx(np.exp(-np.sum(data * np.log(data))
-                                                                - _kl(data, uniform)), rel=1e-12)
+    assert mode_score(one_hot, uniform) == pytest.approx(
+        np.exp(-np.sum(data * np.log(data)) - _kl(data, uniform)), rel=1e-12
+    )
     assert am_score(one_hot, uniform) == pytest.approx(_kl(uniform, data), rel=1e-12)
     # A class p* holds but no sample predicts: AM is infinite, MODE is unaffected by that class's absence.
     assert am_score(np.eye(4)[[0, 1, 2] * 5], uniform) == np.inf

@@ -48,16 +48,17 @@ def test_kid_identical_sets_near_zero():
     assert abs(same) < 0.02 * shifted
 
 
-@pytest.mark.parametrize("kernel,bandwidth", [("gaussian", 1.3), ("gaussian", (0.5, 1.0, 4.0)),
-                                              ("laplacian", 2.0), ("polynomial", None)])
+@pytest.mark.parametrize(
+    "kernel,bandwidth", [("gaussian", 1.3), ("gaussian", (0.5, 1.0, 4.0)), ("laplacian", 2.0), ("polynomial", None)]
+)
 def test_mmd_matches_loop_and_blocks_agree(kernel, bandwidth):
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(37, 3)), rng.normal(size=(23, 3)) * 0.8 + 0.4
     bws = np.atleast_1d(bandwidth) if bandwidth is not None else None
     if kernel == "gaussian":
-        k = lambda a, b: sum(np.exp(-np.sum((a - b) ** 2) / (2 * s**2)) for s in bws)  # noqa: E731
+        k = lambda a, b: sum(np.exp(-np.sum((a - b) ** 2) / (2 * s**2)) for s in bws)
     elif kernel == "laplacian":
-        k = lambda a, b: sum(np.exp(-np.sqrt(np.sum((a - b) ** 2)) / s) for s in bws)  # noqa: E731
+        k = lambda a, b: sum(np.exp(-np.sqrt(np.sum((a - b) ** 2)) / s) for s in bws)
     else:
         k = _poly
     ref = _mmd2_loop(x, y, k)

@@ -12,8 +12,11 @@ from gendl_jax.metrics import mass_coverage, parzen_log_densities, parzen_log_li
 
 def _reference(test, samples, sigma):
     d = test.shape[1]
-    return (logsumexp(-cdist(test, samples, "sqeuclidean") / (2 * sigma**2), axis=1)
-            - np.log(len(samples)) - d / 2 * np.log(2 * np.pi * sigma**2))
+    return (
+        logsumexp(-cdist(test, samples, "sqeuclidean") / (2 * sigma**2), axis=1)
+        - np.log(len(samples))
+        - d / 2 * np.log(2 * np.pi * sigma**2)
+    )
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -56,7 +59,7 @@ def test_mass_coverage_matches_numpy():
     rng = np.random.default_rng()
     real, fake = rng.normal(size=(70, 3)), rng.normal(size=(int(rng.integers(100, 160)), 3)) * 1.2 + 0.3
     sigma, mass = rng.uniform(0.2, 0.8), rng.uniform(0.8, 0.99)
-    fit, held = fake[: len(fake) // 2], fake[len(fake) // 2:]
+    fit, held = fake[: len(fake) // 2], fake[len(fake) // 2 :]
     threshold = np.quantile(_reference(held, fit, sigma), 1 - mass)
     out = mass_coverage(real, fake, bandwidth=sigma, mass=mass)
     assert out["threshold_log_density"] == pytest.approx(threshold, rel=1e-10)

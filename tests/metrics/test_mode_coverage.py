@@ -16,8 +16,12 @@ def _reference(samples, modes, std, threshold=3.0):
     hq = counts.sum()
     p = counts / hq
     rkl = float(sum(pk * np.log(len(modes) * pk) for pk in p if pk > 0)) if hq else float("inf")
-    return {"modes": int((counts > 0).sum()), "n_modes": len(modes), "high_quality": hq / len(samples),
-            "reverse_kl": rkl}
+    return {
+        "modes": int((counts > 0).sum()),
+        "n_modes": len(modes),
+        "high_quality": hq / len(samples),
+        "reverse_kl": rkl,
+    }
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -71,8 +75,9 @@ def test_histogram_against_brute_force_in_other_dimensions(seed):
     ref = _reference(samples, modes, std, threshold)
     got = mode_coverage(samples, modes, std, threshold)
     assert got["modes"] == ref["modes"] and got["n_modes"] == k
-    np.testing.assert_allclose([got["high_quality"], got["reverse_kl"]], [ref["high_quality"], ref["reverse_kl"]],
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        [got["high_quality"], got["reverse_kl"]], [ref["high_quality"], ref["reverse_kl"]], rtol=1e-9
+    )
     assert mode_histogram(samples, modes, std, threshold).sum() == round(ref["high_quality"] * 500)
 
 

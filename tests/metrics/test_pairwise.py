@@ -42,8 +42,9 @@ def test_prdc_match_reference_blocked_and_unblocked(seed):
     for block in (1024, 17):
         pr = precision_recall(real, fake, k=3, block_size=block)
         dc = density_coverage(real, fake, k=5, block_size=block)
-        np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]],
-                                   [p, r, de, c], rtol=1e-12)
+        np.testing.assert_allclose(
+            [pr["precision"], pr["recall"], dc["density"], dc["coverage"]], [p, r, de, c], rtol=1e-12
+        )
     np.testing.assert_allclose(kth_neighbour_distances(real, 4, block_size=13), _kth(real, 4), rtol=1e-9)
 
 
@@ -60,12 +61,14 @@ def test_prdc_in_one_call_is_both_measures_and_the_reference(k_pr, k_dc):
     # the distance expansion (different for a real-real and a fake-real pair) decides a closed ball.
     for x, n_copies in ((real, 20), (fake, 10)):
         rows = rng.permutation(len(x))
-        x[rows[:n_copies]] = x[rows[n_copies:n_copies + 10][rng.integers(0, 10, n_copies)]]
+        x[rows[:n_copies]] = x[rows[n_copies : n_copies + 10][rng.integers(0, 10, n_copies)]]
     ref = dict(zip(("precision", "recall", "density", "coverage"), _reference_prdc(real, fake, k_pr, k_dc)))
     for block in (1024, 19):
         out = prdc(real, fake, k_precision_recall=k_pr, k_density_coverage=k_dc, block_size=block)
-        both = {**precision_recall(real, fake, k=k_pr, block_size=block),
-                **density_coverage(real, fake, k=k_dc, block_size=block)}
+        both = {
+            **precision_recall(real, fake, k=k_pr, block_size=block),
+            **density_coverage(real, fake, k=k_dc, block_size=block),
+        }
         assert out == both
         np.testing.assert_allclose([out[m] for m in ref], [ref[m] for m in ref], rtol=1e-12)
 
@@ -87,7 +90,9 @@ def test_prdc_high_dimensional_gaussians_medium():
     p, r, de, c = _reference_prdc(real, fake, 5, 5)
     pr = precision_recall(real, fake, k=5, block_size=512)
     dc = density_coverage(real, fake, k=5, block_size=512)
-    np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]], [p, r, de, c], rtol=1e-12)
+    np.testing.assert_allclose(
+        [pr["precision"], pr["recall"], dc["density"], dc["coverage"]], [p, r, de, c], rtol=1e-12
+    )
 
 
 @pytest.mark.slow
@@ -106,8 +111,12 @@ def test_prdc_readme_case():
     d_rf = pairwise_distances(real64, fake64)
     real_r = np.partition(pairwise_distances(real64), 5, axis=1)[:, 5]  # index 0 is the point itself
     fake_r = np.partition(pairwise_distances(fake64), 5, axis=1)[:, 5]
-    expected = [(d_rf <= real_r[:, None]).any(0).mean(), (d_rf <= fake_r[None, :]).any(1).mean(),
-                (d_rf <= real_r[:, None]).sum() / (5 * 10000), (d_rf.min(1) <= real_r).mean()]
+    expected = [
+        (d_rf <= real_r[:, None]).any(0).mean(),
+        (d_rf <= fake_r[None, :]).any(1).mean(),
+        (d_rf <= real_r[:, None]).sum() / (5 * 10000),
+        (d_rf.min(1) <= real_r).mean(),
+    ]
     np.testing.assert_allclose([pr["precision"], pr["recall"], dc["density"], dc["coverage"]], expected, atol=2e-4)
 
 
@@ -129,8 +138,10 @@ def test_nn_two_sample_matches_reference(seed):
     np.fill_diagonal(d, np.inf)
     correct = label[d.argmin(1)] == label
     out = nn_two_sample(real, fake, block_size=32)
-    np.testing.assert_allclose([out["accuracy"], out["accuracy_real"], out["accuracy_fake"]],
-                               [correct.mean(), correct[:90].mean(), correct[90:].mean()])
+    np.testing.assert_allclose(
+        [out["accuracy"], out["accuracy_real"], out["accuracy_fake"]],
+        [correct.mean(), correct[:90].mean(), correct[90:].mean()],
+    )
 
 
 @pytest.mark.parametrize("k", [3, 20])  # argmin passes (k <= 16) and lax.top_k

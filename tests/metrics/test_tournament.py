@@ -4,10 +4,9 @@ planted ranking recovered; bad input."""
 
 import math
 
+import choix
 import numpy as np
 import pytest
-
-import choix
 from scipy.optimize import minimize
 
 from gendl_jax.metrics import bradley_terry_ratings, glicko2_update, match_outcomes, skill_rating
@@ -28,7 +27,10 @@ def _reference_glicko2(player, opponents, tau=0.5, eps=1e-6):
     a = math.log(sigma**2)
 
     def f(x):
-        return math.exp(x) * (delta**2 - phi**2 - v - math.exp(x)) / (2 * (phi**2 + v + math.exp(x)) ** 2) - (x - a) / tau**2
+        return (
+            math.exp(x) * (delta**2 - phi**2 - v - math.exp(x)) / (2 * (phi**2 + v + math.exp(x)) ** 2)
+            - (x - a) / tau**2
+        )
 
     big_a = a
     if delta**2 > phi**2 + v:
@@ -132,9 +134,21 @@ def test_bradley_terry_is_the_map_of_its_posterior():
     np.testing.assert_allclose(out["rating"], 1500 + 400 * ref.x, atol=1e-4)
     # The posterior deviation: inverse Hessian of the negative log posterior by finite differences.
     h, eye = 1e-2, np.eye(p)
-    hess = np.array([[(neg_log_posterior(out["rating"] + h * (eye[i] + eye[j])) - neg_log_posterior(out["rating"] + h * (eye[i] - eye[j]))
-                       - neg_log_posterior(out["rating"] - h * (eye[i] - eye[j])) + neg_log_posterior(out["rating"] - h * (eye[i] + eye[j]))) / (4 * h * h)
-                      for j in range(p)] for i in range(p)])
+    hess = np.array(
+        [
+            [
+                (
+                    neg_log_posterior(out["rating"] + h * (eye[i] + eye[j]))
+                    - neg_log_posterior(out["rating"] + h * (eye[i] - eye[j]))
+                    - neg_log_posterior(out["rating"] - h * (eye[i] - eye[j]))
+                    + neg_log_posterior(out["rating"] - h * (eye[i] + eye[j]))
+                )
+                / (4 * h * h)
+                for j in range(p)
+            ]
+            for i in range(p)
+        ]
+    )
     np.testing.assert_allclose(out["deviation"], np.sqrt(np.diag(np.linalg.inv(hess))), rtol=1e-4)
     assert out["rating"][0] == max(out["rating"]) and np.isfinite(out["rating"][0])
 
@@ -286,8 +300,14 @@ def test_bad_input():
     rng = np.random.default_rng(1)  # the overshoot the docstring describes: 250 games per player and period
     lopsided = rng.normal(np.array([-3.0, -1.5, -0.5, 0.5])[None, :, None], 1.0, size=(5, 4, 400))
     with pytest.raises(FloatingPointError, match="Glicko-2 diverged"):
-        skill_rating(lopsided, rng.normal(1.0, 1.0, size=(5, 400)), rule="pairwise", method="glicko2", tau=0.5,
-                     matches_per_period=50)
+        skill_rating(
+            lopsided,
+            rng.normal(1.0, 1.0, size=(5, 400)),
+            rule="pairwise",
+            method="glicko2",
+            tau=0.5,
+            matches_per_period=50,
+        )
     with pytest.raises(ValueError, match="matches_per_period=11 is more than the m=10 matches"):
         skill_rating(fake, method="glicko2", matches_per_period=11)
     assert skill_rating(np.zeros((2, 3, 4)))["matches_per_pair"] == 4  # Bradley-Terry has no periods to fill

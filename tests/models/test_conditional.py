@@ -54,7 +54,9 @@ def test_mlp_conditional_generator_matches_numpy(rng):
     assert params["dense0"]["kernel"].shape == (2 + C, 5)
     out = jax.jit(lambda p, z, y: gen.apply({"params": p}, z, labels=y))(params, z, y)
     inputs = np.concatenate([z, np.eye(C)[np.asarray(y)]], axis=1).astype(np.float64)
-    h = np.maximum(inputs @ np.asarray(params["dense0"]["kernel"], np.float64) + np.asarray(params["dense0"]["bias"]), 0)
+    h = np.maximum(
+        inputs @ np.asarray(params["dense0"]["kernel"], np.float64) + np.asarray(params["dense0"]["bias"]), 0
+    )
     expected = np.tanh(h @ np.asarray(params["output"]["kernel"], np.float64) + np.asarray(params["output"]["bias"]))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
@@ -84,18 +86,19 @@ def _spectral_normalised(v, u):
 
 
 @pytest.mark.parametrize("extra_layers,spectral_norm", [(0, False), (1, False), (0, True)])
-def test_dcgan_projection_discriminator_is_the_unconditional_logit_plus_v_y_dot_features(rng, extra_layers,
-                                                                                        spectral_norm):
+def test_dcgan_projection_discriminator_is_the_unconditional_logit_plus_v_y_dot_features(
+    rng, extra_layers, spectral_norm
+):
     """D(x, y) = D0(x) + <V[y], h(x)> with D0 the unconditional network on the same weights and h(x) the
     input of D0's logit layer; with spectral normalisation V is divided by its estimated largest singular value."""
-    kwargs = dict(base_features=4, extra_layers=extra_layers, spectral_norm=spectral_norm,
-                  batch_norm=not spectral_norm)
+    kwargs = dict(base_features=4, extra_layers=extra_layers, spectral_norm=spectral_norm, batch_norm=not spectral_norm)
     cond, plain = DCGANDiscriminator(num_classes=C, **kwargs), DCGANDiscriminator(**kwargs)
     x = jnp.asarray(rng.uniform(-1, 1, size=(5, 28, 28, 1)), jnp.float32)
     y = _labels(rng, 5)
     variables = cond.init(jax.random.key(1), x, train=False, labels=y)
-    params = jax.tree_util.tree_map(lambda p: p + 0.1 * jnp.asarray(rng.normal(size=p.shape), p.dtype),
-                                    variables["params"])
+    params = jax.tree_util.tree_map(
+        lambda p: p + 0.1 * jnp.asarray(rng.normal(size=p.shape), p.dtype), variables["params"]
+    )
     state = {k: v for k, v in variables.items() if k != "params"}
     plain_state = state
     if spectral_norm:  # the projection's power-iteration vector is the only extra state
@@ -103,15 +106,17 @@ def test_dcgan_projection_discriminator_is_the_unconditional_logit_plus_v_y_dot_
         plain_state = {"batch_stats": {k: v for k, v in state["batch_stats"].items() if k != "sn_projection"}}
     plain_vars = {"params": {k: v for k, v in params.items() if k != "projection"}, **plain_state}
     assert jax.tree_util.tree_structure(plain_vars["params"]) == jax.tree_util.tree_structure(
-        plain.init(jax.random.key(1), x, train=False)["params"])
+        plain.init(jax.random.key(1), x, train=False)["params"]
+    )
 
     got = jax.jit(lambda p, x, y: cond.apply({"params": p, **state}, x, train=False, labels=y))(params, x, y)
     d0 = np.asarray(plain.apply(plain_vars, x, train=False), np.float64)
     h = _logit_layer_input(plain, plain_vars, x)
     v = np.asarray(params["projection"]["kernel"], np.float64)
     if spectral_norm:
-        v = _spectral_normalised(v, np.asarray(state["batch_stats"]["sn_projection"]["projection/kernel/u"],
-                                               np.float64)[0])
+        v = _spectral_normalised(
+            v, np.asarray(state["batch_stats"]["sn_projection"]["projection/kernel/u"], np.float64)[0]
+        )
     expected = d0 + np.einsum("nf,fn->n", h, v[:, np.asarray(y)])
     assert np.abs(expected - d0).max() > 1e-2  # the class term is not negligible here
     np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-5)
@@ -124,8 +129,12 @@ def test_dcgan_conditional_generator_is_the_unconditional_one_on_z_and_one_hot(r
     y = _labels(rng, 6)
     variables = cond.init(jax.random.key(2), z, train=False, labels=y)
     assert variables["params"]["project"]["kernel"].shape[0] == 8 + C
-    variables = {**variables, "params": jax.tree_util.tree_map(
-        lambda p: p + 0.05 * jnp.asarray(rng.normal(size=p.shape), p.dtype), variables["params"])}
+    variables = {
+        **variables,
+        "params": jax.tree_util.tree_map(
+            lambda p: p + 0.05 * jnp.asarray(rng.normal(size=p.shape), p.dtype), variables["params"]
+        ),
+    }
     got, stats = cond.apply(variables, z, train=True, labels=y, mutable=["batch_stats"])
     z_one_hot = jnp.concatenate([z, jax.nn.one_hot(y, C)], axis=1)
     expected, expected_stats = plain.apply(variables, z_one_hot, train=True, mutable=["batch_stats"])
@@ -145,17 +154,22 @@ def test_conv_critic_is_a_projection_critic_with_num_classes(rng):
     assert np.ptp(np.stack(scores), axis=0).min() > 0  # each sample's score depends on its label
 
 
-@pytest.mark.parametrize("module,x", [
-    (MLPGenerator(out_shape=(2,), hidden=(4,), num_classes=C), np.zeros((3, 2), np.float32)),
-    (MLPDiscriminator(hidden=(4,), num_classes=C), np.zeros((3, 2), np.float32)),
-    (DCGANGenerator(base_features=4, num_classes=C), np.zeros((3, 8), np.float32)),
-    (DCGANDiscriminator(base_features=4, num_classes=C), np.zeros((3, 28, 28, 1), np.float32)),
-])
+@pytest.mark.parametrize(
+    "module,x",
+    [
+        (MLPGenerator(out_shape=(2,), hidden=(4,), num_classes=C), np.zeros((3, 2), np.float32)),
+        (MLPDiscriminator(hidden=(4,), num_classes=C), np.zeros((3, 2), np.float32)),
+        (DCGANGenerator(base_features=4, num_classes=C), np.zeros((3, 8), np.float32)),
+        (DCGANDiscriminator(base_features=4, num_classes=C), np.zeros((3, 28, 28, 1), np.float32)),
+    ],
+)
 def test_label_errors(module, x):
-    init = lambda **kw: module.init(jax.random.key(0), jnp.asarray(x), train=False, **kw)  # noqa: E731
+    init = lambda **kw: module.init(jax.random.key(0), jnp.asarray(x), train=False, **kw)
     with pytest.raises(ValueError, match=rf"class-conditional \(num_classes={C}\): pass labels"):
         init()
-    with pytest.raises(ValueError, match=r"labels must be an \(3,\) int array of classes in \[0, 4\), got shape \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"labels must be an \(3,\) int array of classes in \[0, 4\), got shape \(2,\)"
+    ):
         init(labels=jnp.zeros((2,), jnp.int32))
     with pytest.raises(ValueError, match=r"got shape \(3,\) and dtype float32"):
         init(labels=jnp.zeros((3,), jnp.float32))
@@ -164,10 +178,15 @@ def test_label_errors(module, x):
         unconditional.init(jax.random.key(0), jnp.asarray(x), train=False, labels=jnp.zeros((3,), jnp.int32))
 
 
-@pytest.mark.parametrize("make", [lambda: MLPGenerator(out_shape=(2,), num_classes=-1),
-                                  lambda: MLPDiscriminator(num_classes=1.5),
-                                  lambda: DCGANGenerator(num_classes=-2),
-                                  lambda: DCGANDiscriminator(num_classes=True)])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MLPGenerator(out_shape=(2,), num_classes=-1),
+        lambda: MLPDiscriminator(num_classes=1.5),
+        lambda: DCGANGenerator(num_classes=-2),
+        lambda: DCGANDiscriminator(num_classes=True),
+    ],
+)
 def test_bad_num_classes_raises(make):
     with pytest.raises(ValueError, match="num_classes must be an int >= 0"):
         make()

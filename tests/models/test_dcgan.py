@@ -142,7 +142,9 @@ def test_batch_stats_update_with_momentum_0_9(rng):
     z = rng.normal(size=(16, 8)).astype(np.float32)
     variables = _init(gen, z)
     _, updated = jax.jit(lambda v, z: gen.apply(v, z, train=True, mutable=["batch_stats"]))(variables, z)
-    pre = (z.astype(np.float64) @ np.asarray(variables["params"]["project"]["kernel"], np.float64)).reshape(16, 7, 7, -1)
+    pre = (z.astype(np.float64) @ np.asarray(variables["params"]["project"]["kernel"], np.float64)).reshape(
+        16, 7, 7, -1
+    )
     batch_mean, batch_var = pre.mean((0, 1, 2)), pre.var((0, 1, 2))
     np.testing.assert_allclose(updated["batch_stats"]["bn0"]["mean"], 0.1 * batch_mean, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(updated["batch_stats"]["bn0"]["var"], 0.9 + 0.1 * batch_var, rtol=1e-4)
@@ -181,7 +183,9 @@ def test_critic_gradient_penalty_and_its_gradient_match_the_nn_conv_critic(rng, 
 
     def penalty_and_grad():
         def penalty(params):
-            return wgan_gp.gradient_penalty(lambda x: critic.apply({"params": params}, x, train=False), real, fake, eps)[0]
+            return wgan_gp.gradient_penalty(
+                lambda x: critic.apply({"params": params}, x, train=False), real, fake, eps
+            )[0]
 
         return jax.jit(jax.value_and_grad(penalty))(params)
 
@@ -207,7 +211,7 @@ def _torch_reference(torch, g_params, d_params, z, fake_cotangent, g_extra=0, d_
     """28x28 DCGAN (with ``g_extra`` / ``d_extra`` extra 3x3 blocks) written with torch.nn.functional,
     train-mode BatchNorm, float64."""
     F = torch.nn.functional
-    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)  # noqa: E731
+    t = lambda a: torch.tensor(np.asarray(a), dtype=torch.float64, requires_grad=True)
     gp = jax.tree_util.tree_map(t, g_params)
     dp = jax.tree_util.tree_map(t, d_params)
 
@@ -231,7 +235,9 @@ def _torch_reference(torch, g_params, d_params, z, fake_cotangent, g_extra=0, d_
     x = F.conv2d(images, dp["conv0"]["kernel"].permute(3, 2, 0, 1), dp["conv0"]["bias"], stride=2, padding=1)
     x = F.leaky_relu(x, 0.2)
     for j in range(d_extra):
-        x = F.leaky_relu(bn(F.conv2d(x, dp[f"extra{j}"]["kernel"].permute(3, 2, 0, 1), padding=1), dp[f"extra_bn{j}"]), 0.2)
+        x = F.leaky_relu(
+            bn(F.conv2d(x, dp[f"extra{j}"]["kernel"].permute(3, 2, 0, 1), padding=1), dp[f"extra_bn{j}"]), 0.2
+        )
     x = F.leaky_relu(bn(F.conv2d(x, dp["conv1"]["kernel"].permute(3, 2, 0, 1), stride=2, padding=1), dp["bn1"]), 0.2)
     x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # flatten in NHWC order, as the JAX model does
     logits = (x @ dp["logit"]["kernel"] + dp["logit"]["bias"])[:, 0]
@@ -249,7 +255,7 @@ def test_matches_torch_reference_forward_and_gradients(rng, g_extra, d_extra):
     z = rng.normal(size=(5, 6)).astype(np.float32)
     g_vars = _init(gen, z)
     d_vars = _init(disc, np.zeros((5, 28, 28, 1), np.float32))
-    perturb = lambda p: p + 0.1 * rng.normal(size=p.shape).astype(np.float32)  # noqa: E731
+    perturb = lambda p: p + 0.1 * rng.normal(size=p.shape).astype(np.float32)
     g_params = jax.tree_util.tree_map(perturb, g_vars["params"])
     d_params = jax.tree_util.tree_map(perturb, d_vars["params"])
     w = rng.normal(size=5).astype(np.float32)

@@ -68,7 +68,9 @@ def test_forward_matches_numpy_scatter_add_and_lax(rng, case):
     # lax.conv_transpose pads the dilated input: k - 1 - p on each side (+ output_padding at the end).
     extra = case[4]
     lax_padding = [(k - 1 - lo, k - 1 - hi + e) for k, (lo, hi), e in zip(w.shape[:2], p, extra)]
-    y_lax = jax.jit(lambda x, w: lax.conv_transpose(x, w, s, lax_padding, dimension_numbers=DN, transpose_kernel=True))(x, w)
+    y_lax = jax.jit(lambda x, w: lax.conv_transpose(x, w, s, lax_padding, dimension_numbers=DN, transpose_kernel=True))(
+        x, w
+    )
     np.testing.assert_allclose(y, y_lax, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
 
 
@@ -94,7 +96,7 @@ def test_gradients_match_autodiff_of_plain_formulation(rng, case):
     # and against autodiff of lax.conv_transpose
     extra = case[4]
     lax_padding = [(k - 1 - lo, k - 1 - hi + e) for k, (lo, hi), e in zip(w.shape[:2], p, extra)]
-    lax_fn = lambda x, w, *_: lax.conv_transpose(x, w, s, lax_padding, dimension_numbers=DN, transpose_kernel=True)  # noqa: E731
+    lax_fn = lambda x, w, *_: lax.conv_transpose(x, w, s, lax_padding, dimension_numbers=DN, transpose_kernel=True)
     lax_grads = jax.jit(jax.grad(_loss(lax_fn, s, p, out_hw, g), argnums=(0, 1)))(x, w)
     _assert_close(ours[1][0], lax_grads[0])
     _assert_close(ours[1][1], lax_grads[1])
@@ -159,7 +161,7 @@ def test_second_order_jvp_and_vmap_match_reference(rng):
     # forward mode and forward-over-reverse
     vx, vw = rng.normal(size=x.shape).astype(np.float32), rng.normal(size=w.shape).astype(np.float32)
     _assert_close(jax.jit(lambda: jax.jvp(f_ours, (x, w), (vx, vw))[1])(), jax.jvp(f_ref, (x, w), (vx, vw))[1])
-    hvp = lambda f: jax.jvp(jax.grad(f, argnums=1), (x, w), (vx, vw))[1]  # noqa: E731
+    hvp = lambda f: jax.jvp(jax.grad(f, argnums=1), (x, w), (vx, vw))[1]
     _assert_close(jax.jit(hvp, static_argnums=0)(f_ours), hvp(f_ref), rtol=1e-4)
     # vmap over a batch of kernels, with gradients
     ws = np.stack([w, 2 * w, -w])
@@ -318,12 +320,13 @@ def test_conv_second_order_matches_finite_differences_float64(rng):
 def test_conv_forward_over_reverse_and_vmap_match_lax_and_jvp_is_unsupported(rng):
     x, w, s, p = _conv_case(rng, CONV_CASES[0], n=2)
     vx, vw = rng.normal(size=x.shape).astype(np.float32), rng.normal(size=w.shape).astype(np.float32)
-    hvp = lambda fn: jax.jvp(jax.grad(_conv_loss(fn, s, p), argnums=(0, 1)), (x, w), (vx, vw))[1]  # noqa: E731
+    hvp = lambda fn: jax.jvp(jax.grad(_conv_loss(fn, s, p), argnums=(0, 1)), (x, w), (vx, vw))[1]
     for a, b in zip(jax.jit(hvp, static_argnums=0)(conv), hvp(_plain_conv)):
         _assert_close(a, b, rtol=1e-4)
+
     # per-sample gradient penalty with vmap(grad), as wgan_gp.per_sample_gradient_norms computes it
     def per_sample(fn):
-        single = lambda xi, w: jnp.sum(jnp.sin(fn(xi[None], w, s, p)))  # noqa: E731
+        single = lambda xi, w: jnp.sum(jnp.sin(fn(xi[None], w, s, p)))
         return lambda x, w: jnp.sum(jax.vmap(jax.grad(single), in_axes=(0, None))(x, w) ** 2)
 
     ours = jax.jit(jax.value_and_grad(per_sample(conv), argnums=(0, 1)))(x, w)
@@ -350,18 +353,25 @@ def test_conv_penalty_gradient_avoids_kernel_gradient_of_input_dilated_convoluti
     assert (2, 2) in kernel_shaped_lhs_dilations(_plain_conv)  # what this test guards against
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(x=np.zeros((2, 8, 8))), "x must have shape"),
-    (dict(kernel=np.zeros((4, 4, 3, 5), np.float32)), "C_in = x.shape"),
-    (dict(kernel=np.zeros((4, 4, 3), np.float32)), "kernel must have shape"),
-    (dict(x=np.zeros((2, 8, 8, 2), np.int32)), "floating dtype"),
-    (dict(strides=(0, 2)), "strides"),
-    (dict(padding=((1, 1), (1, -1))), "padding"),
-    (dict(x=np.zeros((2, 1, 8, 2), np.float32)), "smaller than the kernel"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(x=np.zeros((2, 8, 8))), "x must have shape"),
+        (dict(kernel=np.zeros((4, 4, 3, 5), np.float32)), "C_in = x.shape"),
+        (dict(kernel=np.zeros((4, 4, 3), np.float32)), "kernel must have shape"),
+        (dict(x=np.zeros((2, 8, 8, 2), np.int32)), "floating dtype"),
+        (dict(strides=(0, 2)), "strides"),
+        (dict(padding=((1, 1), (1, -1))), "padding"),
+        (dict(x=np.zeros((2, 1, 8, 2), np.float32)), "smaller than the kernel"),
+    ],
+)
 def test_conv_rejects_bad_input(kwargs, match):
-    args = dict(x=np.zeros((2, 8, 8, 2), np.float32), kernel=np.zeros((4, 4, 2, 5), np.float32),
-                strides=(2, 2), padding=((1, 1), (1, 1)))
+    args = dict(
+        x=np.zeros((2, 8, 8, 2), np.float32),
+        kernel=np.zeros((4, 4, 2, 5), np.float32),
+        strides=(2, 2),
+        padding=((1, 1), (1, 1)),
+    )
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         conv(**args)
@@ -373,8 +383,14 @@ def test_conv_module_is_a_drop_in_for_nn_conv(rng):
     for kwargs in (dict(), dict(kernel_size=3, strides=1, padding=0, use_bias=False)):
         ours = Conv(5, **kwargs)
         k = ours.kernel_size if isinstance(ours.kernel_size, tuple) else (ours.kernel_size,) * 2
-        ref = nn.Conv(5, kernel_size=k, strides=ours.strides, padding=((ours.padding,) * 2,) * 2,
-                      use_bias=ours.use_bias, kernel_init=ours.kernel_init)
+        ref = nn.Conv(
+            5,
+            kernel_size=k,
+            strides=ours.strides,
+            padding=((ours.padding,) * 2,) * 2,
+            use_bias=ours.use_bias,
+            kernel_init=ours.kernel_init,
+        )
         v_ours, v_ref = ours.init(jax.random.key(3), x), ref.init(jax.random.key(3), x)
         assert jax.tree_util.tree_structure(v_ours) == jax.tree_util.tree_structure(v_ref)
         for a, b in zip(jax.tree_util.tree_leaves(v_ours), jax.tree_util.tree_leaves(v_ref)):

@@ -93,7 +93,9 @@ def test_discriminator_matches_numpy_forward(rng, activation, layer_norm):
     variables = _init(disc, x)
     assert set(variables) == {"params"}  # no BatchNorm: each output depends on its own sample only
     # random LayerNorm scales / biases so that they are checked too
-    params = jax.tree_util.tree_map(lambda p: p + 0.3 * rng.normal(size=p.shape).astype(np.float32), variables["params"])
+    params = jax.tree_util.tree_map(
+        lambda p: p + 0.3 * rng.normal(size=p.shape).astype(np.float32), variables["params"]
+    )
     y = jax.jit(lambda p, x: disc.apply({"params": p}, x))(params, x)
     assert y.shape == (4,)
 

@@ -12,8 +12,7 @@ from scipy import special, stats
 
 from gendl_jax import cli, models
 from gendl_jax.objectives import autoencoders as ae
-from gendl_jax.objectives import contractive_ae, denoising_ae, sparse_ae
-from gendl_jax.objectives import get_objective
+from gendl_jax.objectives import contractive_ae, denoising_ae, get_objective, sparse_ae
 from gendl_jax.train import TrainConfig, load_run, train_and_evaluate
 
 TINY = dict(latent_dim=3, hidden=(8,))
@@ -55,7 +54,9 @@ def test_jacobian_penalty_matches_finite_differences(features, d_in):
     enc = models.MLPEncoder(features, hidden=(7,), activation="tanh", code_activation="sigmoid")
     x = rng.normal(size=(6, d_in)).astype(np.float32)
     params = enc.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), x)["params"]
-    got = jax.jit(lambda p, x: contractive_ae.jacobian_frobenius_sq(lambda u: enc.apply({"params": p}, u), x))(params, x)
+    got = jax.jit(lambda p, x: contractive_ae.jacobian_frobenius_sq(lambda u: enc.apply({"params": p}, u), x))(
+        params, x
+    )
     want = _finite_difference_frobenius_sq(_numpy_encoder(params, "tanh", "sigmoid"), np.float64(x))
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4)
 
@@ -79,7 +80,7 @@ def test_jacobian_penalty_of_image_encoder_has_one_entry_per_example():
     enc = models.ConvEncoder(3, base_features=2, hidden=5)
     x = rng.random((2, 8, 8, 1)).astype(np.float32)
     params = enc.init(jax.random.PRNGKey(0), x)["params"]
-    f = lambda u: enc.apply({"params": params}, u)  # noqa: E731
+    f = lambda u: enc.apply({"params": params}, u)
     got = np.asarray(jax.jit(lambda x: contractive_ae.jacobian_frobenius_sq(f, x))(x))
     # Brute force: the whole-batch Jacobian (2, 3, 2, 8, 8, 1) by forward mode, then its diagonal blocks.
     full = np.asarray(jax.jit(jax.jacfwd(f))(x))
@@ -101,8 +102,9 @@ def test_reconstruction_losses_match_scipy():
     want = stats.bernoulli.logpmf(x, special.expit(np.float64(logits))).reshape(4, -1).sum(1)
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
     y = rng.random(x.shape).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(jax.jit(ae.squared_error)(x, y)),
-                               np.sum(np.square(np.float64(x) - y).reshape(4, -1), 1), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(ae.squared_error)(x, y)), np.sum(np.square(np.float64(x) - y).reshape(4, -1), 1), rtol=1e-5
+    )
 
 
 def test_sparsity_penalties_match_references():
@@ -113,8 +115,9 @@ def test_sparsity_penalties_match_references():
     want = np.sum(special.rel_entr(rho, rho_hat) + special.rel_entr(1 - rho, 1 - rho_hat))
     np.testing.assert_allclose(float(jax.jit(sparse_ae.kl_sparsity, static_argnums=1)(codes, rho)), want, rtol=1e-5)
     signed = codes - 0.5
-    np.testing.assert_allclose(np.asarray(jax.jit(sparse_ae.l1_sparsity)(signed)), np.abs(np.float64(signed)).sum(1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(sparse_ae.l1_sparsity)(signed)), np.abs(np.float64(signed)).sum(1), rtol=1e-5
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,7 +143,9 @@ def test_masking_statistics(p):
 def test_salt_and_pepper_statistics():
     p = 0.3
     x = jnp.asarray(np.random.default_rng(9).uniform(0.2, 0.8, N_PIXELS), jnp.float32)
-    y = np.asarray(jax.jit(denoising_ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(10), x, "salt_and_pepper", p))
+    y = np.asarray(
+        jax.jit(denoising_ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(10), x, "salt_and_pepper", p)
+    )
     hit = y != np.asarray(x)
     assert _binomial_ok(hit.sum(), N_PIXELS, p)
     assert set(np.unique(y[hit])) == {0.0, 1.0}
@@ -150,7 +155,10 @@ def test_salt_and_pepper_statistics():
 def test_gaussian_corruption_statistics():
     sigma = 0.2
     x = jnp.asarray(np.random.default_rng(11).random(N_PIXELS), jnp.float32)
-    noise = np.float64(jax.jit(denoising_ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(12), x, "gaussian", sigma)) - x
+    noise = (
+        np.float64(jax.jit(denoising_ae.corrupt, static_argnums=(2, 3))(jax.random.PRNGKey(12), x, "gaussian", sigma))
+        - x
+    )
     assert abs(noise.mean()) < 5 * sigma / np.sqrt(N_PIXELS)
     # Var of the sample variance of a normal: 2 sigma^4 / (n - 1).
     assert abs(noise.var(ddof=1) - sigma**2) < 5 * sigma**2 * np.sqrt(2 / N_PIXELS)
@@ -177,7 +185,7 @@ CASES = [
 def test_step_compiles_once_and_is_deterministic(name, config, shape):
     obj = get_objective(name)
     rng = np.random.default_rng(13)
-    batch_of = lambda: {"x": rng.random((1, 6, *shape)).astype(np.float32)}  # noqa: E731
+    batch_of = lambda: {"x": rng.random((1, 6, *shape)).astype(np.float32)}
     state = obj.init(jax.random.PRNGKey(0), config, batch_of())
 
     @jax.jit
@@ -199,7 +207,9 @@ def test_step_compiles_once_and_is_deterministic(name, config, shape):
     assert int(state.step) == 3
     assert all(np.isfinite(v) for v in jax.device_get(metrics).values())
     expected = {"loss", "reconstruction", "mse", "grad_norm"}
-    expected |= {"sparse-ae": {"sparsity_penalty", "mean_code"}, "contractive-ae": {"jacobian_frobenius_sq"}}.get(name, set())
+    expected |= {"sparse-ae": {"sparsity_penalty", "mean_code"}, "contractive-ae": {"jacobian_frobenius_sq"}}.get(
+        name, set()
+    )
     assert set(metrics) == expected
 
 
@@ -230,8 +240,10 @@ def digits():
     return train.images.astype(np.float32) / 16, test.images.astype(np.float32) / 16
 
 
-@pytest.mark.parametrize("config", [ae.AutoencoderConfig(latent_dim=8, hidden=(64,)),
-                                    denoising_ae.DenoisingAEConfig(latent_dim=8, hidden=(64,))])
+@pytest.mark.parametrize(
+    "config",
+    [ae.AutoencoderConfig(latent_dim=8, hidden=(64,)), denoising_ae.DenoisingAEConfig(latent_dim=8, hidden=(64,))],
+)
 def test_short_training_lowers_the_test_loss(digits, config):
     train_x, test_x = digits
     state = ae.init(jax.random.PRNGKey(0), config, {"x": train_x[:2]})
@@ -252,8 +264,27 @@ def test_short_training_lowers_the_test_loss(digits, config):
 
 def test_cli_trains_an_autoencoder_and_writes_its_run_folder(tmp_path, capsys):
     out = tmp_path / "cae"
-    cli.main(["train", "contractive-ae", "--data", "digits", "--latent-dim", "2", "--hidden", "16", "--steps", "20",
-              "--batch-size", "32", "--out", str(out), "--log-every", "10", "--no-progress"])
+    cli.main(
+        [
+            "train",
+            "contractive-ae",
+            "--data",
+            "digits",
+            "--latent-dim",
+            "2",
+            "--hidden",
+            "16",
+            "--steps",
+            "20",
+            "--batch-size",
+            "32",
+            "--out",
+            str(out),
+            "--log-every",
+            "10",
+            "--no-progress",
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     for picture in ("reconstructions.png", "interpolations.png"):
         assert (out / picture).stat().st_size > 1000
@@ -279,8 +310,11 @@ def test_cli_trains_an_autoencoder_and_writes_its_run_folder(tmp_path, capsys):
 
 def test_fit_loop_feeds_images_in_unit_range(tmp_path):
     """Bernoulli objectives refuse [-1, 1] data, so a finished run shows the fit loop scaled to [0, 1]."""
-    summary = train_and_evaluate("ae", ae.AutoencoderConfig(**TINY), TrainConfig(
-        data="digits", steps=3, batch_size=16, out=str(tmp_path / "r"), progress=False, log_every=1))
+    summary = train_and_evaluate(
+        "ae",
+        ae.AutoencoderConfig(**TINY),
+        TrainConfig(data="digits", steps=3, batch_size=16, out=str(tmp_path / "r"), progress=False, log_every=1),
+    )
     assert summary["steps"] == 3 and 0 < summary["test_reconstruction_mse"] < 1
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         ae.init(jax.random.PRNGKey(0), ae.AutoencoderConfig(**TINY), {"x": -np.ones((2, 8, 8, 1), np.float32)})
@@ -291,19 +325,22 @@ def test_fit_loop_feeds_images_in_unit_range(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config,match", [
-    (ae.AutoencoderConfig(latent_dim=0), "latent_dim"),
-    (ae.AutoencoderConfig(hidden=(4, 0)), "hidden"),
-    (ae.AutoencoderConfig(reconstruction="poisson"), "reconstruction"),
-    (sparse_ae.SparseAEConfig(code_activation="relu"), "code_activation"),
-    (sparse_ae.SparseAEConfig(sparsity_target=1.0), "sparsity_target"),
-    (denoising_ae.DenoisingAEConfig(noise_level=1.5), "noise_level"),
-    (denoising_ae.DenoisingAEConfig(corruption="blur"), "corruption"),
-    (contractive_ae.ContractiveAEConfig(contractive_weight=-1.0), "contractive_weight"),
-    (contractive_ae.ContractiveAEConfig(penalty_examples=-1), "penalty_examples"),
-    (ae.AutoencoderConfig(learning_rate=0.0), "learning_rate"),
-    (ae.AutoencoderConfig(lr_schedule="cosine"), "lr_schedule_steps"),
-])
+@pytest.mark.parametrize(
+    "config,match",
+    [
+        (ae.AutoencoderConfig(latent_dim=0), "latent_dim"),
+        (ae.AutoencoderConfig(hidden=(4, 0)), "hidden"),
+        (ae.AutoencoderConfig(reconstruction="poisson"), "reconstruction"),
+        (sparse_ae.SparseAEConfig(code_activation="relu"), "code_activation"),
+        (sparse_ae.SparseAEConfig(sparsity_target=1.0), "sparsity_target"),
+        (denoising_ae.DenoisingAEConfig(noise_level=1.5), "noise_level"),
+        (denoising_ae.DenoisingAEConfig(corruption="blur"), "corruption"),
+        (contractive_ae.ContractiveAEConfig(contractive_weight=-1.0), "contractive_weight"),
+        (contractive_ae.ContractiveAEConfig(penalty_examples=-1), "penalty_examples"),
+        (ae.AutoencoderConfig(learning_rate=0.0), "learning_rate"),
+        (ae.AutoencoderConfig(lr_schedule="cosine"), "lr_schedule_steps"),
+    ],
+)
 def test_bad_configs_are_rejected(config, match):
     with pytest.raises(ValueError, match=match):
         ae.init(jax.random.PRNGKey(0), config, {"x": np.zeros((2, 8, 8, 1), np.float32)})
@@ -319,8 +356,13 @@ def test_bad_batches_are_rejected():
     with pytest.raises(TypeError, match="floating-point"):
         ae.step(state, {"x": np.zeros((2, 8, 8, 1), np.uint8)})
     with pytest.raises(ValueError, match="multiples of 4"):
-        ae.init(jax.random.PRNGKey(0), ae.AutoencoderConfig(model="conv", **TINY), {"x": np.zeros((2, 6, 6, 1), np.float32)})
+        ae.init(
+            jax.random.PRNGKey(0), ae.AutoencoderConfig(model="conv", **TINY), {"x": np.zeros((2, 6, 6, 1), np.float32)}
+        )
     # MSE reconstruction accepts any finite range.
-    mse_state = ae.init(jax.random.PRNGKey(0), ae.AutoencoderConfig(reconstruction="mse", **TINY),
-                        {"x": np.full((2, 8, 8, 1), -3.0, np.float32)})
+    mse_state = ae.init(
+        jax.random.PRNGKey(0),
+        ae.AutoencoderConfig(reconstruction="mse", **TINY),
+        {"x": np.full((2, 8, 8, 1), -3.0, np.float32)},
+    )
     assert np.isfinite(float(ae.step(mse_state, {"x": np.full((2, 8, 8, 1), -3.0, np.float32)})[1]["loss"]))

@@ -69,7 +69,11 @@ def test_init_and_step_under_jit_stay_finite(obj):
     batch = it.batch_at(0)
     # init checks its concrete example batch on the host; it is traced in its key (as --seeds vmaps it),
     # except fine-tuning's, which reads the backbone from disk
-    init = (lambda key: obj.init(key, config, batch)) if obj is FINETUNE else jax.jit(lambda key: obj.init(key, config, batch))
+    init = (
+        (lambda key: obj.init(key, config, batch))
+        if obj is FINETUNE
+        else jax.jit(lambda key: obj.init(key, config, batch))
+    )
     state = init(jax.random.PRNGKey(0))
     step = jax.jit(obj.step)
     for s in range(3):
@@ -130,12 +134,14 @@ def _leaves(state):
 def test_stopped_run_resumes_bitwise_and_eval_writes_or_refuses(obj, tmp_path):
     config = tiny_config(obj)
     data = DATA[obj.family]
-    common = dict(data=data, batch_size=16, log_every=1, checkpoint_every=2, sample_every=0, n_samples=64,
-                  progress=False)
+    common = dict(
+        data=data, batch_size=16, log_every=1, checkpoint_every=2, sample_every=0, n_samples=64, progress=False
+    )
     train_and_evaluate(obj, config, TrainConfig(steps=4, out=str(tmp_path / "straight"), **common))
     train_and_evaluate(obj, config, TrainConfig(steps=2, out=str(tmp_path / "stopped"), **common))
-    summary = train_and_evaluate(obj, config, TrainConfig(steps=4, out=str(tmp_path / "stopped"), resume=True,
-                                                          **common))
+    summary = train_and_evaluate(
+        obj, config, TrainConfig(steps=4, out=str(tmp_path / "stopped"), resume=True, **common)
+    )
     assert summary["resumed_from"] == 2
     if obj is FINETUNE:
         from gendl_jax.finetune import run_variables

@@ -78,8 +78,9 @@ def test_sample_uses_the_average_unless_asked_not_to():
     raw_vars = {"params": state.generator.params, "batch_stats": state.generator.batch_stats}
     sample = jax.jit(gan.sample, static_argnums=2, static_argnames="ema")
     np.testing.assert_allclose(sample(state, key, 32), gen.apply(ema_vars, z, train=False), rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(sample(state, key, 32, ema=False), gen.apply(raw_vars, z, train=False),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        sample(state, key, 32, ema=False), gen.apply(raw_vars, z, train=False), rtol=1e-6, atol=1e-6
+    )
     assert not np.allclose(sample(state, key, 32), sample(state, key, 32, ema=False))
 
 

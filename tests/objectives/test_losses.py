@@ -46,8 +46,11 @@ def test_generator_losses_match_eq5_and_eq7(rng):
 
 def test_losses_stay_finite_when_the_discriminator_saturates():
     big = jnp.array([80.0, -80.0])
-    for value in (gan.discriminator_loss(big, -big)[0], gan.saturating_generator_loss(big),
-                  gan.non_saturating_generator_loss(big)):
+    for value in (
+        gan.discriminator_loss(big, -big)[0],
+        gan.saturating_generator_loss(big),
+        gan.non_saturating_generator_loss(big),
+    ):
         assert np.isfinite(value)
     # log(1 - sigmoid(80)) = -80 - log(1 + e^-80): exact in log-sigmoid form, -inf in the naive form.
     np.testing.assert_allclose(gan.saturating_generator_loss(jnp.array([80.0])), -80.0, rtol=1e-6)
@@ -82,6 +85,7 @@ def test_clip_params(rng):
 
 # --- gradient penalty against finite differences --------------------------------------------------
 
+
 def _np_critic(params, x):
     """Float64 numpy critic: tanh MLP with one hidden layer on the flattened input; x (n, ...) -> (n,)."""
     w1, b1, w2 = params
@@ -103,8 +107,10 @@ def _fd_grad_norms(params, x, h=1e-6):
         for j in range(flat.size):
             e = np.zeros_like(flat)
             e[j] = h
-            grad[j] = (_np_critic(params, (flat + e).reshape(1, *xi.shape))[0]
-                       - _np_critic(params, (flat - e).reshape(1, *xi.shape))[0]) / (2 * h)
+            grad[j] = (
+                _np_critic(params, (flat + e).reshape(1, *xi.shape))[0]
+                - _np_critic(params, (flat - e).reshape(1, *xi.shape))[0]
+            ) / (2 * h)
         norms.append(np.linalg.norm(grad))
     return np.array(norms)
 
@@ -144,13 +150,15 @@ def test_hinge_losses_match_numpy_and_their_gradients_count_the_margin_violation
     np.testing.assert_allclose(metrics["d_fake"], sf.mean(), rtol=1e-5, atol=1e-7)
     # Only the samples inside the margin move D: d/ds_real = -1/m where s_real < 1, d/ds_fake = 1/m where s_fake > -1.
     g_real, g_fake = jax.grad(lambda a, b: gan.hinge_discriminator_loss(a, b)[0], argnums=(0, 1))(
-        jnp.asarray(sr, jnp.float32), jnp.asarray(sf, jnp.float32))
+        jnp.asarray(sr, jnp.float32), jnp.asarray(sf, jnp.float32)
+    )
     np.testing.assert_allclose(g_real, -(sr < 1).astype(float) / 40, atol=1e-7)
     np.testing.assert_allclose(g_fake, (sf > -1).astype(float) / 40, atol=1e-7)
     np.testing.assert_allclose(jax.jit(gan.hinge_generator_loss)(jnp.asarray(sf)), -sf.mean(), rtol=1e-5, atol=1e-7)
     weights = rng.uniform(0, 2, size=40)
-    np.testing.assert_allclose(gan.hinge_generator_loss(jnp.asarray(sf), jnp.asarray(weights)),
-                               -np.mean(weights * sf), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        gan.hinge_generator_loss(jnp.asarray(sf), jnp.asarray(weights)), -np.mean(weights * sf), rtol=1e-5, atol=1e-7
+    )
 
 
 def test_bad_gan_loss_names_are_refused():

@@ -34,20 +34,25 @@ def _matrix_with_gap(rng, rows, cols):
 
 def _with_gapped_kernels(rng, params):
     """Every kernel replaced by a matrix with a spectral gap, reshaped to the kernel's shape."""
+
     def replace(path, leaf):
         if path[-1].key != "kernel":
             return leaf
         shape = leaf.shape
         return jnp.asarray(_matrix_with_gap(rng, int(np.prod(shape[:-1])), shape[-1]).reshape(shape), jnp.float32)
+
     return jax.tree_util.tree_map_with_path(replace, params)
 
 
 def _converge(module, variables, x, iterations=100):
     """``iterations`` training-mode calls with fixed parameters: the power iteration's vectors converge."""
+
     def body(_, stats):
-        _, mutated = module.apply({"params": variables["params"], "batch_stats": stats}, x, train=True,
-                                  mutable=["batch_stats"])
+        _, mutated = module.apply(
+            {"params": variables["params"], "batch_stats": stats}, x, train=True, mutable=["batch_stats"]
+        )
         return mutated["batch_stats"]
+
     stats = jax.jit(lambda s: jax.lax.fori_loop(0, iterations, body, s))(variables["batch_stats"])
     return {"params": variables["params"], "batch_stats": stats}
 
@@ -64,8 +69,12 @@ def _kernels(params, prefix=()):
 
 
 def _sigmas(stats):
-    return {name[: -len("/sigma")]: float(v) for group in stats.values() for name, v in group.items()
-            if name.endswith("/sigma")}
+    return {
+        name[: -len("/sigma")]: float(v)
+        for group in stats.values()
+        for name, v in group.items()
+        if name.endswith("/sigma")
+    }
 
 
 def _top_singular_value(kernel):
@@ -73,10 +82,14 @@ def _top_singular_value(kernel):
 
 
 NETWORKS = {
-    "mlp-leaky-relu": (lambda: models.MLPDiscriminator(hidden=(12, 9), activation="leaky_relu", spectral_norm=True),
-                       (5,)),
-    "mlp-maxout": (lambda: models.MLPDiscriminator(hidden=(7,), activation="maxout", maxout_pieces=3,
-                                                   spectral_norm=True), (4,)),
+    "mlp-leaky-relu": (
+        lambda: models.MLPDiscriminator(hidden=(12, 9), activation="leaky_relu", spectral_norm=True),
+        (5,),
+    ),
+    "mlp-maxout": (
+        lambda: models.MLPDiscriminator(hidden=(7,), activation="maxout", maxout_pieces=3, spectral_norm=True),
+        (4,),
+    ),
     "dcgan": (lambda: models.conv_critic(base_features=3, extra_layers=1, spectral_norm=True), (28, 28, 1)),
 }
 
@@ -101,6 +114,7 @@ def _leaky_relu(h):
 
 def _numpy_mlp_critic(params, x, activation, pieces=None):
     """Float64 forward pass of the MLP critic with every kernel divided by its exact largest singular value."""
+
     def dense(p, h):
         w = np.asarray(p["kernel"], np.float64)
         return h @ (w / _top_singular_value(w)) + np.asarray(p["bias"], np.float64)
@@ -123,8 +137,9 @@ def test_normalised_critic_matches_float64_reference_and_is_1_lipschitz(rng, net
     module = make()
     x = jnp.asarray(rng.normal(size=(64, *shape)), jnp.float32)
     variables = module.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), x, train=False)
-    variables = _converge(module, {"params": _with_gapped_kernels(rng, variables["params"]),
-                                   "batch_stats": variables["batch_stats"]}, x)
+    variables = _converge(
+        module, {"params": _with_gapped_kernels(rng, variables["params"]), "batch_stats": variables["batch_stats"]}, x
+    )
     critic = jax.jit(lambda v, x: module.apply(v, x, train=False))
     pieces = module.maxout_pieces if module.activation == "maxout" else None
     want = _numpy_mlp_critic(variables["params"], np.asarray(x), module.activation, pieces)
@@ -141,15 +156,19 @@ def test_parameter_gradient_through_the_normalisation_matches_finite_differences
     module = models.MLPDiscriminator(hidden=(5, 4), activation="leaky_relu", spectral_norm=True)
     x = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
     variables = module.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), x, train=False)
-    variables = _converge(module, {"params": _with_gapped_kernels(rng, variables["params"]),
-                                   "batch_stats": variables["batch_stats"]}, x)
+    variables = _converge(
+        module, {"params": _with_gapped_kernels(rng, variables["params"]), "batch_stats": variables["batch_stats"]}, x
+    )
     weights = jnp.asarray(rng.normal(size=6), jnp.float32)
-    objective = lambda p: jnp.sum(weights * module.apply({"params": p, "batch_stats": variables["batch_stats"]},  # noqa: E731
-                                                         x, train=False))
+    objective = lambda p: jnp.sum(
+        weights * module.apply({"params": p, "batch_stats": variables["batch_stats"]}, x, train=False)
+    )
     grads = jax.jit(jax.grad(objective))(variables["params"])
 
     params64 = jax.tree_util.tree_map(lambda a: np.array(a, np.float64), variables["params"])
-    reference = lambda p: float(np.sum(np.asarray(weights, np.float64) * _numpy_mlp_critic(p, np.asarray(x), "leaky_relu")))  # noqa: E731
+    reference = lambda p: float(
+        np.sum(np.asarray(weights, np.float64) * _numpy_mlp_critic(p, np.asarray(x), "leaky_relu"))
+    )
     h = 1e-6
     for layer in ("dense0", "dense1", "logit"):
         for name in ("kernel", "bias"):
@@ -170,7 +189,7 @@ def _power_step(kernel, u):
     """One power iteration as documented: kernel (..., out) read as W (p, out), u (1, out) ->
     (W / sigma, new u); the vectors carry no gradient."""
     w = kernel.reshape(-1, kernel.shape[-1])
-    normalise = lambda a: a * jax.lax.rsqrt(jnp.sum(a * a) + 1e-12)  # noqa: E731
+    normalise = lambda a: a * jax.lax.rsqrt(jnp.sum(a * a) + 1e-12)
     v = jax.lax.stop_gradient(normalise(u @ w.T))
     u_new = jax.lax.stop_gradient(normalise(v @ w))
     sigma = (v @ w @ u_new.T)[0, 0]
@@ -193,20 +212,32 @@ def _normalised(params, stats):
 # to the learning rate with either sign. The GAN's cross-entropy has no such exact zeros: everything is compared
 # tightly. For WGAN-SN (one critic update per step) the critic loss and the vectors, computed before the
 # update, are compared tightly; what follows the update (parameters, generator loss) to within 3 learning rates.
-@pytest.mark.parametrize("name,config,d_loss_fn,g_loss_fn,after_update_atol", [
-    ("gan", gan.GANConfig(spectral_norm=True, d_steps=2, d_activation="leaky_relu", **TINY), gan.discriminator_loss,
-     gan.non_saturating_generator_loss, 1e-6),
-    ("wgan-sn", wgan_sn.WGANSNConfig(n_critic=1, **TINY), wgan.critic_loss, wgan.generator_loss, 3e-4),
-])
-def test_spectral_norm_step_matches_the_algorithm_written_out(rng, name, config, d_loss_fn, g_loss_fn,
-                                                              after_update_atol):
+@pytest.mark.parametrize(
+    "name,config,d_loss_fn,g_loss_fn,after_update_atol",
+    [
+        (
+            "gan",
+            gan.GANConfig(spectral_norm=True, d_steps=2, d_activation="leaky_relu", **TINY),
+            gan.discriminator_loss,
+            gan.non_saturating_generator_loss,
+            1e-6,
+        ),
+        ("wgan-sn", wgan_sn.WGANSNConfig(n_critic=1, **TINY), wgan.critic_loss, wgan.generator_loss, 3e-4),
+    ],
+)
+def test_spectral_norm_step_matches_the_algorithm_written_out(
+    rng, name, config, d_loss_fn, g_loss_fn, after_update_atol
+):
     """Discriminator updates with every kernel divided by a one-step power-iteration estimate (the real pass
     iterates from the stored vectors, the fake pass from the real pass's, and both are kept), then a generator
     update through the discriminator after one more iteration, which is not kept."""
     obj = get_objective(name)
     m, k = 8, config.inner_steps
-    state = obj.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), config,
-                     {"x": jnp.asarray(rng.normal(size=(k, m, 2)), jnp.float32)})
+    state = obj.init(
+        jax.random.PRNGKey(int(rng.integers(1 << 30))),
+        config,
+        {"x": jnp.asarray(rng.normal(size=(k, m, 2)), jnp.float32)},
+    )
     plain = models.MLPDiscriminator(hidden=config.hidden, activation=config.d_activation)
     gen, _ = adversarial.build_networks(config, state.data_shape, batch_norm_in_d=False)
     g_tx = optax.adam(config.g_learning_rate, b1=config.beta1, b2=config.beta2)
@@ -237,20 +268,24 @@ def test_spectral_norm_step_matches_the_algorithm_written_out(rng, name, config,
         z = jax.random.normal(g_key, (m, 3))
         p_g, _ = _normalised(d_params, stats)
         g_loss, g_grads = jax.value_and_grad(
-            lambda p: g_loss_fn(plain.apply({"params": p_g}, gen.apply({"params": p}, z, train=True))))(g_params)
+            lambda p: g_loss_fn(plain.apply({"params": p_g}, gen.apply({"params": p}, z, train=True)))
+        )(g_params)
         g_updates, g_opt = g_tx.update(g_grads, ref.generator.opt_state, g_params)
         ref = ref.replace(
-            step=ref.step + 1, key=key,
+            step=ref.step + 1,
+            key=key,
             generator=ref.generator.replace(params=optax.apply_updates(g_params, g_updates), opt_state=g_opt),
             discriminator=ref.discriminator.replace(params=d_params, opt_state=d_opt, batch_stats=stats),
         )
         np.testing.assert_allclose(metrics["d_loss"], np.mean(d_losses), rtol=1e-4, atol=1e-6)
-        us = lambda s: {g: {n: v for n, v in e.items() if n.endswith("/u")} for g, e in s.items()}  # noqa: E731
-        chex.assert_trees_all_close(us(state.discriminator.batch_stats), us(ref.discriminator.batch_stats),
-                                    rtol=1e-4, atol=1e-5)
+        us = lambda s: {g: {n: v for n, v in e.items() if n.endswith("/u")} for g, e in s.items()}
+        chex.assert_trees_all_close(
+            us(state.discriminator.batch_stats), us(ref.discriminator.batch_stats), rtol=1e-4, atol=1e-5
+        )
         np.testing.assert_allclose(metrics["g_loss"], g_loss, rtol=1e-4, atol=after_update_atol)
-        chex.assert_trees_all_close(state.discriminator.params, ref.discriminator.params, rtol=2e-4,
-                                    atol=after_update_atol)
+        chex.assert_trees_all_close(
+            state.discriminator.params, ref.discriminator.params, rtol=2e-4, atol=after_update_atol
+        )
         chex.assert_trees_all_close(state.generator.params, ref.generator.params, rtol=2e-4, atol=after_update_atol)
         # Sync: the next step starts from the library's state, so a difference does not compound.
         ref = ref.replace(generator=state.generator, discriminator=state.discriminator)
@@ -277,6 +312,9 @@ def test_gan_with_spectral_norm_has_no_batch_norm_in_d(rng):
 
 def test_wgan_sn_config_requires_spectral_norm(rng):
     with pytest.raises(ValueError, match="spectral_norm must be True"):
-        wgan_sn.init(jax.random.PRNGKey(0), wgan_sn.WGANSNConfig(spectral_norm=False, **TINY),
-                          {"x": jnp.zeros((5, 8, 2), jnp.float32)})
+        wgan_sn.init(
+            jax.random.PRNGKey(0),
+            wgan_sn.WGANSNConfig(spectral_norm=False, **TINY),
+            {"x": jnp.zeros((5, 8, 2), jnp.float32)},
+        )
     assert get_objective("wgan-sn").config_cls is wgan_sn.WGANSNConfig

@@ -39,7 +39,7 @@ CASES = [
 def test_step_compiles_once_and_is_deterministic(name, config, shape):
     obj = get_objective(name)
     rng = np.random.default_rng(0)
-    _batch_of = lambda k: _batch(rng, k, shape=shape, num_classes=config.num_classes)  # noqa: E731
+    _batch_of = lambda k: _batch(rng, k, shape=shape, num_classes=config.num_classes)
     state = obj.init(jax.random.PRNGKey(1), config, _batch_of(config.inner_steps))
 
     @jax.jit
@@ -71,10 +71,14 @@ def test_step_compiles_once_and_is_deterministic(name, config, shape):
     # BatchNorm running statistics (DCGAN generator and discriminator) are threaded through the step.
     for net in (state.generator, state.discriminator):
         if net.batch_stats:
-            chex.assert_trees_all_equal_shapes(net.batch_stats, s0.generator.batch_stats if net is state.generator
-                                               else s0.discriminator.batch_stats)
-            moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), net.batch_stats,
-                                           (s0.generator if net is state.generator else s0.discriminator).batch_stats)
+            chex.assert_trees_all_equal_shapes(
+                net.batch_stats, s0.generator.batch_stats if net is state.generator else s0.discriminator.batch_stats
+            )
+            moved = jax.tree_util.tree_map(
+                lambda a, b: bool(jnp.any(a != b)),
+                net.batch_stats,
+                (s0.generator if net is state.generator else s0.discriminator).batch_stats,
+            )
             assert all(jax.tree_util.tree_leaves(moved))
 
 
@@ -118,7 +122,9 @@ def test_extra_layers_reach_the_dcgan_networks_and_a_step_trains_them():
     config = gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, g_extra_layers=2, d_extra_layers=1)
     batch = {"x": jnp.asarray(rng.uniform(-1, 1, size=(1, 6, 28, 28, 1)), jnp.float32)}  # (d_steps, m, H, W, C)
     state = gan.init(jax.random.PRNGKey(0), config, batch)
-    assert {"extra0", "extra1"} <= set(state.generator.params) and {"extra_bn0", "extra_bn1"} <= set(state.generator.batch_stats)
+    assert {"extra0", "extra1"} <= set(state.generator.params) and {"extra_bn0", "extra_bn1"} <= set(
+        state.generator.batch_stats
+    )
     assert "extra0" in state.discriminator.params and "extra1" not in state.discriminator.params
     new, metrics = jax.jit(gan.step)(state, batch)
     assert np.isfinite(float(metrics["d_loss"])) and np.isfinite(float(metrics["g_loss"]))
@@ -129,14 +135,15 @@ def test_extra_layers_reach_the_dcgan_networks_and_a_step_trains_them():
 def _previous_optimizers(config, g_lr, d_lr):
     """The optimisers as they were built before the learning rates moved into ``state.hparams``:
     ``optax.adam`` / ``optax.rmsprop`` with the learning rate (times the linear decay) inside."""
+
     def schedule(lr, n):
         return optax.linear_schedule(lr, 0.0, n) if n else lr
 
     n_g, n_d = config.lr_decay_steps, config.lr_decay_steps * config.inner_steps
     if config.optimizer == "adam":
-        make = lambda lr, n: optax.adam(schedule(lr, n), b1=config.beta1, b2=config.beta2)  # noqa: E731
+        make = lambda lr, n: optax.adam(schedule(lr, n), b1=config.beta1, b2=config.beta2)
     else:
-        make = lambda lr, n: optax.rmsprop(schedule(lr, n), decay=0.99, eps=1e-8)  # noqa: E731
+        make = lambda lr, n: optax.rmsprop(schedule(lr, n), decay=0.99, eps=1e-8)
     return make(g_lr, n_g), make(d_lr, n_d)
 
 
@@ -150,9 +157,10 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
     config = state.config
     gen, disc = adversarial.build_networks(config, state.data_shape, batch_norm_in_d=False)
     labels = batch.get("y") if config.num_classes else None
-    with_labels = lambda y: {} if labels is None else {"labels": y}  # noqa: E731
-    g_tx, d_tx = _previous_optimizers(config, float(state.hparams["g_learning_rate"]),
-                                      float(state.hparams["d_learning_rate"]))
+    with_labels = lambda y: {} if labels is None else {"labels": y}
+    g_tx, d_tx = _previous_optimizers(
+        config, float(state.hparams["g_learning_rate"]), float(state.hparams["d_learning_rate"])
+    )
     z_dim = config.latent_dim
     key, d_key, g_key = jax.random.split(state.key, 3)
     g_params, d_params, d_opt = state.generator.params, state.discriminator.params, state.discriminator.opt_state
@@ -163,7 +171,7 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
         fake = gen.apply({"params": g_params}, jax.random.normal(z_key, (real.shape[0], z_dim)), train=True, **y)
 
         def loss(p):
-            critic = lambda x: disc.apply({"params": p}, x, train=True, **y)  # noqa: E731
+            critic = lambda x: disc.apply({"params": p}, x, train=True, **y)
             value = d_loss_fn(critic(real), critic(fake))[0]
             if penalty_weight:
                 eps = jax.random.uniform(p_key, (real.shape[0],))
@@ -184,12 +192,14 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
     z = jax.random.normal(g_key, (batch["x"].shape[1], z_dim))
     y = with_labels(None if labels is None else labels[-1])  # the last minibatch's labels
     g_loss, g_grads = jax.value_and_grad(
-        lambda p: g_loss_fn(disc.apply({"params": d_params}, gen.apply({"params": p}, z, train=True, **y), train=True,
-                                       **y))
+        lambda p: g_loss_fn(
+            disc.apply({"params": d_params}, gen.apply({"params": p}, z, train=True, **y), train=True, **y)
+        )
     )(g_params)
     updates, g_opt = g_tx.update(g_grads, state.generator.opt_state, g_params)
     new_state = state.replace(
-        step=state.step + 1, key=key,
+        step=state.step + 1,
+        key=key,
         generator=state.generator.replace(params=optax.apply_updates(g_params, updates), opt_state=g_opt),
         discriminator=state.discriminator.replace(params=d_params, opt_state=d_opt),
     )
@@ -199,31 +209,94 @@ def _reference_step(state, batch, d_loss_fn, g_loss_fn, penalty_weight=0.0, clip
 @pytest.mark.parametrize(
     "name,config,d_loss_fn,g_loss_fn,weight,clip,hparams",
     [
-        ("gan", gan.GANConfig(d_steps=3, **TINY), gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0,
-         None, {}),
-        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, gp_weight=10.0, **TINY), wgan.critic_loss, wgan.generator_loss,
-         10.0, None, {}),
+        (
+            "gan",
+            gan.GANConfig(d_steps=3, **TINY),
+            gan.discriminator_loss,
+            gan.non_saturating_generator_loss,
+            0.0,
+            None,
+            {},
+        ),
+        (
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(n_critic=2, gp_weight=10.0, **TINY),
+            wgan.critic_loss,
+            wgan.generator_loss,
+            10.0,
+            None,
+            {},
+        ),
         # gp_weight=None resolves to 0.1 for vector data.
         ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 0.1, None, {}),
         # The hinge loss of SN-GAN for both networks.
-        ("gan", gan.GANConfig(d_steps=2, discriminator_loss="hinge", generator_loss="hinge", **TINY),
-         gan.hinge_discriminator_loss, gan.hinge_generator_loss, 0.0, None, {}),
+        (
+            "gan",
+            gan.GANConfig(d_steps=2, discriminator_loss="hinge", generator_loss="hinge", **TINY),
+            gan.hinge_discriminator_loss,
+            gan.hinge_generator_loss,
+            0.0,
+            None,
+            {},
+        ),
         # Linear decay; RMSprop and clipping.
-        ("gan", gan.GANConfig(d_steps=2, lr_decay_steps=4, g_learning_rate=1e-3, d_learning_rate=3e-3, **TINY),
-         gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0, None, {}),
-        ("wgan", wgan.WGANConfig(n_critic=2, lr_decay_steps=5, clip=0.05, d_learning_rate=1e-3, **TINY),
-         wgan.critic_loss, wgan.generator_loss, 0.0, 0.05, {}),
+        (
+            "gan",
+            gan.GANConfig(d_steps=2, lr_decay_steps=4, g_learning_rate=1e-3, d_learning_rate=3e-3, **TINY),
+            gan.discriminator_loss,
+            gan.non_saturating_generator_loss,
+            0.0,
+            None,
+            {},
+        ),
+        (
+            "wgan",
+            wgan.WGANConfig(n_critic=2, lr_decay_steps=5, clip=0.05, d_learning_rate=1e-3, **TINY),
+            wgan.critic_loss,
+            wgan.generator_loss,
+            0.0,
+            0.05,
+            {},
+        ),
         # Values set on the state (not the config) are the ones used.
-        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, **TINY), wgan.critic_loss, wgan.generator_loss, 3.0, None,
-         {"gp_weight": 3.0, "g_learning_rate": 2e-3, "d_learning_rate": 5e-4}),
-        ("wgan", wgan.WGANConfig(n_critic=2, d_learning_rate=1e-3, **TINY), wgan.critic_loss, wgan.generator_loss,
-         0.0, 0.03, {"clip": 0.03}),
+        (
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(n_critic=2, **TINY),
+            wgan.critic_loss,
+            wgan.generator_loss,
+            3.0,
+            None,
+            {"gp_weight": 3.0, "g_learning_rate": 2e-3, "d_learning_rate": 5e-4},
+        ),
+        (
+            "wgan",
+            wgan.WGANConfig(n_critic=2, d_learning_rate=1e-3, **TINY),
+            wgan.critic_loss,
+            wgan.generator_loss,
+            0.0,
+            0.03,
+            {"clip": 0.03},
+        ),
         # Class-conditional: fakes for the labels of each real minibatch, projection discriminator / critic,
         # the penalty's interpolates scored with the pair's labels.
-        ("gan", gan.GANConfig(d_steps=2, num_classes=3, **TINY), gan.discriminator_loss,
-         gan.non_saturating_generator_loss, 0.0, None, {}),
-        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=3, gp_weight=10.0, num_classes=4, **TINY), wgan.critic_loss,
-         wgan.generator_loss, 10.0, None, {}),
+        (
+            "gan",
+            gan.GANConfig(d_steps=2, num_classes=3, **TINY),
+            gan.discriminator_loss,
+            gan.non_saturating_generator_loss,
+            0.0,
+            None,
+            {},
+        ),
+        (
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(n_critic=3, gp_weight=10.0, num_classes=4, **TINY),
+            wgan.critic_loss,
+            wgan.generator_loss,
+            10.0,
+            None,
+            {},
+        ),
     ],
 )
 def test_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, weight, clip, hparams):
@@ -258,7 +331,9 @@ def test_hparams_are_state_leaves():
     assert set(state_w.hparams) == {"g_learning_rate", "d_learning_rate", "clip"}
     np.testing.assert_allclose(state_w.hparams["d_learning_rate"], 5e-5)
     assert set(gan.init(jax.random.PRNGKey(0), gan.GANConfig(**TINY), _batch(rng, 1)).hparams) == {
-        "g_learning_rate", "d_learning_rate"}
+        "g_learning_rate",
+        "d_learning_rate",
+    }
     # A new value does not retrace the step: it is data, not part of the static config.
     step = jax.jit(chex.assert_max_traces(n=1)(wgan_gp.step))
     s1, m1 = step(state, b5)
@@ -266,15 +341,20 @@ def test_hparams_are_state_leaves():
     chex.clear_trace_counter()
     assert not np.allclose(m1["d_loss"], m2["d_loss"])  # same critic, same data: the penalty weight differs
     # (The critic's output bias has a zero gradient under the WGAN losses, so only the kernels move.)
-    assert all(bool(jnp.any(s1.discriminator.params[layer]["kernel"] != s2.discriminator.params[layer]["kernel"]))
-               for layer in s1.discriminator.params)
+    assert all(
+        bool(jnp.any(s1.discriminator.params[layer]["kernel"] != s2.discriminator.params[layer]["kernel"]))
+        for layer in s1.discriminator.params
+    )
 
 
 def test_with_hparams_checks_its_input():
     rng = np.random.default_rng(8)
     state = gan.init(jax.random.PRNGKey(0), gan.GANConfig(**TINY), _batch(rng, 1))
-    with pytest.raises(ValueError, match=r"unknown hyper-parameters \['gp_weight'\].*valid: \['d_learning_rate', "
-                                         r"'g_learning_rate'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown hyper-parameters \['gp_weight'\].*valid: \['d_learning_rate', "
+        r"'g_learning_rate'\]",
+    ):
         adversarial.with_hparams(state, gp_weight=1.0)
     with pytest.raises(ValueError, match="g_learning_rate must be > 0"):
         adversarial.with_hparams(state, g_learning_rate=0.0)
@@ -304,9 +384,11 @@ def test_d_grad_norm_is_the_mean_critic_gradient_norm():
     _, d_key, _ = jax.random.split(state.key, 3)
     z_key, _ = jax.random.split(jax.random.split(d_key, 1)[0])
     fake = gen.apply({"params": state.generator.params}, jax.random.normal(z_key, (16, 3)), train=True)
-    grads = jax.grad(lambda p: wgan.critic_loss(disc.apply({"params": p}, batch["x"][0], train=True),
-                                                disc.apply({"params": p}, fake, train=True))[0])(
-        state.discriminator.params)
+    grads = jax.grad(
+        lambda p: wgan.critic_loss(
+            disc.apply({"params": p}, batch["x"][0], train=True), disc.apply({"params": p}, fake, train=True)
+        )[0]
+    )(state.discriminator.params)
     expected = np.sqrt(sum(np.sum(np.square(np.asarray(g, np.float64))) for g in jax.tree_util.tree_leaves(grads)))
     np.testing.assert_allclose(metrics["d_grad_norm"], expected, rtol=1e-5)
 
@@ -320,6 +402,7 @@ def test_learning_rates_decay_together_in_train_steps():
     step = jax.jit(wgan_gp.step)
     for _ in range(4):
         state, _ = step(state, _batch(rng, 5))
+
     # After 4 of 10 steps both optimisers have made 40% of their updates: 4 (G) and 20 (critic).
     def counts(opt_state):  # Adam's and the schedule's step counters
         return {int(v) for _, v in optax.tree_utils.tree_get_all_with_path(opt_state, "count")}
@@ -336,8 +419,9 @@ def test_learning_rates_decay_together_in_train_steps():
     chex.assert_trees_all_equal(state.discriminator.params, before)
 
 
-@pytest.mark.parametrize("shape,expected", [((2,), "mlp"), ((8, 8, 1), "mlp"), ((28, 28, 1), "dcgan"),
-                                            ((32, 32, 3), "dcgan")])
+@pytest.mark.parametrize(
+    "shape,expected", [((2,), "mlp"), ((8, 8, 1), "mlp"), ((28, 28, 1), "dcgan"), ((32, 32, 3), "dcgan")]
+)
 def test_auto_architecture(shape, expected):
     gen, disc = adversarial.build_networks(gan.GANConfig(), shape, batch_norm_in_d=True)
     names = {"mlp": ("MLPGenerator", "MLPDiscriminator"), "dcgan": ("DCGANGenerator", "DCGANDiscriminator")}
@@ -361,12 +445,19 @@ def test_discriminate_with_batch_statistics_is_what_the_step_saw():
     assert not np.allclose(train_mode, inference, atol=1e-3)
 
 
-@pytest.mark.parametrize("name,config,shape", [
-    ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), IMAGE),
-    ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, num_classes=10), IMAGE),
-    ("wgan-gp", wgan_gp.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, layer_norm=True, n_critic=1), IMAGE),
-    ("gan", gan.GANConfig(**TINY), (2,)),
-])
+@pytest.mark.parametrize(
+    "name,config,shape",
+    [
+        ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8), IMAGE),
+        ("gan", gan.GANConfig(model="dcgan", base_features=4, latent_dim=8, num_classes=10), IMAGE),
+        (
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(model="dcgan", base_features=4, latent_dim=8, layer_norm=True, n_critic=1),
+            IMAGE,
+        ),
+        ("gan", gan.GANConfig(**TINY), (2,)),
+    ],
+)
 @pytest.mark.parametrize("batch_statistics", [False, True])
 def test_discriminator_features_are_the_input_of_the_logit_layer(name, config, shape, batch_statistics):
     """``features @ kernel + bias`` of the ``logit`` layer (plus ``<V[y], features>`` for a projection
@@ -377,10 +468,12 @@ def test_discriminator_features_are_the_input_of_the_logit_layer(name, config, s
     state = obj.init(jax.random.PRNGKey(int(rng.integers(1 << 30))), config, batch)
     x = batch["x"][0]
     labels = batch["y"][0] if config.num_classes else None
-    features = jax.jit(lambda s, x, y: adversarial.discriminator_features(s, x, batch_statistics=batch_statistics,
-                                                                          labels=y))(state, x, labels)
-    logits = jax.jit(lambda s, x, y: adversarial.discriminate(s, x, batch_statistics=batch_statistics,
-                                                              labels=y))(state, x, labels)
+    features = jax.jit(
+        lambda s, x, y: adversarial.discriminator_features(s, x, batch_statistics=batch_statistics, labels=y)
+    )(state, x, labels)
+    logits = jax.jit(lambda s, x, y: adversarial.discriminate(s, x, batch_statistics=batch_statistics, labels=y))(
+        state, x, labels
+    )
     params = state.discriminator.params
     f = np.asarray(features, np.float64)
     expected = f @ np.asarray(params["logit"]["kernel"], np.float64)[:, 0] + float(params["logit"]["bias"][0])
@@ -413,8 +506,9 @@ def test_refit_discriminator_step_moves_only_d_and_minimises_eq5():
 
     np.testing.assert_allclose(metrics["d_loss"], loss(state.discriminator.params), rtol=1e-5)
     # One SGD step: params - lr * grad of that loss; the generator, its average and the step count stay.
-    expected = jax.tree_util.tree_map(lambda p, g: p - 0.05 * g, state.discriminator.params,
-                                      jax.grad(loss)(state.discriminator.params))
+    expected = jax.tree_util.tree_map(
+        lambda p, g: p - 0.05 * g, state.discriminator.params, jax.grad(loss)(state.discriminator.params)
+    )
     chex.assert_trees_all_close(new.discriminator.params, expected, rtol=1e-4, atol=1e-6)
     chex.assert_trees_all_equal(new.generator, state.generator)
     chex.assert_trees_all_equal(new.generator_ema, state.generator_ema)
@@ -449,14 +543,20 @@ def test_top_k_weights_against_numpy(fraction):
         expected[np.argsort(-scores.astype(np.float64))[:k]] = m / k
         np.testing.assert_allclose(weights, expected, rtol=1e-6)
         values = rng.normal(size=m)
-        np.testing.assert_allclose(adversarial.weighted_mean(jnp.asarray(values, jnp.float32), jnp.asarray(weights)),
-                                   values[np.argsort(-scores)[:k]].mean(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            adversarial.weighted_mean(jnp.asarray(values, jnp.float32), jnp.asarray(weights)),
+            values[np.argsort(-scores)[:k]].mean(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
     # Ties go to the earlier sample, and the count is exact where fraction * m is an integer in float32 rounding.
     tied = jnp.array([1.0, 3.0, 3.0, 0.0, 3.0, 2.0])
-    np.testing.assert_array_equal(np.asarray(adversarial.top_k_weights(tied, 0.5)) > 0,
-                                  [False, True, True, False, True, False])
-    np.testing.assert_array_equal(np.asarray(adversarial.top_k_weights(tied, 1 / 3)) > 0,
-                                  [False, True, True, False, False, False])
+    np.testing.assert_array_equal(
+        np.asarray(adversarial.top_k_weights(tied, 0.5)) > 0, [False, True, True, False, True, False]
+    )
+    np.testing.assert_array_equal(
+        np.asarray(adversarial.top_k_weights(tied, 1 / 3)) > 0, [False, True, True, False, False, False]
+    )
 
 
 def test_top_k_schedule():
@@ -470,12 +570,27 @@ def test_top_k_schedule():
 @pytest.mark.parametrize(
     "name,config,d_loss_fn,g_loss_fn,weight",
     [
-        ("gan", gan.GANConfig(d_steps=2, top_k_fraction=0.25, top_k_decay=0.5, top_k_period=2, **TINY),
-         gan.discriminator_loss, gan.non_saturating_generator_loss, 0.0),
-        ("gan", gan.GANConfig(generator_loss="saturating", top_k_fraction=0.6, top_k_decay=0.8, top_k_period=1,
-                              **TINY), gan.discriminator_loss, gan.saturating_generator_loss, 0.0),
-        ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, top_k_fraction=0.5, top_k_decay=0.7, top_k_period=1, **TINY),
-         wgan.critic_loss, wgan.generator_loss, 0.1),
+        (
+            "gan",
+            gan.GANConfig(d_steps=2, top_k_fraction=0.25, top_k_decay=0.5, top_k_period=2, **TINY),
+            gan.discriminator_loss,
+            gan.non_saturating_generator_loss,
+            0.0,
+        ),
+        (
+            "gan",
+            gan.GANConfig(generator_loss="saturating", top_k_fraction=0.6, top_k_decay=0.8, top_k_period=1, **TINY),
+            gan.discriminator_loss,
+            gan.saturating_generator_loss,
+            0.0,
+        ),
+        (
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(n_critic=2, top_k_fraction=0.5, top_k_decay=0.7, top_k_period=1, **TINY),
+            wgan.critic_loss,
+            wgan.generator_loss,
+            0.1,
+        ),
     ],
 )
 def test_top_k_step_matches_algorithm_written_out(name, config, d_loss_fn, g_loss_fn, weight):
@@ -493,13 +608,15 @@ def test_top_k_step_matches_algorithm_written_out(name, config, d_loss_fn, g_los
         state, metrics = step(state, batch)
         k = _top_k_count(t, config, m)
         kept.append(k)
-        ref, d_loss_ref, g_loss_ref = _reference_step(ref, batch, d_loss_fn, _top_k_loss(g_loss_fn, k), weight)
+        ref, _d_loss_ref, g_loss_ref = _reference_step(ref, batch, d_loss_fn, _top_k_loss(g_loss_fn, k), weight)
         chex.assert_trees_all_close(state.generator.params, ref.generator.params, rtol=2e-4, atol=1e-6)
         chex.assert_trees_all_close(state.discriminator.params, ref.discriminator.params, rtol=2e-4, atol=1e-6)
         np.testing.assert_allclose(metrics["g_loss"], g_loss_ref, rtol=1e-4)
-        np.testing.assert_allclose(metrics["g_top_k_fraction"],
-                                   max(config.top_k_fraction, config.top_k_decay ** (t // config.top_k_period)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(
+            metrics["g_top_k_fraction"],
+            max(config.top_k_fraction, config.top_k_decay ** (t // config.top_k_period)),
+            rtol=1e-6,
+        )
     assert kept[0] == m and kept[-1] < m  # the schedule did move within the test
 
 
@@ -515,12 +632,15 @@ def test_top_k_leaves_samples_outside_it_without_gradient():
         np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("top_k_fraction", 0.0, r"top_k_fraction must be in \(0, 1\]"),
-    ("top_k_fraction", 1.5, r"top_k_fraction must be in \(0, 1\]"),
-    ("top_k_decay", 0.0, r"top_k_decay must be in \(0, 1\]"),
-    ("top_k_period", 0, "top_k_period must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("top_k_fraction", 0.0, r"top_k_fraction must be in \(0, 1\]"),
+        ("top_k_fraction", 1.5, r"top_k_fraction must be in \(0, 1\]"),
+        ("top_k_decay", 0.0, r"top_k_decay must be in \(0, 1\]"),
+        ("top_k_period", 0, "top_k_period must be >= 1"),
+    ],
+)
 def test_bad_top_k_config_raises(field, value, message):
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match=message):
@@ -532,8 +652,11 @@ def test_conditional_batch_errors_and_unconditional_steps_ignore_labels():
     config = gan.GANConfig(d_steps=2, num_classes=3, **TINY)
     batch = _batch(rng, 2, num_classes=3)
     state = gan.init(jax.random.PRNGKey(0), config, batch)
-    with pytest.raises(ValueError, match=r"num_classes=3\) needs batch\['y'\], the labels of batch\['x'\], of shape "
-                                         r"\(2, 8\); the batch has \['x'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_classes=3\) needs batch\['y'\], the labels of batch\['x'\], of shape "
+        r"\(2, 8\); the batch has \['x'\]",
+    ):
         gan.step(state, {"x": batch["x"]})
     with pytest.raises(ValueError, match=r"batch\['y'\] must be ints of shape \(2, 8\).*got shape \(2, 7\)"):
         gan.step(state, {**batch, "y": batch["y"][:, :7]})
@@ -560,11 +683,13 @@ def test_conditional_sampling_draws_uniform_labels_from_the_key_and_keeps_the_la
     z = jax.random.normal(key, (4000, config.latent_dim))  # the latents of an unconditional model's sample
     sample = jax.jit(gan.sample, static_argnums=2, static_argnames="ema")
     for ema in (True, False):
-        np.testing.assert_array_equal(sample(state, key, 4000, ema=ema),
-                                      adversarial.generate(state, z, ema=ema, labels=labels))
+        np.testing.assert_array_equal(
+            sample(state, key, 4000, ema=ema), adversarial.generate(state, z, ema=ema, labels=labels)
+        )
     given = jnp.full((4000,), 2, jnp.int32)
-    np.testing.assert_array_equal(gan.sample(state, key, 4000, labels=given),
-                                  adversarial.generate(state, z, labels=given))
+    np.testing.assert_array_equal(
+        gan.sample(state, key, 4000, labels=given), adversarial.generate(state, z, labels=given)
+    )
     with pytest.raises(ValueError, match=r"class-conditional \(num_classes=4\): pass labels"):
         adversarial.generate(state, z)
     unconditional = gan.init(jax.random.PRNGKey(0), gan.GANConfig(**TINY), _batch(rng, 1))

@@ -33,7 +33,8 @@ def test_kl_matches_closed_form_and_monte_carlo():
     for m, v, kl in zip(np.float64(mean), np.float64(log_var), got):
         z = m + np.exp(v / 2) * rng.normal(size=(n, 3))
         diff = stats.multivariate_normal(m, np.diag(np.exp(v))).logpdf(z) - stats.multivariate_normal(
-            np.zeros(3), np.eye(3)).logpdf(z)
+            np.zeros(3), np.eye(3)
+        ).logpdf(z)
         assert abs(diff.mean() - kl) < 5 * diff.std() / np.sqrt(n)
 
 
@@ -42,8 +43,10 @@ def test_densities_match_scipy():
     z, mean = rng.normal(size=(2, 5, 3)).astype(np.float32)
     log_var = rng.normal(size=(5, 3)).astype(np.float32)
     got = jax.jit(vae.diagonal_gaussian_log_density)(z, mean, log_var)
-    want = [stats.multivariate_normal(m, np.diag(np.exp(np.float64(v)))).logpdf(np.float64(zi))
-            for zi, m, v in zip(z, mean, log_var)]
+    want = [
+        stats.multivariate_normal(m, np.diag(np.exp(np.float64(v)))).logpdf(np.float64(zi))
+        for zi, m, v in zip(z, mean, log_var)
+    ]
     np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5)
     config = vae.VAEConfig(likelihood="gaussian", binarization="none", decoder_std=0.3)
     x, mu = rng.random((2, 4, 2, 2, 1)).astype(np.float32)
@@ -56,8 +59,9 @@ def test_densities_match_scipy():
 # A linear Gaussian VAE: log p(x) = log N(x; b, W W' + s^2 I) exactly.
 # ----------------------------------------------------------------------------------------------
 
-LINEAR = vae.VAEConfig(latent_dim=2, hidden=(), likelihood="gaussian", binarization="none", decoder_std=0.5,
-                       learning_rate=1e-2)
+LINEAR = vae.VAEConfig(
+    latent_dim=2, hidden=(), likelihood="gaussian", binarization="none", decoder_std=0.5, learning_rate=1e-2
+)
 
 
 def _exact_log_px(state, x):
@@ -72,11 +76,11 @@ def trained_linear_vae():
     """A linear Gaussian VAE trained for 400 steps on a 4-D Gaussian."""
     rng = np.random.default_rng(2)
     mix = rng.normal(size=(4, 4))
-    sample = lambda n: (rng.normal(size=(n, 4)) @ mix * 0.5 + 1.0).astype(np.float32)  # noqa: E731
+    sample = lambda n: (rng.normal(size=(n, 4)) @ mix * 0.5 + 1.0).astype(np.float32)
     state = vae.init(jax.random.PRNGKey(0), LINEAR, {"x": sample(2)})
     step = jax.jit(vae.step)
     first = None
-    for i in range(400):
+    for _i in range(400):
         state, metrics = step(state, {"x": sample(128)})
         first = first if first is not None else float(metrics["loss"])
     return state, sample(1024), first, float(metrics["loss"])
@@ -86,8 +90,10 @@ def test_iwae_converges_to_the_exact_log_likelihood_from_below(trained_linear_va
     state, x, _, _ = trained_linear_vae
     exact = _exact_log_px(state, x)
     ks = (1, 4, 32, 5000)
-    bounds = {k: np.asarray(jax.jit(vae.iwae_bound, static_argnums=(3, 4))(state, x, jax.random.PRNGKey(k), k, 250))
-              for k in ks}
+    bounds = {
+        k: np.asarray(jax.jit(vae.iwae_bound, static_argnums=(3, 4))(state, x, jax.random.PRNGKey(k), k, 250))
+        for k in ks
+    }
     means = [bounds[k].mean() for k in ks]
     assert np.all(np.diff(means) > 0), means  # increases with k
     assert exact.mean() - 0.01 <= means[-1] <= exact.mean() + 0.01, (means, exact.mean())
@@ -132,7 +138,7 @@ CASES = [
 @pytest.mark.parametrize("config,shape", CASES)
 def test_step_compiles_once_and_is_deterministic(config, shape):
     rng = np.random.default_rng(4)
-    batch_of = lambda: {"x": rng.random((1, 6, *shape)).astype(np.float32)}  # noqa: E731
+    batch_of = lambda: {"x": rng.random((1, 6, *shape)).astype(np.float32)}
     state = vae.init(jax.random.PRNGKey(0), config, batch_of())
 
     @jax.jit
@@ -141,7 +147,7 @@ def test_step_compiles_once_and_is_deterministic(config, shape):
         return vae.step(state, batch)
 
     first = None
-    for i in range(3):
+    for _i in range(3):
         batch = batch_of()
         new_state, metrics = step(state, batch)
         first = first or (state, batch, new_state, metrics)
@@ -182,9 +188,33 @@ def test_binarisation_statistics():
 
 def test_cli_vae_run_folder_with_a_2d_latent(tmp_path):
     out = tmp_path / "vae"
-    cli.main(["train", "vae", "--data", "digits", "--latent-dim", "2", "--hidden", "16", "--steps", "10",
-              "--batch-size", "32", "--binarization", "fixed", "--eval-importance-samples", "20",
-              "--eval-examples", "50", "--out", str(out), "--no-progress", "--log-every", "5"])
+    cli.main(
+        [
+            "train",
+            "vae",
+            "--data",
+            "digits",
+            "--latent-dim",
+            "2",
+            "--hidden",
+            "16",
+            "--steps",
+            "10",
+            "--batch-size",
+            "32",
+            "--binarization",
+            "fixed",
+            "--eval-importance-samples",
+            "20",
+            "--eval-examples",
+            "50",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--log-every",
+            "5",
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     for picture in ("reconstructions.png", "interpolations.png", "manifold.png", "samples_0000010.png"):
         assert (out / picture).stat().st_size > 1000
@@ -192,7 +222,7 @@ def test_cli_vae_run_folder_with_a_2d_latent(tmp_path):
     assert summary["test_n"] == 50 and summary["test_k"] == 20
     assert summary["test_elbo"] < summary["test_iwae"] < 0
     samples = np.load(out / "samples.npy")
-    assert samples.shape == (2500, 8, 8, 1) and 0 <= samples.min() and samples.max() <= 1
+    assert samples.shape == (2500, 8, 8, 1) and samples.min() >= 0 and samples.max() <= 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,14 +230,17 @@ def test_cli_vae_run_folder_with_a_2d_latent(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("config,match", [
-    (vae.VAEConfig(latent_dim=0), "latent_dim"),
-    (vae.VAEConfig(likelihood="gaussian"), "binarization"),
-    (vae.VAEConfig(decoder_std=0.0), "decoder_std"),
-    (vae.VAEConfig(beta=-1.0), "beta"),
-    (vae.VAEConfig(lr_schedule="burda"), "lr_schedule_steps"),
-    (vae.VAEConfig(eval_importance_samples=0), "eval_importance_samples"),
-])
+@pytest.mark.parametrize(
+    "config,match",
+    [
+        (vae.VAEConfig(latent_dim=0), "latent_dim"),
+        (vae.VAEConfig(likelihood="gaussian"), "binarization"),
+        (vae.VAEConfig(decoder_std=0.0), "decoder_std"),
+        (vae.VAEConfig(beta=-1.0), "beta"),
+        (vae.VAEConfig(lr_schedule="burda"), "lr_schedule_steps"),
+        (vae.VAEConfig(eval_importance_samples=0), "eval_importance_samples"),
+    ],
+)
 def test_bad_configs_are_rejected(config, match):
     with pytest.raises(ValueError, match=match):
         vae.init(jax.random.PRNGKey(0), config, {"x": np.zeros((2, 8, 8, 1), np.float32)})

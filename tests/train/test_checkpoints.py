@@ -40,8 +40,14 @@ def test_round_trip_keeps_every_leaf_and_the_data_position(tmp_path):
     restored, meta = checkpoints.restore_with_meta(manager, _gan_state(seed=4))
     _assert_same(restored, state)
     assert meta["step"] == 7 and meta["metrics"] == {"g_loss": 0.5}
-    assert meta["data_position"] == {"dataset": "ring8", "dataset_size": None, "seed": 5, "batch_size": 16,
-                                     "inner_steps": 1, "next_step": 7}
+    assert meta["data_position"] == {
+        "dataset": "ring8",
+        "dataset_size": None,
+        "seed": 5,
+        "batch_size": 16,
+        "inner_steps": 1,
+        "next_step": 7,
+    }
     assert meta["sha256"] == checkpoints.state_digest(state) != checkpoints.state_digest(_gan_state(seed=4))
     it.check_resumable(meta["data_position"])
     with pytest.raises(ValueError, match="seed: saved 5, now 6"):
@@ -58,8 +64,9 @@ def test_keep_last_and_best_by_metric(tmp_path):
     assert sorted(manager.all_steps()) == [2, 4, 5]
     assert manager.best_step() == 2
     manager.close()
-    manager = checkpoints.checkpoint_manager(tmp_path / "max", keep_last=1, best_metric="acc", best_mode="max",
-                                             keep_best=2)
+    manager = checkpoints.checkpoint_manager(
+        tmp_path / "max", keep_last=1, best_metric="acc", best_mode="max", keep_best=2
+    )
     for step, acc in {1: 0.9, 2: 0.1, 3: 0.8, 4: 0.2}.items():
         checkpoints.save(manager, step, state, metrics={"acc": acc}, wait=True)
     assert sorted(manager.all_steps()) == [1, 3, 4]
@@ -184,9 +191,27 @@ def _final_state(run: pathlib.Path):
     return state
 
 
-KILL_ARGS = ["gan", "--hidden", "32", "32", "--data", "ring8", "--batch-size", "64", "--steps", "1600",
-             "--checkpoint-every", "200", "--log-every", "1", "--sample-every", "0", "--n-samples", "100",
-             "--no-progress"]
+KILL_ARGS = [
+    "gan",
+    "--hidden",
+    "32",
+    "32",
+    "--data",
+    "ring8",
+    "--batch-size",
+    "64",
+    "--steps",
+    "1600",
+    "--checkpoint-every",
+    "200",
+    "--log-every",
+    "1",
+    "--sample-every",
+    "0",
+    "--n-samples",
+    "100",
+    "--no-progress",
+]
 
 
 def _gendl(out, *extra):
@@ -197,7 +222,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
     """SIGKILL a real training process (mid-save when we catch one), resume it, compare bit for bit."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     # The uninterrupted reference trains beside the run that gets killed (the two are independent).
-    straight_log = open(tmp_path / "straight.stderr", "w")
+    straight_log = open(tmp_path / "straight.stderr", "w")  # noqa: SIM115 (closed in the finally below)
     straight = subprocess.Popen(_gendl(tmp_path / "straight"), env=env, stdout=subprocess.DEVNULL, stderr=straight_log)
     try:
         _kill_resume_and_compare(tmp_path, env, straight)
@@ -237,8 +262,10 @@ def _kill_resume_and_compare(tmp_path, env, straight):
     manager.close()
     assert latest is not None and latest % 200 == 0 and latest <= last_done
     lost = last_done - latest
-    print(f"killed after step {last_done}, latest complete checkpoint {latest}: {lost} steps lost; "
-          f"mid-save kill: {mid_save}")
+    print(
+        f"killed after step {last_done}, latest complete checkpoint {latest}: {lost} steps lost; "
+        f"mid-save kill: {mid_save}"
+    )
     assert lost < 2 * 200  # at most the steps since the last complete checkpoint (plus one in flight)
 
     resumed = subprocess.run(_gendl(run, "--resume"), env=env, capture_output=True, text=True, timeout=600)
@@ -299,9 +326,27 @@ def test_checkpoints_written_before_an_empty_subtree_was_added_still_restore(tmp
     manager.close()
 
 
-CORRUPT_ARGS = ["gan", "--hidden", "32", "32", "--data", "ring8", "--batch-size", "64", "--steps", "400",
-                "--checkpoint-every", "100", "--log-every", "10", "--sample-every", "0", "--n-samples", "100",
-                "--no-progress"]
+CORRUPT_ARGS = [
+    "gan",
+    "--hidden",
+    "32",
+    "32",
+    "--data",
+    "ring8",
+    "--batch-size",
+    "64",
+    "--steps",
+    "400",
+    "--checkpoint-every",
+    "100",
+    "--log-every",
+    "10",
+    "--sample-every",
+    "0",
+    "--n-samples",
+    "100",
+    "--no-progress",
+]
 
 
 def test_resume_past_a_corrupted_latest_checkpoint_runs_to_the_end_bitwise_identical(tmp_path):
@@ -329,8 +374,7 @@ def test_resume_past_a_corrupted_latest_checkpoint_runs_to_the_end_bitwise_ident
     _flip_bytes(ckpt / "300")
     damaged = _tree_bytes(ckpt / "300")
 
-    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600,
-                             check=False)
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600, check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     moved = list(ckpt.glob(f"300{checkpoints.CORRUPT_SUFFIX}*"))
     assert len(moved) == 1, sorted(p.name for p in ckpt.iterdir())

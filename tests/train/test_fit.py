@@ -15,8 +15,17 @@ TINY = wgan_gp.WGANGPConfig(hidden=(16, 16), n_critic=2)
 
 
 def _train(tmp_path, name="run", **kw):
-    settings = dict(data="ring8", steps=30, batch_size=32, out=str(tmp_path / name), log_every=10,
-                    sample_every=15, checkpoint_every=10, n_samples=500, progress=False)
+    settings = dict(
+        data="ring8",
+        steps=30,
+        batch_size=32,
+        out=str(tmp_path / name),
+        log_every=10,
+        sample_every=15,
+        checkpoint_every=10,
+        n_samples=500,
+        progress=False,
+    )
     settings.update(kw)
     return train_and_evaluate("wgan-gp", TINY, TrainConfig(**settings))
 
@@ -51,13 +60,19 @@ def test_existing_run_is_not_overwritten_and_resume_continues_exactly(tmp_path):
     with pytest.raises(FileExistsError, match="resume"):
         _train(tmp_path, "split", steps=30)
     with pytest.raises(ValueError, match="n_critic"):
-        train_and_evaluate("wgan-gp", wgan_gp.WGANGPConfig(hidden=(16, 16), n_critic=3), TrainConfig(
-            data="ring8", steps=30, batch_size=32, out=str(tmp_path / "split"), resume=True, progress=False))
+        train_and_evaluate(
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(hidden=(16, 16), n_critic=3),
+            TrainConfig(
+                data="ring8", steps=30, batch_size=32, out=str(tmp_path / "split"), resume=True, progress=False
+            ),
+        )
     summary = _train(tmp_path, "split", steps=30, resume=True)
     assert summary["resumed_from"] == 20
     # Resuming gives the same parameters, bit for bit, as the uninterrupted run on CPU.
-    np.testing.assert_array_equal(np.load(tmp_path / "split" / "samples.npy"),
-                                  np.load(tmp_path / "straight" / "samples.npy"))
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "split" / "samples.npy"), np.load(tmp_path / "straight" / "samples.npy")
+    )
     _, state_a, _ = load_run(tmp_path / "split")
     _, state_b, _ = load_run(tmp_path / "straight")
     import jax
@@ -68,8 +83,30 @@ def test_existing_run_is_not_overwritten_and_resume_continues_exactly(tmp_path):
 
 def test_cli_train_and_sample(tmp_path, capsys):
     out = tmp_path / "cli"
-    cli.main(["train", "wgan", "--hidden", "8", "8", "--n-critic", "2", "--data", "grid25", "--steps", "4",
-              "--batch-size", "16", "--out", str(out), "--log-every", "2", "--no-progress", "--n-samples", "100"])
+    cli.main(
+        [
+            "train",
+            "wgan",
+            "--hidden",
+            "8",
+            "8",
+            "--n-critic",
+            "2",
+            "--data",
+            "grid25",
+            "--steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+            "--log-every",
+            "2",
+            "--no-progress",
+            "--n-samples",
+            "100",
+        ]
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_modes"] == 25 and summary["steps"] == 4
     record = json.loads((out / "config.json").read_text())
@@ -80,8 +117,24 @@ def test_cli_train_and_sample(tmp_path, capsys):
 
 def test_cli_trains_and_resumes_a_wgan_sn_run(tmp_path, capsys):
     """The critic's power-iteration vectors are checkpointed with it: a resumed run equals a straight one."""
-    common = ["--hidden", "8", "8", "--n-critic", "2", "--data", "ring8", "--batch-size", "16", "--log-every", "2",
-              "--checkpoint-every", "3", "--no-progress", "--n-samples", "50"]
+    common = [
+        "--hidden",
+        "8",
+        "8",
+        "--n-critic",
+        "2",
+        "--data",
+        "ring8",
+        "--batch-size",
+        "16",
+        "--log-every",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--no-progress",
+        "--n-samples",
+        "50",
+    ]
     cli.main(["train", "wgan-sn", *common, "--steps", "6", "--out", str(tmp_path / "straight")])
     cli.main(["train", "wgan-sn", *common, "--steps", "3", "--out", str(tmp_path / "split")])
     cli.main(["train", "wgan-sn", *common, "--steps", "6", "--out", str(tmp_path / "split"), "--resume"])
@@ -93,17 +146,67 @@ def test_cli_trains_and_resumes_a_wgan_sn_run(tmp_path, capsys):
 
 def test_cli_samples_a_gan_with_truncation_drs_and_ddls(tmp_path, capsys):
     out = tmp_path / "gan"
-    cli.main(["train", "gan", "--model", "mlp", "--hidden", "16", "16", "--data", "ring8", "--steps", "6",
-              "--batch-size", "32", "--out", str(out), "--log-every", "3", "--no-progress", "--n-samples", "100"])
+    cli.main(
+        [
+            "train",
+            "gan",
+            "--model",
+            "mlp",
+            "--hidden",
+            "16",
+            "16",
+            "--data",
+            "ring8",
+            "--steps",
+            "6",
+            "--batch-size",
+            "32",
+            "--out",
+            str(out),
+            "--log-every",
+            "3",
+            "--no-progress",
+            "--n-samples",
+            "100",
+        ]
+    )
     drs = tmp_path / "drs.npy"
-    cli.main(["sample", str(out), "-n", "400", "--out", str(drs), "--drs-acceptance", "0.5", "--calibration", "600",
-              "--truncation", "2", "--no-progress"])
+    cli.main(
+        [
+            "sample",
+            str(out),
+            "-n",
+            "400",
+            "--out",
+            str(drs),
+            "--drs-acceptance",
+            "0.5",
+            "--calibration",
+            "600",
+            "--truncation",
+            "2",
+            "--no-progress",
+        ]
+    )
     info = json.loads(drs.with_suffix(".json").read_text())
     assert np.load(drs).shape == (400, 2) and info["sampler"] == "drs" and info["truncation"] == 2.0
     assert info["kept"] == pytest.approx(0.5, abs=0.08) and info["calibration"]["n_real"] == 600
     ddls = tmp_path / "ddls.npy"
-    cli.main(["sample", str(out), "-n", "300", "--out", str(ddls), "--ddls-steps", "5", "--calibration", "600",
-              "--no-progress"])
+    cli.main(
+        [
+            "sample",
+            str(out),
+            "-n",
+            "300",
+            "--out",
+            str(ddls),
+            "--ddls-steps",
+            "5",
+            "--calibration",
+            "600",
+            "--no-progress",
+        ]
+    )
     info = json.loads(ddls.with_suffix(".json").read_text())
     assert np.load(ddls).shape == (300, 2) and info["sampler"] == "ddls" and info["ddls_steps"] == 5
     assert np.isfinite(np.load(ddls)).all()
@@ -117,9 +220,31 @@ def test_cli_refuses_discriminator_samplers_for_a_hinge_gan(tmp_path, capsys):
     """A hinge discriminator's output is a score, not log p_data / p_g: DRS and DDLS refuse it (the run's
     objective declares it), truncation still works."""
     out = tmp_path / "hinge"
-    cli.main(["train", "gan", "--hidden", "8", "--data", "ring8", "--steps", "2", "--batch-size", "16",
-              "--discriminator-loss", "hinge", "--generator-loss", "hinge", "--out", str(out), "--log-every", "1",
-              "--no-progress", "--n-samples", "50"])
+    cli.main(
+        [
+            "train",
+            "gan",
+            "--hidden",
+            "8",
+            "--data",
+            "ring8",
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--discriminator-loss",
+            "hinge",
+            "--generator-loss",
+            "hinge",
+            "--out",
+            str(out),
+            "--log-every",
+            "1",
+            "--no-progress",
+            "--n-samples",
+            "50",
+        ]
+    )
     for flags in (["--drs-acceptance", "0.5"], ["--ddls-steps", "3"]):
         capsys.readouterr()
         with pytest.raises(SystemExit):
@@ -132,8 +257,27 @@ def test_cli_refuses_discriminator_samplers_for_a_hinge_gan(tmp_path, capsys):
 
 def test_cli_refuses_discriminator_samplers_for_a_wgan(tmp_path, capsys):
     out = tmp_path / "wgan"
-    cli.main(["train", "wgan", "--hidden", "8", "--data", "ring8", "--steps", "2", "--batch-size", "16",
-              "--out", str(out), "--log-every", "1", "--no-progress", "--n-samples", "50"])
+    cli.main(
+        [
+            "train",
+            "wgan",
+            "--hidden",
+            "8",
+            "--data",
+            "ring8",
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+            "--log-every",
+            "1",
+            "--no-progress",
+            "--n-samples",
+            "50",
+        ]
+    )
     capsys.readouterr()
     with pytest.raises(SystemExit):
         cli.main(["sample", str(out), "-n", "10", "--drs-acceptance", "0.5"])
@@ -183,7 +327,7 @@ def _nan_at(step_index):
     def step(state, batch):
         new, metrics = gan.step(state, batch)
         bad = state.step == step_index
-        poison = lambda leaf: jnp.where(bad, jnp.nan, leaf) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf  # noqa: E731
+        poison = lambda leaf: jnp.where(bad, jnp.nan, leaf) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
         new = new.replace(generator=jax.tree_util.tree_map(poison, new.generator))
         return new, {**metrics, "d_loss": jnp.where(bad, jnp.nan, metrics["d_loss"])}
 
@@ -193,8 +337,18 @@ def _nan_at(step_index):
 def _nan_run(tmp_path, name, **kw):
     from gendl_jax.objectives import gan
 
-    train = TrainConfig(data="ring8", steps=20, batch_size=32, out=str(tmp_path / name), log_every=5,
-                        checkpoint_every=5, sample_every=0, n_samples=100, progress=False, **kw)
+    train = TrainConfig(
+        data="ring8",
+        steps=20,
+        batch_size=32,
+        out=str(tmp_path / name),
+        log_every=5,
+        checkpoint_every=5,
+        sample_every=0,
+        n_samples=100,
+        progress=False,
+        **kw,
+    )
     return train_and_evaluate(_nan_at(6), gan.GANConfig(hidden=(8, 8)), train)
 
 
@@ -251,8 +405,10 @@ def test_skip_keeps_the_previous_state_but_advances_key_and_step():
     bad = {"x": np.full_like(x, np.nan)}
     new, metrics = jax.jit(guard_nonfinite(obj.step, skip=True))(state, bad)
     assert not bool(metrics["finite"])
-    for a, b in zip(jax.tree_util.tree_leaves((new.generator, new.discriminator, new.hparams)),
-                    jax.tree_util.tree_leaves((state.generator, state.discriminator, state.hparams))):
+    for a, b in zip(
+        jax.tree_util.tree_leaves((new.generator, new.discriminator, new.hparams)),
+        jax.tree_util.tree_leaves((state.generator, state.discriminator, state.hparams)),
+    ):
         np.testing.assert_array_equal(a, b)
     assert int(new.step) == 1 and not np.array_equal(new.key, state.key)
     good, metrics = jax.jit(guard_nonfinite(obj.step, skip=True))(state, {"x": x})
@@ -273,8 +429,9 @@ def test_run_records_environment_and_tensorboard(tmp_path):
     import jax
 
     assert info[0]["packages"]["jax"] == jax.__version__
-    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                          cwd=pathlib.Path(__file__).parent).stdout.strip()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=pathlib.Path(__file__).parent
+    ).stdout.strip()
     if head:  # a git checkout: the run names its revision
         assert info[0]["git_revision"] == head
     assert list((tmp_path / "env" / "tensorboard").glob("events.out.tfevents.*"))
@@ -287,8 +444,10 @@ def test_best_metric_must_be_logged(tmp_path):
     from gendl_jax.train import checkpoints
 
     manager = checkpoints.checkpoint_manager(tmp_path / "best2" / "checkpoints")
-    lines = {json.loads(line)["step"]: json.loads(line)["w1_estimate"]
-             for line in (tmp_path / "best2" / "metrics.jsonl").read_text().splitlines()}
+    lines = {
+        json.loads(line)["step"]: json.loads(line)["w1_estimate"]
+        for line in (tmp_path / "best2" / "metrics.jsonl").read_text().splitlines()
+    }
     best = max(lines, key=lines.get)
     assert sorted(manager.all_steps()) == sorted({best, 30})
     manager.close()
@@ -329,8 +488,9 @@ def test_devices_flag_trains_data_parallel_like_one_device(tmp_path):
     import sys
 
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", DEVICES_SCRIPT, str(tmp_path)], env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", DEVICES_SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "max abs difference" in result.stdout
     errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
@@ -341,8 +501,21 @@ def test_devices_flag_trains_data_parallel_like_one_device(tmp_path):
 
 def test_cli_trains_and_samples_a_class_conditional_gan(tmp_path, capsys):
     out = tmp_path / "cgan"
-    common = ["--model", "mlp", "--hidden", "16", "--data", "digits", "--batch-size", "16", "--log-every", "1",
-              "--no-progress", "--n-samples", "20"]
+    common = [
+        "--model",
+        "mlp",
+        "--hidden",
+        "16",
+        "--data",
+        "digits",
+        "--batch-size",
+        "16",
+        "--log-every",
+        "1",
+        "--no-progress",
+        "--n-samples",
+        "20",
+    ]
     cli.main(["train", "gan", *common, "--num-classes", "10", "--steps", "3", "--out", str(out)])
     _, state, record = load_run(out)
     assert record["config"]["num_classes"] == 10 and state.config.num_classes == 10
@@ -351,7 +524,9 @@ def test_cli_trains_and_samples_a_class_conditional_gan(tmp_path, capsys):
     from gendl_jax.objectives import adversarial
 
     key = jax.random.PRNGKey(0)  # `gendl sample`'s default seed; labels uniform from the same key
-    expected = adversarial.generate(state, jax.random.normal(key, (9, 100)), labels=adversarial.sample_labels(state, key, 9))
+    expected = adversarial.generate(
+        state, jax.random.normal(key, (9, 100)), labels=adversarial.sample_labels(state, key, 9)
+    )
     np.testing.assert_allclose(np.load(tmp_path / "s.npy"), expected, rtol=1e-6, atol=1e-6)
     cli.main(["sample", str(out), "-n", "9", "--truncation", "1.5", "--out", str(tmp_path / "t.npy")])
     assert np.load(tmp_path / "t.npy").shape == (9, 8, 8, 1)
@@ -364,11 +539,26 @@ def test_cli_trains_and_samples_a_class_conditional_gan(tmp_path, capsys):
     cli.main(["sample", str(out), "-n", "9", "--label", "3", "--truncation", "1.5", "--out", str(tmp_path / "t3.npy")])
     want = sampling.sample_gan(state, jax.random.fold_in(key, 1), 9, truncation=1.5, label=3).samples
     z = sampling.truncated_latents(jax.random.split(jax.random.fold_in(key, 1), 1)[0], 1000, 100, 1.5)[:9]
-    np.testing.assert_allclose(want, adversarial.generate(state, z, labels=np.full(9, 3, np.int32)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        want, adversarial.generate(state, z, labels=np.full(9, 3, np.int32)), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(np.load(tmp_path / "t3.npy"), want, rtol=1e-6, atol=1e-6)
     # discriminator rejection sampling, each proposal scored with its label (calibration with labels)
-    cli.main(["sample", str(out), "-n", "40", "--drs-acceptance", "0.5", "--calibration", "200", "--no-progress",
-              "--out", str(tmp_path / "drs.npy")])
+    cli.main(
+        [
+            "sample",
+            str(out),
+            "-n",
+            "40",
+            "--drs-acceptance",
+            "0.5",
+            "--calibration",
+            "200",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "drs.npy"),
+        ]
+    )
     info = json.loads((tmp_path / "drs.json").read_text())
     assert np.load(tmp_path / "drs.npy").shape == (40, 8, 8, 1) and info["sampler"] == "drs"
     assert info["calibration"]["n_real"] == 200
@@ -376,10 +566,30 @@ def test_cli_trains_and_samples_a_class_conditional_gan(tmp_path, capsys):
     for argv, message in [
         (["sample", str(out), "-n", "9", "--ddls-steps", "3"], "implemented for unconditional GANs"),
         (["sample", str(out), "-n", "9", "--label", "10"], "--label 10: the run's classes are 0..9"),
-        (["train", "gan", *common, "--num-classes", "5", "--steps", "1", "--out", str(tmp_path / "few")],
-         r"num_classes=5, but dataset 'digits' has labels in [0, 9]; num_classes must be > 9"),
-        (["train", "gan", "--model", "mlp", "--hidden", "8", "--data", "ring8", "--num-classes", "3", "--steps", "1",
-          "--no-progress", "--out", str(tmp_path / "toy")], "needs labelled data; dataset 'ring8' has no labels"),
+        (
+            ["train", "gan", *common, "--num-classes", "5", "--steps", "1", "--out", str(tmp_path / "few")],
+            r"num_classes=5, but dataset 'digits' has labels in [0, 9]; num_classes must be > 9",
+        ),
+        (
+            [
+                "train",
+                "gan",
+                "--model",
+                "mlp",
+                "--hidden",
+                "8",
+                "--data",
+                "ring8",
+                "--num-classes",
+                "3",
+                "--steps",
+                "1",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "toy"),
+            ],
+            "needs labelled data; dataset 'ring8' has no labels",
+        ),
     ]:
         with pytest.raises(SystemExit):
             cli.main(argv)

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
-from gendl_jax.train import logger as lg
 from gendl_jax.plots import image_grid_array
+from gendl_jax.train import logger as lg
 from gendl_jax.train.logger import RunLogger, run_metadata
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -178,29 +178,37 @@ def test_disabled_logger_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("value", ["1.0", None, [1.0, 2.0], np.zeros(2), jnp.ones((1,)), True, 1 + 2j])
 def test_non_numeric_metric_is_rejected(tmp_path, value):
-    with RunLogger(tmp_path, tensorboard=False) as log:
-        with pytest.raises(ValueError, match=r"metrics\['bad'\]"):
-            log.scalars(0, {"ok": 1.0, "bad": value})
+    with RunLogger(tmp_path, tensorboard=False) as log, pytest.raises(ValueError, match=r"metrics\['bad'\]"):
+        log.scalars(0, {"ok": 1.0, "bad": value})
     assert (tmp_path / "metrics.jsonl").read_text() == ""
 
 
-@pytest.mark.parametrize(("step", "metrics", "match"), [
-    (-1, {"a": 1.0}, "step"), (1.5, {"a": 1.0}, "step"), (0, {"step": 1.0}, "keys"),
-    (0, {3: 1.0}, "keys"), (0, [("a", 1.0)], "metrics must be a mapping"),
-])
+@pytest.mark.parametrize(
+    ("step", "metrics", "match"),
+    [
+        (-1, {"a": 1.0}, "step"),
+        (1.5, {"a": 1.0}, "step"),
+        (0, {"step": 1.0}, "keys"),
+        (0, {3: 1.0}, "keys"),
+        (0, [("a", 1.0)], "metrics must be a mapping"),
+    ],
+)
 def test_bad_step_or_names_are_rejected(tmp_path, step, metrics, match):
     with RunLogger(tmp_path, tensorboard=False) as log, pytest.raises(ValueError, match=match):
         log.scalars(step, metrics)
 
 
-@pytest.mark.parametrize(("image", "match"), [
-    (np.zeros((2, 2, 2, 3)), r"image must have shape"),
-    (np.zeros(4), r"image must have shape"),
-    (np.zeros((3, 3, 2)), r"image must have shape"),
-    (np.full((2, 2, 3), 1.5), r"\[0, 1\]"),
-    (np.full((2, 2), np.nan), r"finite"),
-    (np.zeros((2, 2), np.int32), r"dtype int32"),
-])
+@pytest.mark.parametrize(
+    ("image", "match"),
+    [
+        (np.zeros((2, 2, 2, 3)), r"image must have shape"),
+        (np.zeros(4), r"image must have shape"),
+        (np.zeros((3, 3, 2)), r"image must have shape"),
+        (np.full((2, 2, 3), 1.5), r"\[0, 1\]"),
+        (np.full((2, 2), np.nan), r"finite"),
+        (np.zeros((2, 2), np.int32), r"dtype int32"),
+    ],
+)
 def test_bad_image_is_rejected(tmp_path, image, match):
     with RunLogger(tmp_path) as log:
         with pytest.raises(ValueError, match=match):
@@ -234,12 +242,15 @@ def test_image_grid_array_saturates_and_feeds_image(tmp_path):
     assert pixels.shape == (1 * (2 + 1) + 1, 3 * (2 + 1) + 1, 3)
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    ({"images": np.zeros((2, 2, 2))}, "images must have shape"),
-    ({"images": np.zeros((0, 2, 2, 1))}, "images must have shape"),
-    ({"value_range": (1.0, 1.0)}, "value_range"),
-    ({"ncols": 0}, "ncols"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"images": np.zeros((2, 2, 2))}, "images must have shape"),
+        ({"images": np.zeros((0, 2, 2, 1))}, "images must have shape"),
+        ({"value_range": (1.0, 1.0)}, "value_range"),
+        ({"ncols": 0}, "ncols"),
+    ],
+)
 def test_image_grid_array_bad_input(kwargs, match):
     args = {"images": np.zeros((2, 2, 2, 1)), "value_range": (0.0, 1.0), **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -266,8 +277,12 @@ def test_run_metadata_fields():
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git to compute the expected revision")
 def test_run_metadata_git_revision_matches_checkout():
     meta = run_metadata()
-    in_repo = subprocess.run(["git", "ls-files", "--error-unmatch", "gendl_jax/__init__.py"], cwd=REPO,
-                             capture_output=True).returncode == 0
+    in_repo = (
+        subprocess.run(
+            ["git", "ls-files", "--error-unmatch", "gendl_jax/__init__.py"], cwd=REPO, capture_output=True
+        ).returncode
+        == 0
+    )
     if not in_repo:
         assert meta["git_revision"] is None
         return
@@ -293,10 +308,16 @@ def test_git_revision_when_git_hangs(monkeypatch):
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git to build a repository")
 def test_git_revision_tracked_untracked_dirty(tmp_path):
     def git(*args):
-        env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-               "GIT_COMMITTER_EMAIL": "t@t"}
-        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True,
-                              env=env).stdout.strip()
+        env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        }
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True, env=env
+        ).stdout.strip()
 
     assert lg.git_revision(tmp_path) == {"git_revision": None, "git_dirty": None}
     git("init", "-q")
@@ -332,8 +353,12 @@ def test_run_info_appends_config_and_metadata(tmp_path):
     assert first["config"] == {"lr": 1e-3, "betas": [0.5, 0.999], "out": "/tmp/x"}
     assert second["config"] == {"seed": 3}
     assert first["packages"]["jax"] == jax.__version__ and first["device_count"] == jax.device_count()
-    texts = [v.tensor.string_val[0].decode() for e in read_events(tmp_path / "tensorboard")
-             for v in e.summary.value if v.tag.startswith("run_info")]
+    texts = [
+        v.tensor.string_val[0].decode()
+        for e in read_events(tmp_path / "tensorboard")
+        for v in e.summary.value
+        if v.tag.startswith("run_info")
+    ]
     assert len(texts) == 1 and '"lr": 0.001' in texts[0]
 
 

@@ -50,9 +50,7 @@ def _start_holder(folder):
         text=True,
     )
     line = proc.stdout.readline()  # returns when the holder prints, or at its exit
-    assert line.strip() == "held", (
-        proc.stderr.read() if proc.poll() is not None else line
-    )
+    assert line.strip() == "held", proc.stderr.read() if proc.poll() is not None else line
     return proc
 
 
@@ -73,10 +71,7 @@ def test_a_held_folder_is_refused_at_once_naming_the_holder(tmp_path):
         assert elapsed < 0.5, elapsed  # at once: never waits for the holder
         message = str(info.value)
         assert isinstance(info.value, FileExistsError)
-        assert (
-            f"run folder {folder} is in use by process {holder.pid} on {socket.gethostname()}"
-            in message
-        )
+        assert f"run folder {folder} is in use by process {holder.pid} on {socket.gethostname()}" in message
         assert record["started"] in message
         assert info.value.holder == record and info.value.folder == folder
         # another process is refused the same way
@@ -109,9 +104,7 @@ def test_the_lock_dies_with_its_process_even_by_sigkill(tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
-    assert (
-        read_holder(folder)["pid"] == holder.pid
-    )  # its record stays, the lock does not
+    assert read_holder(folder)["pid"] == holder.pid  # its record stays, the lock does not
     with hold_run_folder(folder, enabled=True) as path:
         assert path == folder / LOCK_NAME
         assert read_holder(folder)["pid"] == os.getpid()
@@ -188,14 +181,10 @@ def test_two_real_runs_on_one_folder_one_wins_the_other_stops_at_once(tmp_path):
         first_exit = None
         while time.time() < deadline and any(p.poll() is None for p in procs):
             if first_exit is None and any(p.poll() is not None for p in procs):
-                first_exit = next(
-                    i for i, p in enumerate(procs) if p.poll() is not None
-                )
+                first_exit = next(i for i, p in enumerate(procs) if p.poll() is not None)
                 still_running = procs[1 - first_exit].poll() is None
             time.sleep(0.05)
-        assert all(p.poll() is not None for p in procs), (
-            "a run did not finish in 10 minutes"
-        )
+        assert all(p.poll() is not None for p in procs), "a run did not finish in 10 minutes"
         results = [(p.returncode, *p.communicate(timeout=30)) for p in procs]
     finally:
         for p in procs:
@@ -204,28 +193,14 @@ def test_two_real_runs_on_one_folder_one_wins_the_other_stops_at_once(tmp_path):
     codes = [r[0] for r in results]
     assert sorted(code == 0 for code in codes) == [False, True], results
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
-    assert first_exit == loser and still_running, (
-        "the refused run should stop while the other trains"
-    )
+    assert first_exit == loser and still_running, "the refused run should stop while the other trains"
     err = results[loser][2]
-    assert "Traceback" not in err and [
-        line for line in err.splitlines() if "error:" in line
-    ] == [
-        next(
-            line
-            for line in err.splitlines()
-            if line.startswith("gendl train: error: run folder")
-        )
+    assert "Traceback" not in err and [line for line in err.splitlines() if "error:" in line] == [
+        next(line for line in err.splitlines() if line.startswith("gendl train: error: run folder"))
     ], err
     assert f"is in use by process {procs[winner].pid} on {socket.gethostname()}" in err
     assert f"--seed {winner + 1}" in err  # the holder's command line
-    rows = [
-        json.loads(line)
-        for line in (out / "metrics.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
-    assert [r["step"] for r in rows] == list(
-        range(5, 51, 5)
-    )  # one run's rows, each step once
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert [r["step"] for r in rows] == list(range(5, 51, 5))  # one run's rows, each step once
     assert json.loads((out / "config.json").read_text())["train"]["seed"] == winner + 1
     assert read_holder(out) == {}
