@@ -31,13 +31,13 @@ USAGE = f"""usage: gendl {{train,sample,eval}} ...
 """
 
 
-def _data_argument(argv: list[str]) -> str | None:
-    """The value of ``--data`` in ``argv`` (None when not given), read before parsing so that the
-    defaults shown and used can depend on it (the 2-D toy mixtures have their own)."""
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` (e.g. ``--data``) in ``argv``, None when not given; read before parsing so that
+    the defaults shown and used can depend on it (the 2-D toy mixtures have their own)."""
     for i, arg in enumerate(argv):
-        if arg == "--data" and i + 1 < len(argv):
+        if arg == flag and i + 1 < len(argv):
             return argv[i + 1]
-        if arg.startswith("--data="):
+        if arg.startswith(flag + "="):
             return arg.split("=", 1)[1]
     return None
 
@@ -46,7 +46,10 @@ def _train(name: str, argv: list[str]) -> dict:
     from gendl_jax.train import TrainConfig, run_dir, train_and_evaluate
 
     objective = OBJECTIVES[name]
-    config_defaults, train_defaults = objective.defaults(_data_argument(argv))
+    steps = _flag_value(argv, "--steps")
+    config_defaults, train_defaults = objective.defaults(
+        _flag_value(argv, "--data"), int(steps) if steps and steps.lstrip("-").isdigit() else None
+    )
 
     def run(config, train, cluster):
         cluster.initialize()

@@ -41,7 +41,7 @@ def test_first_command_uses_the_toy_defaults_and_says_where_the_run_is(tmp_path,
     for name, value in wgan_gp.TOY_CONFIG.items():
         if name != "lr_decay_steps":
             assert config[name] == (list(value) if isinstance(value, tuple) else value), name
-    assert config["lr_decay_steps"] == 3
+    assert config["lr_decay_steps"] == 3  # the toy defaults decay the rates to 0 over whatever budget is asked
 
 
 def test_image_data_keeps_the_paper_defaults(tmp_path, capsys):
@@ -79,9 +79,32 @@ def test_defaults_follow_the_data_and_flags_still_win():
         for data in ("grid25", "mnist"):
             config, _ = objective.defaults(data)
             config.validate()
-    assert cli._data_argument(["--steps", "3", "--data", "ring8"]) == "ring8"
-    assert cli._data_argument(["--data=mnist"]) == "mnist"
-    assert cli._data_argument(["--steps", "3"]) is None
+    assert obj.defaults("grid25", steps=500)[0].lr_decay_steps == 500  # tied to the budget
+    assert obj.defaults("mnist", steps=500)[0].lr_decay_steps == 0  # the paper's images: no decay
+    assert cli._flag_value(["--steps", "3", "--data", "ring8"], "--data") == "ring8"
+    assert cli._flag_value(["--data=mnist"], "--data") == "mnist"
+    assert cli._flag_value(["--steps", "3"], "--data") is None
+
+
+def test_an_explicit_lr_decay_wins_over_the_tied_default(tmp_path, capsys):
+    out = tmp_path / "explicit"
+    cli.main(
+        [
+            "train",
+            "wgan-gp",
+            "--steps",
+            "2",
+            "--lr-decay-steps",
+            "7",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--n-samples",
+            "10",
+        ]
+    )
+    capsys.readouterr()
+    assert _config(out)["config"]["lr_decay_steps"] == 7
 
 
 @pytest.mark.slow

@@ -132,9 +132,13 @@ class Objective:
                 out.append("ddls")
         return tuple(out)
 
-    def defaults(self, data: str | None = None) -> tuple[Any, dict]:
+    def defaults(self, data: str | None = None, steps: int | None = None) -> tuple[Any, dict]:
         """``(config, train_settings)``: the objective's default config and TrainConfig fields for ``data``
-        (None: the objective's default dataset); the 2-D toy mixtures get the toy defaults on top."""
+        (None: the objective's default dataset); the 2-D toy mixtures get the toy defaults on top.
+
+        Toy defaults that decay the learning rates over the run (``lr_decay_steps`` equal to their ``steps``)
+        keep doing so for another budget: with ``steps`` given, ``lr_decay_steps`` follows it.
+        """
         train = dict(self.train_defaults)
         if data is not None:
             train["data"] = data
@@ -142,4 +146,9 @@ class Objective:
         if train.get("data", DEFAULT_DATA) in TOY_DISTRIBUTIONS:
             config_values.update(self.toy_config_defaults)
             train.update(self.toy_train_defaults)
+            tied = config_values.get("lr_decay_steps") == train.get("steps")
+            if steps is not None and tied:
+                config_values["lr_decay_steps"] = steps
+        if steps is not None:
+            train["steps"] = steps
         return self.config_cls(**config_values), train

@@ -115,8 +115,8 @@ TOY_CONFIG = {
 Adam(2e-3, 0.5, 0.9) decayed linearly to 0 over the run, two critic updates per generator update, lambda 0.1,
 batch 256, 20,000 generator updates. On the 5x5 grid it covered the 25 modes with 94-97% high-quality samples
 (PacGAN protocol) on each of 8 seeds, in about a minute of training on a 2-core CPU; the paper's image settings
-(Adam 1e-4, n_critic 5, 3 x 256, 4,000 updates) reach 25 modes with only 18% high quality in that time. Change
-``lr_decay_steps`` with ``--steps`` so that the rates still reach 0 at the end."""
+(Adam 1e-4, n_critic 5, 3 x 256, 4,000 updates) reach 25 modes with only 18% high quality in that time. With
+another ``--steps``, ``lr_decay_steps`` follows it (:meth:`Objective.defaults`), so the rates still reach 0."""
 
 OBJECTIVE = Objective(
     name="wgan-gp",
