@@ -5,13 +5,15 @@ the trained critic's mean input-gradient norm at data points and at samples (1 f
 critic).
 
     python experiments/toy_mode_collapse.py                 # the full table (5 seeds)
-    python experiments/toy_mode_collapse.py --gan-steps 200 --wgan-steps 100 --seeds 2 --out /tmp/toy   # a smoke run
+    python experiments/toy_mode_collapse.py --gan-steps 200 --wgan-steps 100 --wgan-gp-steps 100 --seeds 2 --out /tmp/toy   # a smoke run
 
 Budgets: the GANs make GAN_STEPS[data] generator updates (one discriminator update each): 3,000 on
 the ring, 12,000 on the grid, whose 25 modes need the longer run to shed the bridges between modes
 (3,000 steps gave 75% high-quality samples there; on the ring 12,000 steps lose modes, 7.2-7.6 of 8).
-WGAN, WGAN-GP and WGAN-SN make WGAN_STEPS generator updates with five critic updates each, so a WGAN step
-costs about five GAN steps. ``--gan-steps`` / ``--wgan-steps`` override them for every dataset.
+WGAN and WGAN-SN make WGAN_STEPS generator updates with five critic updates each, so a WGAN step
+costs about five GAN steps. WGAN-GP runs with the toy defaults of ``gendl train wgan-gp``
+(:data:`gendl_jax.objectives.wgan_gp.TOY_CONFIG`: MLPs 3 x 128, Adam 2e-3, n_critic 2, 20,000 updates).
+``--gan-steps`` / ``--wgan-steps`` / ``--wgan-gp-steps`` override them for every dataset.
 
 All seeds of one (objective, dataset) pair train together: the pure step is vmapped over a leading
 axis of states, so one compiled program trains 5 models. Writes ``results.json``, ``table.md`` and
@@ -48,13 +50,14 @@ GAN_STEPS = {"ring8": 3_000, "grid25": 12_000}
 WGAN_STEPS = 3_000
 
 
-def configs(gan_steps: int, wgan_steps: int) -> dict:
+def configs(gan_steps: int, wgan_steps: int, wgan_gp_steps: int = wgan_gp.TOY_STEPS) -> dict:
     """name -> (objective, config, generator steps). Shared: MLPs 3 x 256 (ReLU generator, LeakyReLU(0.2)
     discriminator for the GANs), latent 2, learning rates decayed linearly to 0 over the run. The GANs
     use Adam(1e-3, 0.5); WGAN keeps Arjovsky et al.'s RMSProp and clipping 0.01 with a larger rate
     (2e-4 instead of 5e-5, which barely moves in this budget); WGAN-GP uses lambda = 0.1, Gulrajani et
-    al.'s own choice for their toy experiments, with Adam(5e-4, 0.5, 0.9); WGAN-SN (spectrally normalised
-    critic, Miyato et al. 2018) has WGAN-GP's optimiser and no penalty.
+    al.'s own choice for their toy experiments, with the toy defaults of ``gendl train wgan-gp`` (MLPs 3 x 128,
+    Adam(2e-3, 0.5, 0.9), n_critic 2, ``wgan_gp_steps`` updates); WGAN-SN (spectrally normalised critic,
+    Miyato et al. 2018) has Adam(5e-4, 0.5, 0.9) and no penalty.
     """
     common = dict(hidden=HIDDEN, latent_dim=LATENT)
     gan_common = dict(
@@ -67,8 +70,10 @@ def configs(gan_steps: int, wgan_steps: int) -> dict:
         "WGAN (clip)": ("wgan", wgan.WGANConfig(g_learning_rate=2e-4, d_learning_rate=2e-4, **wgan_common), wgan_steps),
         "WGAN-GP": (
             "wgan-gp",
-            wgan_gp.WGANGPConfig(gp_weight=0.1, g_learning_rate=5e-4, d_learning_rate=5e-4, **wgan_common),
-            wgan_steps,
+            wgan_gp.WGANGPConfig(
+                **{**wgan_gp.TOY_CONFIG, "lr_decay_steps": wgan_gp_steps}, gp_weight=0.1, latent_dim=LATENT
+            ),
+            wgan_gp_steps,
         ),
         "WGAN-SN": (
             "wgan-sn",
@@ -104,6 +109,7 @@ def run(
     datasets: list[str],
     out: pathlib.Path,
     only: list[str] | None = None,
+    wgan_gp_steps: int = wgan_gp.TOY_STEPS,
 ):
     out.mkdir(parents=True, exist_ok=True)
     results, scatters = _previous_rows(out, only, seeds, batch_size, n_samples)
@@ -111,7 +117,7 @@ def run(
         dataset = load_dataset(data_name)
         dist = dataset.distribution
         data_gan_steps = gan_steps or GAN_STEPS.get(data_name, max(GAN_STEPS.values()))
-        for label, (objective, config, steps) in configs(data_gan_steps, wgan_steps).items():
+        for label, (objective, config, steps) in configs(data_gan_steps, wgan_steps, wgan_gp_steps).items():
             if only and label not in only:
                 continue
             obj = get_objective(objective)
@@ -182,7 +188,8 @@ def _previous_rows(out: pathlib.Path, only, seeds, batch_size, n_samples) -> tup
 
 def write_table(results, path, seeds, batch_size):
     lines = [
-        f"Toy mode collapse, {len(seeds)} seeds, batch {batch_size}, MLPs {len(HIDDEN)} x {HIDDEN[0]}, "
+        f"Toy mode collapse, {len(seeds)} seeds, batch {batch_size}, MLPs {len(HIDDEN)} x {HIDDEN[0]} "
+        f"(WGAN-GP: its toy defaults, 3 x {wgan_gp.TOY_CONFIG['hidden'][0]}), "
         f"latent {LATENT}; mean ± standard error over seeds; 2,500 samples per seed.",
         "",
         "| objective | data | generator steps | modes | high-quality % | reverse KL | critic ‖∇f‖ data / samples "
@@ -235,7 +242,10 @@ def main():
         default=None,
         help=f"generator steps of the two GANs on every dataset (default: {GAN_STEPS})",
     )
-    parser.add_argument("--wgan-steps", type=int, default=WGAN_STEPS, help="generator steps of WGAN and WGAN-GP")
+    parser.add_argument("--wgan-steps", type=int, default=WGAN_STEPS, help="generator steps of WGAN and WGAN-SN")
+    parser.add_argument(
+        "--wgan-gp-steps", type=int, default=wgan_gp.TOY_STEPS, help="generator steps of WGAN-GP (its toy defaults)"
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--n-samples", type=int, default=2500)
@@ -258,6 +268,7 @@ def main():
         args.data,
         pathlib.Path(args.out),
         args.objectives,
+        args.wgan_gp_steps,
     )
     print(f"total {time.time() - t0:.0f} s")
 

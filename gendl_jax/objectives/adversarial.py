@@ -47,6 +47,7 @@ import optax
 from flax import struct
 
 from gendl_jax import models
+from gendl_jax.objectives.base import Objective
 from gendl_jax.objectives.distributed import global_draw, mean_over_devices, on_global_batch
 
 Array = jax.Array
@@ -658,3 +659,23 @@ def discriminator_features(
         **kwargs,
     )
     return mutated["intermediates"]["features"][0]
+
+
+def declare(name: str, config_cls: type, init: Callable, step: Callable, **declared: Any) -> Objective:
+    """The declaration of an adversarial objective: what every GAN and WGAN of this module's state shares
+    (samples ``G(z)`` of a Gaussian latent, class conditioning by ``config.num_classes``, hyper-parameters in
+    ``state.hparams``), plus what ``declared`` adds (e.g. ``density_ratio_of`` for a cross-entropy
+    discriminator, toy defaults). Each objective module ends with ``OBJECTIVE = adversarial.declare(...)``."""
+    return Objective(
+        name=name,
+        family="adversarial",
+        config_cls=config_cls,
+        init=init,
+        step=step,
+        sample=sample,
+        num_classes_of=num_classes_of,
+        latent_sampling=True,
+        hparams=hparams_of,
+        with_hparams=with_hparams,
+        **declared,
+    )

@@ -461,13 +461,20 @@ def report(state: AutoencoderState, out, train, dataset) -> dict:
 TRAIN_DEFAULTS = {"data": "mnist", "batch_size": 100, "steps": 10000, "sample_every": 2000}
 """Run settings of the autoencoders and the VAE: MNIST, batch 100, 10,000 updates."""
 
-OBJECTIVE = Objective(
-    name="ae",
-    family="autoencoder",
-    config_cls=AutoencoderConfig,
-    init=init,
-    step=step,
-    value_range=(0.0, 1.0),
-    train_defaults=TRAIN_DEFAULTS,
-    report=report,
-)
+
+def declare(name: str, config_cls: type) -> Objective:
+    """The declaration of an autoencoder objective whose config is ``config_cls`` (this module's step, state and
+    report; images in [0, 1]); each variant's module ends with ``OBJECTIVE = autoencoders.declare(...)``."""
+    return Objective(
+        name=name,
+        family="autoencoder",
+        config_cls=config_cls,
+        init=init,
+        step=step,
+        value_range=(0.0, 1.0),
+        train_defaults=TRAIN_DEFAULTS,
+        report=report,
+    )
+
+
+OBJECTIVE = declare("ae", AutoencoderConfig)

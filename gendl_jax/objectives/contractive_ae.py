@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 
 from gendl_jax.objectives import autoencoders
-from gendl_jax.objectives.base import Objective
 from gendl_jax.objectives.distributed import gather_rows
 
 Array = jax.Array
@@ -82,13 +81,4 @@ step = autoencoders.step
 report = autoencoders.report
 
 
-OBJECTIVE = Objective(
-    name="contractive-ae",
-    config_cls=ContractiveAEConfig,
-    init=init,
-    step=step,
-    family="autoencoder",
-    value_range=(0.0, 1.0),
-    train_defaults=autoencoders.TRAIN_DEFAULTS,
-    report=report,
-)
+OBJECTIVE = autoencoders.declare("contractive-ae", ContractiveAEConfig)

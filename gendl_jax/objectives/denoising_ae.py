@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 
 from gendl_jax.objectives import autoencoders
-from gendl_jax.objectives.base import Objective
 from gendl_jax.objectives.distributed import on_global_batch
 
 Array = jax.Array
@@ -72,13 +71,4 @@ step = autoencoders.step
 report = autoencoders.report
 
 
-OBJECTIVE = Objective(
-    name="denoising-ae",
-    config_cls=DenoisingAEConfig,
-    init=init,
-    step=step,
-    family="autoencoder",
-    value_range=(0.0, 1.0),
-    train_defaults=autoencoders.TRAIN_DEFAULTS,
-    report=report,
-)
+OBJECTIVE = autoencoders.declare("denoising-ae", DenoisingAEConfig)

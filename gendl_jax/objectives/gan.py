@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import optax
 
 from gendl_jax.objectives import adversarial
-from gendl_jax.objectives.base import Objective
 
 Array = jax.Array
 
@@ -209,16 +208,4 @@ def density_ratio_of(config: GANConfig) -> bool:
     return config.discriminator_loss == "cross-entropy"
 
 
-OBJECTIVE = Objective(
-    name="gan",
-    config_cls=GANConfig,
-    init=init,
-    step=step,
-    sample=sample,
-    density_ratio_of=density_ratio_of,
-    family="adversarial",
-    num_classes_of=adversarial.num_classes_of,
-    latent_sampling=True,
-    hparams=adversarial.hparams_of,
-    with_hparams=adversarial.with_hparams,
-)
+OBJECTIVE = adversarial.declare("gan", GANConfig, init, step, density_ratio_of=density_ratio_of)

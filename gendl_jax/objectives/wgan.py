@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 
 from gendl_jax.objectives import adversarial
-from gendl_jax.objectives.base import Objective
 
 Array = jax.Array
 
@@ -113,15 +112,4 @@ discriminate = adversarial.discriminate
 discriminator_features = adversarial.discriminator_features
 
 
-OBJECTIVE = Objective(
-    name="wgan",
-    config_cls=WGANConfig,
-    init=init,
-    step=step,
-    sample=sample,
-    family="adversarial",
-    num_classes_of=adversarial.num_classes_of,
-    latent_sampling=True,
-    hparams=adversarial.hparams_of,
-    with_hparams=adversarial.with_hparams,
-)
+OBJECTIVE = adversarial.declare("wgan", WGANConfig, init, step)

@@ -15,7 +15,6 @@ import jax
 import jax.numpy as jnp
 
 from gendl_jax.objectives import adversarial, wgan
-from gendl_jax.objectives.base import Objective
 
 Array = jax.Array
 
@@ -118,17 +117,6 @@ batch 256, 20,000 generator updates. On the 5x5 grid it covered the 25 modes wit
 (Adam 1e-4, n_critic 5, 3 x 256, 4,000 updates) reach 25 modes with only 18% high quality in that time. With
 another ``--steps``, ``lr_decay_steps`` follows it (:meth:`Objective.defaults`), so the rates still reach 0."""
 
-OBJECTIVE = Objective(
-    name="wgan-gp",
-    toy_config_defaults=TOY_CONFIG,
-    toy_train_defaults={"steps": TOY_STEPS},
-    config_cls=WGANGPConfig,
-    init=init,
-    step=step,
-    sample=sample,
-    family="adversarial",
-    num_classes_of=adversarial.num_classes_of,
-    latent_sampling=True,
-    hparams=adversarial.hparams_of,
-    with_hparams=adversarial.with_hparams,
+OBJECTIVE = adversarial.declare(
+    "wgan-gp", WGANGPConfig, init, step, toy_config_defaults=TOY_CONFIG, toy_train_defaults={"steps": TOY_STEPS}
 )

@@ -13,7 +13,6 @@ import dataclasses
 import jax
 
 from gendl_jax.objectives import adversarial, wgan
-from gendl_jax.objectives.base import Objective
 
 Array = jax.Array
 
@@ -61,15 +60,4 @@ discriminate = adversarial.discriminate
 discriminator_features = adversarial.discriminator_features
 
 
-OBJECTIVE = Objective(
-    name="wgan-sn",
-    config_cls=WGANSNConfig,
-    init=init,
-    step=step,
-    sample=sample,
-    family="adversarial",
-    num_classes_of=adversarial.num_classes_of,
-    latent_sampling=True,
-    hparams=adversarial.hparams_of,
-    with_hparams=adversarial.with_hparams,
-)
+OBJECTIVE = adversarial.declare("wgan-sn", WGANSNConfig, init, step)
