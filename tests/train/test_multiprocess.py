@@ -7,6 +7,7 @@ process 0 writes the final state. It must match one process training on the glob
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -72,20 +73,62 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Seconds the two processes may run before they are stopped as hung: each test measured 19-25 s on a quiet 2-core
+# machine and 70-91 s with two busy processes beside it.
+PROCESSES_TIMEOUT = 600
+
+
+def _process_env(**extra) -> dict[str, str]:
+    """Each process has 2 CPU devices; ``PJRT_NPROC=4`` gives its XLA thread pool 2 threads per device, as
+    test_parallel.multi_device_env explains (with 2, a collective can deadlock once dispatch runs 32 launches ahead
+    of the devices, as on a loaded machine); the faulthandler prints the Python stacks of a process stopped as hung."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        PJRT_NPROC="4",
+        PYTHONFAULTHANDLER="1",
+        PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        **extra,
+    )
+    env.pop("XLA_FLAGS", None)
+    return env
+
+
 def _run_processes(commands, *, cwd, env, timeout: float) -> list[str]:
-    """Runs the commands at once; their combined outputs. Fails (killing all) past ``timeout`` seconds
+    """Runs the commands at once; their combined outputs. Fails (stopping all) past ``timeout`` seconds
     or when one exits non-zero, so a hung collective cannot block the suite."""
-    procs = [subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for c in commands]
+    procs = [
+        subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c in commands
+    ]
     deadline, logs = time.monotonic() + timeout, []
     try:
         for p in procs:
             logs.append(p.communicate(timeout=max(1.0, deadline - time.monotonic()))[0])
+        hung = False
     except subprocess.TimeoutExpired:
+        hung, pending = True, procs[len(logs) :]
+        for p in pending:  # SIGABRT: the faulthandler prints where each Python thread was
+            if p.poll() is None:
+                p.send_signal(signal.SIGABRT)
+        for p in pending:
+            try:
+                logs.append(p.communicate(timeout=30)[0])
+            except subprocess.TimeoutExpired:
+                p.kill()
+                logs.append(p.communicate()[0])
+    finally:  # also when pytest-timeout interrupts the wait: no process is left behind
         for p in procs:
-            p.kill()
-        logs = [p.communicate()[0] for p in procs]
-        pytest.fail(f"the processes did not finish within {timeout} s:\n" + "\n---\n".join(logs))
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if hung:
+        pytest.fail(
+            f"the processes did not finish within {timeout} s and were stopped as hung (a collective that "
+            f"not every device reached, or a process that never joined):\n" + "\n---\n".join(logs),
+            pytrace=False,
+        )
     assert [p.returncode for p in procs] == [0] * len(procs), "\n---\n".join(logs)
     return logs
 
@@ -103,11 +146,14 @@ def _one_process(name, config):
 
 def test_two_processes_match_one_process(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("XLA_FLAGS", None)
+    env = _process_env()
     port, out = _free_port(), str(tmp_path / "state")
-    logs = _run_processes([[sys.executable, "-c", WORKER, str(i), str(port), out] for i in range(2)],
-                          cwd=root, env=env, timeout=150)
+    logs = _run_processes(
+        [[sys.executable, "-c", WORKER, str(i), str(port), out] for i in range(2)],
+        cwd=root,
+        env=env,
+        timeout=PROCESSES_TIMEOUT,
+    )
     print("".join(logs))
 
     for case, (name, config) in CASES.items():
@@ -118,14 +164,36 @@ def test_two_processes_match_one_process(tmp_path):
         max_abs = 0.0
         for i, leaf in enumerate(leaves):
             np.testing.assert_allclose(saved[f"arr_{i}"], np.asarray(leaf), rtol=RTOL, atol=ATOL)
-            max_abs = max(max_abs, float(np.abs(saved[f"arr_{i}"].astype(np.float64) - np.asarray(leaf)).max(initial=0)))
+            max_abs = max(
+                max_abs, float(np.abs(saved[f"arr_{i}"].astype(np.float64) - np.asarray(leaf)).max(initial=0))
+            )
         for key, value in metrics.items():
             np.testing.assert_allclose(saved[f"metric_{key}"], np.asarray(value), rtol=RTOL, atol=ATOL, err_msg=key)
         print(f"{case}: 2 processes x 2 devices vs 1 device, {STEPS} steps, max abs error {max_abs:.3g}")
 
 
-CLI_ARGS = ["gan", "--hidden", "16", "16", "--g-batch-norm", "--data", "ring8", "--batch-size", "32", "--steps", "12",
-            "--log-every", "3", "--checkpoint-every", "6", "--sample-every", "0", "--n-samples", "200", "--no-progress"]
+CLI_ARGS = [
+    "gan",
+    "--hidden",
+    "16",
+    "16",
+    "--g-batch-norm",
+    "--data",
+    "ring8",
+    "--batch-size",
+    "32",
+    "--steps",
+    "12",
+    "--log-every",
+    "3",
+    "--checkpoint-every",
+    "6",
+    "--sample-every",
+    "0",
+    "--n-samples",
+    "200",
+    "--no-progress",
+]
 
 
 def test_gendl_train_on_two_processes_matches_one_process(tmp_path):
@@ -134,13 +202,31 @@ def test_gendl_train_on_two_processes_matches_one_process(tmp_path):
     from gendl_jax.train import load_run
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="2")
-    env.pop("XLA_FLAGS", None)
+    env = _process_env(JAX_NUM_CPU_DEVICES="2")
     port, run = _free_port(), tmp_path / "two"
     logs = _run_processes(
-        [[sys.executable, "-m", "gendl_jax.cli", "train", *CLI_ARGS, "--out", str(run), "--coordinator-address",
-          f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)] for i in range(2)],
-        cwd=root, env=env, timeout=240)
+        [
+            [
+                sys.executable,
+                "-m",
+                "gendl_jax.cli",
+                "train",
+                *CLI_ARGS,
+                "--out",
+                str(run),
+                "--coordinator-address",
+                f"localhost:{port}",
+                "--num-processes",
+                "2",
+                "--process-id",
+                str(i),
+            ]
+            for i in range(2)
+        ],
+        cwd=root,
+        env=env,
+        timeout=PROCESSES_TIMEOUT,
+    )
     assert '"processes": 2' in logs[0] and '"devices": 4' in logs[0]
     assert '"objective"' not in logs[1]  # process 1 prints and writes no summary
 

@@ -10,10 +10,16 @@ slowest wrapper to compile, so it is checked on ``PMAP_CASES`` only.
 Measured (CPU): max abs error <= 5e-7, max relative error <= 1e-4 on entries >= 1e-3. The device count is fixed when JAX
 starts, so the comparison runs in a subprocess with ``--xla_force_host_platform_device_count=4`` (one for all the
 fast cases, so JAX and the package are imported once).
+
+No multi-device test can hang: every subprocess gets enough XLA threads for its collectives (:func:`multi_device_env`
+explains the deadlock that fewer threads allow on a loaded machine) and runs under a time limit; a collective that
+still stalls ends in XLA's rendezvous timeout; either way the test fails with a message saying so (:func:`run_devices`).
 """
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -141,19 +147,102 @@ SCRIPT = textwrap.dedent(
 )
 
 
-FAST_CASES = ["gan-mlp-bn", "cgan-mlp-bn", "wgan-gp", "gan-sn-top-k", "denoising-ae", "sparse-ae-kl",
-              "contractive-ae", "vae"]
+FAST_CASES = [
+    "gan-mlp-bn",
+    "cgan-mlp-bn",
+    "wgan-gp",
+    "gan-sn-top-k",
+    "denoising-ae",
+    "sparse-ae-kl",
+    "contractive-ae",
+    "vae",
+]
 SLOW_CASES = ["gan-dcgan"]
 # pmap and shard_map run the same step with the same axis_name collectives; pmap (the slowest wrapper to compile)
 # is checked on one case of each family, shard_map and the Mesh jit on every case
 PMAP_CASES = ["gan-mlp-bn", "wgan-gp", "vae", "gan-dcgan"]
 
 
+N_DEVICES = 4
+# Seconds one subprocess of test cases may run before it is stopped as hung. On the 2-core machine the fast cases
+# took 87 s, and 374-418 s with two busy processes beside them; the DCGAN case 23 s, and 130-132 s.
+CASES_TIMEOUT = 1500
+RENDEZVOUS_TIMEOUT = re.compile(
+    r"Termination timeout for `(?P<op>[^`]*)` of (?P<seconds>\d+) seconds exceeded\. "
+    r"Exiting to ensure a consistent program state\. (?P<detail>[^\n]*)"
+)
+
+
+def multi_device_env(n_devices: int = N_DEVICES) -> dict[str, str]:
+    """The environment of a subprocess with ``n_devices`` simulated CPU devices (read when JAX starts).
+
+    ``PJRT_NPROC = 2 n``: XLA:CPU runs each device's part of a multi-device program as a task of one thread pool of
+    max(cores, devices) threads (PJRT_NPROC stands for the core count). A collective (psum, pmean, all-gather)
+    holds one thread per device, each blocked in the rendezvous until all have arrived. Dispatch is asynchronous, and
+    when the devices fall 32 launches behind (``max_inflight_computations_per_device``), the next launch's dispatch
+    task waits for a free slot, up to one per device, *on a pool thread*: with n threads for n devices the collective
+    it waits for can then never gather its n threads. XLA ends that deadlock after 40 s ("Expected 4 threads to join
+    the rendezvous, but only 3 of them arrived on time"); a loaded machine is what makes the devices fall behind.
+    n threads for the collective plus n for blocked dispatch tasks make it impossible
+    (:func:`test_queued_collective_launches_do_not_deadlock`; measured: 2n - 1 threads still deadlock).
+    """
+    return dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}",
+        JAX_PLATFORMS="cpu",
+        PJRT_NPROC=str(2 * n_devices),
+        PYTHONFAULTHANDLER="1",
+    )
+
+
+def run_devices(args: list[str], timeout: float, n_devices: int = N_DEVICES) -> subprocess.CompletedProcess:
+    """Runs ``args`` with ``n_devices`` simulated devices (:func:`multi_device_env`), stdout and stderr captured.
+
+    Fails the test with a message saying why, instead of hanging or returning, when the process runs past ``timeout``
+    seconds (it is sent SIGABRT first, so that the faulthandler prints where every Python thread was) or when XLA ended
+    it for a collective rendezvous that not every device thread reached.
+    """
+    proc = subprocess.Popen(
+        args, env=multi_device_env(n_devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        hung = False
+    except subprocess.TimeoutExpired:
+        hung = True
+        proc.send_signal(signal.SIGABRT)
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
+    finally:  # also when pytest-timeout interrupts the wait: no process is left behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if hung:
+        pytest.fail(
+            f"the {n_devices}-device subprocess did not finish within {timeout} s and was stopped as hung "
+            f"(its threads' stacks are in the stderr below)\n--- stdout (end) ---\n{stdout[-3000:]}"
+            f"\n--- stderr (end) ---\n{stderr[-6000:]}",
+            pytrace=False,
+        )
+    stalled = RENDEZVOUS_TIMEOUT.search(stderr)
+    if stalled:
+        pytest.fail(
+            f"XLA:CPU's collective rendezvous timed out after {stalled['seconds']} s and ended the "
+            f"{n_devices}-device subprocess: {stalled['detail']} (`{stalled['op']}`). A device thread never "
+            f"reached the collective: a deadlock (see multi_device_env) or a device stalled for that long."
+            f"\n--- stdout (end) ---\n{stdout[-3000:]}\n--- stderr (end) ---\n{stderr[-3000:]}",
+            pytrace=False,
+        )
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
 def _run_cases(cases: list[str]) -> dict[str, list[dict]]:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
+    result = run_devices(
         [sys.executable, "-c", SCRIPT, ",".join(cases), str(STEPS), str(RTOL), str(ATOL), ",".join(PMAP_CASES)],
-        env=env, capture_output=True, text=True, timeout=1200,
+        timeout=CASES_TIMEOUT,
     )
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     by_case = {case: [r for r in rows if r["case"] == case] for case in cases}
@@ -165,8 +254,11 @@ def _run_cases(cases: list[str]) -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="module")
 def fast_case_rows(request):
-    selected = [item.callspec.params["case"] for item in request.session.items
-                if getattr(item, "originalname", None) == "test_wrappers_match_one_device"]
+    selected = [
+        item.callspec.params["case"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_wrappers_match_one_device"
+    ]
     return _run_cases(selected or FAST_CASES)
 
 
@@ -179,15 +271,48 @@ def _check_rows(case, rows):
     assert [(r["case"], r["wrapper"]) for r in rows] == [(case, w) for w in wrappers]
 
 
+# the subprocess's own limit ends a hang first, with the clearer message; the first test also runs the fixture
+@pytest.mark.timeout(CASES_TIMEOUT + 300)
 @pytest.mark.parametrize("case", FAST_CASES)
 def test_wrappers_match_one_device(case, fast_case_rows):
     _check_rows(case, fast_case_rows[case])
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(CASES_TIMEOUT + 300)
 @pytest.mark.parametrize("case", SLOW_CASES)
 def test_wrappers_match_one_device_slow(case):
     _check_rows(case, _run_cases([case])[case])
+
+
+QUEUED_LAUNCHES = """
+import sys
+import jax, jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+from gendl_jax.train import parallel
+
+mesh = parallel.make_mesh(4)
+
+def body(x):  # about 1 ms of work per device, then an all-reduce
+    for _ in range(4):
+        x = jnp.tanh(x @ x.T)
+    return jax.lax.psum(x, "data") / 4
+
+step = jax.jit(jax.shard_map(body, mesh=mesh, in_specs=P("data"), out_specs=P("data")))
+x = jax.device_put(jnp.full((4 * 256, 256), 1 / 256, jnp.float32), NamedSharding(mesh, P("data")))
+for _ in range(int(sys.argv[1])):
+    x = step(x)  # asynchronous: the loop runs ahead of the devices
+print("finished", float(x[0, 0]))
+"""
+
+
+def test_queued_collective_launches_do_not_deadlock():
+    """200 launches of an all-reduce program queued without waiting, far more than the 32 a device admits in flight:
+    they finish. With XLA's default pool (as many threads as devices on a machine with fewer cores) this deadlocks
+    at once, loaded or not: the dispatch tasks waiting for an in-flight slot hold the threads the queued collective
+    needs (see multi_device_env)."""
+    result = run_devices([sys.executable, "-c", QUEUED_LAUNCHES, "200"], timeout=300)
+    assert result.returncode == 0 and "finished" in result.stdout, result.stdout + result.stderr[-3000:]
 
 
 def test_make_mesh_rejects_bad_device_counts():
@@ -219,8 +344,7 @@ def test_shard_batch_rejects_indivisible_batch():
             "    parallel.shard_batch({'x': np.zeros((1, 3, 2), np.float32)}, parallel.make_mesh(2))\n"
             "print('ok')\n"
         )
-        env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
-        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+        result = run_devices([sys.executable, "-c", code], timeout=300, n_devices=2)
         assert result.returncode == 0 and "ok" in result.stdout, result.stdout + result.stderr
     else:
         with pytest.raises(ValueError, match=r"batch_size=3 .*divisible by the number of devices, 2"):
