@@ -39,6 +39,13 @@ from gendl_jax import plots
 from gendl_jax.objectives import Objective, get_objective
 from gendl_jax.train import checkpoints, guard, logger, parallel, run_lock, sweep
 
+MULTI_DEVICE_CPU_SYNC_EVERY = 8
+"""With several CPU devices (simulated with ``--xla_force_host_platform_device_count``) the loop waits for the
+step every this many steps. XLA:CPU runs every device's share of a collective on one thread pool, as large as
+the larger of the core and device counts; when 32 launches queue up, a dispatch task holds a pool thread and the
+collective waits forever for its last device ("only 3 of 4 threads arrived", seen on a loaded 2-core machine).
+Waiting every few steps keeps the queue short (``PJRT_NPROC`` = twice the device count also avoids it)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -347,6 +354,7 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
     step = guard.guard_nonfinite(obj.step, skip=train.skip_nonfinite)
     if n_models > 1:
         step = jax.vmap(step)
+    cpu_devices = mesh is not None and all(d.platform == "cpu" for d in mesh.devices.flat)
     if mesh is None:
         step_fn = jax.jit(step, donate_argnums=0)
         place = lambda batch: batch
@@ -394,6 +402,8 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
                 compile_s = time.perf_counter() - t0
                 t0 = time.perf_counter()
             done = s + 1
+            if mesh is not None and cpu_devices and done % MULTI_DEVICE_CPU_SYNC_EVERY == 0:
+                jax.block_until_ready(state)  # bound the launches queued ahead of XLA:CPU's collectives (below)
             pending.append((done, metrics))
             is_checkpoint = done % train.checkpoint_every == 0 or done == train.steps
             if done % train.log_every == 0 or is_checkpoint:

@@ -4,6 +4,7 @@ import pathlib
 
 import pytest
 
+
 @pytest.fixture(scope="session")
 def tfds_mnist_dir(tmp_path_factory, mnist_dir) -> pathlib.Path:
     """A TFDS data dir with mnist_idx (both splits, array_record) built once per session."""

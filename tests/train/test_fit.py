@@ -487,7 +487,8 @@ def test_devices_flag_trains_data_parallel_like_one_device(tmp_path):
     import subprocess
     import sys
 
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    # PJRT_NPROC: a thread pool large enough for 4 devices' collectives (see test_parallel.multi_device_env)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu", PJRT_NPROC="8")
     result = subprocess.run(
         [sys.executable, "-c", DEVICES_SCRIPT, str(tmp_path)], env=env, capture_output=True, text=True, timeout=600
     )

@@ -27,19 +27,33 @@ def _single_run(obj, config, dataset, seed, hparams, steps=STEPS, batch_size=BAT
     return state, metrics
 
 
-@pytest.mark.parametrize("name,config,hparams", [
-    ("wgan-gp", wgan_gp.WGANGPConfig(n_critic=2, **TINY),
-     {"d_learning_rate": [1e-4, 1e-3, 3e-3], "g_learning_rate": [2e-4, 1e-3, 1e-4], "gp_weight": [0.1, 1.0, 10.0]}),
-    ("gan", gan.GANConfig(d_steps=2, g_batch_norm=True, lr_decay_steps=6, **TINY),
-     {"d_learning_rate": [1e-3, 2e-4, 5e-3], "g_learning_rate": [1e-3, 3e-3, 2e-4]}),
-    ("wgan", wgan.WGANConfig(n_critic=2, d_learning_rate=1e-3, **TINY), {"clip": [0.01, 0.05, 0.1]}),
-])
+@pytest.mark.parametrize(
+    "name,config,hparams",
+    [
+        (
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(n_critic=2, **TINY),
+            {
+                "d_learning_rate": [1e-4, 1e-3, 3e-3],
+                "g_learning_rate": [2e-4, 1e-3, 1e-4],
+                "gp_weight": [0.1, 1.0, 10.0],
+            },
+        ),
+        (
+            "gan",
+            gan.GANConfig(d_steps=2, g_batch_norm=True, lr_decay_steps=6, **TINY),
+            {"d_learning_rate": [1e-3, 2e-4, 5e-3], "g_learning_rate": [1e-3, 3e-3, 2e-4]},
+        ),
+        ("wgan", wgan.WGANConfig(n_critic=2, d_learning_rate=1e-3, **TINY), {"clip": [0.01, 0.05, 0.1]}),
+    ],
+)
 def test_vmapped_sweep_equals_sequential_runs(name, config, hparams):
     obj = get_objective(name)
     dataset = load_dataset("ring8")
     seeds = [3, 0, 7]
-    states, info = sweep.train_sweep(obj, config, dataset, seeds=seeds, hparams=hparams, steps=STEPS,
-                                     batch_size=BATCH, progress=False)
+    states, info = sweep.train_sweep(
+        obj, config, dataset, seeds=seeds, hparams=hparams, steps=STEPS, batch_size=BATCH, progress=False
+    )
     assert set(info) == {"compile_seconds", "train_seconds", "last_metrics"}
     for i, seed in enumerate(seeds):
         single, metrics = _single_run(obj, config, dataset, seed, {k: v[i] for k, v in hparams.items()})
@@ -58,9 +72,16 @@ def test_vmapped_sweep_equals_sequential_runs(name, config, hparams):
 def test_swept_learning_rate_is_used():
     """Same seed three times: equal learning rates give identical models, a different one does not."""
     config = wgan_gp.WGANGPConfig(n_critic=2, **TINY)
-    states, _ = sweep.train_sweep("wgan-gp", config, load_dataset("ring8"), seeds=[5, 5, 5],
-                                  hparams={"d_learning_rate": [1e-4, 1e-4, 1e-2]}, steps=3, batch_size=BATCH,
-                                  progress=False)
+    states, _ = sweep.train_sweep(
+        "wgan-gp",
+        config,
+        load_dataset("ring8"),
+        seeds=[5, 5, 5],
+        hparams={"d_learning_rate": [1e-4, 1e-4, 1e-2]},
+        steps=3,
+        batch_size=BATCH,
+        progress=False,
+    )
     a, b, c = (sweep.unstack(states, i) for i in range(3))
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)
@@ -85,8 +106,25 @@ def test_sweep_rejects_bad_hparams():
 
 def test_cli_seeds_writes_per_seed_summaries_and_their_mean(tmp_path, capsys):
     out = tmp_path / "sweep"
-    argv = ["train", "gan", "--data", "ring8", "--steps", "30", "--seeds", "3", "--seed", "4", "--out", str(out),
-            "--n-samples", "500", "--log-every", "10", "--no-progress"]
+    argv = [
+        "train",
+        "gan",
+        "--data",
+        "ring8",
+        "--steps",
+        "30",
+        "--seeds",
+        "3",
+        "--seed",
+        "4",
+        "--out",
+        str(out),
+        "--n-samples",
+        "500",
+        "--log-every",
+        "10",
+        "--no-progress",
+    ]
     cli.main(argv)
     printed = json.loads(capsys.readouterr().out)
     summary = json.loads((out / "summary.json").read_text())
@@ -151,9 +189,24 @@ def test_seed_sweep_checkpoints_and_resumes_bitwise(tmp_path):
     config = wgan_gp.WGANGPConfig(hidden=(8, 8), n_critic=2)
 
     def run(name, steps, **kw):
-        return train_and_evaluate("wgan-gp", config, TrainConfig(
-            data="ring8", steps=steps, batch_size=16, seed=2, seeds=3, out=str(tmp_path / name), log_every=5,
-            checkpoint_every=5, sample_every=0, n_samples=50, progress=False, **kw))
+        return train_and_evaluate(
+            "wgan-gp",
+            config,
+            TrainConfig(
+                data="ring8",
+                steps=steps,
+                batch_size=16,
+                seed=2,
+                seeds=3,
+                out=str(tmp_path / name),
+                log_every=5,
+                checkpoint_every=5,
+                sample_every=0,
+                n_samples=50,
+                progress=False,
+                **kw,
+            ),
+        )
 
     straight = run("straight", 20)
     run("split", 10)
@@ -172,8 +225,10 @@ def test_seed_sweep_checkpoints_and_resumes_bitwise(tmp_path):
         np.testing.assert_array_equal(a, b)
     assert resumed["metrics"]["high_quality"] == straight["metrics"]["high_quality"]
     for seed in (2, 3, 4):
-        steps = [json.loads(line)["step"] for line in
-                 (tmp_path / "split" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()]
+        steps = [
+            json.loads(line)["step"]
+            for line in (tmp_path / "split" / f"seed{seed}" / "metrics.jsonl").read_text().splitlines()
+        ]
         assert steps == [5, 10, 15, 20]
         assert list((tmp_path / "split" / f"seed{seed}" / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -210,12 +265,24 @@ def test_seed_sweep_nonfinite_names_the_seed(tmp_path):
         return state.replace(hparams={**state.hparams, "g_learning_rate": lr.astype(jnp.float32)})
 
     obj = dataclasses.replace(obj, init=init)
-    train = TrainConfig(data="ring8", steps=6, batch_size=16, seed=0, seeds=3, out=str(tmp_path / "nan"), log_every=3,
-                        checkpoint_every=3, sample_every=0, n_samples=20, progress=False)
+    train = TrainConfig(
+        data="ring8",
+        steps=6,
+        batch_size=16,
+        seed=0,
+        seeds=3,
+        out=str(tmp_path / "nan"),
+        log_every=3,
+        checkpoint_every=3,
+        sample_every=0,
+        n_samples=20,
+        progress=False,
+    )
     with pytest.raises(FloatingPointError, match=r"g_loss=inf at step 3 for seed 1"):
         train_and_evaluate(obj, gan.GANConfig(hidden=(8, 8)), train)
-    summary = train_and_evaluate(obj, gan.GANConfig(hidden=(8, 8)),
-                                 dataclasses.replace(train, out=str(tmp_path / "skip"), skip_nonfinite=True))
+    summary = train_and_evaluate(
+        obj, gan.GANConfig(hidden=(8, 8)), dataclasses.replace(train, out=str(tmp_path / "skip"), skip_nonfinite=True)
+    )
     assert summary["metrics"]["skipped_updates"]["values"] == [0, 1, 0]
 
 
