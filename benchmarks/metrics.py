@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from gendl_jax import metrics
+from gendl_jax import learned_metrics, metrics
 from gendl_jax.metrics.kernel import kid_subset_indices
 
 
@@ -320,7 +320,7 @@ def bench_latent(repeats: int, n: int = 256, restarts: int = 4, steps: int = 200
         return adversarial.generate(state, z)
 
     dim = adversarial.latent_dim(config, (28, 28, 1))
-    run = lambda: metrics.latent_reconstruction(
+    run = lambda: learned_metrics.latent_reconstruction(
         generate, targets, key=jax.random.PRNGKey(1), latent_dim=dim, n_steps=steps, n_restarts=restarts
     )["mean_error"]
     ours = _timed(run, repeats)

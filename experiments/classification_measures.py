@@ -2,12 +2,12 @@
 classifier's labels, and a linear probe of the discriminator's representation.
 
 * **Real sets** (the floor and the degraded sets of ``real_data_baselines.py``: pixel noise, blur, digits 0-4 only):
-  the GQI (:func:`gendl_jax.metrics.gan_quality_index`: an MLP trained on ``--n-train`` labelled MNIST train digits
+  the GQI (:func:`gendl_jax.learned_metrics.gan_quality_index`: an MLP trained on ``--n-train`` labelled MNIST train digits
   labels the set, a second MLP learns from those labels, 100 x the ratio of their accuracies on MNIST test) and the
   class balance (:func:`gendl_jax.metrics.class_balance`) of the shipped LeNet's labels against MNIST test's own.
 * **A DCGAN's trajectory** (the run of ``gan_tournament.py``, trained here if missing): per snapshot, FID and IS
   (shipped LeNet), the GQI and class balance of ``--n-eval`` samples, and the test accuracy of a linear probe
-  (:func:`gendl_jax.metrics.linear_probe`) on the snapshot's discriminator features
+  (:func:`gendl_jax.learned_metrics.linear_probe`) on the snapshot's discriminator features
   (:func:`gendl_jax.objectives.adversarial.discriminator_features`, inference mode) of ``--n-probe`` labelled train
   digits, as Radford et al. (2016) judge DCGAN's discriminator by a linear model on its features. Baselines for
   the probe: pixels and the same discriminator freshly initialised (random features). Each probe's weight penalty

@@ -3,7 +3,7 @@ images it was trained on, to images it never saw, and to its own samples?
 
 For ``--n`` random MNIST train images, as many MNIST test images and as many of the generator's own
 samples (the control: they lie in its range, so their error should be near 0),
-:func:`gendl_jax.metrics.latent_reconstruction` searches ``min_z |G(z) - x|^2`` (Adam, ``--restarts``
+:func:`gendl_jax.learned_metrics.latent_reconstruction` searches ``min_z |G(z) - x|^2`` (Adam, ``--restarts``
 starts). A generator that memorised its training set reconstructs train images better than test images;
 the one-sided Mann-Whitney U test says whether the train errors are smaller.
 

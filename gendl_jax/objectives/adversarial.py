@@ -642,7 +642,7 @@ def discriminator_features(
 
     F is the flattened last feature map of a DCGAN discriminator (e.g. 7 x 7 x 2 ``base_features`` for 28 x 28
     images) or the last hidden width of an MLP one. Radford et al. (2016) judge a GAN's representation by a linear
-    classifier on such features (:func:`gendl_jax.metrics.linear_probe`). ``batch_statistics`` and ``labels`` as in
+    classifier on such features (:func:`gendl_jax.learned_metrics.linear_probe`). ``batch_statistics`` and ``labels`` as in
     :func:`discriminate` (the projection term of a class-conditional discriminator comes after these features).
     """
     _, disc = build_networks(state.config, state.data_shape, batch_norm_in_d=bool(state.discriminator.batch_stats))
