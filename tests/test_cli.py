@@ -81,6 +81,9 @@ def test_defaults_follow_the_data_and_flags_still_win():
             config.validate()
     assert obj.defaults("grid25", steps=500)[0].lr_decay_steps == 500  # tied to the budget
     assert obj.defaults("mnist", steps=500)[0].lr_decay_steps == 0  # the paper's images: no decay
+    for name in ("gan", "wgan", "wgan-sn", "vae"):  # no toy decay declared: --steps changes nothing else
+        objective = OBJECTIVES[name]
+        assert objective.defaults("ring8", steps=30)[0] == objective.defaults("ring8")[0] == objective.config_cls()
     assert cli._flag_value(["--steps", "3", "--data", "ring8"], "--data") == "ring8"
     assert cli._flag_value(["--data=mnist"], "--data") == "mnist"
     assert cli._flag_value(["--steps", "3"], "--data") is None

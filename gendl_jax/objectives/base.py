@@ -146,7 +146,7 @@ class Objective:
         if train.get("data", DEFAULT_DATA) in TOY_DISTRIBUTIONS:
             config_values.update(self.toy_config_defaults)
             train.update(self.toy_train_defaults)
-            tied = config_values.get("lr_decay_steps") == train.get("steps")
+            tied = "lr_decay_steps" in config_values and config_values["lr_decay_steps"] == train.get("steps")
             if steps is not None and tied:
                 config_values["lr_decay_steps"] = steps
         if steps is not None:
