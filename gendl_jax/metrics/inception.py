@@ -89,7 +89,9 @@ def _check_logits_or_probs(logits_or_probs) -> np.ndarray:
 
 
 @x64
-def inception_score(logits_or_probs, n_splits: int = 10, *, from_logits: bool | None = None) -> tuple[float, float]:
+def inception_score(
+    logits_or_probs, n_splits: int = 10, *, from_logits: bool | None = None, shuffle_seed: int | None = None
+) -> tuple[float, float]:
     """Inception Score of (N, C) class logits or probabilities; returns ``(mean, std)`` over splits.
 
     Args:
@@ -97,11 +99,18 @@ def inception_score(logits_or_probs, n_splits: int = 10, *, from_logits: bool | 
         probabilities, anything else with negative or > 1 entries as logits, unless
         ``from_logits`` says which.
       n_splits: contiguous splits (10 as in improved-gan); N must be >= n_splits.
+      shuffle_seed: None keeps the rows in order (improved-gan, pytorch-gan-metrics); an int first permutes them
+        with ``numpy.random.RandomState(shuffle_seed).permutation(N)``, as torch-fidelity does (its default seed
+        is 2020, and it scores the 1008 Inception logits without the fc bias, ``"logits_unbiased"``).
     """
     x = _check_logits_or_probs(logits_or_probs)
     n_splits = positive_int(n_splits, "n_splits")
     if x.shape[0] < n_splits:
         raise ValueError(f"need at least n_splits={n_splits} samples, got N={x.shape[0]}")
+    if shuffle_seed is not None:
+        if isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, (int, np.integer)) or shuffle_seed < 0:
+            raise ValueError(f"shuffle_seed must be None or a non-negative int, got {shuffle_seed!r}")
+        x = x[np.random.RandomState(int(shuffle_seed)).permutation(x.shape[0])]
     probs = _probabilities(x, from_logits)
     scores = np.asarray(_split_scores(jnp.asarray(probs), n_splits))
     return float(scores.mean()), float(scores.std())

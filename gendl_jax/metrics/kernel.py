@@ -130,16 +130,46 @@ def _kid_scores(real, fake, real_idx, fake_idx):
     return lax.map(one, (real_idx, fake_idx))
 
 
+def numpy_kid_subset_indices(seed: int, n_real: int, n_fake: int, n_subsets: int, subset_size: int):
+    """torch-fidelity's KID subsets: ``(real_idx, fake_idx)``, each (n_subsets, subset_size).
+
+    One ``numpy.random.RandomState(seed)`` draws, for each subset in turn, ``choice(n_fake, subset_size,
+    replace=False)`` then ``choice(n_real, subset_size, replace=False)``: torch-fidelity's order with its first input
+    (``input1``, the generated samples) as ``fake`` and its second as ``real``; its default seed is 2020.
+    """
+    rs = np.random.RandomState(seed)
+    real_idx = np.empty((n_subsets, subset_size), np.int64)
+    fake_idx = np.empty((n_subsets, subset_size), np.int64)
+    for i in range(n_subsets):
+        fake_idx[i] = rs.choice(n_fake, subset_size, replace=False)
+        real_idx[i] = rs.choice(n_real, subset_size, replace=False)
+    return real_idx, fake_idx
+
+
 @x64
-def kid(features_real, features_fake, *, key, n_subsets: int = 100, subset_size: int = 1000) -> tuple[float, float]:
+def kid(
+    features_real,
+    features_fake,
+    *,
+    key=None,
+    seed: int | None = None,
+    n_subsets: int = 100,
+    subset_size: int = 1000,
+) -> tuple[float, float]:
     """Kernel Inception Distance: unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 on random subsets.
 
     Args:
       features_real: (n, d); features_fake: (m, d); both n and m must be >= ``subset_size``.
-      key: PRNG key for the subsets (see :func:`kid_subset_indices`).
+      key: PRNG key for the subsets (see :func:`kid_subset_indices`); or
+      seed: an int instead of ``key``: the subsets torch-fidelity draws with this seed (its default is 2020; see
+        :func:`numpy_kid_subset_indices`), so that the same features give torch-fidelity's KID.
     Returns:
       ``(mean, std)`` over the ``n_subsets`` subsets (std with ddof 0).
     """
+    if (key is None) == (seed is None):
+        raise ValueError("pass exactly one of key (a jax PRNG key) or seed (an int, torch-fidelity's subsets)")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     real = as_samples(features_real, "features_real", min_n=2)
     fake = as_samples(features_fake, "features_fake", min_n=2)
     same_dim(real, fake, "features_real", "features_fake")
@@ -150,6 +180,9 @@ def kid(features_real, features_fake, *, key, n_subsets: int = 100, subset_size:
             f"subset_size={subset_size} exceeds the number of samples (features_real: {len(real)}, "
             f"features_fake: {len(fake)}); pass a smaller subset_size or more samples"
         )
-    real_idx, fake_idx = _subset_indices(key, len(real), len(fake), n_subsets, subset_size)
+    if seed is not None:
+        real_idx, fake_idx = numpy_kid_subset_indices(int(seed), len(real), len(fake), n_subsets, subset_size)
+    else:
+        real_idx, fake_idx = _subset_indices(key, len(real), len(fake), n_subsets, subset_size)
     scores = np.asarray(_kid_scores(jnp.asarray(real), jnp.asarray(fake), real_idx, fake_idx))
     return float(scores.mean()), float(scores.std())
