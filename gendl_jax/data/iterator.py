@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import jax.numpy as jnp
 import numpy as np
 
-from gendl_jax.data.registry import ArrayDataset, ToyDataset
+from gendl_jax.data.datasets import ArrayDataset, PointCloudDataset, ToyDataset
 
 __all__ = ["BatchIterator", "make_iterator", "map_in_batches"]
 
@@ -32,14 +32,14 @@ class BatchIterator:
     """Batches of a dataset as a pure function of the step number.
 
     Args:
-      dataset: an :class:`ArrayDataset` or a :class:`ToyDataset`.
+      dataset: an :class:`ArrayDataset`, a :class:`PointCloudDataset` or a :class:`ToyDataset`.
       batch_size: GLOBAL batch size per inner step (all processes together); must be a
         multiple of ``process_count``.
       seed: non-negative int.
       inner_steps: minibatches per step (e.g. the critic's n_critic updates), >= 1.
       value_range: (lo, hi) with lo < hi; images are mapped exactly to
         ``lo + (hi - lo) * x / max_value`` (computed in float64, rounded once to float32).
-        Ignored for toy data, whose samples are returned as drawn.
+        Ignored for toy data and point clouds, whose points are returned as they are.
       process_index, process_count: this process's rank and the number of processes;
         each call returns rows ``[process_index * local, (process_index + 1) * local)`` of
         every global minibatch, ``local = batch_size // process_count``.
@@ -47,7 +47,7 @@ class BatchIterator:
     Order:
       Toy data: step s draws ``inner_steps * batch_size`` samples with
         ``np.random.default_rng([seed, s])``, reshaped to (inner_steps, batch_size, 2).
-      Array data: ``steps_per_epoch = N // (inner_steps * batch_size)`` (the remainder of
+      Array data and point clouds: ``steps_per_epoch = N // (inner_steps * batch_size)`` (the remainder of
         each epoch is dropped); step s is in epoch ``e = s // steps_per_epoch``, whose order is
         ``np.random.default_rng([seed, e]).permutation(N)``; step s takes the
         ``(s % steps_per_epoch)``-th consecutive run of ``inner_steps * batch_size`` indices,
@@ -68,8 +68,10 @@ class BatchIterator:
         process_index: int = 0,
         process_count: int = 1,
     ):
-        if not isinstance(dataset, (ArrayDataset, ToyDataset)):
-            raise TypeError(f"dataset must be an ArrayDataset or ToyDataset, got {type(dataset).__name__}")
+        if not isinstance(dataset, (ArrayDataset, PointCloudDataset, ToyDataset)):
+            raise TypeError(
+                f"dataset must be an ArrayDataset, PointCloudDataset or ToyDataset, got {type(dataset).__name__}"
+            )
         self.dataset = dataset
         self.batch_size = _check_int(batch_size, "batch_size", 1)
         self.seed = _check_int(seed, "seed", 0)
@@ -93,7 +95,7 @@ class BatchIterator:
         self._per_step = self.inner_steps * self.batch_size
         self._perm_epoch: int | None = None
         self._perm: np.ndarray | None = None
-        if isinstance(dataset, ArrayDataset):
+        if isinstance(dataset, (ArrayDataset, PointCloudDataset)):
             n = len(dataset)
             if n < self._per_step:
                 raise ValueError(
@@ -101,21 +103,23 @@ class BatchIterator:
                     f"batch_size={self.batch_size} x inner_steps={self.inner_steps} = {self._per_step}"
                 )
             self._steps_per_epoch = n // self._per_step
-            # Exact scaling table: value v -> lo + (hi - lo) * v / max_value, rounded once.
-            levels = np.arange(dataset.max_value + 1, dtype=np.float64)
-            self._lut = (lo + (hi - lo) * levels / dataset.max_value).astype(np.float32)
+            self._lut = None
+            if isinstance(dataset, ArrayDataset):
+                # Exact scaling table: value v -> lo + (hi - lo) * v / max_value, rounded once.
+                levels = np.arange(dataset.max_value + 1, dtype=np.float64)
+                self._lut = (lo + (hi - lo) * levels / dataset.max_value).astype(np.float32)
         else:
             self._steps_per_epoch = None
             self._lut = None
 
     @property
     def steps_per_epoch(self) -> int | None:
-        """Steps per pass over an ArrayDataset; None for toy (infinite) data."""
+        """Steps per pass over an ArrayDataset or a PointCloudDataset; None for toy (infinite) data."""
         return self._steps_per_epoch
 
     @property
     def example_shape(self) -> tuple[int, ...]:
-        """Shape of one example: (H, W, C) for images, (2,) for toy data."""
+        """Shape of one example: (H, W, C) for images, (d,) for a point cloud, (2,) for toy data."""
         return self.dataset.shape
 
     def _permutation(self, epoch: int) -> np.ndarray:
@@ -127,7 +131,7 @@ class BatchIterator:
     def indices_at(self, step: int) -> np.ndarray:
         """Dataset indices of this process's rows at ``step``: (inner_steps, local) int64.
 
-        Only for ArrayDataset.
+        Only for finite datasets (ArrayDataset, PointCloudDataset).
         """
         step = _check_int(step, "step", 0)
         if self._steps_per_epoch is None:
@@ -152,7 +156,7 @@ class BatchIterator:
             x = x.reshape(self.inner_steps, self.batch_size, 2)[:, self._rows]
             return {"x": np.ascontiguousarray(x)}
         idx = self.indices_at(step)
-        out = {"x": self._lut[ds.images[idx]]}
+        out = {"x": self._lut[ds.images[idx]] if self._lut is not None else ds.points[idx]}
         if ds.labels is not None:
             out["y"] = ds.labels[idx].astype(np.int32)
         return out
@@ -166,7 +170,7 @@ class BatchIterator:
         step = _check_int(step, "step", 0)
         position = {
             "dataset": self.dataset.name,
-            "dataset_size": len(self.dataset) if isinstance(self.dataset, ArrayDataset) else None,
+            "dataset_size": len(self.dataset) if self._steps_per_epoch is not None else None,
             "seed": self.seed,
             "batch_size": self.batch_size,
             "inner_steps": self.inner_steps,
@@ -228,9 +232,9 @@ def make_iterator(
     process_index: int = 0,
     process_count: int = 1,
 ) -> BatchIterator:
-    """The run's batch stream; ``batch_size`` is global (None: 256 for 2-D data, 64 for images)."""
+    """The run's batch stream; ``batch_size`` is global (None: 256 for toy data and point clouds, 64 for images)."""
     if batch_size is None:
-        batch_size = 256 if isinstance(dataset, ToyDataset) else 64
+        batch_size = 256 if isinstance(dataset, (ToyDataset, PointCloudDataset)) else 64
     return BatchIterator(
         dataset,
         batch_size,

@@ -1,104 +1,38 @@
-"""Datasets by name: toy mixtures, MNIST (IDX), scikit-learn digits, or any prepared TFDS dataset."""
+"""Datasets by name: toy mixtures, MNIST (IDX), scikit-learn digits, CIFAR-10/100, a folder of images, an
+``.npy`` / ``.npz`` file, or any prepared TFDS dataset."""
 
 from __future__ import annotations
 
-import dataclasses
-import numbers
+import functools
+import os
+import pathlib
 
 import numpy as np
 
-from gendl_jax.data import mnist as _mnist
-from gendl_jax.data.toy import TOY_DISTRIBUTIONS, GaussianMixture
+from gendl_jax.data import cifar, files
+from gendl_jax.data import mnist as mnist_idx
+from gendl_jax.data.datasets import ArrayDataset, PointCloudDataset, ToyDataset, select_split
+from gendl_jax.data.toy import TOY_DISTRIBUTIONS
 
 __all__ = [
     "DEFAULT_DATA",
     "DIGITS_SPLITS",
     "KNOWN_DATASETS",
     "ArrayDataset",
+    "PointCloudDataset",
     "ToyDataset",
     "binarize_dataset",
+    "data_label",
+    "is_data_path",
     "load_dataset",
 ]
 
-KNOWN_DATASETS: tuple[str, ...] = ("ring8", "grid25", "swissroll", "mnist", "digits")
+KNOWN_DATASETS: tuple[str, ...] = ("ring8", "grid25", "swissroll", "mnist", "digits", "cifar10", "cifar100")
+"""The names :func:`load_dataset` knows; it also takes a folder of images, an ``.npy`` / ``.npz`` path and the
+name of any TFDS dataset prepared on this machine."""
 DEFAULT_DATA = "grid25"
 """The dataset of a run that names none: the 5x5 grid of Gaussians (embedded, no download)."""
 DIGITS_SPLITS: tuple[str, ...] = ("train", "test", "all")
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ArrayDataset:
-    """A finite image dataset held in memory as raw integers.
-
-    Attributes:
-      name: dataset name.
-      images: (N, H, W, C) uint8, every value in [0, max_value].
-      labels: (N,) integer class labels, or None.
-      max_value: the largest possible pixel value (255 for MNIST, 16 for sklearn digits);
-        pixels scale exactly as ``lo + (hi - lo) * x / max_value``.
-    """
-
-    name: str
-    images: np.ndarray
-    labels: np.ndarray | None
-    max_value: int
-
-    def __post_init__(self):
-        if not isinstance(self.name, str) or not self.name:
-            raise TypeError(f"name must be a non-empty str, got {self.name!r}")
-        images = self.images
-        if not isinstance(images, np.ndarray):
-            raise TypeError(f"images must be a numpy array, got {type(images).__name__}")
-        if images.dtype != np.uint8:
-            raise TypeError(f"images must have dtype uint8, got {images.dtype}")
-        if images.ndim != 4 or images.shape[0] < 1:
-            raise ValueError(f"images must have shape (N, H, W, C) with N >= 1, got {images.shape}")
-        mv = self.max_value
-        if isinstance(mv, bool) or not isinstance(mv, numbers.Integral) or not 1 <= int(mv) <= 255:
-            raise ValueError(f"max_value must be an int in [1, 255], got {mv!r}")
-        object.__setattr__(self, "max_value", int(mv))
-        top = int(images.max())
-        if top > self.max_value:
-            raise ValueError(f"images contain the value {top} > max_value={self.max_value}")
-        if self.labels is not None:
-            labels = self.labels
-            if not isinstance(labels, np.ndarray) or not np.issubdtype(labels.dtype, np.integer):
-                raise TypeError(
-                    f"labels must be an integer numpy array or None, got {type(labels).__name__} {getattr(labels, 'dtype', '')}"
-                )
-            if labels.shape != (images.shape[0],):
-                raise ValueError(f"labels must have shape ({images.shape[0]},) to match images, got {labels.shape}")
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Example shape (H, W, C)."""
-        return tuple(int(s) for s in self.images.shape[1:])
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __repr__(self) -> str:
-        return (
-            f"ArrayDataset(name={self.name!r}, n={len(self)}, shape={self.shape}, "
-            f"labels={'yes' if self.labels is not None else 'no'}, max_value={self.max_value})"
-        )
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ToyDataset:
-    """An infinite 2-D dataset: fresh samples of ``distribution`` every step."""
-
-    name: str
-    distribution: GaussianMixture
-
-    def __post_init__(self):
-        if not isinstance(self.distribution, GaussianMixture):
-            raise TypeError(f"distribution must be a GaussianMixture, got {type(self.distribution).__name__}")
-
-    @property
-    def shape(self) -> tuple[int]:
-        """Example shape (2,)."""
-        return (2,)
 
 
 def _load_digits(split: str) -> ArrayDataset:
@@ -129,7 +63,8 @@ def _load_tfds(name: str, split: str, data_dir) -> ArrayDataset:
 
     where = str(data_dir) if data_dir is not None else f"the default TFDS data dir ({tfds.core.constants.DATA_DIR})"
     prefix = (
-        f"unknown dataset {name!r}: known names are {', '.join(KNOWN_DATASETS)}; TFDS could not open it from {where}"
+        f"unknown dataset {name!r}: known names are {', '.join(KNOWN_DATASETS)}, or a folder of images or an "
+        f".npy / .npz file (no such folder or file); TFDS could not open it from {where}"
     )
     try:
         prepared = tfds.builder(name, data_dir=data_dir).is_prepared()
@@ -176,8 +111,57 @@ def _load_tfds(name: str, split: str, data_dir) -> ArrayDataset:
     return ArrayDataset(name, x, y, 255)
 
 
-def load_dataset(name: str, split: str = "train", data_dir=None) -> ArrayDataset | ToyDataset:
-    """Loads a dataset by name.
+def is_data_path(name) -> bool:
+    """Whether :func:`load_dataset` reads ``name`` from the file system: an ``.npy`` / ``.npz`` path (existing or
+    not) or an existing folder (a folder is only taken when no known name is spelled the same)."""
+    if not isinstance(name, (str, os.PathLike)):
+        return False
+    if files.is_array_file(name):
+        return True
+    return str(name) not in KNOWN_DATASETS and pathlib.Path(name).expanduser().is_dir()
+
+
+def data_label(name: str) -> str:
+    """A short label of a dataset name for folder names and titles: the name itself, or for a path its last
+    component without an array suffix (``"data/cloud.npy"`` -> ``"cloud"``, ``"photos/"`` -> ``"photos"``)."""
+    if not is_data_path(name):
+        return str(name)
+    path = pathlib.Path(name).expanduser()
+    label = path.stem if files.is_array_file(path) else path.name
+    return label or path.resolve().name or "data"
+
+
+def _stat_key(path: pathlib.Path):
+    st = path.stat()
+    return (path.name, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _folder_cached(root: pathlib.Path, signature: tuple, image_size: int, name: str) -> ArrayDataset:
+    del signature  # only keys the cache: the relative paths, mtimes and sizes of the images
+    ds = files.load_image_folder(root, image_size, name=name)
+    ds.images.flags.writeable = False
+    if ds.labels is not None:
+        ds.labels.flags.writeable = False
+    return ds
+
+
+def _load_folder(name, image_size) -> ArrayDataset:
+    if image_size is None:
+        raise ValueError(
+            f"{name} is a folder of images: give image_size (--image-size N), the side its images are resized "
+            "and centre-cropped to (28, 32 or 64 for the DCGAN networks)"
+        )
+    root = pathlib.Path(name).expanduser()
+    paths = files.list_image_files(root)
+    signature = tuple((p.relative_to(root).as_posix(), *_stat_key(p)[1:]) for p in paths)
+    return _folder_cached(root.resolve(), signature, image_size, str(name))
+
+
+def load_dataset(
+    name: str, split: str = "train", data_dir=None, *, image_size: int | None = None, verify_checksums: bool = True
+) -> ArrayDataset | PointCloudDataset | ToyDataset:
+    """Loads a dataset by name or path.
 
     Names:
       "ring8", "grid25", "swissroll": :class:`ToyDataset` with the default constants of
@@ -187,27 +171,64 @@ def load_dataset(name: str, split: str = "train", data_dir=None) -> ArrayDataset
       "digits": scikit-learn's bundled 8x8 digits, images (N, 8, 8, 1) uint8 with
         max_value 16. Deterministic split by index: "train" = examples with i % 5 != 0
         (1437), "test" = i % 5 == 0 (360), "all" = 1797.
+      "cifar10", "cifar100": the python-version tarball or its extracted folder under ``data_dir`` or
+        ``$GENDL_DATA_DIR`` (:func:`gendl_jax.data.cifar.load_cifar`; never downloaded, MD5s checked); split
+        "train" (50000) or "test" (10000); images (N, 32, 32, 3) uint8, max_value 255, labels int64 (CIFAR-100:
+        the 100 fine labels).
+      a path ending with ``.npy`` / ``.npz``: :func:`gendl_jax.data.files.load_array_file` (uint8 images ->
+        :class:`ArrayDataset`, float (N, d) -> :class:`PointCloudDataset`).
+      an existing folder: :func:`gendl_jax.data.files.load_image_folder` with ``image_size`` (required); labels
+        from class sub-folders. Cached in-process (keyed on the images' paths, mtimes and sizes).
       anything else: ``tfds.data_source(name, split=split, data_dir=data_dir,
         download=False)`` (never downloads), materialised into numpy from the "image"
         (uint8) and, if present, "label" features; max_value 255.
 
+    A folder or an array file has no split of its own: "train" and "test" are the fixed held-out split of
+    :func:`gendl_jax.data.datasets.held_out_split` (10% of the examples, at least one, held out as "test",
+    chosen by a permutation seeded from the number of examples), disjoint and together the whole data; "all"
+    is every example. The dataset's name is ``name`` as given, for every split.
+
+    Args:
+      name: a known name, a path or a TFDS name.
+      split: the split (see above).
+      data_dir: where MNIST, CIFAR or TFDS data are (None: ``$GENDL_DATA_DIR``, or TFDS's default).
+      image_size: for a folder of images: the side every image is resized and centre-cropped to; must be None
+        for every other dataset (their images keep their size).
+      verify_checksums: check MNIST's SHA256SUMS (when present) and CIFAR's published MD5s.
+    Returns:
+      An :class:`ArrayDataset`, :class:`PointCloudDataset` or :class:`ToyDataset`.
     Raises:
       ValueError: unknown name that TFDS cannot open locally (the message lists the known
-        names and the TFDS error), or a bad split.
+        names and the TFDS error), a bad split, ``image_size`` missing for a folder or given for other data,
+        a checksum mismatch, an unreadable file (named).
       ImportError: "digits" without scikit-learn.
-      FileNotFoundError: MNIST files missing.
+      FileNotFoundError: MNIST or CIFAR files, or an array file, missing.
     """
-    if not isinstance(name, str):
+    if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if not isinstance(split, str):
         raise TypeError(f"split must be a str, got {type(split).__name__}")
+    folder = is_data_path(name) and not files.is_array_file(name)
+    if image_size is not None and not folder:
+        raise ValueError(
+            f"image_size={image_size!r} applies to a folder of images only; {str(name)!r} is not an existing "
+            "folder (the examples of other data keep their shape)"
+        )
+    if folder:
+        return select_split(_load_folder(name, image_size), split)
+    if files.is_array_file(name):
+        return select_split(files.load_array_file(name, name=str(name)), split)
+    name = str(name)
     if name in TOY_DISTRIBUTIONS:
         return ToyDataset(name, TOY_DISTRIBUTIONS[name]())
     if name == "mnist":
-        images, labels = _mnist.load_mnist(split, data_dir=data_dir)
+        images, labels = mnist_idx.load_mnist(split, data_dir=data_dir, verify_checksums=verify_checksums)
         return ArrayDataset("mnist", images[..., None], labels, 255)
     if name == "digits":
         return _load_digits(split)
+    if name in cifar.CIFAR_NAMES:
+        images, labels = cifar.load_cifar(name, split, data_dir, verify_checksums=verify_checksums)
+        return ArrayDataset(name, images, labels, 255)
     return _load_tfds(name, split, data_dir)
 
 

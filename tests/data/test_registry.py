@@ -15,7 +15,7 @@ from gendl_jax.data import (
 
 
 def test_known_names():
-    assert KNOWN_DATASETS == ("ring8", "grid25", "swissroll", "mnist", "digits")
+    assert KNOWN_DATASETS == ("ring8", "grid25", "swissroll", "mnist", "digits", "cifar10", "cifar100")
 
 
 @pytest.mark.parametrize("name", sorted(TOY_DISTRIBUTIONS))
@@ -72,7 +72,14 @@ def test_unknown_name(tmp_path):
 
 
 def test_tfds_known_but_not_prepared(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar10'.*not prepared.*array_record"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'fashion_mnist'.*not prepared.*array_record"):
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+
+
+def test_cifar_is_read_from_its_own_files_never_downloaded(tmp_path):
+    with pytest.raises(
+        FileNotFoundError, match=r"cifar10 not found \(it is never downloaded\).*cifar-10-python.tar.gz"
+    ):
         load_dataset("cifar10", data_dir=tmp_path)
 
 
