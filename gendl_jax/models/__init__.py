@@ -5,6 +5,9 @@ z (N, latent_dim) -> (N, *sample_shape); discriminators / critics map (N, *sampl
 logits or scores; modules with BatchNorm take ``bn_axis_name`` for cross-device batch statistics.
 The GAN networks take ``num_classes``: a class-conditional one is called ``(x, train, labels=...)`` with
 (N,) int labels (one-hot input of the generator, projection discriminator).
+PyTorch weights (:mod:`gendl_jax.models.weights`), without torch: ``read_state_dict`` reads ``.npz``,
+``.safetensors`` and ``torch.save`` files (``read_torch``, both formats); ``from_state_dict`` /
+``to_state_dict`` map torchvision-named state dicts to and from Flax variables.
 """
 
 from gendl_jax.models.autoencoders import CODE_ACTIVATIONS, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
@@ -34,6 +37,18 @@ from gendl_jax.models.resnet import (
     wide_resnet50_2,
     wrn_28_10,
 )
+from gendl_jax.models.weights import (
+    StateDictMismatch,
+    from_state_dict,
+    load_state_dict,
+    read_safetensors,
+    read_state_dict,
+    read_torch,
+    read_torch_object,
+    to_state_dict,
+    torch_keys,
+    write_safetensors,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -58,18 +73,28 @@ __all__ = [
     "MLPGenerator",
     "Maxout",
     "ResNet",
+    "StateDictMismatch",
     "WideResNet",
     "conv",
     "conv_critic",
     "conv_transpose",
     "conv_transpose_reference",
+    "from_state_dict",
+    "load_state_dict",
+    "read_safetensors",
+    "read_state_dict",
+    "read_torch",
+    "read_torch_object",
     "resnet18",
     "resnet34",
     "resnet50",
     "resnet101",
     "resnet152",
     "spectral_normalized",
+    "to_state_dict",
+    "torch_keys",
     "vgg16",
     "wide_resnet50_2",
+    "write_safetensors",
     "wrn_28_10",
 ]

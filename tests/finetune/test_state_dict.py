@@ -1,4 +1,5 @@
-"""torchvision-style state dicts: a torch ResNet-18 imported from .npz / .safetensors gives the same logits."""
+"""torchvision-style state dicts: a torch ResNet-18 imported from .npz / .safetensors / torch.save files gives the
+same logits."""
 
 import jax
 import jax.numpy as jnp
@@ -84,16 +85,18 @@ def flax_like():
     return jax.jit(model.apply), jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
 
 
-@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
-def test_torch_resnet18_logits_match_after_import(tmp_path, torch_model_and_state, flax_like, suffix):
+@pytest.mark.parametrize("fmt", [".npz", ".safetensors", ".pth", ".pt (legacy torch format)"])
+def test_torch_resnet18_logits_match_after_import(tmp_path, torch_model_and_state, flax_like, fmt):
     torch = pytest.importorskip("torch")
     net, state = torch_model_and_state
     apply, like = flax_like
-    path = tmp_path / f"resnet18{suffix}"
-    if suffix == ".npz":
+    path = tmp_path / f"resnet18{fmt.split()[0]}"
+    if fmt == ".npz":
         np.savez(path, **state)
-    else:
+    elif fmt == ".safetensors":
         write_safetensors(path, state)
+    else:  # read back without torch by gendl_jax.models.weights.read_torch
+        torch.save(net.state_dict(), path, _use_new_zipfile_serialization=fmt == ".pth")
     variables = load_state_dict(path, like)
     x = np.random.default_rng(1).normal(size=(1, 3, 64, 64)).astype(np.float32)
     with torch.no_grad():
@@ -168,9 +171,21 @@ def test_safetensors_reader_against_hand_built_file(tmp_path):
     assert all(np.array_equal(again[k], got[k]) for k in got)
 
 
+def test_one_implementation_of_the_readers():
+    """finetune re-exports the readers of gendl_jax.models.weights (one implementation)."""
+    from gendl_jax import finetune
+    from gendl_jax.models import weights
+
+    for name in ("read_safetensors", "write_safetensors", "read_state_dict"):
+        assert getattr(finetune, name) is getattr(weights, name)
+
+
 def test_bad_files(tmp_path):
-    with pytest.raises(ValueError, match=".npz or .safetensors"):
-        (tmp_path / "w.pt").write_bytes(b"x")
+    (tmp_path / "w.h5").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"one of \.npz, \.safetensors, \.pth, \.pt, \.bin, \.ckpt, got 'w\.h5'"):
+        load_state_dict(tmp_path / "w.h5", {})
+    (tmp_path / "w.pt").write_bytes(b"x")
+    with pytest.raises(ValueError, match="w.pt: not a torch file"):
         load_state_dict(tmp_path / "w.pt", {})
     (tmp_path / "short.safetensors").write_bytes(b"\x01")
     with pytest.raises(ValueError, match="not a safetensors file"):
