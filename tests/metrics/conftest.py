@@ -111,23 +111,22 @@ def inception_weights(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def pytorch_fid_model(inception_weights):
-    """``dims -> pytorch_fid.inception.InceptionV3([block])`` loaded from ``inception_weights`` by pytorch-fid's own
-    ``fid_inception_v3`` (its download replaced by ``torch.load`` of the file)."""
+    """``() -> pytorch_fid.inception.InceptionV3([0, 1, 2, 3])`` (all four blocks) loaded from ``inception_weights``
+    by pytorch-fid's own ``fid_inception_v3`` (its download replaced by ``torch.load`` of the file)."""
     import_torchvision()
     from pytorch_fid import inception as pf
 
-    cache = {}
+    cache = []
 
-    def build(dims: int = 2048):
-        if dims not in cache:
+    def build():
+        if not cache:
             original = pf.load_state_dict_from_url
             pf.load_state_dict_from_url = lambda url, progress=True: torch.load(inception_weights)
             try:
-                model = pf.InceptionV3([pf.InceptionV3.BLOCK_INDEX_BY_DIM[dims]])
+                cache.append(pf.InceptionV3([0, 1, 2, 3]).eval())
             finally:
                 pf.load_state_dict_from_url = original
-            cache[dims] = model.eval()
-        return cache[dims]
+        return cache[0]
 
     return build
 
