@@ -59,12 +59,13 @@ class NetworkConfig:
     """Architecture and optimiser settings shared by the adversarial objectives.
 
     ``model="auto"`` picks DCGAN networks for square images of a size they support (28, 32, 64)
-    and MLPs otherwise (the toy mixtures, 8x8 digits).
+    and MLPs otherwise (the toy mixtures, point clouds, 8x8 digits, images of other sizes).
     """
 
     model: Literal["auto", "mlp", "dcgan"] = "auto"
     latent_dim: int | None = None
-    """Latent size; ``None`` gives 2 for vector data (as in the PacGAN toy protocol) and 100 for images."""
+    """Latent size; ``None`` gives max(2, d) for vector data of dimension d (2 on the toy mixtures, as in the PacGAN
+    protocol) and 100 for images."""
     hidden: tuple[int, ...] = (256, 256, 256)
     """Hidden widths of the MLP generator and discriminator."""
     g_activation: Literal["relu", "leaky_relu"] = "relu"
@@ -187,15 +188,24 @@ class AdversarialState:
 
 
 def latent_dim(config: NetworkConfig, data_shape: tuple[int, ...]) -> int:
+    """``config.latent_dim``, or by default: for vector data (d,) the larger of 2 and d (2 on the 2-D toy mixtures,
+    as in the PacGAN protocol; a d-dimensional point cloud needs at least d), 100 for images."""
     if config.latent_dim is not None:
         return config.latent_dim
-    return 2 if len(data_shape) == 1 else 100
+    return max(2, int(data_shape[0])) if len(data_shape) == 1 else 100
 
 
 def _architecture(config: NetworkConfig, data_shape: tuple[int, ...]) -> str:
+    is_dcgan_image = len(data_shape) == 3 and data_shape[0] == data_shape[1] in models.SUPPORTED_IMAGE_SIZES
+    if config.model == "dcgan" and len(data_shape) == 3 and not is_dcgan_image:
+        *first, last = (str(s) for s in models.SUPPORTED_IMAGE_SIZES)
+        sizes = f"{', '.join(first)} or {last}"
+        raise ValueError(
+            f"model='dcgan' supports square images of side {sizes}, got {data_shape[0]}x{data_shape[1]} "
+            f"(for a folder of images pass --image-size {sizes}; model='auto' uses MLPs instead)"
+        )
     if config.model != "auto":
         return config.model
-    is_dcgan_image = len(data_shape) == 3 and data_shape[0] == data_shape[1] in models.SUPPORTED_IMAGE_SIZES
     return "dcgan" if is_dcgan_image else "mlp"
 
 

@@ -376,17 +376,21 @@ def interpolate_codes(z_start: Array, z_end: Array, n_steps: int) -> Array:
 
 
 def test_images(train, dataset, *, binarization: str = "none", binarization_seed: int = 0, limit: int | None = None):
-    """Held-out examples in [0, 1] for the run report: the dataset's test split (binarised once
-    with ``binarization_seed`` unless ``binarization="none"``), or fresh draws for toy data.
-    Returns (x (n, *shape) float32, description)."""
+    """Held-out examples for the run report: the dataset's test split (images in [0, 1], binarised once
+    with ``binarization_seed`` unless ``binarization="none"``; a point cloud's held-out points as they are), or
+    fresh draws for toy data. Returns (x (n, *shape) float32, description)."""
     from gendl_jax import data as gdata
 
     if isinstance(dataset, gdata.ToyDataset):
         n = limit or 2000
         x = dataset.distribution.sample(np.random.default_rng([train.seed, 7]), n).astype(np.float32)
         return x, f"{n} fresh samples of {dataset.name}"
-    test = gdata.load_dataset(train.data, split="test", data_dir=train.data_dir)
+    test = gdata.load_dataset(train.data, split="test", data_dir=train.data_dir, image_size=train.image_size)
     described = f"{train.data} test split"
+    if isinstance(test, gdata.PointCloudDataset):
+        if binarization != "none":
+            raise ValueError(f"{train.data} is a point cloud: binarization={binarization!r} applies to images only")
+        return (test.points[:limit] if limit else test.points), described
     if binarization != "none":
         test = gdata.binarize_dataset(test, binarization_seed)
         described += f", binarised once (seed {binarization_seed}, {binarization} binarisation protocol)"
@@ -397,31 +401,40 @@ def test_images(train, dataset, *, binarization: str = "none", binarization_seed
 def write_image_outputs(
     out, x: np.ndarray, reconstructions: np.ndarray, z: np.ndarray, decode_fn, latent_dim: int, *, prior_manifold: bool
 ) -> list[str]:
-    """Writes ``reconstructions.png`` (rows alternate test images and their reconstructions),
-    ``interpolations.png`` (8 straight lines in code space between test codes, 8 steps each) and,
+    """Writes ``reconstructions.png`` (rows alternate test images and their reconstructions: up to 4 pairs of rows
+    of up to 8), ``interpolations.png`` (up to 8 straight lines in code space between pairs of test codes, 8 steps
+    each; none with a single test image) and,
     for a 2-D latent, ``manifold.png`` (decodes of a 20 x 20 grid: at the N(0, 1) quantiles when
     ``prior_manifold``, else spanning the test codes). Returns the file names written."""
     from gendl_jax import plots
 
     written = []
-    cols = 8
-    pairs = np.stack([x[:32].reshape(4, cols, *x.shape[1:]), reconstructions[:32].reshape(4, cols, *x.shape[1:])], 1)
+    cols = min(8, len(x))
+    rows = min(4, len(x) // cols)
+    k = rows * cols
+    shape = x.shape[1:]
+    pairs = np.stack([x[:k].reshape(rows, cols, *shape), reconstructions[:k].reshape(rows, cols, *shape)], 1)
     plots.image_grid(
-        pairs.reshape(64, *x.shape[1:]),
+        pairs.reshape(2 * k, *shape),
         out / "reconstructions.png",
         value_range=(0.0, 1.0),
         title="test images (odd rows) and reconstructions (even rows)",
+        ncols=cols,
     )
     written.append("reconstructions.png")
-    lines = interpolate_codes(jnp.asarray(z[0:16:2]), jnp.asarray(z[1:16:2]), cols)
-    strip = np.asarray(decode_fn(lines.reshape(-1, latent_dim)))
-    plots.image_grid(
-        strip,
-        out / "interpolations.png",
-        value_range=(0.0, 1.0),
-        title="decodes along straight lines between test codes",
-    )
-    written.append("interpolations.png")
+    n_lines = min(8, len(z) // 2)
+    if n_lines:
+        steps = 8
+        lines = interpolate_codes(jnp.asarray(z[0 : 2 * n_lines : 2]), jnp.asarray(z[1 : 2 * n_lines : 2]), steps)
+        strip = np.asarray(decode_fn(lines.reshape(-1, latent_dim)))
+        plots.image_grid(
+            strip,
+            out / "interpolations.png",
+            value_range=(0.0, 1.0),
+            title="decodes along straight lines between test codes",
+            ncols=steps,
+        )
+        written.append("interpolations.png")
     if latent_dim == 2:
         if prior_manifold:
             axis = np.asarray(jax.scipy.special.ndtri(jnp.linspace(0.025, 0.975, 20)))

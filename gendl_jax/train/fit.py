@@ -10,8 +10,9 @@
 * ``.lock``: the run's hold on its folder while it runs (:mod:`gendl_jax.train.run_lock`);
 * ``samples.npy``: ``n_samples`` samples at the end (objectives with a sampler), and ``summary.json``
   (for data with known modes: modes covered, high-quality fraction and reverse KL by the PacGAN
-  protocol), merged with what the objective's ``report`` returns (autoencoders and the VAE: test
-  reconstruction error, ELBO and importance-weighted log-likelihood; it also writes
+  protocol; for a point cloud: exact and sliced W2 to its held-out points, and the same for a Gaussian fitted
+  to the training points, :func:`point_cloud_measures`), merged with what the objective's ``report`` returns
+  (autoencoders and the VAE: test reconstruction error, ELBO and importance-weighted log-likelihood; it also writes
   ``reconstructions.png``, ``interpolations.png`` and, for a 2-D latent, ``manifold.png``).
 
 What differs per objective is what its :class:`~gendl_jax.objectives.Objective` declares: the value
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 from gendl_jax import data as gdata
 from gendl_jax import metrics as gmetrics
 from gendl_jax import plots
+from gendl_jax import transport as gtransport
 from gendl_jax.objectives import Objective, get_objective
 from gendl_jax.train import checkpoints, guard, logger, parallel, run_lock, sweep
 
@@ -52,7 +54,12 @@ class TrainConfig:
     """Settings of a training run (everything that is not the objective's hyper-parameters)."""
 
     data: str = gdata.DEFAULT_DATA
-    """ring8 | grid25 | swissroll | mnist | digits | any TFDS dataset prepared on this machine."""
+    """ring8 | grid25 | swissroll | mnist | digits | cifar10 | cifar100 | a folder of images (with --image-size) |
+    an .npy / .npz file (uint8 images, or a float (N, d) point cloud) | any TFDS dataset prepared on this machine.
+    A folder or a file trains on its fixed 90% train split; the other 10% is held out."""
+    image_size: int | None = None
+    """For a folder of images: every image is resized (shorter side) and centre-cropped to this side (28, 32 or
+    64 for the DCGAN networks; other sizes train MLPs). Only for folders."""
     steps: int = 4000
     """Generator updates (each preceded by the objective's discriminator/critic updates)."""
     batch_size: int | None = None
@@ -61,7 +68,7 @@ class TrainConfig:
     out: str | None = None
     """Run folder; None: runs/<objective>-<data>-seed<seed>."""
     data_dir: str | None = None
-    """Where MNIST's IDX files (or TFDS data) are; None: $GENDL_DATA_DIR."""
+    """Where MNIST's IDX files, CIFAR's files (or TFDS data) are; None: $GENDL_DATA_DIR."""
     log_every: int = 100
     sample_every: int = 1000
     """Write a sample picture every this many steps (0: only at the end)."""
@@ -93,15 +100,19 @@ class TrainConfig:
             raise ValueError(f"sample_every must be >= 0, got {self.sample_every}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None, got {self.batch_size}")
+        if self.image_size is not None and (isinstance(self.image_size, bool) or self.image_size < 1):
+            raise ValueError(f"image_size (--image-size) must be >= 1 or None, got {self.image_size!r}")
 
 
 def run_dir(objective: str, train: TrainConfig) -> pathlib.Path:
-    """``train.out``, or runs/<objective>-<data>-seed<s> (-seeds<a>-<b> for several seeds)."""
+    """``train.out``, or runs/<objective>-<data>-seed<s> (-seeds<a>-<b> for several seeds); for a folder or an
+    array file, <data> is its last name without the suffix (:func:`gendl_jax.data.data_label`)."""
     if train.out:
         return pathlib.Path(train.out)
+    data = gdata.data_label(train.data)
     if train.seeds > 1:
-        return pathlib.Path(f"runs/{objective}-{train.data}-seeds{train.seed}-{train.seed + train.seeds - 1}")
-    return pathlib.Path(f"runs/{objective}-{train.data}-seed{train.seed}")
+        return pathlib.Path(f"runs/{objective}-{data}-seeds{train.seed}-{train.seed + train.seeds - 1}")
+    return pathlib.Path(f"runs/{objective}-{data}-seed{train.seed}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -126,15 +137,113 @@ def config_from_json(cls: type, values: dict) -> Any:
 def _write_samples_picture(path, samples, dataset, title, value_range=(-1.0, 1.0)):
     if isinstance(dataset, gdata.ToyDataset):
         plots.scatter_with_modes(samples, dataset.distribution.modes, path, title=title)
+    elif isinstance(dataset, gdata.PointCloudDataset) and dataset.shape[0] >= 2:
+        suffix = "" if dataset.shape[0] == 2 else " (first two coordinates)"
+        plots.scatter_with_modes(np.asarray(samples)[:, :2], np.zeros((0, 2)), path, title=title + suffix)
     elif np.ndim(samples) == 4:
         plots.image_grid(samples[:64], path, title=title, value_range=value_range)
 
 
-def summarize(samples: np.ndarray, dataset) -> dict:
-    """Scores of final samples: the PacGAN mode coverage for data with known modes."""
+POINT_CLOUD_MAX_POINTS = 2500
+"""Most points on each side of the exact W2 of :func:`point_cloud_measures` (an m x m assignment problem)."""
+SLICED_PROJECTIONS = 500
+"""Directions of the sliced W2 of :func:`point_cloud_measures`."""
+
+
+def gaussian_baseline(points, n: int, seed: int) -> np.ndarray:
+    """``n`` draws of the Gaussian fitted to ``points`` (N, d), N >= 2: mean and covariance (divisor N - 1) in
+    float64, drawn by ``np.random.default_rng([seed, 2]).multivariate_normal(mean, cov, n, method="eigh")``.
+
+    Returns:
+      (n, d) float64.
+    """
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[0] < 2:
+        raise ValueError(f"the Gaussian baseline needs training points of shape (N, d) with N >= 2, got {points.shape}")
+    mean = points.mean(axis=0)
+    cov = np.atleast_2d(np.cov(points, rowvar=False))
+    return np.random.default_rng([seed, 2]).multivariate_normal(mean, cov, size=n, method="eigh")
+
+
+def point_cloud_measures(
+    samples,
+    reference,
+    train_points,
+    *,
+    seed: int = 0,
+    max_points: int = POINT_CLOUD_MAX_POINTS,
+    n_projections: int = SLICED_PROJECTIONS,
+) -> dict:
+    """How close generated ``samples`` are to ``reference`` points of a point cloud (its held-out points), next to
+    the baseline to beat: a Gaussian fitted to the ``train_points`` (:func:`gaussian_baseline`).
+
+    With ``m = min(len(samples), len(reference), max_points)``: the first ``m`` samples, ``m`` reference points
+    (all of them, or ``m`` drawn without replacement by ``np.random.default_rng([seed, 1]).choice``, kept in
+    order) and ``m`` baseline draws; every distance in float64 between equal-size uniform point sets:
+    the exact W2 (:func:`gendl_jax.transport.wasserstein`, network simplex) and the sliced W2 over
+    ``n_projections`` directions drawn from ``jax.random.PRNGKey(seed)`` (the same directions for the samples and
+    the baseline).
+
+    Args:
+      samples: (n, d) generated points, finite.
+      reference: (r, d) points the samples are compared with.
+      train_points: (N, d) points the baseline Gaussian is fitted to, N >= 2.
+      seed: seeds the reference subset, the baseline draws and the sliced directions.
+      max_points: cap on ``m``.
+      n_projections: directions of the sliced W2.
+    Returns:
+      ``w2_samples``, ``sliced_w2_samples``, ``w2_gaussian_baseline``, ``sliced_w2_gaussian_baseline``,
+      ``transport_points`` (m), ``sliced_projections``.
+    Raises:
+      ValueError: shapes that disagree, or samples with NaN or inf (counted).
+    """
+    samples = np.asarray(samples, np.float64)
+    reference = np.asarray(reference, np.float64)
+    train_points = np.asarray(train_points, np.float64)
+    if reference.ndim != 2 or samples.ndim != 2 or train_points.ndim != 2:
+        raise ValueError(
+            f"samples, reference and train_points must be (n, d) point sets, got shapes {samples.shape}, "
+            f"{reference.shape} and {train_points.shape}"
+        )
+    if not samples.shape[1] == reference.shape[1] == train_points.shape[1]:
+        raise ValueError(
+            f"samples, reference and train_points must have the same dimension d, got shapes {samples.shape}, "
+            f"{reference.shape} and {train_points.shape}"
+        )
+    bad = int(np.sum(~np.isfinite(samples).all(axis=1)))
+    if bad:
+        raise ValueError(f"{bad} of the {len(samples)} samples hold NaN or inf; no distance to the point cloud")
+    m = min(len(samples), len(reference), int(max_points))
+    if m < 1:
+        raise ValueError(f"no points to compare: {len(samples)} samples, {len(reference)} reference points")
+    if len(reference) > m:
+        reference = reference[np.sort(np.random.default_rng([seed, 1]).choice(len(reference), m, replace=False))]
+    samples = samples[:m]
+    baseline = gaussian_baseline(train_points, m, seed)
+    key = jax.random.PRNGKey(seed)
+    with jax.enable_x64(True):
+        out = {}
+        for name, points in (("samples", samples), ("gaussian_baseline", baseline)):
+            out[f"w2_{name}"] = float(gtransport.wasserstein(points, reference, p=2))
+            out[f"sliced_w2_{name}"] = float(
+                gtransport.wasserstein(points, reference, p=2, method="sliced", key=key, n_projections=n_projections)
+            )
+    return {**out, "transport_points": m, "sliced_projections": int(n_projections)}
+
+
+def summarize(samples: np.ndarray, dataset, *, reference=None, seed: int = 0) -> dict:
+    """Scores of final samples: the PacGAN mode coverage for data with known modes; for a point cloud,
+    :func:`point_cloud_measures` against ``reference`` = ``(points, description)`` (None: the training points
+    themselves), recorded with ``w2_reference`` (the description)."""
     if isinstance(dataset, gdata.ToyDataset):
         dist = dataset.distribution
         return gmetrics.mode_coverage(samples, dist.modes, dist.std)
+    if isinstance(dataset, gdata.PointCloudDataset):
+        points, described = reference if reference is not None else (dataset.points, "the training points")
+        return {
+            **point_cloud_measures(samples, points, dataset.points, seed=seed),
+            "w2_reference": described,
+        }
     return {}
 
 
@@ -286,8 +395,12 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
             f"--seeds {n_models} cannot be combined with several devices or processes yet "
             f"(--devices {train.devices}, {jax.process_count()} process(es))"
         )
+    reference = None  # a point cloud's held-out points, for the summary
     if dataset is None:
-        dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir)
+        dataset = gdata.load_dataset(train.data, split="train", data_dir=train.data_dir, image_size=train.image_size)
+        if isinstance(dataset, gdata.PointCloudDataset):
+            held_out = gdata.load_dataset(train.data, split="test", data_dir=train.data_dir).points
+            reference = (held_out, f"the held-out split of {train.data} ({len(held_out)} points, never trained on)")
     if obj.prepare_dataset is not None:
         dataset = obj.prepare_dataset(dataset, config)
     check_dataset_labels(dataset, obj.num_classes(config))
@@ -362,7 +475,7 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
         step_fn = parallel.jit_step(step, mesh)
         place = lambda batch: parallel.shard_batch(batch, mesh)
     sample_fn = jax.jit(obj.sample, static_argnums=2) if obj.sample is not None else None
-    n_picture = 2500 if isinstance(dataset, gdata.ToyDataset) else 64
+    n_picture = 2500 if isinstance(dataset, (gdata.ToyDataset, gdata.PointCloudDataset)) else 64
     model_dirs = [out] if n_models == 1 else [out / f"seed{s}" for s in seeds]
     model_index = [None] if n_models == 1 else list(range(n_models))
 
@@ -390,7 +503,7 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
                 total=train.steps,
                 initial=start,
                 disable=not (train.progress and primary),
-                desc=f"{obj.name} {train.data}" + (f" x{n_models} seeds" if n_models > 1 else ""),
+                desc=f"{obj.name} {gdata.data_label(train.data)}" + (f" x{n_models} seeds" if n_models > 1 else ""),
                 dynamic_ncols=True,
             )
         )
@@ -469,7 +582,7 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
             if sample_fn is not None:
                 samples = np.asarray(sample_fn(one, jax.random.PRNGKey(s + 2), train.n_samples))
                 np.save(d / "samples.npy", samples)
-                scores = summarize(samples, dataset)
+                scores = summarize(samples, dataset, reference=reference, seed=s)
             if obj.report is not None:
                 scores = {
                     **scores,
