@@ -15,6 +15,8 @@
   Class-conditional runs (uniform labels) also get
   ``label_accuracy``, how often the LeNet reads a sample as the digit it was drawn for, and the adversarial
   accuracy and divergence (:func:`adversarial_measures`).
+* Runs on a point cloud file (``.npy`` / ``.npz``): exact and sliced W2 of the samples to its held-out split,
+  next to a Gaussian fitted to its train split (:func:`gendl_jax.train.point_cloud_measures`).
 * 2-D runs on a mixture with known modes: the PacGAN mode coverage, and the exact W1 and W2 between
   the first ``min(n, 2500)`` samples and as many fresh draws of the true mixture
   (:func:`gendl_jax.transport.wasserstein`, an assignment problem on equal-size samples).
@@ -52,7 +54,7 @@ from gendl_jax.metrics.likelihood import mass_coverage
 from gendl_jax.metrics.mode_coverage import mode_coverage
 from gendl_jax.metrics.pairwise import nearest_neighbour_picture, nearest_neighbours, nn_two_sample, prdc
 from gendl_jax.objectives import adversarial
-from gendl_jax.train import load_run
+from gendl_jax.train import load_run, point_cloud_measures
 
 
 def ndb_bins(n_real: int) -> int:
@@ -444,6 +446,11 @@ def evaluate_run(
                     value_range=objective.value_range,
                 )
             )
+    elif samples.ndim == 2 and gdata.is_data_path(data_name):  # a point cloud file: W2 to its held-out split
+        train_points = gdata.load_dataset(data_name, split="train").points
+        held_out = gdata.load_dataset(data_name, split="test").points
+        result.update(point_cloud_measures(samples, held_out, train_points, seed=seed))
+        result["w2_reference"] = f"the held-out split of {data_name} ({len(held_out)} points, never trained on)"
     else:
         raise ValueError(
             f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 
+import jax
 import numpy as np
 import pytest
 import scipy.optimize
 import scipy.spatial
 from PIL import Image
 
+from gendl_jax.evaluation import evaluate_run
 from gendl_jax.objectives import adversarial, gan, get_objective
 from gendl_jax.objectives.autoencoders import AutoencoderConfig
-from gendl_jax.train import TrainConfig, run_dir, train_and_evaluate
+from gendl_jax.train import TrainConfig, load_run, run_dir, train_and_evaluate
 from gendl_jax.train.fit import gaussian_baseline, point_cloud_measures
 
 
@@ -112,6 +114,13 @@ def test_gan_trains_on_a_point_cloud(tmp_path):
     for key in ("w2_samples", "sliced_w2_samples", "w2_gaussian_baseline", "sliced_w2_gaussian_baseline"):
         assert np.isfinite(summary[key]) and summary[key] > 0
     assert (out / "samples_0000004.png").is_file()
+    # gendl eval scores the run the same way, on fresh samples
+    result = evaluate_run(out, n=60, seed=1)
+    assert result["transport_points"] == 40 and "held-out split" in result["w2_reference"]
+    rows = np.sort(np.random.default_rng([28, 400]).permutation(400)[:40])
+    held_out = np.load(path).astype(np.float32)[rows].astype(np.float64)
+    fresh = np.asarray(jax.jit(gan.sample, static_argnums=2)(load_run(out)[1], jax.random.PRNGKey(1), 60))
+    np.testing.assert_allclose(result["w2_samples"], w2_assignment(fresh[:40].astype(np.float64), held_out), rtol=1e-9)
 
 
 def test_autoencoder_reports_on_the_held_out_points(tmp_path):
