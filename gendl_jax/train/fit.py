@@ -175,14 +175,17 @@ def point_cloud_measures(
     n_projections: int = SLICED_PROJECTIONS,
 ) -> dict:
     """How close generated ``samples`` are to ``reference`` points of a point cloud (its held-out points), next to
-    the baseline to beat: a Gaussian fitted to the ``train_points`` (:func:`gaussian_baseline`).
+    the baseline to beat, a Gaussian fitted to the ``train_points`` (:func:`gaussian_baseline`), and to the
+    sampling floor, training points themselves.
 
     With ``m = min(len(samples), len(reference), max_points)``: the first ``m`` samples, ``m`` reference points
     (all of them, or ``m`` drawn without replacement by ``np.random.default_rng([seed, 1]).choice``, kept in
-    order) and ``m`` baseline draws; every distance in float64 between equal-size uniform point sets:
-    the exact W2 (:func:`gendl_jax.transport.wasserstein`, network simplex) and the sliced W2 over
-    ``n_projections`` directions drawn from ``jax.random.PRNGKey(seed)`` (the same directions for the samples and
-    the baseline).
+    order), ``m`` baseline draws and ``m`` training points (drawn likewise with ``default_rng([seed, 3])``; all of
+    them when there are fewer); every distance in float64 between uniform point sets: the exact W2
+    (:func:`gendl_jax.transport.wasserstein`, network simplex) and the sliced W2 over ``n_projections`` directions
+    drawn from ``jax.random.PRNGKey(seed)`` (the same directions for all three). Two finite samples of one
+    distribution are not at distance 0: the training points' W2 is the level a perfect model reaches on average
+    (a model that concentrates its mass, e.g. near the modes, can even go below it).
 
     Args:
       samples: (n, d) generated points, finite.
@@ -193,7 +196,7 @@ def point_cloud_measures(
       n_projections: directions of the sliced W2.
     Returns:
       ``w2_samples``, ``sliced_w2_samples``, ``w2_gaussian_baseline``, ``sliced_w2_gaussian_baseline``,
-      ``transport_points`` (m), ``sliced_projections``.
+      ``w2_train_points``, ``sliced_w2_train_points``, ``transport_points`` (m), ``sliced_projections``.
     Raises:
       ValueError: shapes that disagree, or samples with NaN or inf (counted).
     """
@@ -220,10 +223,14 @@ def point_cloud_measures(
         reference = reference[np.sort(np.random.default_rng([seed, 1]).choice(len(reference), m, replace=False))]
     samples = samples[:m]
     baseline = gaussian_baseline(train_points, m, seed)
+    if len(train_points) > m:
+        train_points = train_points[
+            np.sort(np.random.default_rng([seed, 3]).choice(len(train_points), m, replace=False))
+        ]
     key = jax.random.PRNGKey(seed)
     with jax.enable_x64(True):
         out = {}
-        for name, points in (("samples", samples), ("gaussian_baseline", baseline)):
+        for name, points in (("samples", samples), ("gaussian_baseline", baseline), ("train_points", train_points)):
             out[f"w2_{name}"] = float(gtransport.wasserstein(points, reference, p=2))
             out[f"sliced_w2_{name}"] = float(
                 gtransport.wasserstein(points, reference, p=2, method="sliced", key=key, n_projections=n_projections)

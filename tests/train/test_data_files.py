@@ -46,7 +46,10 @@ def test_point_cloud_measures_against_references(d):
     np.testing.assert_allclose(out["w2_samples"], w2_assignment(samples[:120], reference), rtol=1e-10)
     baseline = gaussian_baseline(train, 120, 4)
     np.testing.assert_allclose(out["w2_gaussian_baseline"], w2_assignment(baseline, reference), rtol=1e-10)
-    for name, points in (("samples", samples[:120].astype(np.float64)), ("gaussian_baseline", baseline)):
+    keep = np.sort(np.random.default_rng([4, 3]).choice(300, 120, replace=False))
+    np.testing.assert_allclose(out["w2_train_points"], w2_assignment(train[keep], reference), rtol=1e-10)
+    named = {"samples": samples[:120].astype(np.float64), "gaussian_baseline": baseline, "train_points": train[keep]}
+    for name, points in named.items():
         assert 0 < out[f"sliced_w2_{name}"] <= out[f"w2_{name}"] + 1e-12  # a sliced W2 never exceeds the W2
         np.testing.assert_allclose(out[f"sliced_w2_{name}"], sliced_w2_numpy(points, reference, 20000, 0), rtol=0.1)
     again = point_cloud_measures(samples, reference, train, seed=4)
@@ -60,6 +63,11 @@ def test_point_cloud_measures_subsets_the_reference():
     keep = np.sort(np.random.default_rng([3, 1]).choice(80, 25, replace=False))  # the documented subset
     assert out["transport_points"] == 25
     np.testing.assert_allclose(out["w2_samples"], w2_assignment(samples[:25], reference[keep]), rtol=1e-10)
+    few = point_cloud_measures(samples, reference, train[:20], seed=3, max_points=25)  # all 20 training points
+    ot = pytest.importorskip("ot")
+    cost = scipy.spatial.distance.cdist(train[:20], reference[keep], "sqeuclidean")
+    floor = np.sqrt(ot.emd2(np.full(20, 1 / 20), np.full(25, 1 / 25), cost))
+    np.testing.assert_allclose(few["w2_train_points"], floor, rtol=1e-9)
 
 
 def test_point_cloud_measures_errors():
@@ -113,6 +121,7 @@ def test_gan_trains_on_a_point_cloud(tmp_path):
     assert summary["transport_points"] == 40 and "held-out split" in summary["w2_reference"]
     for key in ("w2_samples", "sliced_w2_samples", "w2_gaussian_baseline", "sliced_w2_gaussian_baseline"):
         assert np.isfinite(summary[key]) and summary[key] > 0
+    assert summary["w2_train_points"] > 0
     assert (out / "samples_0000004.png").is_file()
     # gendl eval scores the run the same way, on fresh samples
     result = evaluate_run(out, n=60, seed=1)
