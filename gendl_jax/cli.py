@@ -2,7 +2,8 @@
 
     gendl train OBJECTIVE [--data grid25] [--steps N] [--out DIR] [--seed S] [hyper-parameters]
     gendl sample RUN_DIR -n N [--out FILE] [--truncation T] [--drs-acceptance A | --ddls-steps K]
-    gendl eval RUN_DIR [--n 10000]
+    gendl eval RUN_DIR [--n 10000] [--features lenet|inception]
+    gendl fid A B [--inception-weights W] [--dims 2048] [--save-stats]
 
 ``gendl train OBJECTIVE --help`` lists the objective's hyper-parameters with their defaults.
 Configs are typed dataclasses (:class:`gendl_jax.train.TrainConfig` and the objective's config);
@@ -15,18 +16,19 @@ import dataclasses
 import json
 import pathlib
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import tyro
 
 from gendl_jax.objectives import OBJECTIVES
 from gendl_jax.train.cluster import Cluster
 
-USAGE = f"""usage: gendl {{train,sample,eval}} ...
+USAGE = f"""usage: gendl {{train,sample,eval,fid,finetune}} ...
 
   gendl train OBJECTIVE [options]   train one of: {", ".join(OBJECTIVES)} (gendl train OBJECTIVE --help)
   gendl sample RUN_DIR -n N         draw new samples from a trained run (gendl sample --help)
   gendl eval RUN_DIR [--n 10000]    score a trained run, write RUN_DIR/eval.json (gendl eval --help)
+  gendl fid A B [--inception-weights W]   FID between image folders, arrays or statistics (gendl fid --help)
   gendl finetune --backbone CKPT_OR_FILE [--data digits] [--freeze ...] [--head N]   (gendl finetune --help)
 """
 
@@ -217,19 +219,65 @@ def evaluate(
     out: str | None = None,
     classifier_steps: int = 2000,
     geometry_iterations: int = 100,
+    features: Literal["lenet", "inception"] = "lenet",
+    inception_weights: str | None = None,
+    inception_preprocessing: Literal["pytorch-fid", "torch-fidelity"] = "pytorch-fid",
+    inception_reference: Literal["test", "train"] = "test",
 ) -> dict:
     """Score N samples of RUN: MNIST runs get IS, FID, KID, precision/recall, density/coverage, 1-NN, class
     balance, the GQI (and, class-conditional runs, the adversarial accuracy: MLPs trained for CLASSIFIER_STEPS
     Adam steps), the Geometry Score on pixels (GEOMETRY_ITERATIONS landmark draws; 0 skips it) and a
     nearest-neighbour picture (shipped LeNet features); 2-D runs get mode coverage and W1/W2 to the true mixture.
+    --features inception adds Inception FID, IS, KID and precision/recall/density/coverage for any image data,
+    against N images of the INCEPTION_REFERENCE split (weights: --inception-weights or $GENDL_INCEPTION_WEIGHTS).
     Writes OUT (default RUN/eval.json)."""
     from gendl_jax.evaluation import evaluate_run
 
     result = evaluate_run(
-        run, n=n, seed=seed, out=out, classifier_steps=classifier_steps, geometry_iterations=geometry_iterations
+        run,
+        n=n,
+        seed=seed,
+        out=out,
+        classifier_steps=classifier_steps,
+        geometry_iterations=geometry_iterations,
+        features=features,
+        inception_weights=inception_weights,
+        inception_preprocessing=inception_preprocessing,
+        inception_reference=inception_reference,
     )
     print(json.dumps(result, indent=2))
     return result
+
+
+def fid(
+    paths: tyro.conf.Positional[tuple[str, str]],
+    inception_weights: str | None = None,
+    batch_size: int = 50,
+    dims: Literal[64, 192, 768, 2048] = 2048,
+    preprocessing: Literal["pytorch-fid", "torch-fidelity"] = "pytorch-fid",
+    save_stats: bool = False,
+    progress: bool = True,
+) -> float | None:
+    """FID between two sources, as pytorch-fid computes it; the last line printed is "FID: <value>".
+
+    Each of PATHS is a folder of images (searched recursively), an .npy/.npz array of uint8 images (N, H, W, C),
+    or a statistics .npz with mu and sigma. With --save-stats, PATHS are a source and an output .npz: writes the
+    source's statistics (pytorch-fid can read them). Weights: --inception-weights or $GENDL_INCEPTION_WEIGHTS
+    (pytorch-fid's pt_inception-2015-12-05-6726825d.pth, read without PyTorch)."""
+    from gendl_jax.metrics.inception_fid import fid_from_paths, save_source_statistics
+
+    if isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive int, got {batch_size}")
+    options = dict(
+        weights=inception_weights, dims=dims, batch_size=batch_size, preprocessing=preprocessing, progress=progress
+    )
+    if save_stats:
+        written = save_source_statistics(paths[0], paths[1], **options)
+        print(f"wrote the statistics of {paths[0]} to {written}")
+        return None
+    value = fid_from_paths(paths[0], paths[1], **options)
+    print(f"FID: {value!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -257,6 +305,8 @@ def _dispatch(command: str, rest: list[str]) -> None:
         tyro.cli(sample, args=rest, prog="gendl sample")
     elif command == "eval":
         tyro.cli(evaluate, args=rest, prog="gendl eval")
+    elif command == "fid":
+        tyro.cli(fid, args=rest, prog="gendl fid")
     elif command == "finetune":
         from gendl_jax.finetune.command import main as finetune
 

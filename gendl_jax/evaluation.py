@@ -49,6 +49,8 @@ from gendl_jax.metrics.inception import (
     mode_score,
     modified_inception_score,
 )
+from gendl_jax.metrics.inception_features import load_inception, to_uint8
+from gendl_jax.metrics.inception_fid import inception_measures
 from gendl_jax.metrics.kernel import kid
 from gendl_jax.metrics.likelihood import mass_coverage
 from gendl_jax.metrics.mode_coverage import mode_coverage
@@ -346,18 +348,69 @@ def geometry_measures(
     return {"geometry_score": est["score"], "geometry_score_unbiased": est["score_unbiased"], **out}
 
 
+FEATURES: tuple[str, ...] = ("lenet", "inception")
+"""Feature networks of ``gendl eval --features``: the shipped MNIST LeNet, or the FID Inception-V3."""
+REFERENCE_SPLITS: tuple[str, ...] = ("test", "train")
+
+
+def inception_run_measures(
+    samples,
+    data_name: str,
+    data_dir,
+    *,
+    n: int,
+    seed: int,
+    value_range,
+    weights=None,
+    preprocessing: str = "pytorch-fid",
+    reference: str = "test",
+    progress: bool = True,
+) -> dict:
+    """Inception FID, IS, KID and precision / recall / density / coverage of a run's image samples against ``n``
+    images of the ``reference`` split of its data (a random subset when the split is larger; seed ``seed``).
+
+    The samples are quantised to uint8 as saving them to PNG would (:func:`to_uint8`), then scored as
+    :func:`gendl_jax.metrics.inception_fid.inception_measures` says.
+    """
+    if reference not in REFERENCE_SPLITS:
+        raise ValueError(f"inception reference must be one of {REFERENCE_SPLITS}, got {reference!r}")
+    extractor = load_inception(weights, preprocessing=preprocessing)
+    images = gdata.load_dataset(data_name, split=reference, data_dir=data_dir).images
+    if len(images) > n:
+        images = images[np.random.default_rng(seed).choice(len(images), n, replace=False)]
+    fake = to_uint8(samples, value_range)
+    result = inception_measures(extractor, fake, images, progress=progress)
+    result["inception_reference"] = f"{data_name}:{reference}"
+    return result
+
+
 def evaluate_run(
-    run, *, n: int = 10000, seed: int = 0, out=None, classifier_steps: int = 2000, geometry_iterations: int = 100
+    run,
+    *,
+    n: int = 10000,
+    seed: int = 0,
+    out=None,
+    classifier_steps: int = 2000,
+    geometry_iterations: int = 100,
+    features: str = "lenet",
+    inception_weights=None,
+    inception_preprocessing: str = "pytorch-fid",
+    inception_reference: str = "test",
 ) -> dict:
     """Draws ``n`` samples from the latest checkpoint of ``run`` and writes ``eval.json`` (and a picture).
 
     ``classifier_steps``: Adam steps of each MLP of the learned MNIST measures (the GQI, and the adversarial
     accuracy of class-conditional runs); ``eval.json`` records it. ``geometry_iterations``: landmark draws of the
-    Geometry Score of MNIST runs (key ``PRNGKey(seed + 4)``; 0 skips it). Returns the dictionary written. Raises
-    ValueError for image data other than MNIST (no feature network for it).
+    Geometry Score of MNIST runs (key ``PRNGKey(seed + 4)``; 0 skips it). ``features="inception"`` adds the
+    Inception FID, IS, KID and precision / recall of :func:`inception_run_measures` (weights from
+    ``inception_weights`` or ``$GENDL_INCEPTION_WEIGHTS``) for any image data, against ``inception_reference``
+    ("test", the held-out split, or "train"). Returns the dictionary written. Raises ValueError for image data
+    other than MNIST without ``features="inception"`` (no feature network for it).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an int >= 2, got {n!r}")
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     classifier_steps = positive_int(classifier_steps, "classifier_steps")
     if isinstance(geometry_iterations, bool) or not isinstance(geometry_iterations, int) or geometry_iterations < 0:
         raise ValueError(
@@ -451,10 +504,31 @@ def evaluate_run(
         held_out = gdata.load_dataset(data_name, split="test").points
         result.update(point_cloud_measures(samples, held_out, train_points, seed=seed))
         result["w2_reference"] = f"the held-out split of {data_name} ({len(held_out)} points, never trained on)"
-    else:
+    elif samples.ndim != 4:
         raise ValueError(
-            f"no evaluation protocol for data {data_name!r}: the feature network is an MNIST "
-            "classifier (28x28x1) and mode coverage needs a toy mixture (ring8, grid25)"
+            f"no evaluation protocol for data {data_name!r}: its samples are points of shape {samples.shape[1:]}, "
+            "and mode coverage needs a toy mixture (ring8, grid25)"
+        )
+    elif features != "inception":
+        raise ValueError(
+            f"no LeNet protocol for data {data_name!r}: the LeNet is an MNIST classifier (28x28x1); "
+            "score these images with --features inception"
+        )
+    if features == "inception":
+        if samples.ndim != 4:
+            raise ValueError(f"--features inception scores images; {data_name!r} samples have shape {samples.shape}")
+        result.update(
+            inception_run_measures(
+                samples,
+                data_name,
+                data_dir,
+                n=n,
+                seed=seed + 5,
+                value_range=objective.value_range,
+                weights=inception_weights,
+                preprocessing=inception_preprocessing,
+                reference=inception_reference,
+            )
         )
     result["eval_seconds"] = time.perf_counter() - t0
     out.write_text(json.dumps(result, indent=2))
