@@ -86,17 +86,35 @@ class BasicConv2d(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         ph, pw = _pair(self.padding)
-        x = nn.Conv(
-            self.features,
-            _pair(self.kernel),
-            strides=(self.stride, self.stride),
-            padding=((ph, ph), (pw, pw)),
-            use_bias=False,
-            precision=self.precision,
-            name="conv",
-        )(x)
+        x = Conv2d(self.features, _pair(self.kernel), self.stride, ((ph, ph), (pw, pw)), self.precision, name="conv")(x)
         x = nn.BatchNorm(use_running_average=True, epsilon=BN_EPSILON, name="bn")(x)
         return nn.relu(x)
+
+
+class Conv2d(nn.Module):
+    """A convolution without bias (kernel HWIO, named ``kernel`` as ``nn.Conv``'s); 1x1 stride-1 convolutions run
+    as a matrix product, which XLA:CPU computes 2-3x faster than its convolution (measured in
+    benchmarks/inception.py)."""
+
+    features: int
+    kernel: tuple[int, int]
+    stride: int
+    padding: tuple[tuple[int, int], tuple[int, int]]
+    precision: jax.lax.Precision | str | None = _HIGHEST
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        w = self.param("kernel", nn.initializers.lecun_normal(), (*self.kernel, x.shape[-1], self.features))
+        if self.kernel == (1, 1) and self.stride == 1:
+            return jnp.einsum("nhwc,cd->nhwd", x, w[0, 0], precision=self.precision)
+        return jax.lax.conv_general_dilated(
+            x,
+            w,
+            (self.stride, self.stride),
+            self.padding,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=self.precision,
+        )
 
 
 def avg_pool_exclude_padding(x: Array) -> Array:
