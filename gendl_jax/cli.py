@@ -203,7 +203,10 @@ def _calibrate(state, record, objective, n: int, seed: int, batch_statistics: bo
 
     if n < 2:
         raise ValueError(f"calibration must be >= 2 examples, got {n}")
-    dataset = load_dataset(record["train"]["data"], split="train", data_dir=record["train"].get("data_dir"))
+    train = record["train"]
+    dataset = load_dataset(
+        train["data"], split="train", data_dir=train.get("data_dir"), image_size=train.get("image_size")
+    )
     batch = make_iterator(dataset, n, seed + 1, 1, objective.value_range).batch_at(0)
     fake = sampling.sample_gan(state, jax.random.PRNGKey(seed + 2), n)  # in batches
     labels = {"real_labels": batch["y"][0], "fake_labels": fake.labels} if fake.labels is not None else {}

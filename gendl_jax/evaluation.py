@@ -364,6 +364,7 @@ def inception_run_measures(
     weights=None,
     preprocessing: str = "pytorch-fid",
     reference: str = "test",
+    image_size: int | None = None,
     progress: bool = True,
 ) -> dict:
     """Inception FID, IS, KID and precision / recall / density / coverage of a run's image samples against ``n``
@@ -375,7 +376,7 @@ def inception_run_measures(
     if reference not in REFERENCE_SPLITS:
         raise ValueError(f"inception reference must be one of {REFERENCE_SPLITS}, got {reference!r}")
     extractor = load_inception(weights, preprocessing=preprocessing)
-    images = gdata.load_dataset(data_name, split=reference, data_dir=data_dir).images
+    images = gdata.load_dataset(data_name, split=reference, data_dir=data_dir, image_size=image_size).images
     if len(images) > n:
         images = images[np.random.default_rng(seed).choice(len(images), n, replace=False)]
     fake = to_uint8(samples, value_range)
@@ -511,7 +512,7 @@ def evaluate_run(
         )
     elif features != "inception":
         raise ValueError(
-            f"no LeNet protocol for data {data_name!r}: the LeNet is an MNIST classifier (28x28x1); "
+            f"no evaluation protocol for data {data_name!r} in LeNet features (an MNIST classifier, 28x28x1); "
             "score these images with --features inception"
         )
     if features == "inception":
@@ -528,6 +529,7 @@ def evaluate_run(
                 weights=inception_weights,
                 preprocessing=inception_preprocessing,
                 reference=inception_reference,
+                image_size=record["train"].get("image_size"),
             )
         )
     result["eval_seconds"] = time.perf_counter() - t0

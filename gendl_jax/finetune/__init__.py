@@ -1,6 +1,6 @@
 """Fine-tuning tools: head surgery, freezing masks (optax), discriminative learning rates, linear
 probe vs full fine-tuning, orbax backbone loading (also from a ``gendl finetune`` run folder),
-torchvision-style state-dict import from ``.npz`` / ``.safetensors`` (no torch needed), and
+torchvision-style state-dict import from ``.npz`` / ``.safetensors`` / ``.pth`` (``torch.save``, read without torch) (no torch needed), and
 fine-tuning as an objective of the fit loop (``FINETUNE``, what ``gendl finetune`` trains)."""
 
 from gendl_jax.finetune.backbone import load_backbone, run_variables, save_backbone

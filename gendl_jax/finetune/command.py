@@ -7,7 +7,7 @@
 
 The backbone is an orbax checkpoint of variables (this project's, e.g. the shipped MNIST
 classifier), the run folder of an earlier ``gendl finetune`` (its latest checkpoint; or
-``RUN/checkpoints/STEP``), or a torch-style state dict (``.npz`` / ``.safetensors``); everything
+``RUN/checkpoints/STEP``), or a torch-style state dict (``.npz`` / ``.safetensors`` / ``.pth`` (``torch.save``, read without torch)); everything
 but the head is loaded. Images are 28x28x1 in [-1, 1]; the 8x8 digits are resized to 20x20 in a
 28x28 frame.
 
@@ -86,7 +86,7 @@ def main(argv: list[str]) -> dict:
     }
     run.__defaults__ = (train_config(), Cluster())  # the config has a required --backbone
     run.__doc__ = (
-        "Fine-tune a LeNet backbone (an orbax folder, a gendl finetune run, or a .npz / .safetensors "
+        "Fine-tune a LeNet backbone (an orbax folder, a gendl finetune run, or a .npz / .safetensors / .pth "
         "state dict) through the fit loop: hyper-parameters first, then the run settings."
     )
     return tyro.cli(run, args=argv, prog="gendl finetune")

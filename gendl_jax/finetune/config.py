@@ -13,6 +13,7 @@ import optax
 from gendl_jax.finetune.step import FinetuneState, init_finetune
 from gendl_jax.finetune.surgery import MODES, finetune_optimizer, frozen_for_mode, init_variables
 from gendl_jax.models.lenet import LENET_INPUT_SHAPE, LeNet
+from gendl_jax.models.weights import STATE_DICT_SUFFIXES
 
 NAME = "finetune"
 HEAD = "classifier"
@@ -20,7 +21,6 @@ MODEL_WIDTHS = {
     "lenet": {"channels": (6, 16), "hidden": (120, 84)},  # LeNet-5
     "mnist-lenet": {"channels": (32, 64), "hidden": (128,)},  # the shipped MNIST classifier
 }
-STATE_DICT_SUFFIXES = (".npz", ".safetensors")
 TRAIN_DEFAULTS = {
     "data": "digits",
     "steps": 500,
@@ -38,7 +38,7 @@ class FinetuneConfig:
 
     backbone: str
     """orbax variables folder, a `gendl finetune` run folder (its latest checkpoint) or RUN/checkpoints/STEP,
-    or a .npz / .safetensors state dict; everything but the head is loaded."""
+    or a .npz / .safetensors / .pth state dict; everything but the head is loaded."""
     head: int = 10
     """classes of the new head."""
     model: Literal["lenet", "mnist-lenet"] = "mnist-lenet"

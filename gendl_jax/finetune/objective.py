@@ -5,7 +5,7 @@
 * ``init(key, config, example_batch)``: a LeNet of ``config.model``'s widths with a fresh
   ``config.head``-class head (initialised from ``key``), every other variable loaded from
   ``config.backbone`` (an orbax variables folder, a run folder of an earlier fine-tune, or a
-  torch-style ``.npz`` / ``.safetensors`` state dict), and the masked optimizer's state;
+  torch-style ``.npz`` / ``.safetensors`` / ``.pth`` (``torch.save``, read without torch) state dict), and the masked optimizer's state;
 * ``step(state, batch)``: the pure cross-entropy step of :func:`gendl_jax.finetune.make_step`; the
   model and the optimizer are rebuilt from the static ``state.config`` while tracing;
 * ``prepare_dataset``: labelled 28x28x1 images as they are; scikit-learn's 8x8 digits resized to
@@ -120,7 +120,8 @@ def report(state: FinetuneState, out, train, dataset) -> dict:
 
     config = state.config
     model = build_model(config)
-    test = prepare_dataset(load_dataset(train.data, split="test", data_dir=train.data_dir), config)
+    test = load_dataset(train.data, split="test", data_dir=train.data_dir, image_size=train.image_size)
+    test = prepare_dataset(test, config)
     x_train, y_train = scaled_images(dataset), np.asarray(dataset.labels)
     logits = predict(model, state, x_train)
     shifted = logits - logits.max(-1, keepdims=True)
