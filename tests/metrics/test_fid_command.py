@@ -134,3 +134,31 @@ def test_eval_features_inception_rejects_point_data(tmp_path):
 
     with pytest.raises(ValueError, match="features must be one of"):
         evaluate_run(tmp_path, n=10, features="vgg")
+
+
+def test_train_on_cifar10_then_eval_with_inception_features(tmp_path, monkeypatch, capsys, inception_weights):
+    """`gendl train --data cifar10` on fake files in the published format (their own checksums published for the
+    test), then `gendl eval --features inception` against the test split, DCGAN at 32 x 32 x 3."""
+    from data.test_cifar import make_cifar
+
+    from gendl_jax.data import cifar
+
+    fake = make_cifar(tmp_path / "data", "cifar10", tarball=True, folder=False, n=12)
+    monkeypatch.setitem(cifar.CIFAR_ARCHIVES, "cifar10", (cifar.CIFAR_ARCHIVES["cifar10"][0], fake["md5"]["tarball"]))
+    out = tmp_path / "run"
+    cli.main(
+        ["train", "gan", "--data", "cifar10", "--data-dir", str(tmp_path / "data"), "--model", "dcgan"]
+        + ["--steps", "2", "--batch-size", "8", "--base-features", "8", "--n-samples", "16", "--out", str(out)]
+        + ["--no-progress"]
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 2
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (16, 32, 32, 3) and np.isfinite(samples).all()
+    cli.main(
+        ["eval", str(out), "-n", "12", "--features", "inception", "--inception-weights", str(inception_weights)]
+        + ["--inception-preprocessing", "torch-fidelity"]
+    )
+    result = json.loads((out / "eval.json").read_text())
+    assert result["inception_reference"] == "cifar10:test" and result["inception_preprocessing"] == "torch-fidelity"
+    assert result["inception_n_real"] == 12 and np.isfinite(result["inception_fid"]) and result["inception_is"] >= 1
