@@ -1,4 +1,4 @@
-"""Flax linen modules: MLP and DCGAN generators, discriminators and critics, and their layers.
+"""Flax linen modules: MLP, DCGAN and SNGAN ResNet generators, discriminators and critics, and their layers.
 
 Conventions: ``__call__(x, train=True)``; images are NHWC float32; generators map
 z (N, latent_dim) -> (N, *sample_shape); discriminators / critics map (N, *sample_shape) -> (N,)
@@ -37,6 +37,13 @@ from gendl_jax.models.resnet import (
     wide_resnet50_2,
     wrn_28_10,
 )
+from gendl_jax.models.sngan import (
+    SNGAN_IMAGE_SIZES,
+    SNGAN_LATENT_DIM,
+    ConditionalBatchNorm,
+    SNGANDiscriminator,
+    SNGANGenerator,
+)
 from gendl_jax.models.weights import (
     StateDictMismatch,
     from_state_dict,
@@ -56,10 +63,13 @@ __all__ = [
     "DCGAN_INIT",
     "GENERATOR_OUTPUTS",
     "LENET_INPUT_SHAPE",
+    "SNGAN_IMAGE_SIZES",
+    "SNGAN_LATENT_DIM",
     "SUPPORTED_IMAGE_SIZES",
     "VGG",
     "AlexNet",
     "CifarResNet",
+    "ConditionalBatchNorm",
     "Conv",
     "ConvDecoder",
     "ConvEncoder",
@@ -73,6 +83,8 @@ __all__ = [
     "MLPGenerator",
     "Maxout",
     "ResNet",
+    "SNGANDiscriminator",
+    "SNGANGenerator",
     "StateDictMismatch",
     "WideResNet",
     "conv",

@@ -54,15 +54,21 @@ Array = jax.Array
 PyTree = Any
 
 
+MODELS = ("auto", "mlp", "dcgan", "resnet")
+"""The values of ``NetworkConfig.model``."""
+
+
 @dataclasses.dataclass(frozen=True)
 class NetworkConfig:
     """Architecture and optimiser settings shared by the adversarial objectives.
 
     ``model="auto"`` picks DCGAN networks for square images of a size they support (28, 32, 64)
     and MLPs otherwise (the toy mixtures, point clouds, 8x8 digits, images of other sizes).
+    ``model="resnet"`` gives the SNGAN ResNets (:mod:`gendl_jax.models.sngan`; images of 28, 32, 48 or 64 px,
+    widths from ``base_features``, latent 128 by default).
     """
 
-    model: Literal["auto", "mlp", "dcgan"] = "auto"
+    model: Literal["auto", "mlp", "dcgan", "resnet"] = "auto"
     latent_dim: int | None = None
     """Latent size; ``None`` gives max(2, d) for vector data of dimension d (2 on the toy mixtures, as in the PacGAN
     protocol) and 100 for images."""
@@ -128,6 +134,8 @@ class NetworkConfig:
         return 1
 
     def validate(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model (--model) must be one of {', '.join(MODELS)}, got {self.model!r}")
         for name in ("g_learning_rate", "d_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -189,13 +197,26 @@ class AdversarialState:
 
 def latent_dim(config: NetworkConfig, data_shape: tuple[int, ...]) -> int:
     """``config.latent_dim``, or by default: for vector data (d,) the larger of 2 and d (2 on the 2-D toy mixtures,
-    as in the PacGAN protocol; a d-dimensional point cloud needs at least d), 100 for images."""
+    as in the PacGAN protocol; a d-dimensional point cloud needs at least d), 100 for images (128, the paper's,
+    for the SNGAN ResNets)."""
     if config.latent_dim is not None:
         return config.latent_dim
+    if config.model == "resnet" and len(data_shape) == 3:
+        return models.SNGAN_LATENT_DIM
     return max(2, int(data_shape[0])) if len(data_shape) == 1 else 100
 
 
 def _architecture(config: NetworkConfig, data_shape: tuple[int, ...]) -> str:
+    if config.model == "resnet":
+        if not (len(data_shape) == 3 and data_shape[0] == data_shape[1] in models.SNGAN_IMAGE_SIZES):
+            *first, last = (str(s) for s in models.SNGAN_IMAGE_SIZES)
+            sizes = f"{', '.join(first)} or {last}"
+            if len(data_shape) == 3:
+                got = f"{data_shape[0]}x{data_shape[1]} images (for a folder of images pass --image-size {sizes})"
+            else:
+                got = f"data of shape {tuple(data_shape)} (points, not images)"
+            raise ValueError(f"--model resnet (the SNGAN ResNets) supports square images of side {sizes}, got {got}")
+        return "resnet"
     is_dcgan_image = len(data_shape) == 3 and data_shape[0] == data_shape[1] in models.SUPPORTED_IMAGE_SIZES
     if config.model == "dcgan" and len(data_shape) == 3 and not is_dcgan_image:
         *first, last = (str(s) for s in models.SUPPORTED_IMAGE_SIZES)
@@ -212,8 +233,11 @@ def _architecture(config: NetworkConfig, data_shape: tuple[int, ...]) -> str:
 def build_networks(
     config: NetworkConfig, data_shape: tuple[int, ...], *, batch_norm_in_d: bool, bn_axis_name: str | None = None
 ) -> tuple[nn.Module, nn.Module]:
-    """The (generator, discriminator) modules the config describes for data of ``data_shape``."""
-    if _architecture(config, data_shape) == "mlp":
+    """The (generator, discriminator) modules the config describes for data of ``data_shape``.
+
+    The SNGAN ResNet discriminator (``model="resnet"``) never has BatchNorm, whatever ``batch_norm_in_d``."""
+    architecture = _architecture(config, data_shape)
+    if architecture == "mlp":
         if config.g_extra_layers or config.d_extra_layers:
             raise ValueError(
                 "g_extra_layers / d_extra_layers are DCGAN options; these networks are MLPs "
@@ -235,6 +259,20 @@ def build_networks(
             layer_norm=config.layer_norm,
             spectral_norm=config.spectral_norm,
             num_classes=config.num_classes,
+        )
+        return gen, disc
+    if architecture == "resnet":
+        for name in ("g_extra_layers", "d_extra_layers", "layer_norm"):
+            if getattr(config, name):
+                raise ValueError(f"{name} is a DCGAN / MLP option; --model resnet (the SNGAN ResNets) has none")
+        gen = models.SNGANGenerator(
+            image_shape=tuple(data_shape),
+            base_features=config.base_features,
+            bn_axis_name=bn_axis_name,
+            num_classes=config.num_classes,
+        )
+        disc = models.SNGANDiscriminator(
+            base_features=config.base_features, spectral_norm=config.spectral_norm, num_classes=config.num_classes
         )
         return gen, disc
     if len(data_shape) != 3:
