@@ -177,6 +177,9 @@ class DCGANDiscriminator(nn.Module):
         Koyama 2018, "cGANs with projection discriminator"): the output adds ``<V[y], h>`` to ``Dense(1)(h)``,
         ``h`` the flattened last feature map, ``V`` the kernel of a bias-free ``projection`` layer
         (:func:`~gendl_jax.models.layers.class_projection`); ``__call__(x, train, labels=...)``.
+      aux_classes: 0 (no auxiliary classifier), or ``K`` for AC-GAN's discriminator (Odena et al. 2017): a second
+        head ``classifier``, a ``Dense(K)`` on the same flattened features ``h`` as ``logit`` (spectrally normalised
+        under ``spectral_norm``), and ``__call__`` returns ``(logits (N,), class_logits (N, K))``.
 
     Submodules: ``conv0``, then ``extra{j}`` with ``extra_bn{j}`` or ``extra_ln{j}`` for
     j = 0..extra_layers-1, then ``conv{i}`` with ``bn{i}`` or ``ln{i}`` for i = 1..n-1, then ``logit``. The
@@ -191,11 +194,13 @@ class DCGANDiscriminator(nn.Module):
     bn_axis_name: str | None = None
     spectral_norm: bool = False
     num_classes: int = 0
+    aux_classes: int = 0
 
     def __post_init__(self):
         _check_positive_int("base_features", self.base_features)
         _check_non_negative_int("extra_layers", self.extra_layers)
         _check_non_negative_int("num_classes", self.num_classes)
+        _check_non_negative_int("aux_classes", self.aux_classes)
         super().__post_init__()
 
     def _normalise(self, h: Array, train: bool, bn_name: str, ln_name: str) -> Array:
@@ -206,8 +211,9 @@ class DCGANDiscriminator(nn.Module):
         return h
 
     @nn.compact
-    def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array:
-        """(N, H, W, C) [and labels (N,) for a projection discriminator] -> (N,)."""
+    def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array | tuple[Array, Array]:
+        """(N, H, W, C) [and labels (N,) for a projection discriminator] -> (N,); with ``aux_classes=K``,
+        ``((N,), (N, K))``: the logits and the class logits."""
         if jnp.ndim(x) != 4:
             raise ValueError(f"x must be images of shape (N, H, W, C), got shape {jnp.shape(x)}")
         if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
@@ -244,7 +250,10 @@ class DCGANDiscriminator(nn.Module):
         h = h.reshape(h.shape[0], -1)
         self.sow("intermediates", "features", h)  # the logit layer's input, for linear probes
         logit = weighted(nn.Dense(1, kernel_init=DCGAN_INIT, name="logit"), h)[:, 0]
-        return logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
+        logit = logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
+        if not self.aux_classes:
+            return logit
+        return logit, weighted(nn.Dense(self.aux_classes, kernel_init=DCGAN_INIT, name="classifier"), h)
 
 
 def conv_critic(

@@ -161,6 +161,10 @@ class MLPDiscriminator(nn.Module):
       num_classes: 0 (unconditional), or the number of classes of a projection discriminator (Miyato & Koyama
         2018): the output adds ``<V[y], h>``, ``h`` the last hidden layer
         (:func:`~gendl_jax.models.layers.class_projection`); ``__call__(x, train, labels=...)``.
+      aux_classes: 0 (no auxiliary classifier), or ``K`` for AC-GAN's discriminator (Odena et al. 2017): a second
+        head ``classifier``, a ``Dense(K)`` on the same last hidden layer ``h`` as ``logit`` (spectrally normalised
+        under ``spectral_norm``, vector ``sn_classifier``), and ``__call__`` returns
+        ``(logits (N,), class_logits (N, K))``.
     """
 
     hidden: tuple[int, ...] = (512, 512, 512)
@@ -170,6 +174,7 @@ class MLPDiscriminator(nn.Module):
     dropout: float = 0.0
     spectral_norm: bool = False
     num_classes: int = 0
+    aux_classes: int = 0
 
     def __post_init__(self):
         check_widths("hidden", self.hidden)
@@ -179,11 +184,15 @@ class MLPDiscriminator(nn.Module):
         if not (isinstance(self.dropout, numbers.Real) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be a rate in [0, 1), got {self.dropout!r}")
         _check_num_classes(self.num_classes)
+        aux = self.aux_classes
+        if not (isinstance(aux, numbers.Integral) and not isinstance(aux, bool) and aux >= 0):
+            raise ValueError(f"aux_classes must be an int >= 0 (0: no auxiliary classifier), got {self.aux_classes!r}")
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array:
-        """(N, *in_shape) [and labels (N,) for a projection discriminator] -> (N,)."""
+    def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array | tuple[Array, Array]:
+        """(N, *in_shape) [and labels (N,) for a projection discriminator] -> (N,); with ``aux_classes=K``,
+        ``((N,), (N, K))``: the logits and the class logits."""
         check_float_input("x", x, "(N, *in_shape)", 2)
         check_class_labels(labels, self.num_classes, x.shape[0], owner="this MLPDiscriminator")
         h = x.reshape(x.shape[0], -1)
@@ -203,4 +212,8 @@ class MLPDiscriminator(nn.Module):
         self.sow("intermediates", "features", h)  # the logit layer's input, for linear probes
         logit = nn.Dense(1, bias_init=fan_in_uniform_bias(h.shape[-1]), name="logit")
         logit = spectral_normalized(logit, h, name="sn_logit", **sn)[:, 0]
-        return logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
+        logit = logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
+        if not self.aux_classes:
+            return logit
+        classifier = nn.Dense(self.aux_classes, bias_init=fan_in_uniform_bias(h.shape[-1]), name="classifier")
+        return logit, spectral_normalized(classifier, h, name="sn_classifier", **sn)

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 from gendl_jax.objectives import (
+    acgan,
     adversarial,
     autoencoders,
     contractive_ae,
@@ -39,6 +40,7 @@ OBJECTIVES: dict[str, Objective] = {
         wgan.OBJECTIVE,
         wgan_gp.OBJECTIVE,
         wgan_sn.OBJECTIVE,
+        acgan.OBJECTIVE,
         autoencoders.OBJECTIVE,
         sparse_ae.OBJECTIVE,
         denoising_ae.OBJECTIVE,
@@ -59,6 +61,7 @@ def get_objective(name: str) -> Objective:
 __all__ = [
     "OBJECTIVES",
     "Objective",
+    "acgan",
     "adversarial",
     "autoencoders",
     "contractive_ae",

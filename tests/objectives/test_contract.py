@@ -33,12 +33,18 @@ TINY = {
 # The data each family is checked on: the toy ring for the adversarial objectives (gendl eval scores it),
 # scikit-learn's 8x8 digits for the autoencoders and the VAE, digits for fine-tuning (resized to 28x28).
 DATA = {"adversarial": "ring8", "autoencoder": "digits", "vae": "digits", "classifier": "digits"}
+# Objectives that need labelled data (AC-GAN's auxiliary classifier) run on the digits instead.
+LABELLED = {"acgan": "digits"}
 ALL = {**OBJECTIVES, FINETUNE.name: FINETUNE}
 
 
 def tiny_config(obj: Objective):
     values = {k: v for k, v in TINY[obj.family].items() if k in {f.name for f in dataclasses.fields(obj.config_cls)}}
     return obj.config_cls(**values)
+
+
+def data_of(obj: Objective) -> str:
+    return LABELLED.get(obj.name, DATA[obj.family])
 
 
 def example(obj: Objective, config, data: str, seed: int = 0):
@@ -65,7 +71,7 @@ def test_registry_names_match_declarations():
 def test_init_and_step_under_jit_stay_finite(obj):
     config = tiny_config(obj)
     config.validate()
-    _, it = example(obj, config, DATA[obj.family])
+    _, it = example(obj, config, data_of(obj))
     batch = it.batch_at(0)
     # init checks its concrete example batch on the host; it is traced in its key (as --seeds vmaps it),
     # except fine-tuning's, which reads the backbone from disk
@@ -89,7 +95,7 @@ def test_samples_have_the_data_shape_and_declared_range(obj):
     if obj.sample is None:
         assert obj.samplers(config) == ()
         return
-    for data in sorted({DATA[obj.family], "digits"}):  # a toy mixture and images, where the family trains on both
+    for data in sorted({data_of(obj), "digits"}):  # a toy mixture and images, where the family trains on both
         _, it = example(obj, config, data)
         state = obj.init(jax.random.PRNGKey(1), config, it.batch_at(0))
         x = np.asarray(jax.jit(obj.sample, static_argnums=2)(state, jax.random.PRNGKey(2), 7))
@@ -109,7 +115,7 @@ def test_declarations_match_behaviour(obj):
         assert obj.num_classes(conditional) == 3 and obj.conditional(conditional)
         assert "ddls" not in obj.samplers(conditional)
         assert obj.hparams is not None
-        _, it = example(obj, config, "ring8")
+        _, it = example(obj, config, data_of(obj))
         state = obj.init(jax.random.PRNGKey(0), config, it.batch_at(0))
         names = set(obj.hparams(state))
         assert {"g_learning_rate", "d_learning_rate"} <= names
@@ -133,7 +139,7 @@ def _leaves(state):
 
 def test_stopped_run_resumes_bitwise_and_eval_writes_or_refuses(obj, tmp_path):
     config = tiny_config(obj)
-    data = DATA[obj.family]
+    data = data_of(obj)
     common = dict(
         data=data, batch_size=16, log_every=1, checkpoint_every=2, sample_every=0, n_samples=64, progress=False
     )
