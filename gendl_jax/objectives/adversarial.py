@@ -36,7 +36,7 @@ same global batch.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -47,11 +47,15 @@ import optax
 from flax import struct
 
 from gendl_jax import models
+from gendl_jax.objectives import augment, penalties
 from gendl_jax.objectives.base import Objective
 from gendl_jax.objectives.distributed import global_draw, mean_over_devices, on_global_batch
 
 Array = jax.Array
 PyTree = Any
+
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
+"""``NetworkConfig.precision`` -> the dtype :func:`apply_net` computes in (None: the parameters' own, float32)."""
 
 
 MODELS = ("auto", "mlp", "dcgan", "resnet")
@@ -124,6 +128,26 @@ class NetworkConfig:
     docstring): the generator reads ``[z, one_hot(y)]`` and the discriminator / critic is a projection
     discriminator, ``Dense(1)(h) + <V[y], h>`` on its last features ``h`` (Miyato & Koyama 2018, "cGANs with
     projection discriminator"). :func:`sample` draws the labels uniformly unless given."""
+    r1_weight: float = 0.0
+    """gamma of R1 (Mescheder et al. 2018): ``(gamma / 2) E ||grad_x D(x)||^2`` at the real minibatch, added to the
+    discriminator's loss (:mod:`gendl_jax.objectives.penalties`); 0 turns it off."""
+    r2_weight: float = 0.0
+    """gamma of R2: the same penalty at the fakes; 0 turns it off."""
+    dragan_weight: float = 0.0
+    """lambda of DRAGAN (Kodali et al. 2017): ``lambda E (||grad D(x_hat)|| - 1)^2`` at perturbed real points
+    ``x_hat = x + alpha * 0.5 * std(x) * u`` (:func:`gendl_jax.objectives.penalties.dragan_points`); 0 turns it off."""
+    penalty_every: int = 1
+    """Lazy regularisation (Karras et al. 2020): every penalty of the discriminator's loss (these three and the
+    objective's own, e.g. WGAN-GP's) is computed only on every k-th discriminator update, and multiplied by k there."""
+    augment: str = ""
+    """DiffAugment (Zhao et al. 2020): comma-separated policies among ``translation``, ``cutout``, ``color``
+    (:mod:`gendl_jax.objectives.augment`), applied with fresh draws to the real and the fake images before the
+    discriminator in every discriminator and generator update; images only. ``""`` turns it off."""
+    precision: Literal["float32", "bfloat16"] = "float32"
+    """Compute dtype of the networks in the train step: ``"bfloat16"`` casts the parameters and inputs of both
+    networks to bfloat16 inside :func:`apply_net` (convolutions and matrix products in bfloat16) and their outputs
+    back to float32 before the losses; parameters, optimiser states and BatchNorm statistics stay float32.
+    Sampling and :func:`discriminate` run in float32."""
 
     def __post_init__(self):
         # Accept any sequence of widths (e.g. a list from JSON) and store the hashable tuple.
@@ -164,6 +188,20 @@ class NetworkConfig:
             raise ValueError(f"top_k_period must be >= 1 generator update, got {self.top_k_period}")
         if self.num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0: unconditional), got {self.num_classes}")
+        for name in ("r1_weight", "r2_weight", "dragan_weight"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{name} ({flag}) must be >= 0 (0 turns the penalty off), got {value}")
+        if isinstance(self.penalty_every, bool) or self.penalty_every < 1:
+            raise ValueError(
+                f"penalty_every (--penalty-every) must be an int >= 1 (1: every update), got {self.penalty_every}"
+            )
+        augment.parse_policy(self.augment)
+        if self.precision not in COMPUTE_DTYPES:
+            raise ValueError(
+                f"precision (--precision) must be one of {', '.join(COMPUTE_DTYPES)}, got {self.precision!r}"
+            )
 
 
 @struct.dataclass
@@ -381,19 +419,43 @@ def with_hparams(state: AdversarialState, **values) -> AdversarialState:
     return state.replace(hparams=new)
 
 
+def _cast_floats(tree: PyTree, dtype) -> PyTree:
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
 def apply_net(
-    module: nn.Module, params: PyTree, batch_stats: PyTree, x: Array, *, train: bool, labels: Array | None = None
+    module: nn.Module,
+    params: PyTree,
+    batch_stats: PyTree,
+    x: Array,
+    *,
+    train: bool,
+    labels: Array | None = None,
+    dtype: Any = None,
 ) -> tuple[Array, PyTree]:
     """``module(x)`` (``module(x, labels=labels)`` for a class-conditional network) with explicit BatchNorm
-    statistics; returns (output, updated statistics)."""
+    statistics; returns (output, updated statistics).
+
+    ``dtype`` (e.g. ``jnp.bfloat16``; None: as given): the compute dtype. The floating parameters and ``x`` are cast
+    to it (so the network's convolutions and matrix products run in it), the output (or each floating array of a
+    tuple of outputs) is cast back to ``x``'s dtype
+    and the BatchNorm statistics keep theirs; gradients reach the (float32) parameters and ``x`` through the casts."""
+    out_dtype = x.dtype
+    if dtype is not None:
+        params, x = _cast_floats(params, dtype), x.astype(dtype)
     variables = {"params": params}
     if batch_stats:
         variables["batch_stats"] = batch_stats
     kwargs = {} if labels is None else {"labels": labels}
     if train and batch_stats:
         out, mutated = module.apply(variables, x, train=True, mutable=["batch_stats"], **kwargs)
-        return out, mutated["batch_stats"]
-    return module.apply(variables, x, train=train, **kwargs), batch_stats
+        new_stats = mutated["batch_stats"]
+        if dtype is not None:
+            new_stats = jax.tree_util.tree_map(lambda new, old: new.astype(old.dtype), new_stats, batch_stats)
+            out = _cast_floats(out, out_dtype)
+        return out, new_stats
+    out = module.apply(variables, x, train=train, **kwargs)
+    return (out if dtype is None else _cast_floats(out, out_dtype)), batch_stats
 
 
 def init_adversarial(
@@ -415,6 +477,8 @@ def init_adversarial(
         raise ValueError(f"example_batch['x'] must have shape (m, *data_shape) or (k, m, *data_shape), got {x.shape}")
     # A (k, m, ...) batch for vector data has ndim 3; images (m, H, W, C) have ndim 4 and (k, m, H, W, C) ndim 5.
     data_shape = tuple(x.shape[2:]) if x.ndim in (3, 5) else tuple(x.shape[1:])
+    if augment.parse_policy(config.augment):
+        augment.check_images(data_shape)
     gen, disc = build_networks(config, data_shape, batch_norm_in_d=batch_norm_in_d)
     g_tx, d_tx = make_optimizers(config)
     key, g_key, d_key = jax.random.split(key, 3)
@@ -453,7 +517,7 @@ def adversarial_step(
     discriminator_loss: Callable[[Array, Array], tuple[Array, dict]],
     generator_loss: Callable[[Array], Array],
     batch_norm_in_d: bool,
-    penalty: Callable[..., tuple[Array, dict]] | None = None,
+    penalty: Callable[..., tuple[Array, dict]] | Sequence[tuple[Callable[..., tuple[Array, dict]], Any]] | None = None,
     penalty_weight: Array | float = 0.0,
     projection: Callable[[PyTree], PyTree] | None = None,
     axis_name: str | None = None,
@@ -462,13 +526,20 @@ def adversarial_step(
 
     The learning rates are ``state.hparams["g_learning_rate"]`` and ``["d_learning_rate"]``;
     objectives pass ``penalty_weight`` and ``projection`` built from their own ``state.hparams``.
+    ``penalty`` is one penalty (weighted by ``penalty_weight``) or a sequence of ``(penalty, weight)`` pairs; the
+    config's own penalties (``r1_weight``, ``r2_weight``, ``dragan_weight``: :func:`penalties.configured`) follow
+    them, and ``config.penalty_every`` makes them all lazy (:func:`penalties.lazy`).
     Metrics: the discriminator's (means over the ``k`` updates), ``d_grad_norm`` (global norm of the
     discriminator's loss gradient, device-averaged, mean over the ``k`` updates), ``g_loss`` and
-    ``g_grad_norm`` (global norm of the generator's gradient).
+    ``g_grad_norm`` (global norm of the generator's gradient), and each penalty's (0 on the updates a lazy
+    penalty skips).
 
     Random stream (fixed, so that runs are reproducible and testable): ``state.key`` splits into
     (next key, discriminator key, generator key); the discriminator key splits into one key per
     update, each into (latent key, penalty key). Latents are N(0, I), interpolation weights U(0, 1).
+    Options draw from keys folded in, which leaves these draws unchanged: DiffAugment from
+    ``fold_in(update key, 1)`` (reals) and ``fold_in(update key, 2)`` (fakes) and ``fold_in(generator key, 1)``;
+    DRAGAN from ``fold_in(update key, 3)``.
     """
     config = state.config
     real_batches = batch["x"]
@@ -483,28 +554,53 @@ def adversarial_step(
         )
     m = real_batches.shape[1]
     labels = batch_labels(batch, config)
+    policy = augment.parse_policy(config.augment)
+    if policy:
+        augment.check_images(state.data_shape)
+    dtype = COMPUTE_DTYPES[config.precision]
     gen, disc = build_networks(config, state.data_shape, batch_norm_in_d=batch_norm_in_d, bn_axis_name=axis_name)
     g_tx, d_tx = make_optimizers(config)
     z_dim = latent_dim(config, state.data_shape)
     key, d_key, g_key = jax.random.split(state.key, 3)
     g_net = state.generator
+    if penalty is None:
+        objective_penalties = []
+    elif callable(penalty):
+        objective_penalties = [(penalty, penalty_weight)]
+    else:
+        objective_penalties = list(penalty)
+
+    def augmented(x, aug_key):
+        if not policy:
+            return x
+        return augment.apply(x, _global_augment_draws(aug_key, x.shape[0], state.data_shape, policy, axis_name), policy)
 
     def d_update(d_net: NetState, inputs):
-        real, y, step_key = inputs
+        real, y, step_key, update = inputs
         z_key, p_key = jax.random.split(step_key)
         z = global_draw(jax.random.normal, z_key, (m, z_dim), axis_name)
-        fake, _ = apply_net(gen, g_net.params, g_net.batch_stats, z, train=True, labels=y)
+        fake, _ = apply_net(gen, g_net.params, g_net.batch_stats, z, train=True, labels=y, dtype=dtype)
         fake = jax.lax.stop_gradient(fake)
+        real = augmented(real, jax.random.fold_in(step_key, 1))
+        fake = augmented(fake, jax.random.fold_in(step_key, 2))
+        terms = objective_penalties + penalties.configured(config, step_key, axis_name)
 
         def loss_fn(params):
-            s_real, stats = apply_net(disc, params, d_net.batch_stats, real, train=True, labels=y)
-            s_fake, stats = apply_net(disc, params, stats, fake, train=True, labels=y)
+            s_real, stats = apply_net(disc, params, d_net.batch_stats, real, train=True, labels=y, dtype=dtype)
+            s_fake, stats = apply_net(disc, params, stats, fake, train=True, labels=y, dtype=dtype)
             loss, metrics = discriminator_loss(s_real, s_fake)
-            if penalty is not None:
-                critic = lambda x, labels=None: apply_net(disc, params, stats, x, train=False, labels=labels)[0]
+            if terms:
+                critic = lambda x, labels=None: apply_net(
+                    disc, params, stats, x, train=False, labels=labels, dtype=dtype
+                )[0]
                 eps = global_draw(jax.random.uniform, p_key, (m,), axis_name)
-                value, p_metrics = penalty(critic, real, fake, eps, **({} if y is None else {"labels": y}))
-                loss = loss + penalty_weight * value
+                kw = {} if y is None else {"labels": y}
+                value, p_metrics = penalties.lazy(
+                    config.penalty_every,
+                    state.step * k + update,
+                    lambda: penalties.weighted_sum(terms, critic, real, fake, eps, **kw),
+                )
+                loss = loss + value
                 metrics = {**metrics, **p_metrics}
             return loss, (metrics, stats)
 
@@ -519,12 +615,14 @@ def adversarial_step(
     d_keys = jax.random.split(d_key, k)
     if k == 1:
         d_net, d_metrics = d_update(
-            state.discriminator, (real_batches[0], None if labels is None else labels[0], d_keys[0])
+            state.discriminator, (real_batches[0], None if labels is None else labels[0], d_keys[0], 0)
         )
     else:
         # Unrolled: on XLA:CPU a convolution's gradient inside a scan's while loop ran 30x slower
         # (DCGAN critic, batch 64: 1.1 s vs 33 ms per update; benchmarks/train_steps.py).
-        d_net, d_metrics = jax.lax.scan(d_update, state.discriminator, (real_batches, labels, d_keys), unroll=True)
+        d_net, d_metrics = jax.lax.scan(
+            d_update, state.discriminator, (real_batches, labels, d_keys, jnp.arange(k)), unroll=True
+        )
         d_metrics = jax.tree_util.tree_map(jnp.mean, d_metrics)
 
     z = global_draw(jax.random.normal, g_key, (m, z_dim), axis_name)
@@ -533,8 +631,9 @@ def adversarial_step(
     kept = top_k_kept_fraction(state.step, config) if top_k else None
 
     def g_loss_fn(params):
-        fake, stats = apply_net(gen, params, g_net.batch_stats, z, train=True, labels=g_labels)
-        s_fake, _ = apply_net(disc, d_net.params, d_net.batch_stats, fake, train=True, labels=g_labels)
+        fake, stats = apply_net(gen, params, g_net.batch_stats, z, train=True, labels=g_labels, dtype=dtype)
+        fake = augmented(fake, jax.random.fold_in(g_key, 1))
+        s_fake, _ = apply_net(disc, d_net.params, d_net.batch_stats, fake, train=True, labels=g_labels, dtype=dtype)
         if not top_k:
             return generator_loss(s_fake), stats
         weights = on_global_batch(lambda s: top_k_weights(s, kept), jax.lax.stop_gradient(s_fake), axis_name)
@@ -554,7 +653,9 @@ def adversarial_step(
             g_params,
             state.step + 1,
             config.ema_decay,
-            lambda ema: apply_net(gen, ema["params"], ema["batch_stats"], z, train=True, labels=g_labels)[1],
+            lambda ema: apply_net(gen, ema["params"], ema["batch_stats"], z, train=True, labels=g_labels, dtype=dtype)[
+                1
+            ],
         )
     new_state = state.replace(
         step=state.step + 1,
@@ -564,6 +665,16 @@ def adversarial_step(
         generator_ema=generator_ema,
     )
     return new_state, metrics
+
+
+def _global_augment_draws(key: Array, m: int, data_shape: tuple[int, ...], policy, axis_name: str | None) -> dict:
+    """:func:`augment.draw` for this device's ``m`` rows of the global batch (identical to one device's draws)."""
+    if axis_name is None:
+        return augment.draw(key, m, data_shape, policy)
+    n_dev = jax.lax.psum(1, axis_name)
+    full = augment.draw(key, m * n_dev, data_shape, policy)
+    start = jax.lax.axis_index(axis_name) * m
+    return jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, start, m), full)
 
 
 def batch_labels(batch: dict, config: NetworkConfig) -> Array | None:

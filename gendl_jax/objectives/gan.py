@@ -13,6 +13,12 @@ score rather than a logit:
 * discriminator, ``discriminator_loss="hinge"``:  ``mean[relu(1 - l(x))] + mean[relu(1 + l(G(z)))]``
 * generator, ``generator_loss="hinge"``:  ``-mean[l(G(z))]``
 
+and the least-squares GAN (Mao et al. 2017, "Least squares generative adversarial networks", eq. 2 with the
+0-1 coding of section 3.2.2: a = 0, b = c = 1), where ``l`` is again a score:
+
+* discriminator, ``discriminator_loss="least-squares"``:  ``1/2 mean[(l(x) - 1)^2] + 1/2 mean[l(G(z))^2]``
+* generator, ``generator_loss="least-squares"``:  ``1/2 mean[(l(G(z)) - 1)^2]``
+
 Usage::
 
     state = gan.init(key, gan.GANConfig(), batch)     # batch["x"]: (d_steps, m, *data_shape)
@@ -37,10 +43,11 @@ Array = jax.Array
 class GANConfig(adversarial.NetworkConfig):
     """GAN hyper-parameters. Defaults: Adam(2e-4, 0.5) as in DCGAN, one D step per G step."""
 
-    generator_loss: Literal["saturating", "non-saturating", "hinge"] = "non-saturating"
-    discriminator_loss: Literal["cross-entropy", "hinge"] = "cross-entropy"
+    generator_loss: Literal["saturating", "non-saturating", "hinge", "least-squares"] = "non-saturating"
+    discriminator_loss: Literal["cross-entropy", "hinge", "least-squares"] = "cross-entropy"
     """``"cross-entropy"``: eq. (5); ``"hinge"``: SN-GAN's hinge loss (usually with ``generator_loss="hinge"``
-    and ``spectral_norm=True``)."""
+    and ``spectral_norm=True``); ``"least-squares"``: LSGAN's (Mao et al. 2017, a = 0, b = c = 1; usually with
+    ``generator_loss="least-squares"``)."""
     d_steps: int = 1
     """k in Algorithm 1: discriminator updates per generator update."""
 
@@ -51,10 +58,14 @@ class GANConfig(adversarial.NetworkConfig):
     def validate(self) -> None:
         super().validate()
         if self.generator_loss not in GENERATOR_LOSSES:
-            raise ValueError(f"generator_loss must be one of {sorted(GENERATOR_LOSSES)}, got {self.generator_loss!r}")
+            raise ValueError(
+                f"generator_loss must be one of {', '.join(GENERATOR_LOSSES)} (--generator-loss), "
+                f"got {self.generator_loss!r}"
+            )
         if self.discriminator_loss not in DISCRIMINATOR_LOSSES:
             raise ValueError(
-                f"discriminator_loss must be one of {sorted(DISCRIMINATOR_LOSSES)}, got {self.discriminator_loss!r}"
+                f"discriminator_loss must be one of {', '.join(DISCRIMINATOR_LOSSES)} (--discriminator-loss), "
+                f"got {self.discriminator_loss!r}"
             )
 
 
@@ -89,12 +100,34 @@ def hinge_generator_loss(scores_fake: Array, weights: Array | None = None) -> Ar
     return -adversarial.weighted_mean(scores_fake, weights)
 
 
+LSGAN_A, LSGAN_B, LSGAN_C = 0.0, 1.0, 1.0
+"""The targets of the least-squares GAN: D pulls fakes to a and reals to b, G pulls fakes to c (Mao et al. 2017,
+section 3.2.2, the 0-1 coding b - c = 0 rather than the a = -1, b = 1, c = 0 that minimises the Pearson chi^2)."""
+
+
+def least_squares_discriminator_loss(scores_real: Array, scores_fake: Array) -> tuple[Array, dict]:
+    """``1/2 mean (l(x) - b)^2 + 1/2 mean (l(G(z)) - a)^2`` with a = 0, b = 1: (m,), (m,) scores -> scalar, with the
+    mean scores as ``d_real`` / ``d_fake``."""
+    loss = 0.5 * jnp.mean(jnp.square(scores_real - LSGAN_B)) + 0.5 * jnp.mean(jnp.square(scores_fake - LSGAN_A))
+    return loss, {"d_real": jnp.mean(scores_real), "d_fake": jnp.mean(scores_fake)}
+
+
+def least_squares_generator_loss(scores_fake: Array, weights: Array | None = None) -> Array:
+    """``1/2 mean (l(G(z)) - c)^2`` with c = 1; ``weights`` as in :func:`saturating_generator_loss`."""
+    return 0.5 * adversarial.weighted_mean(jnp.square(scores_fake - LSGAN_C), weights)
+
+
 GENERATOR_LOSSES = {
     "saturating": saturating_generator_loss,
     "non-saturating": non_saturating_generator_loss,
     "hinge": hinge_generator_loss,
+    "least-squares": least_squares_generator_loss,
 }
-DISCRIMINATOR_LOSSES = {"cross-entropy": discriminator_loss, "hinge": hinge_discriminator_loss}
+DISCRIMINATOR_LOSSES = {
+    "cross-entropy": discriminator_loss,
+    "hinge": hinge_discriminator_loss,
+    "least-squares": least_squares_discriminator_loss,
+}
 
 
 def init(key: Array, config: GANConfig, example_batch: dict) -> adversarial.AdversarialState:

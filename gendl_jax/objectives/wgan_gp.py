@@ -9,12 +9,13 @@ n_critic = 5, lambda = 10 for images (0.1 by default for vector data, see :class
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
-from gendl_jax.objectives import adversarial, wgan
+from gendl_jax.objectives import adversarial, penalties, wgan
 
 Array = jax.Array
 
@@ -27,10 +28,15 @@ class WGANGPConfig(wgan.AdamCriticConfig):
     """lambda; None: 10 for images (the paper's value) and 0.1 for vector data such as the 2-D toy
     mixtures (the value in Gulrajani et al.'s own toy experiments; 10 learns them very slowly)."""
 
+    gp_one_sided: bool = False
+    """The one-sided penalty ``max(0, ||grad f(x_hat)|| - 1)^2`` at the same interpolates (mentioned by Gulrajani
+    et al. 2017, section 4; Petzka et al. 2018, "On the regularization of Wasserstein GANs"): only gradients steeper
+    than 1 are penalised, as the Lipschitz constraint itself asks."""
+
     def validate(self) -> None:
         super().validate()
         if self.gp_weight is not None and self.gp_weight < 0:
-            raise ValueError(f"gp_weight must be >= 0 or None, got {self.gp_weight}")
+            raise ValueError(f"gp_weight must be >= 0 or None (--gp-weight), got {self.gp_weight}")
 
 
 def resolved_gp_weight(config: WGANGPConfig, data_shape: tuple[int, ...]) -> float:
@@ -47,22 +53,26 @@ def per_sample_gradient_norms(critic: Callable[..., Array], x: Array, labels: Ar
     non-batch axes. For a class-conditional critic, ``labels`` (n,) are passed on as ``critic(x, labels=...)``,
     each sample's with it.
     """
-    if labels is None:
-        grads = jax.vmap(jax.grad(lambda xi: critic(xi[None])[0]))(x)
-    else:
-        grads = jax.vmap(jax.grad(lambda xi, yi: critic(xi[None], labels=yi[None])[0]))(x, labels)
-    return jnp.sqrt(jnp.sum(jnp.square(grads).reshape(x.shape[0], -1), axis=1))
+    return jnp.sqrt(penalties.per_sample_squared_gradient_norms(critic, x, labels))
 
 
 def gradient_penalty(
-    critic: Callable[..., Array], real: Array, fake: Array, eps: Array, labels: Array | None = None
+    critic: Callable[..., Array],
+    real: Array,
+    fake: Array,
+    eps: Array,
+    labels: Array | None = None,
+    *,
+    one_sided: bool = False,
 ) -> tuple[Array, dict]:
     """``mean_i (||grad f(eps_i x_i + (1 - eps_i) y_i)|| - 1)^2``; real, fake: (m, *shape), eps: (m,); ``labels``
-    (m,): the pairs' classes for a class-conditional critic, ``critic(x, labels=...)``."""
+    (m,): the pairs' classes for a class-conditional critic, ``critic(x, labels=...)``. With ``one_sided``:
+    ``mean_i max(0, ||grad f(...)|| - 1)^2``."""
     eps = eps.reshape((-1,) + (1,) * (real.ndim - 1))
     interpolates = eps * real + (1.0 - eps) * fake
     norms = per_sample_gradient_norms(critic, interpolates, labels)
-    penalty = jnp.mean(jnp.square(norms - 1.0))
+    excess = jax.nn.relu(norms - 1.0) if one_sided else norms - 1.0
+    penalty = jnp.mean(jnp.square(excess))
     return penalty, {"gp": penalty, "grad_norm_interp": jnp.mean(norms)}
 
 
@@ -90,7 +100,7 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
         discriminator_loss=wgan.critic_loss,
         generator_loss=wgan.generator_loss,
         batch_norm_in_d=False,
-        penalty=gradient_penalty,
+        penalty=functools.partial(gradient_penalty, one_sided=True) if state.config.gp_one_sided else gradient_penalty,
         penalty_weight=state.hparams["gp_weight"],
         axis_name=axis_name,
     )
