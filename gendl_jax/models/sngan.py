@@ -249,23 +249,29 @@ class SNGANDiscriminator(nn.Module):
       base_features: width unit ``b`` (64: the paper's widths, e.g. 128 channels at 32 px).
       spectral_norm: every kernel divided by its spectral norm (the power-iteration vectors are ``batch_stats``).
       num_classes: 0, or the classes of a projection discriminator (``__call__(x, train, labels=...)``).
+      aux_classes: 0, or ``K`` for AC-GAN's discriminator (Odena et al. 2017): a second head ``classifier``, a
+        ``Dense(K)`` on the same pooled features as ``logit`` (spectrally normalised under ``spectral_norm``), and
+        ``__call__`` returns ``(logits (N,), class_logits (N, K))``, as the DCGAN and MLP discriminators do.
 
-    Submodules: ``block{i}`` (:class:`DiscriminatorBlock`) for i = 1..n, ``logit``, and ``projection`` when
-    conditional. The pooled features, the input of ``logit``, are sown as ``intermediates/features``.
+    Submodules: ``block{i}`` (:class:`DiscriminatorBlock`) for i = 1..n, ``logit``, ``projection`` when
+    conditional, ``classifier`` with ``aux_classes``. The pooled features, the input of ``logit``, are sown as ``intermediates/features``.
     """
 
     base_features: int = 64
     spectral_norm: bool = False
     num_classes: int = 0
+    aux_classes: int = 0
 
     def __post_init__(self):
         _check_int("base_features", self.base_features, 1)
         _check_int("num_classes", self.num_classes, 0)
+        _check_int("aux_classes", self.aux_classes, 0)
         super().__post_init__()
 
     @nn.compact
-    def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array:
-        """(N, H, W, C) [and labels (N,) for a projection discriminator] -> (N,)."""
+    def __call__(self, x: Array, train: bool = True, *, labels: Array | None = None) -> Array | tuple[Array, Array]:
+        """(N, H, W, C) [and labels (N,) for a projection discriminator] -> (N,); with ``aux_classes=K``,
+        ``((N,), (N, K))``: the logits and the class logits."""
         if jnp.ndim(x) != 4:
             raise ValueError(f"x must be images of shape (N, H, W, C), got shape {jnp.shape(x)}")
         if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
@@ -280,11 +286,12 @@ class SNGANDiscriminator(nn.Module):
             h = block(h, train)
         h = jnp.sum(nn.relu(h), axis=(1, 2))
         self.sow("intermediates", "features", h)
-        logit = spectral_normalized(
-            nn.Dense(1, kernel_init=XAVIER_INIT, name="logit"),
-            h,
-            enabled=self.spectral_norm,
-            train=train,
-            name="sn_logit",
-        )[:, 0]
-        return logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
+
+        def weighted(layer: nn.Module) -> Array:
+            return spectral_normalized(layer, h, enabled=self.spectral_norm, train=train, name=f"sn_{layer.name}")
+
+        logit = weighted(nn.Dense(1, kernel_init=XAVIER_INIT, name="logit"))[:, 0]
+        logit = logit + class_projection(h, labels, self.num_classes, spectral_norm=self.spectral_norm, train=train)
+        if not self.aux_classes:
+            return logit
+        return logit, weighted(nn.Dense(self.aux_classes, kernel_init=XAVIER_INIT, name="classifier"))

@@ -370,6 +370,28 @@ def test_spectral_norm_normalises_every_kernel(rng):
     assert _relative_error(unnormalised, expected) > 0.1
 
 
+def test_auxiliary_classifier_head(rng):
+    """AC-GAN's head: ``Dense(K)`` on the pooled features (the ``logit`` layer's input), spectrally normalised."""
+    x = jnp.asarray(rng.uniform(-1, 1, size=(2, 32, 32, 3)), jnp.float32)
+    disc = SNGANDiscriminator(base_features=2, spectral_norm=True, aux_classes=7)
+    variables = disc.init(jax.random.key(0), x, train=False)
+    (logits, class_logits), state = disc.apply(variables, x, train=False, mutable=["intermediates"])
+    features = state["intermediates"]["features"][0]
+    assert logits.shape == (2,) and class_logits.shape == (2, 7) and "sn_classifier" in variables["batch_stats"]
+    kernel = np.asarray(variables["params"]["classifier"]["kernel"], np.float64)
+    u = np.asarray(variables["batch_stats"]["sn_classifier"]["classifier/kernel/u"], np.float64)
+    # flax's one power-iteration step from the stored u (eval mode), written out in numpy
+    v = u @ kernel.T
+    v /= np.linalg.norm(v)
+    u1 = v @ kernel
+    u1 /= np.linalg.norm(u1)
+    sigma = (v @ kernel @ u1.T).item()
+    expected = np.asarray(features, np.float64) @ (kernel / sigma) + np.asarray(
+        variables["params"]["classifier"]["bias"]
+    )
+    np.testing.assert_allclose(class_logits, expected, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # From the command line
 # ---------------------------------------------------------------------------------------------------------------
