@@ -36,13 +36,17 @@ _SUM_TOLERANCE = 1e-4
 
 
 @functools.partial(jax.jit, static_argnames=("n_splits",))
-def _split_scores(probs: jax.Array, n_splits: int) -> jax.Array:
+def _split_scores(probs: jax.Array, log_probs: jax.Array, n_splits: int) -> jax.Array:
+    # In log space: log p(y) = logsumexp_i log p(y|x_i) - log n. Averaging the probabilities instead underflows
+    # when logits span more than ~700 (the mean of subnormal probabilities flushes to 0 on XLA:CPU, and
+    # p log(p / 0) is then inf).
     n = probs.shape[0]
     scores = []
     for i in range(n_splits):
-        part = probs[i * n // n_splits : (i + 1) * n // n_splits]
-        marginal = jnp.mean(part, axis=0, keepdims=True)
-        kl = jnp.sum(xlogy(part, part) - xlogy(part, marginal), axis=1)
+        lo, hi = i * n // n_splits, (i + 1) * n // n_splits
+        part, log_part = probs[lo:hi], log_probs[lo:hi]
+        log_marginal = jax.scipy.special.logsumexp(log_part, axis=0, keepdims=True) - jnp.log(hi - lo)
+        kl = jnp.sum(jnp.where(part > 0, part * (log_part - log_marginal), 0.0), axis=1)
         scores.append(jnp.exp(jnp.mean(kl)))
     return jnp.stack(scores)
 
@@ -111,8 +115,8 @@ def inception_score(
         if isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, (int, np.integer)) or shuffle_seed < 0:
             raise ValueError(f"shuffle_seed must be None or a non-negative int, got {shuffle_seed!r}")
         x = x[np.random.RandomState(int(shuffle_seed)).permutation(x.shape[0])]
-    probs = _probabilities(x, from_logits)
-    scores = np.asarray(_split_scores(jnp.asarray(probs), n_splits))
+    probs, log_probs = _log_probabilities(x, from_logits)
+    scores = np.asarray(_split_scores(jnp.asarray(probs), jnp.asarray(log_probs), n_splits))
     return float(scores.mean()), float(scores.std())
 
 

@@ -305,3 +305,18 @@ def test_class_balance_bad_input():
         class_balance(np.zeros(4, int), 3, reference=[0.5, 0.6, 0.1])
     with pytest.raises(ValueError, match="num_classes must be >= 2, got 1"):
         class_balance(np.zeros(4, int), 1)
+
+
+def test_inception_score_stays_finite_when_logits_span_thousands():
+    """Logits spanning > 700 give probabilities below float64's normal range; the score is computed in log space."""
+    from scipy.special import log_softmax, logsumexp
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 400.0, size=(40, 12))
+    got, _ = inception_score(logits, 4, from_logits=True)
+    log_p = log_softmax(logits, axis=1)
+    ref = []
+    for part in np.split(log_p, 4):
+        log_marginal = logsumexp(part, axis=0) - np.log(len(part))
+        ref.append(np.exp(np.mean(np.sum(np.exp(part) * (part - log_marginal), axis=1))))
+    assert np.isfinite(got) and got == pytest.approx(np.mean(ref), rel=1e-10)
