@@ -46,7 +46,12 @@ WORKER = textwrap.dedent(
     from gendl_jax.data.registry import load_dataset
     from gendl_jax.objectives import get_objective
     from gendl_jax.train import parallel
-    from tests.train.test_multiprocess import BATCH_SIZE, CASES, SEED, STEPS
+    # by path, not as tests.train...: torch-fidelity (a test reference) installs a top-level "tests" package
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("multiprocess_cases", "tests/train/test_multiprocess.py")
+    cases = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cases)
+    BATCH_SIZE, CASES, SEED, STEPS = cases.BATCH_SIZE, cases.CASES, cases.SEED, cases.STEPS
 
     mesh = parallel.make_mesh()
     for case, (name, config) in CASES.items():
