@@ -35,9 +35,9 @@ at about 40% slower on this 2-core CPU when both ran in one process; not re-meas
 comparison would flatter jax. The torch workers never import jax.
 
 Load: PyTorch's OpenMP threads wait for each other by spinning, so when another job holds one of the two cores
-its throughput collapses far more than XLA's (measured while writing this script: 1.6 images/s at 32 x 32,
-batch 8, against about 25 on a quiet machine; jax 14.9 against 21). The ratios mean something only at low load;
-every row records the load average before and after it.
+its throughput collapses far more than XLA's (measured while writing this script, with a test suite running
+beside it: 1.6 images/s at 32 x 32, batch 8, against 20.3 on a quiet machine; jax 14.9 against 22.0). The ratios
+mean something only at low load; every row records the load average before and after it.
 
     python benchmarks/inception.py [--repeats 3] [--only features fid] [--n 10000] [--sizes 32 299]
                                    [--batch-sizes 8 50 200] [--n-features 200] [--work-dir DIR]
