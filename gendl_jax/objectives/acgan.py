@@ -240,16 +240,8 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
     into one key per update, each into (latent key, label key); the generator key into (latent key, label key).
     """
     config = state.config
-    real_batches = batch["x"]
+    real_batches = adversarial.checked_real_batches(state, batch)
     k = config.inner_steps
-    if real_batches.ndim != len(state.data_shape) + 2 or real_batches.shape[0] != k:
-        raise ValueError(
-            f"batch['x'] must have shape (inner_steps={k}, m, *{state.data_shape}), got {real_batches.shape}"
-        )
-    if tuple(real_batches.shape[2:]) != state.data_shape:
-        raise ValueError(
-            f"batch['x'] examples have shape {real_batches.shape[2:]}, the state expects {state.data_shape}"
-        )
     m = real_batches.shape[1]
     labels = adversarial.batch_labels(batch, config)
     gen, disc = build_networks(config, state.data_shape, bn_axis_name=axis_name)

@@ -510,6 +510,21 @@ def init_adversarial(
     )
 
 
+def checked_real_batches(state: AdversarialState, batch: dict) -> Array:
+    """``batch["x"]``, checked to be (inner_steps, m, *data_shape) for ``state``."""
+    real_batches = batch["x"]
+    k = state.config.inner_steps
+    if real_batches.ndim != len(state.data_shape) + 2 or real_batches.shape[0] != k:
+        raise ValueError(
+            f"batch['x'] must have shape (inner_steps={k}, m, *{state.data_shape}), got {real_batches.shape}"
+        )
+    if tuple(real_batches.shape[2:]) != state.data_shape:
+        raise ValueError(
+            f"batch['x'] examples have shape {real_batches.shape[2:]}, the state expects {state.data_shape}"
+        )
+    return real_batches
+
+
 def adversarial_step(
     state: AdversarialState,
     batch: dict,
@@ -542,16 +557,8 @@ def adversarial_step(
     DRAGAN from ``fold_in(update key, 3)``.
     """
     config = state.config
-    real_batches = batch["x"]
+    real_batches = checked_real_batches(state, batch)
     k = config.inner_steps
-    if real_batches.ndim != len(state.data_shape) + 2 or real_batches.shape[0] != k:
-        raise ValueError(
-            f"batch['x'] must have shape (inner_steps={k}, m, *{state.data_shape}), got {real_batches.shape}"
-        )
-    if tuple(real_batches.shape[2:]) != state.data_shape:
-        raise ValueError(
-            f"batch['x'] examples have shape {real_batches.shape[2:]}, the state expects {state.data_shape}"
-        )
     m = real_batches.shape[1]
     labels = batch_labels(batch, config)
     policy = augment.parse_policy(config.augment)
