@@ -23,11 +23,12 @@ import jax
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from gendl_jax import plots
 from gendl_jax.data import load_dataset
 from gendl_jax.learned_metrics import latent_reconstruction
 from gendl_jax.metrics import prepare_images
 from gendl_jax.objectives import adversarial
-from gendl_jax.train import load_run, plots
+from gendl_jax.train import load_run
 
 GAN_OBJECTIVES = ("gan", "wgan", "wgan-gp", "wgan-sn")
 

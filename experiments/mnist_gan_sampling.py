@@ -55,13 +55,13 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from gendl_jax import sampling
+from gendl_jax import plots, sampling
 from gendl_jax.data import BatchIterator, load_dataset, map_in_batches
 from gendl_jax.evaluation import image_measures, mnist_test_subset
 from gendl_jax.metrics import inception_score_breakdown, mnist_classifier
 from gendl_jax.metrics.classifier import prepare_images
 from gendl_jax.objectives import adversarial, gan
-from gendl_jax.train import load_run, plots
+from gendl_jax.train import load_run
 
 BATCH = 1000
 """Images per generator / discriminator call (bounds memory on a CPU)."""

@@ -80,6 +80,51 @@ def configs(gan_steps: int, wgan_steps: int, wgan_gp_steps: int = wgan_gp.TOY_ST
             wgan_sn.WGANSNConfig(g_learning_rate=5e-4, d_learning_rate=5e-4, **wgan_common),
             wgan_steps,
         ),
+        **family_configs(gan_common, gan_steps, wgan_gp_steps),
+    }
+
+
+R1_GAMMA = 0.1
+"""gamma of the toy R1 / R2 rows: a pilot on the ring (one seed, 3,000 steps, gamma in {0.1, 1, 10}) chose the
+smallest, 0.1 (high-quality share 92 / 88 / 77% with R1, 90 / 87 / 70% with R2; see the results README)."""
+DRAGAN_LAMBDA = 10.0
+"""lambda of the toy DRAGAN row: Kodali et al.'s default."""
+LAZY_EVERY = 16
+"""k of the lazy R1 row: StyleGAN2's interval for R1."""
+
+
+def family_configs(gan_common: dict, gan_steps: int, wgan_gp_steps: int) -> dict:
+    """The GAN-family options of the library (issue 29) as rows at the budget of the rows they modify: NS-GAN with
+    R1, R2 (gamma :data:`R1_GAMMA`), DRAGAN (lambda :data:`DRAGAN_LAMBDA`) or lazy R1 (every
+    :data:`LAZY_EVERY`-th update, k x gamma); the least-squares GAN (both losses, Mao et al. 2017); NS-GAN computed in
+    bfloat16; WGAN-GP with the one-sided penalty max(0, ||grad|| - 1)^2. AC-GAN needs labels (the toys have none);
+    DiffAugment and the ResNet networks need images: they are rows of the MNIST table only."""
+    ns = dict(generator_loss="non-saturating", **gan_common)
+    return {
+        "NS-GAN + R1": ("gan", gan.GANConfig(r1_weight=R1_GAMMA, **ns), gan_steps),
+        "NS-GAN + R2": ("gan", gan.GANConfig(r2_weight=R1_GAMMA, **ns), gan_steps),
+        "NS-GAN + DRAGAN": ("gan", gan.GANConfig(dragan_weight=DRAGAN_LAMBDA, **ns), gan_steps),
+        f"NS-GAN + lazy R1 (k={LAZY_EVERY})": (
+            "gan",
+            gan.GANConfig(r1_weight=R1_GAMMA, penalty_every=LAZY_EVERY, **ns),
+            gan_steps,
+        ),
+        "LSGAN": (
+            "gan",
+            gan.GANConfig(discriminator_loss="least-squares", **{**ns, "generator_loss": "least-squares"}),
+            gan_steps,
+        ),
+        "NS-GAN bfloat16": ("gan", gan.GANConfig(precision="bfloat16", **ns), gan_steps),
+        "WGAN-GP one-sided": (
+            "wgan-gp",
+            wgan_gp.WGANGPConfig(
+                **{**wgan_gp.TOY_CONFIG, "lr_decay_steps": wgan_gp_steps},
+                gp_weight=0.1,
+                gp_one_sided=True,
+                latent_dim=LATENT,
+            ),
+            wgan_gp_steps,
+        ),
     }
 
 
