@@ -44,12 +44,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gendl_jax.objectives import adversarial
-from gendl_jax.objectives.distributed import global_draw, mean_over_devices
+from gendl_jax.objectives import adversarial, augment, penalties
+from gendl_jax.objectives.distributed import global_draw, mean_over_devices, on_global_batch
 
 Array = jax.Array
 
 GENERATOR_LOSSES = ("non-saturating", "saturating")
+
+PENALTY_KEY = 4
+"""``fold_in(update key, PENALTY_KEY)`` draws the interpolation weights the penalty hook receives (R1, R2 and DRAGAN
+do not use them; DRAGAN's perturbation comes from ``fold_in(update key, penalties.DRAGAN_KEY)``)."""
 
 SHARED_OPTIONS = frozenset(
     (
@@ -71,14 +75,20 @@ SHARED_OPTIONS = frozenset(
         "beta2",
         "lr_decay_steps",
         "ema_decay",
+        "top_k_fraction",
         "top_k_decay",
         "top_k_period",
         "num_classes",
+        "r1_weight",
+        "r2_weight",
+        "dragan_weight",
+        "penalty_every",
+        "augment",
+        "precision",
     )
 )
-"""The fields of :class:`~gendl_jax.objectives.adversarial.NetworkConfig` that AC-GAN's step implements; any other
-(top-k training, the penalties, DiffAugment, bfloat16, and options added later) must keep its default, so that no
-flag is silently ignored."""
+"""The fields of :class:`~gendl_jax.objectives.adversarial.NetworkConfig` that AC-GAN's step implements; an option
+added to it later must keep its default here until the step implements it, so that no flag is silently ignored."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,17 +191,19 @@ def generator_loss(
     labels_fake: Array,
     class_weight: float | Array = 1.0,
     kind: str = "non-saturating",
+    weights: Array | None = None,
 ) -> tuple[Array, dict]:
     """What G minimises (module docstring): ``-mean log sigmoid(l)`` (``"non-saturating"``) or
     ``mean log sigmoid(-l)`` (``"saturating"``), plus ``w * mean CE``: (m,), (m, K), (m,) -> (loss, metrics
-    ``g_source_loss``, ``g_class_loss``)."""
+    ``g_source_loss``, ``g_class_loss``). ``weights`` (m,): both means weighted (:func:`adversarial.weighted_mean`;
+    top-k training keeps the fakes D finds most real, for both terms)."""
     if kind == "non-saturating":
-        source = -jnp.mean(jax.nn.log_sigmoid(logits_fake))
+        source = -adversarial.weighted_mean(jax.nn.log_sigmoid(logits_fake), weights)
     elif kind == "saturating":
-        source = jnp.mean(jax.nn.log_sigmoid(-logits_fake))
+        source = adversarial.weighted_mean(jax.nn.log_sigmoid(-logits_fake), weights)
     else:
         raise ValueError(f"kind must be one of {list(GENERATOR_LOSSES)}, got {kind!r}")
-    ce = jnp.mean(class_cross_entropy(class_logits_fake, labels_fake))
+    ce = adversarial.weighted_mean(class_cross_entropy(class_logits_fake, labels_fake), weights)
     return source + class_weight * ce, {"g_source_loss": source, "g_class_loss": ce}
 
 
@@ -238,12 +250,25 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
 
     Random stream: ``state.key`` splits into (next key, discriminator key, generator key); the discriminator key
     into one key per update, each into (latent key, label key); the generator key into (latent key, label key).
+    The options draw from keys folded in, as in :func:`adversarial.adversarial_step`: DiffAugment from
+    ``fold_in(update key, 1)`` (reals), ``fold_in(update key, 2)`` (fakes) and ``fold_in(generator key, 1)``; DRAGAN
+    from ``fold_in(update key, 3)``.
+
+    Options of the shared config: the penalties (``r1_weight``, ``r2_weight``, ``dragan_weight``, lazy by
+    ``penalty_every``) act on the source logit ``l(x)``, DiffAugment on every image D sees, ``precision`` on both
+    networks, top-k training on both terms of the generator's loss (the kept fakes are those with the highest
+    ``l``).
     """
     config = state.config
     real_batches = adversarial.checked_real_batches(state, batch)
     k = config.inner_steps
     m = real_batches.shape[1]
     labels = adversarial.batch_labels(batch, config)
+    policy = augment.parse_policy(config.augment)
+    if policy:
+        augment.check_images(state.data_shape)
+    augmented = adversarial.augmenter(policy, state.data_shape, axis_name)
+    dtype = adversarial.COMPUTE_DTYPES[config.precision]
     gen, disc = build_networks(config, state.data_shape, bn_axis_name=axis_name)
     g_tx, d_tx = adversarial.make_optimizers(config)
     z_dim = adversarial.latent_dim(config, state.data_shape)
@@ -253,17 +278,30 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
     g_net = state.generator
 
     def d_update(d_net: adversarial.NetState, inputs):
-        real, y, step_key = inputs
+        real, y, step_key, update = inputs
         z_key, c_key = jax.random.split(step_key)
         z = global_draw(jax.random.normal, z_key, (m, z_dim), axis_name)
         c = global_draw(draw_labels, c_key, (m,), axis_name)
-        fake, _ = adversarial.apply_net(gen, g_net.params, g_net.batch_stats, z, train=True, labels=c)
+        fake, _ = adversarial.apply_net(gen, g_net.params, g_net.batch_stats, z, train=True, labels=c, dtype=dtype)
         fake = jax.lax.stop_gradient(fake)
+        real = augmented(real, jax.random.fold_in(step_key, 1))
+        fake = augmented(fake, jax.random.fold_in(step_key, 2))
+        terms = penalties.configured(config, step_key, axis_name)
 
         def loss_fn(params):
-            (s_real, c_real), stats = adversarial.apply_net(disc, params, d_net.batch_stats, real, train=True)
-            (s_fake, c_fake), stats = adversarial.apply_net(disc, params, stats, fake, train=True)
+            (s_real, c_real), stats = adversarial.apply_net(
+                disc, params, d_net.batch_stats, real, train=True, dtype=dtype
+            )
+            (s_fake, c_fake), stats = adversarial.apply_net(disc, params, stats, fake, train=True, dtype=dtype)
             loss, metrics = discriminator_loss(s_real, s_fake, c_real, c_fake, y, c, w)
+            if terms:  # on the source head, the "D(x)" of the penalties' papers; the classifier head is free
+                critic = lambda x: adversarial.apply_net(disc, params, stats, x, train=False, dtype=dtype)[0][0]
+                p_key = jax.random.fold_in(step_key, PENALTY_KEY)
+                value, p_metrics = adversarial.penalty_value(
+                    config, terms, critic, real, fake, p_key, state.step * k + update, axis_name=axis_name
+                )
+                loss = loss + value
+                metrics = {**metrics, **p_metrics}
             return loss, (metrics, stats)
 
         (loss, (metrics, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_net.params)
@@ -274,20 +312,32 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
 
     d_keys = jax.random.split(d_key, k)
     if k == 1:
-        d_net, d_metrics = d_update(state.discriminator, (real_batches[0], labels[0], d_keys[0]))
+        d_net, d_metrics = d_update(state.discriminator, (real_batches[0], labels[0], d_keys[0], 0))
     else:
         # Unrolled, as in adversarial_step (a convolution's gradient inside a scan's while loop is slow on XLA:CPU).
-        d_net, d_metrics = jax.lax.scan(d_update, state.discriminator, (real_batches, labels, d_keys), unroll=True)
+        d_net, d_metrics = jax.lax.scan(
+            d_update, state.discriminator, (real_batches, labels, d_keys, jnp.arange(k)), unroll=True
+        )
         d_metrics = jax.tree_util.tree_map(jnp.mean, d_metrics)
 
     z_key, c_key = jax.random.split(g_key)
     z = global_draw(jax.random.normal, z_key, (m, z_dim), axis_name)
     c = global_draw(draw_labels, c_key, (m,), axis_name)
+    top_k = config.top_k_fraction < 1.0
+    kept = adversarial.top_k_kept_fraction(state.step, config) if top_k else None
 
     def g_loss_fn(params):
-        fake, stats = adversarial.apply_net(gen, params, g_net.batch_stats, z, train=True, labels=c)
-        (s_fake, c_fake), _ = adversarial.apply_net(disc, d_net.params, d_net.batch_stats, fake, train=True)
-        loss, metrics = generator_loss(s_fake, c_fake, c, w, config.generator_loss)
+        fake, stats = adversarial.apply_net(gen, params, g_net.batch_stats, z, train=True, labels=c, dtype=dtype)
+        fake = augmented(fake, jax.random.fold_in(g_key, 1))
+        (s_fake, c_fake), _ = adversarial.apply_net(
+            disc, d_net.params, d_net.batch_stats, fake, train=True, dtype=dtype
+        )
+        weights = None
+        if top_k:
+            weights = on_global_batch(
+                lambda s: adversarial.top_k_weights(s, kept), jax.lax.stop_gradient(s_fake), axis_name
+            )
+        loss, metrics = generator_loss(s_fake, c_fake, c, w, config.generator_loss, weights)
         return loss, (metrics, stats)
 
     (g_loss, (g_metrics, g_stats)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(g_net.params)
@@ -301,9 +351,13 @@ def step(state: adversarial.AdversarialState, batch: dict, *, axis_name: str | N
             new_g.params,
             state.step + 1,
             config.ema_decay,
-            lambda ema: adversarial.apply_net(gen, ema["params"], ema["batch_stats"], z, train=True, labels=c)[1],
+            lambda ema: adversarial.apply_net(
+                gen, ema["params"], ema["batch_stats"], z, train=True, labels=c, dtype=dtype
+            )[1],
         )
     metrics = {**d_metrics, "g_loss": g_loss, **g_metrics, "g_grad_norm": optax.tree.norm(g_grads)}
+    if top_k:
+        metrics["g_top_k_fraction"] = kept
     new_state = state.replace(
         step=state.step + 1, generator=new_g, discriminator=d_net, key=key, generator_ema=generator_ema
     )

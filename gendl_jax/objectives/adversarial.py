@@ -577,10 +577,7 @@ def adversarial_step(
     else:
         objective_penalties = list(penalty)
 
-    def augmented(x, aug_key):
-        if not policy:
-            return x
-        return augment.apply(x, _global_augment_draws(aug_key, x.shape[0], state.data_shape, policy, axis_name), policy)
+    augmented = augmenter(policy, state.data_shape, axis_name)
 
     def d_update(d_net: NetState, inputs):
         real, y, step_key, update = inputs
@@ -600,12 +597,8 @@ def adversarial_step(
                 critic = lambda x, labels=None: apply_net(
                     disc, params, stats, x, train=False, labels=labels, dtype=dtype
                 )[0]
-                eps = global_draw(jax.random.uniform, p_key, (m,), axis_name)
-                kw = {} if y is None else {"labels": y}
-                value, p_metrics = penalties.lazy(
-                    config.penalty_every,
-                    state.step * k + update,
-                    lambda: penalties.weighted_sum(terms, critic, real, fake, eps, **kw),
+                value, p_metrics = penalty_value(
+                    config, terms, critic, real, fake, p_key, state.step * k + update, y, axis_name
                 )
                 loss = loss + value
                 metrics = {**metrics, **p_metrics}
@@ -672,6 +665,41 @@ def adversarial_step(
         generator_ema=generator_ema,
     )
     return new_state, metrics
+
+
+def penalty_value(
+    config: NetworkConfig,
+    terms: Sequence[tuple[Callable[..., tuple[Array, dict]], Any]],
+    critic: Callable[..., Array],
+    real: Array,
+    fake: Array,
+    key: Array,
+    update: Array | int,
+    labels: Array | None = None,
+    axis_name: str | None = None,
+) -> tuple[Array, dict]:
+    """``sum_i w_i P_i(critic, real, fake, eps)`` over the ``(penalty, weight)`` ``terms`` of one discriminator update
+    (:func:`penalties.weighted_sum`), lazy by ``config.penalty_every`` (:func:`penalties.lazy`: computed, times k, on
+    the run's discriminator updates ``update`` with ``update % k == 0``, else 0); ``eps`` (m,) are U(0, 1) draws
+    from ``key`` for the global batch. ``labels`` (m,) go to a conditional critic. Returns (value, metrics)."""
+    eps = global_draw(jax.random.uniform, key, (real.shape[0],), axis_name)
+    kw = {} if labels is None else {"labels": labels}
+    return penalties.lazy(
+        config.penalty_every, update, lambda: penalties.weighted_sum(terms, critic, real, fake, eps, **kw)
+    )
+
+
+def augmenter(policy, data_shape: tuple[int, ...], axis_name: str | None = None) -> Callable[[Array, Array], Array]:
+    """``augmented(x, key)``: DiffAugment's ``policy`` (:func:`augment.parse_policy`) applied to the (m, *data_shape)
+    images ``x`` with draws from ``key`` (each device's rows of the global batch's draws under ``axis_name``); the
+    identity for an empty policy. The step functions use it on every image the discriminator sees."""
+
+    def augmented(x: Array, key: Array) -> Array:
+        if not policy:
+            return x
+        return augment.apply(x, _global_augment_draws(key, x.shape[0], data_shape, policy, axis_name), policy)
+
+    return augmented
 
 
 def _global_augment_draws(key: Array, m: int, data_shape: tuple[int, ...], policy, axis_name: str | None) -> dict:

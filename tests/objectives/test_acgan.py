@@ -5,6 +5,7 @@ classes; unlabelled data is refused in one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -15,7 +16,7 @@ import pytest
 from PIL import Image
 
 from gendl_jax import cli, models
-from gendl_jax.objectives import OBJECTIVES, acgan
+from gendl_jax.objectives import OBJECTIVES, acgan, augment
 from gendl_jax.train import load_run
 
 # -- the losses against the equations in float64 numpy ----------------------------------------------------------
@@ -74,7 +75,11 @@ def test_losses_match_float64_equations(w):
 
 def _torch_step_reference(state, batch, config, new_d_params):
     """The D loss and gradient at the initial weights and the G loss and gradient at the updated D, written in
-    PyTorch (float64) from the equations, on the draws the step documents for its random stream."""
+    PyTorch (float64) from the equations, on the draws the step documents for its random stream.
+
+    Options of the config it follows: R1 / R2 ((gamma / 2) mean ||grad_x l(x)||^2 of the source logit at the reals /
+    fakes, by autograd with create_graph), lazy regularisation (k x gamma on the run's discriminator updates
+    divisible by k), and top-k training (G's loss averaged over the k fakes of highest l, k = floor(f m))."""
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     t = lambda a: torch.tensor(np.asarray(a, np.float64), requires_grad=True)
@@ -112,13 +117,22 @@ def _torch_step_reference(state, batch, config, new_d_params):
     d_loss = (
         source(s_real, True) + source(s_fake, False) + w * (F.cross_entropy(c_real, y) + F.cross_entropy(c_fake, c))
     )
+    lazy = config.penalty_every if int(state.step) * config.d_steps % config.penalty_every == 0 else 0
+    for gamma, x in ((config.r1_weight, real), (config.r2_weight, fake)):
+        if gamma and lazy:
+            x = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(discriminator(d, x)[0].sum(), x, create_graph=True)
+            d_loss = d_loss + lazy * gamma / 2 * grad.square().sum(1).mean()
     d_loss.backward()
     d_grads = jax.tree_util.tree_map(lambda a: a.grad.numpy(), d)
 
     d_new = tree(new_d_params)
     z, c = draws(*jax.random.split(g_key))
     s_fake, c_fake = discriminator(d_new, generator(g, z, c))
-    g_loss = source(s_fake, True) + w * F.cross_entropy(c_fake, c)
+    per_sample = -F.logsigmoid(s_fake) + w * F.cross_entropy(c_fake, c, reduction="none")
+    kept = max(config.top_k_fraction, config.top_k_decay ** (int(state.step) // config.top_k_period))
+    top = torch.argsort(s_fake.detach(), descending=True)[: max(1, int(np.floor(kept * m + 1e-6)))]
+    g_loss = per_sample[top].mean()
     g_loss.backward()
     g_grads = jax.tree_util.tree_map(lambda a: a.grad.numpy(), g)
     return float(d_loss), d_grads, float(g_loss), g_grads
@@ -138,14 +152,30 @@ def _check_adam_first_update(old, new, grads, lr):
         np.testing.assert_allclose((np.asarray(n) - np.asarray(o))[big], expected[big], rtol=1e-3, atol=1e-9)
 
 
-def test_one_step_gradients_match_pytorch():
+@pytest.mark.parametrize(
+    "options,step",
+    [
+        ({}, 0),
+        ({"r1_weight": 0.8}, 0),
+        ({"r2_weight": 0.6, "r1_weight": 0.3}, 0),
+        ({"r1_weight": 0.5, "penalty_every": 3}, 0),  # update 0 is regularised, with 3 x gamma
+        ({"r1_weight": 0.5, "penalty_every": 3}, 1),  # update 1 is not
+        ({"top_k_fraction": 0.5, "top_k_decay": 0.5, "top_k_period": 1}, 7),  # 8 of the 16 fakes
+    ],
+)
+def test_one_step_gradients_match_pytorch(options, step):
     config = acgan.ACGANConfig(
-        model="mlp", hidden=(8,), latent_dim=3, num_classes=4, class_weight=0.7, d_learning_rate=1e-3
+        model="mlp", hidden=(8,), latent_dim=3, num_classes=4, class_weight=0.7, d_learning_rate=1e-3, **options
     )
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(1 + step)
     batch = {"x": jnp.asarray(rng.normal(size=(1, 16, 5)), jnp.float32), "y": jnp.asarray(rng.integers(0, 4, (1, 16)))}
     state = acgan.init(jax.random.PRNGKey(3), config, batch)
+    state = state.replace(step=jnp.asarray(step, state.step.dtype))
     new, metrics = jax.jit(acgan.step)(state, batch)
+    if "r1_weight" in options:
+        assert ("r1" in metrics) and (float(metrics["r1"]) > 0) == (step * config.d_steps % config.penalty_every == 0)
+    if "top_k_fraction" in options:
+        assert float(metrics["g_top_k_fraction"]) == 0.5
     d_loss, d_grads, g_loss, g_grads = _torch_step_reference(state, batch, config, new.discriminator.params)
 
     np.testing.assert_allclose(float(metrics["d_loss"]), d_loss, rtol=1e-5)
@@ -155,6 +185,65 @@ def test_one_step_gradients_match_pytorch():
     _check_adam_first_update(state.discriminator.params, new.discriminator.params, d_grads, 1e-3)
     _check_adam_first_update(state.generator.params, new.generator.params, g_grads, 2e-4)
     assert 0.0 <= float(metrics["d_class_acc_real"]) <= 1.0 and 0.0 <= float(metrics["d_class_acc_fake"]) <= 1.0
+
+
+# -- DiffAugment and bfloat16 --------------------------------------------------------------------------------------
+
+
+def _labelled_images(rng, m, shape, classes):
+    return {
+        "x": jnp.asarray(rng.uniform(-1, 1, size=(1, m, *shape)), jnp.float32),
+        "y": jnp.asarray(rng.integers(0, classes, (1, m)), jnp.int32),
+    }
+
+
+def test_both_networks_see_the_augmented_images():
+    """D's loss at its update and G's loss at its update, recomputed from the documented keys: reals augmented with
+    fold_in(update key, 1), D's fakes with fold_in(update key, 2), G's fakes with fold_in(generator key, 1)."""
+    config = acgan.ACGANConfig(
+        model="mlp", hidden=(16,), latent_dim=3, num_classes=3, class_weight=0.6, augment="translation,color"
+    )
+    batch = _labelled_images(np.random.default_rng(0), 6, (8, 8, 1), 3)
+    state = acgan.init(jax.random.PRNGKey(3), config, batch)
+    new, metrics = jax.jit(acgan.step)(state, batch)
+    _, d_key, g_key = jax.random.split(state.key, 3)
+    step_key = jax.random.split(d_key, 1)[0]
+
+    def fakes(key):
+        z_key, c_key = jax.random.split(key)
+        c = jax.random.randint(c_key, (6,), 0, 3, jnp.int32)
+        return acgan.generate(state, jax.random.normal(z_key, (6, 3)), labels=c), c  # the MLP G has no BatchNorm
+
+    fake, c = fakes(step_key)
+    real = augment.augment(jax.random.fold_in(step_key, 1), batch["x"][0], config.augment)
+    fake = augment.augment(jax.random.fold_in(step_key, 2), fake, config.augment)
+    (l_real, c_real), (l_fake, c_fake) = acgan.discriminate(state, real), acgan.discriminate(state, fake)
+    d_loss, _ = acgan.discriminator_loss(l_real, l_fake, c_real, c_fake, batch["y"][0], c, 0.6)
+    np.testing.assert_allclose(metrics["d_loss"], d_loss, rtol=1e-5)
+
+    fake, c = fakes(g_key)
+    fake = augment.augment(jax.random.fold_in(g_key, 1), fake, config.augment)
+    logits, class_logits = acgan.discriminate(state.replace(discriminator=new.discriminator), fake)
+    g_loss, _ = acgan.generator_loss(logits, class_logits, c, 0.6)
+    np.testing.assert_allclose(metrics["g_loss"], g_loss, rtol=1e-5)
+    plain, _ = jax.jit(acgan.step)(state.replace(config=dataclasses.replace(config, augment="")), batch)
+    np.testing.assert_array_equal(plain.key, new.key)  # the other draws are those of a run without it
+
+
+def test_bfloat16_step_computes_in_bfloat16_and_stays_close_to_float32():
+    config = acgan.ACGANConfig(model="dcgan", base_features=4, latent_dim=8, num_classes=3, r1_weight=1.0)
+    batch = _labelled_images(np.random.default_rng(1), 8, (28, 28, 1), 3)
+    state = acgan.init(jax.random.PRNGKey(0), config, batch)
+    bf16 = state.replace(config=dataclasses.replace(config, precision="bfloat16"))
+    hlo = jax.jit(acgan.step).lower(bf16, batch).as_text()
+    assert any("bf16" in line for line in hlo.splitlines() if "stablehlo.convolution" in line)
+    assert "bf16" not in jax.jit(acgan.step).lower(state, batch).as_text()
+    new16, m16 = jax.jit(acgan.step)(bf16, batch)
+    _, m32 = jax.jit(acgan.step)(state, batch)
+    floats = [a for a in jax.tree_util.tree_leaves(new16) if jnp.issubdtype(a.dtype, jnp.floating)]
+    assert {str(a.dtype) for a in floats} == {"float32"}  # parameters, optimiser and BatchNorm states stay float32
+    for name in ("d_loss", "g_loss", "d_source_loss", "d_class_loss"):
+        np.testing.assert_allclose(m16[name], m32[name], rtol=3e-2, err_msg=name)
 
 
 # -- the networks and the declaration ---------------------------------------------------------------------------
@@ -187,7 +276,8 @@ def test_declaration_and_config_errors():
     for bad, match in (
         (dict(num_classes=0), "num_classes must be >= 2 for acgan"),
         (dict(class_weight=-1.0), "class_weight"),
-        (dict(top_k_fraction=0.5), r"top_k_fraction \(--top-k-fraction\) is not implemented for acgan"),
+        (dict(r1_weight=-1.0), r"r1_weight \(--r1-weight\)"),
+        (dict(augment="flip"), "flip"),
     ):
         with pytest.raises(ValueError, match=match):
             acgan.ACGANConfig(**bad).validate()
@@ -223,7 +313,8 @@ def test_train_on_mnist_then_sample_a_label(tmp_path, capsys, mnist_dir):
             "--latent-dim",
             "16",
         ]
-        + ["--class-weight", "0.5", "--n-samples", "16", "--sample-every", "0", "--log-every", "1", "--out", str(run)],
+        + ["--class-weight", "0.5", "--n-samples", "16", "--sample-every", "0", "--log-every", "1", "--out", str(run)]
+        + ["--r1-weight", "1.0", "--penalty-every", "2", "--augment", "translation,cutout", "--precision", "bfloat16"],
         capsys,
     )
     assert summary["steps"] == 2
