@@ -1,4 +1,5 @@
-"""Optimal transport: Wasserstein distances (exact, 1-D, Sinkhorn, sliced, Gaussian), plans and maps.
+"""Optimal transport: Wasserstein distances (exact, 1-D, Sinkhorn, sliced, Gaussian), unbalanced OT, plans, maps
+and barycenters.
 
     wasserstein(x, y, a=None, b=None, *, p=2, method="exact")          -> W_p
     wasserstein(..., method="sinkhorn", epsilon=0.1)                   -> (W_p estimate, converged)
@@ -9,10 +10,13 @@
     wasserstein_1d(u, v, u_weights=None, v_weights=None, p=1)          -> W_p on the line
     sinkhorn_divergence(x, y, a=None, b=None, *, epsilon)              -> (divergence, converged)
     gaussian_w2(m1, S1, m2, S2)                                        -> Bures-Wasserstein W2
+    unbalanced_sinkhorn(x, y, a=None, b=None, *, epsilon, reg_m)       -> (unbalanced OT cost, converged)
+    transport_plan(..., method="unbalanced", epsilon=, reg_m=)         -> (plan, converged)
+    barycenter(point_sets, weights=None, *, n_support, key)            -> (n_support, d) W2 barycenter
 
 Point clouds are (n, d) and (m, d); weights (n,), (m,) are non-negative, with equal totals within
-``MASS_TOLERANCE`` (relative); ``None`` means uniform 1/n. Ground distance is Euclidean; the cost
-is ||x_i - y_j||^p. Checks run on concrete inputs; under an outer ``jit`` they are skipped.
+``MASS_TOLERANCE`` (relative; unbalanced transport drops this); ``None`` means uniform 1/n. Ground distance is
+Euclidean; the cost is ||x_i - y_j||^p. Checks run on concrete inputs; under an outer ``jit`` they are skipped.
 """
 
 from __future__ import annotations
@@ -20,17 +24,21 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gendl_jax.transport import checks, costs, entropic, exact, sliced
+from gendl_jax.transport import checks, costs, entropic, exact, sliced, unbalanced
+from gendl_jax.transport.barycenter import barycenter
 from gendl_jax.transport.checks import MASS_TOLERANCE
 from gendl_jax.transport.gaussian import gaussian_w2
 from gendl_jax.transport.one_d import wasserstein_1d
+from gendl_jax.transport.unbalanced import unbalanced_sinkhorn
 
 __all__ = [
     "MASS_TOLERANCE",
+    "barycenter",
     "barycentric_map",
     "gaussian_w2",
     "sinkhorn_divergence",
     "transport_plan",
+    "unbalanced_sinkhorn",
     "wasserstein",
     "wasserstein_1d",
 ]
@@ -124,6 +132,8 @@ def transport_plan(
     p: float = 2,
     method: str = "exact",
     epsilon: float | None = None,
+    reg_m=None,
+    reg_type: str = "kl",
     threshold: float = 1e-3,
     max_iterations: int = 2000,
     normalize: bool = False,
@@ -132,9 +142,27 @@ def transport_plan(
 
     ``method="exact"`` returns the plan (a vertex of the LP; a scaled permutation for uniform
     weights on equal sizes). ``method="sinkhorn"`` returns ``(plan, converged)`` with ott-jax.
+    ``method="unbalanced"`` returns ``(plan, converged)``, the plan of ``unbalanced_sinkhorn`` (``epsilon``
+    and ``reg_m`` required, ``reg_type``); its marginals are penalised, not fixed, and a, b may differ in mass.
     """
-    if method not in ("exact", "sinkhorn"):
-        raise ValueError(f"method must be 'exact' or 'sinkhorn', got {method!r}")
+    if method not in ("exact", "sinkhorn", "unbalanced"):
+        raise ValueError(f"method must be 'exact', 'sinkhorn' or 'unbalanced', got {method!r}")
+    if method == "unbalanced":
+        if reg_m is None:
+            raise ValueError("method='unbalanced' needs reg_m= (the KL penalty on the marginals, > 0, or a pair)")
+        return unbalanced.unbalanced_plan(
+            x,
+            y,
+            a,
+            b,
+            epsilon=epsilon,
+            reg_m=reg_m,
+            p=p,
+            reg_type=reg_type,
+            threshold=threshold,
+            max_iterations=max_iterations,
+            normalize=normalize,
+        )
     x, y, a, b, p = _prepare(x, y, a, b, p, normalize)
     if method == "exact":
         _, plan = exact.transport_cost(costs.cost_matrix(x, y, p), a, b, exact.projection_start(x, y))
