@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from gendl_jax.data import DEFAULT_DATA, TOY_DISTRIBUTIONS
 
-Family = Literal["adversarial", "autoencoder", "vae", "classifier"]
+Family = Literal["adversarial", "generator", "autoencoder", "vae", "classifier"]
 
 
 def _no_classes(config: Any) -> int:
@@ -49,7 +49,8 @@ class Objective:
     Attributes:
       name: the CLI name (``gendl train NAME``) and the key in the registry.
       family: ``"adversarial"`` (a generator and a discriminator / critic; the state is an
-        :class:`~gendl_jax.objectives.adversarial.AdversarialState`), ``"autoencoder"``, ``"vae"`` or
+        :class:`~gendl_jax.objectives.adversarial.AdversarialState`), ``"generator"`` (a generator trained alone
+        on a distance between minibatches, no discriminator: ``minibatch-ot``), ``"autoencoder"``, ``"vae"`` or
         ``"classifier"`` (fine-tuning).
       config_cls: the typed, frozen config dataclass; ``config_cls()`` gives the paper's defaults and
         ``config.validate()`` raises ``ValueError`` naming a bad field.
@@ -91,8 +92,10 @@ class Objective:
     with_hparams: Callable[..., Any] | None = None
 
     def __post_init__(self):
-        if self.family not in ("adversarial", "autoencoder", "vae", "classifier"):
-            raise ValueError(f"family must be adversarial, autoencoder, vae or classifier, got {self.family!r}")
+        if self.family not in ("adversarial", "generator", "autoencoder", "vae", "classifier"):
+            raise ValueError(
+                f"family must be adversarial, generator, autoencoder, vae or classifier, got {self.family!r}"
+            )
         if (self.hparams is None) != (self.with_hparams is None):
             raise ValueError(f"objective {self.name!r}: hparams and with_hparams are declared together")
         for field in ("toy_config_defaults", "train_defaults", "toy_train_defaults"):

@@ -26,13 +26,14 @@ from gendl_jax.train import TrainConfig, load_run, train_and_evaluate
 # Tiny networks per family, so that each objective's contract runs in seconds.
 TINY = {
     "adversarial": {"hidden": (32, 32)},
+    "generator": {"hidden": (32, 32)},
     "autoencoder": {"hidden": (32,), "latent_dim": 4},
     "vae": {"hidden": (32,), "latent_dim": 2, "eval_importance_samples": 20, "eval_examples": 50},
     "classifier": {"backbone": str(ASSET_DIR)},
 }
-# The data each family is checked on: the toy ring for the adversarial objectives (gendl eval scores it),
+# The data each family is checked on: the toy ring for the adversarial and generator objectives (gendl eval scores it),
 # scikit-learn's 8x8 digits for the autoencoders and the VAE, digits for fine-tuning (resized to 28x28).
-DATA = {"adversarial": "ring8", "autoencoder": "digits", "vae": "digits", "classifier": "digits"}
+DATA = {"adversarial": "ring8", "generator": "ring8", "autoencoder": "digits", "vae": "digits", "classifier": "digits"}
 # Objectives that need labelled data (AC-GAN's auxiliary classifier) run on the digits instead.
 LABELLED = {"acgan": "digits"}
 ALL = {**OBJECTIVES, FINETUNE.name: FINETUNE}
