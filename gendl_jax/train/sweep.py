@@ -12,6 +12,7 @@ which vmaps the step the same way and adds checkpoints, resume and per-seed logs
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,23 +45,34 @@ def init_sweep(
     seeds: Sequence[int],
     hparams: Mapping[str, Sequence[float]] | None = None,
 ) -> Any:
-    """Stacked initial states: model ``i`` initialised from ``PRNGKey(seeds[i])`` (exactly the
-    single-model ``obj.init``), then its ``state.hparams`` set to ``hparams[name][i]``."""
+    """Stacked initial states: model ``i`` is exactly the single-model ``obj.init(PRNGKey(seeds[i]), config_i,
+    example_batch)``, where ``config_i`` is ``config`` with the swept fields set to ``hparams[name][i]`` (an
+    initial state may depend on them: WGAN's critic starts inside its own clipping box), and its
+    ``state.hparams`` hold those values."""
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    states = jax.vmap(lambda k: obj.init(k, config, example_batch))(keys)
-    if hparams:
-        if obj.with_hparams is None:
-            raise ValueError(
-                f"objective {obj.name!r} keeps no hyper-parameters in its state; "
-                f"hparams {sorted(hparams)} cannot be swept"
+    if not hparams:
+        return jax.vmap(lambda k: obj.init(k, config, example_batch))(keys)
+    if obj.with_hparams is None:
+        raise ValueError(
+            f"objective {obj.name!r} keeps no hyper-parameters in its state; hparams {sorted(hparams)} cannot be swept"
+        )
+    for name, values in hparams.items():
+        if np.ndim(values) != 1 or len(values) != len(seeds):
+            raise ValueError(f"hparams[{name!r}] must hold one value per model ({len(seeds)} seeds), got {values!r}")
+    fields = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+    in_config = [name for name in hparams if name in fields]
+    if in_config:  # one init per model with its own config; the stacked state keeps the sweep's static config
+        models = [
+            obj.init(
+                keys[i], dataclasses.replace(config, **{n: float(hparams[n][i]) for n in in_config}), example_batch
             )
-        for name, values in hparams.items():
-            if np.ndim(values) != 1 or len(values) != len(seeds):
-                raise ValueError(
-                    f"hparams[{name!r}] must hold one value per model ({len(seeds)} seeds), got {values!r}"
-                )
-        states = obj.with_hparams(states, **{k: np.asarray(v, np.float64) for k, v in hparams.items()})
-    return states
+            for i in range(len(seeds))
+        ]
+        models = [m.replace(config=config) if hasattr(m, "config") else m for m in models]
+        states = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *models)
+    else:
+        states = jax.vmap(lambda k: obj.init(k, config, example_batch))(keys)
+    return obj.with_hparams(states, **{k: np.asarray(v, np.float64) for k, v in hparams.items()})
 
 
 def train_sweep(

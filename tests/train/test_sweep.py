@@ -1,6 +1,7 @@
 """Sweeps: K models (seeds and hyper-parameters along a leading axis) in one vmapped step equal K
 single-model runs; ``gendl train ... --seeds K`` writes per-seed summaries and their mean / stderr."""
 
+import dataclasses
 import json
 
 import jax
@@ -10,7 +11,7 @@ import pytest
 from gendl_jax import cli
 from gendl_jax import data as gdata
 from gendl_jax.data import load_dataset
-from gendl_jax.objectives import adversarial, gan, get_objective, wgan, wgan_gp
+from gendl_jax.objectives import gan, get_objective, wgan, wgan_gp
 from gendl_jax.train import fit, sweep
 
 TINY = dict(hidden=(16, 16), latent_dim=2)
@@ -18,13 +19,14 @@ STEPS, BATCH = 4, 32
 
 
 def _single_run(obj, config, dataset, seed, hparams, steps=STEPS, batch_size=BATCH):
-    """One model, trained step by step with its own jitted (not vmapped) step."""
+    """One model with the config the sweep gives it (``config`` with the swept values), trained step by step with its
+    own jitted (not vmapped) step; returned with the sweep's static config, to compare with the sweep's model."""
     it = gdata.make_iterator(dataset, batch_size, seed, config.inner_steps, obj.value_range)
-    state = adversarial.with_hparams(obj.init(jax.random.PRNGKey(seed), config, it.batch_at(0)), **hparams)
+    state = obj.init(jax.random.PRNGKey(seed), dataclasses.replace(config, **hparams), it.batch_at(0))
     step = jax.jit(obj.step)
     for s in range(steps):
         state, metrics = step(state, it.batch_at(s))
-    return state, metrics
+    return state.replace(config=config), metrics
 
 
 @pytest.mark.parametrize(
@@ -67,6 +69,26 @@ def test_vmapped_sweep_equals_sequential_runs(name, config, hparams):
             np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=1e-6)
         for k, v in metrics.items():
             np.testing.assert_allclose(info["last_metrics"][k][i], v, rtol=2e-5, atol=1e-6)
+
+
+def test_swept_clip_starts_each_critic_in_its_own_box():
+    """WGAN's init clips the critic to the config's bound: a sweep over clip initialises each model as the single
+    model with that bound would be (it used to clip every model at the shared config's bound)."""
+    config = wgan.WGANConfig(n_critic=2, hidden=(64, 64), latent_dim=2)  # clip 0.01
+    it = gdata.make_iterator(load_dataset("ring8"), BATCH, 0, config.inner_steps, (-1.0, 1.0))
+    clips = [0.001, 1.0]
+    states = sweep.init_sweep(get_objective("wgan"), config, it.batch_at(0), [4, 4], {"clip": clips})
+    for i, clip in enumerate(clips):
+        single = wgan.init(jax.random.PRNGKey(4), dataclasses.replace(config, clip=clip), it.batch_at(0))
+        model = sweep.unstack(states, i)
+        assert model.config == config and float(model.hparams["clip"]) == pytest.approx(clip)
+        for a, b in zip(
+            jax.tree_util.tree_leaves(single.discriminator.params),
+            jax.tree_util.tree_leaves(model.discriminator.params),
+        ):
+            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+        largest = max(float(np.abs(a).max()) for a in jax.tree_util.tree_leaves(model.discriminator.params))
+        assert largest <= np.float32(clip) and (largest > 0.01 if clip == 1.0 else True)
 
 
 def test_swept_learning_rate_is_used():
