@@ -56,8 +56,18 @@ def _dcgan_pair(config, batch_norm_in_d):
     return gen, disc, z_dim
 
 
-def make_step(label: str, model: str, batch: int, config):
-    """A closure running one train step of ``label`` ('gan' | 'wgan' | 'wgan-gp' | 'wgan-sn') in PyTorch eager."""
+class CompileUnsupported(RuntimeError):
+    """torch.compile cannot run this step (the reason is the message)."""
+
+
+def make_step(label: str, model: str, batch: int, config, *, compiled: bool = False, device: str = "cpu"):
+    """A closure running one train step of ``label`` ('gan' | 'wgan' | 'wgan-gp' | 'wgan-sn') in PyTorch eager, or
+    with ``compiled=True`` with both networks and both optimiser steps wrapped in ``torch.compile`` (the recipe of
+    the PyTorch tutorials; the autograd calls stay in Python). WGAN-GP raises :class:`CompileUnsupported`: its
+    penalty differentiates the critic's input gradient, and torch.compile's AOTAutograd does not support double
+    backward (PyTorch 2.13: "torch.compile with aot_autograd does not currently support double backward")."""
+    if compiled and label == "wgan-gp":
+        raise CompileUnsupported("torch.compile with aot_autograd does not currently support double backward")
     if model == "mlp":
         gen, disc, z_dim = _mlp_pair(config)
         data_shape = (2,)
@@ -67,6 +77,7 @@ def make_step(label: str, model: str, batch: int, config):
     if label == "wgan-sn":  # torch's own spectral norm: one power iteration per training-mode forward pass
         spectral_norm = torch.nn.utils.parametrizations.spectral_norm
         disc = nn.Sequential(*[spectral_norm(m) if isinstance(m, (nn.Linear, nn.Conv2d)) else m for m in disc])
+    gen, disc = gen.to(device), disc.to(device)
     if config.optimizer == "adam":
         g_opt = torch.optim.Adam(gen.parameters(), config.g_learning_rate, betas=(config.beta1, config.beta2))
         d_opt = torch.optim.Adam(disc.parameters(), config.d_learning_rate, betas=(config.beta1, config.beta2))
@@ -74,12 +85,16 @@ def make_step(label: str, model: str, batch: int, config):
         g_opt = torch.optim.RMSprop(gen.parameters(), config.g_learning_rate)
         d_opt = torch.optim.RMSprop(disc.parameters(), config.d_learning_rate)
     k = config.inner_steps
-    real = torch.randn(k, batch, *data_shape)
+    real = torch.randn(k, batch, *data_shape, device=device)
     softplus = nn.functional.softplus
+    g_update, d_update = g_opt.step, d_opt.step
+    if compiled:
+        gen, disc = torch.compile(gen), torch.compile(disc)
+        g_update, d_update = torch.compile(g_opt.step), torch.compile(d_opt.step)
 
     def step():
         for i in range(k):
-            z = torch.randn(batch, z_dim)
+            z = torch.randn(batch, z_dim, device=device)
             with torch.no_grad():
                 fake = gen(z)
             d_opt.zero_grad(set_to_none=True)
@@ -89,33 +104,48 @@ def make_step(label: str, model: str, batch: int, config):
             else:
                 loss = s_fake.mean() - s_real.mean()
             if label == "wgan-gp":
-                eps = torch.rand(batch, *([1] * len(data_shape)))
+                eps = torch.rand(batch, *([1] * len(data_shape)), device=device)
                 x_hat = (eps * real[i] + (1 - eps) * fake).requires_grad_(True)
                 (grad,) = torch.autograd.grad(disc(x_hat).sum(), x_hat, create_graph=True)
                 loss = loss + config.gp_weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
             loss.backward()
-            d_opt.step()
+            d_update()
             if label == "wgan":
                 with torch.no_grad():
                     for p in disc.parameters():
                         p.clamp_(-config.clip, config.clip)
         g_opt.zero_grad(set_to_none=True)
-        s_fake = disc(gen(torch.randn(batch, z_dim)))
+        s_fake = disc(gen(torch.randn(batch, z_dim, device=device)))
         g_loss = softplus(-s_fake).mean() if label == "gan" else -s_fake.mean()
         g_loss.backward()
-        g_opt.step()
+        g_update()
         return g_loss.detach()
 
     return step
 
 
-def time_step(label: str, model: str, batch: int, config, repeats: int) -> dict:
-    step = make_step(label, model, batch, config)
-    for _ in range(3):
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_step(
+    label: str, model: str, batch: int, config, repeats: int, *, compiled: bool = False, device: str = "cpu"
+) -> dict:
+    """Median and min of ``repeats`` steps after 3 warm-up steps; ``compile_s``: the first step's time (for
+    ``compiled``, what torch.compile spends tracing and compiling, plus one step)."""
+    step = make_step(label, model, batch, config, compiled=compiled, device=device)
+    t0 = time.perf_counter()
+    step()
+    _sync(device)
+    first_s = time.perf_counter() - t0
+    for _ in range(2):
         step()
     times = []
     for _ in range(repeats):
+        _sync(device)
         t0 = time.perf_counter()
         step()
+        _sync(device)
         times.append(time.perf_counter() - t0)
-    return {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times)}
+    return {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times), "compile_s": first_s}
