@@ -25,6 +25,7 @@ from gendl_jax.objectives import (
     contractive_ae,
     denoising_ae,
     gan,
+    iwae,
     minibatch_ot,
     sparse_ae,
     vae,
@@ -48,6 +49,7 @@ OBJECTIVES: dict[str, Objective] = {
         denoising_ae.OBJECTIVE,
         contractive_ae.OBJECTIVE,
         vae.OBJECTIVE,
+        iwae.OBJECTIVE,
     )
 }
 
@@ -70,6 +72,7 @@ __all__ = [
     "denoising_ae",
     "gan",
     "get_objective",
+    "iwae",
     "minibatch_ot",
     "sparse_ae",
     "vae",

@@ -209,13 +209,33 @@ def sample(state: AutoencoderState, key: Array, n: int) -> Array:
     return decode(state, jax.random.normal(key, (n, state.config.latent_dim)))
 
 
+def latent_noise(key: Array, shape: tuple[int, ...], dtype, axis_name: str | None = None) -> Array:
+    """Standard-normal draws eps of the reparameterisation z = mean + exp(log_var / 2) * eps: ``shape``, whose
+    first axis is the batch; with ``axis_name``, drawn for the global batch and this device's rows kept."""
+    return global_draw(lambda k, s: jax.random.normal(k, s, dtype), key, shape, axis_name)
+
+
+def log_weight_terms(state: AutoencoderState, params, x: Array, mean: Array, log_var: Array, eps: Array):
+    """``(log p(x|z), log p(z), log q(z|x))`` at ``z = mean + exp(log_var / 2) * eps``, each (s, n).
+
+    x: (n, *data_shape); mean, log_var: (n, d) from :func:`encode`; eps: (s, n, d), s draws per example.
+    The log importance weight of each draw is their sum ``log p(x|z) + log p(z) - log q(z|x)``.
+    """
+    z = mean + jnp.exp(0.5 * log_var) * eps
+    outputs = decoder_outputs(state, z, params)  # (s, n, *shape)
+    log_px = jax.vmap(lambda o: log_likelihood(state.config, x, o))(outputs)
+    log_pz = diagonal_gaussian_log_density(z, 0.0, jnp.zeros_like(z))
+    log_qz = diagonal_gaussian_log_density(z, mean, log_var)
+    return log_px, log_pz, log_qz
+
+
 def elbo_terms(state: AutoencoderState, params, x: Array, key: Array, axis_name: str | None = None) -> dict:
     """Per-example ``log p(x|z)`` at one reparameterised z ~ q(z|x), and the analytic KL: each (m,).
 
     With ``axis_name`` the noise is drawn for the global batch and this device's rows are used.
     """
     mean, log_var = encode(state, x, params)
-    eps = global_draw(lambda k, shape: jax.random.normal(k, shape, mean.dtype), key, mean.shape, axis_name)
+    eps = latent_noise(key, mean.shape, mean.dtype, axis_name)
     z = mean + jnp.exp(0.5 * log_var) * eps
     return {
         "log_px_given_z": log_likelihood(state.config, x, decoder_outputs(state, z, params)),
@@ -240,19 +260,28 @@ def step(state: AutoencoderState, batch: dict, *, axis_name: str | None = None) 
     Random stream: ``state.key`` splits into (next key, binarisation key, latent key).
     """
     config = state.config
-    x = ae.images_of(batch, state.data_shape)
-    ae.check_data_range(x, config.likelihood)
-    key, bin_key, z_key = jax.random.split(state.key, 3)
-    if config.likelihood == "bernoulli" and config.binarization == "dynamic":
-        x = on_global_batch(lambda g: binarize(bin_key, g), x, axis_name)
 
-    def loss_fn(params):
+    def loss_fn(params, x, z_key):
         terms = elbo_terms(state, params, x, z_key, axis_name)
         rec, kl = jnp.mean(terms["log_px_given_z"]), jnp.mean(terms["kl"])
         loss = -rec + config.beta * kl
         return loss, {"loss": loss, "elbo": rec - kl, "log_px_given_z": rec, "kl": kl}
 
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return update(state, batch, loss_fn, axis_name=axis_name)
+
+
+def update(state: AutoencoderState, batch: dict, loss_fn, *, axis_name: str | None = None):
+    """The body of :func:`step` (and of :func:`gendl_jax.objectives.iwae.step`): one Adam update of
+    ``loss_fn(params, x, z_key) -> (loss, metrics)``, with ``x`` the (binarised) batch and ``z_key`` the key
+    of the latent draws; adds ``grad_norm`` to the metrics. Random stream: ``state.key`` splits into
+    (next key, binarisation key, latent key)."""
+    config = state.config
+    x = ae.images_of(batch, state.data_shape)
+    ae.check_data_range(x, config.likelihood)
+    key, bin_key, z_key = jax.random.split(state.key, 3)
+    if config.likelihood == "bernoulli" and config.binarization == "dynamic":
+        x = on_global_batch(lambda g: binarize(bin_key, g), x, axis_name)
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, x, z_key)
     grads, metrics = mean_over_devices((grads, metrics), axis_name)
     updates, opt_state = make_optimizer(config).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -267,17 +296,12 @@ def log_importance_weights(state: AutoencoderState, x: Array, key: Array, k: int
     ``k`` and ``chunk`` must be static under ``jit``.
     """
     mean, log_var = encode(state, x)
-    std = jnp.exp(0.5 * log_var)
     chunk = min(chunk, k)
     n_chunks = -(-k // chunk)
 
     def one_chunk(chunk_key):
         eps = jax.random.normal(chunk_key, (chunk, *mean.shape), mean.dtype)  # (c, n, d)
-        z = mean + std * eps
-        outputs = decoder_outputs(state, z)  # (c, n, *shape)
-        log_px = jax.vmap(lambda o: log_likelihood(state.config, x, o))(outputs)
-        log_pz = diagonal_gaussian_log_density(z, 0.0, jnp.zeros_like(z))
-        log_qz = diagonal_gaussian_log_density(z, mean, log_var)
+        log_px, log_pz, log_qz = log_weight_terms(state, state.params, x, mean, log_var, eps)
         return log_px + log_pz - log_qz  # (c, n)
 
     weights = jax.lax.map(one_chunk, jax.random.split(key, n_chunks))  # (n_chunks, c, n)
