@@ -7,8 +7,9 @@ apart), warm-up, ``jax.block_until_ready`` / ``torch.cuda.synchronize``, median 
 in the same run, and the ratio reference / ours (> 1: gendl_jax is faster):
 
   train      one train step of gan, wgan, wgan-gp, wgan-sn on the two cases of ``train_steps.CASES`` (ring8, MLPs
-             3 x 512, batch 256; MNIST DCGAN, batch 64), timed by ``train_steps.time_jax``, in float32 and in
-             bfloat16 (the configs' ``precision="bfloat16"``, parameters stay float32), against
+             3 x 512, batch 256; MNIST DCGAN, batch 64), timed by ``train_steps.time_jax`` (in float32 with its
+             minimal-step and memory fields where that version gives them), in float32 and in bfloat16 (the
+             configs' ``precision="bfloat16"``, parameters stay float32), against
              ``torch_reference.time_step`` in PyTorch eager and with ``torch.compile`` (``compiled=True``). PyTorch
              bfloat16 is ``torch.autocast(device, dtype=torch.bfloat16)`` around the same float32 modules and steps
              (``--no-autocast``: the bfloat16 rows are compared with the float32 PyTorch times). The VAE step
@@ -76,6 +77,7 @@ import argparse
 import dataclasses
 import importlib.metadata
 import importlib.util
+import inspect
 import itertools
 import json
 import platform
@@ -302,6 +304,7 @@ def _train_rows(case: str, jax_times: dict, torch_times: dict, device: str, auto
                 rows.append(_failed(row, ours))
                 continue
             row.update(ours_median_ms=ours["median_ms"], ours_compile_s=ours["compile_s"])
+            row.update({k: ours[k] for k in _MINIMAL_FIELDS if k in ours})
             if isinstance(ref, BaseException):
                 status = "unsupported" if isinstance(ref, torch_reference.CompileUnsupported) else "failed"
                 rows.append(_failed(row, ref, status))
@@ -323,9 +326,32 @@ def _try(fn):
         return e
 
 
+_MINIMAL_FIELDS = (
+    "minimal_compile_s",
+    "minimal_median_ms",
+    "library_over_minimal",
+    "peak_mib_donated",
+    "peak_mib_not_donated",
+)
+
+
+def time_library_step(objective: str, label: str, config, dataset, batch: int, repeats: int) -> dict:
+    """``train_steps.time_jax`` under either of its signatures (``label`` was added, for its minimal step, while this
+    script was written): compile time, median and min of the library step; in float32 also the minimal step's
+    fields when that version gives them (``minimal_steps`` has no bfloat16, so they are dropped there)."""
+    from train_steps import time_jax
+
+    if "label" in inspect.signature(time_jax).parameters:
+        out = time_jax(objective, label, config, dataset, batch, repeats)
+    else:
+        out = time_jax(objective, config, dataset, batch, repeats)
+    kept = ("compile_s", "median_ms", "min_ms") + (_MINIMAL_FIELDS if config.precision == "float32" else ())
+    return {k: out[k] for k in kept if k in out}
+
+
 def bench_train(sizes: dict, device: str, autocast: bool, log) -> list:
     import torch_reference
-    from train_steps import CASES, time_jax
+    from train_steps import CASES
 
     from gendl_jax.data import BatchIterator, load_dataset
     from gendl_jax.objectives import vae
@@ -336,8 +362,8 @@ def bench_train(sizes: dict, device: str, autocast: bool, log) -> list:
         for label, (objective, config) in cases.items():
             jax_times = {
                 precision: _try(
-                    lambda p=precision: time_jax(
-                        objective, dataclasses.replace(config, precision=p), dataset, batch, repeats
+                    lambda p=precision: time_library_step(
+                        objective, label, dataclasses.replace(config, precision=p), dataset, batch, repeats
                     )
                 )
                 for precision in ("float32", "bfloat16")
