@@ -89,6 +89,9 @@ def make_step(label: str, model: str, batch: int, config, *, compiled: bool = Fa
     softplus = nn.functional.softplus
     g_update, d_update = g_opt.step, d_opt.step
     if compiled:
+        # Every optimiser's step is one code object to dynamo, which falls back to eager after 8 recompilations in
+        # a process: each compiled step starts from a reset.
+        torch._dynamo.reset()
         gen, disc = torch.compile(gen), torch.compile(disc)
         g_update, d_update = torch.compile(g_opt.step), torch.compile(d_opt.step)
 
