@@ -77,7 +77,6 @@ import argparse
 import dataclasses
 import importlib.metadata
 import importlib.util
-import inspect
 import itertools
 import json
 import platform
@@ -336,15 +335,11 @@ _MINIMAL_FIELDS = (
 
 
 def time_library_step(objective: str, label: str, config, dataset, batch: int, repeats: int) -> dict:
-    """``train_steps.time_jax`` under either of its signatures (``label`` was added, for its minimal step, while this
-    script was written): compile time, median and min of the library step; in float32 also the minimal step's
-    fields when that version gives them (``minimal_steps`` has no bfloat16, so they are dropped there)."""
+    """``train_steps.time_jax``: compile time, median and min of the library step; in float32 also the minimal
+    step's fields (``minimal_steps`` computes in float32 only, so they are dropped for bfloat16)."""
     from train_steps import time_jax
 
-    if "label" in inspect.signature(time_jax).parameters:
-        out = time_jax(objective, label, config, dataset, batch, repeats)
-    else:
-        out = time_jax(objective, config, dataset, batch, repeats)
+    out = time_jax(objective, label, config, dataset, batch, repeats)
     kept = ("compile_s", "median_ms", "min_ms") + (_MINIMAL_FIELDS if config.precision == "float32" else ())
     return {k: out[k] for k in kept if k in out}
 
