@@ -1,6 +1,7 @@
 """Fixtures shared by the whole suite: the MNIST IDX directory ($GENDL_DATA_DIR, or <repo>/../shared/data/mnist).
 Missing data fails the tests that need it; they do not skip."""
 
+import importlib.util
 import os
 import pathlib
 
@@ -22,3 +23,17 @@ def mnist_idx_dir() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def mnist_dir() -> pathlib.Path:
     return mnist_idx_dir()
+
+
+def load_experiment(name: str):
+    """``experiments/<name>.py`` imported as a module (the experiment scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_experiment", REPO_ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def experiment():
+    """:func:`load_experiment`: ``experiment("gan_theory")`` is the script ``experiments/gan_theory.py``."""
+    return load_experiment

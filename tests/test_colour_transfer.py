@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import matplotlib.image
 import numpy as np
@@ -13,16 +11,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "colour_transfer.py"
 ARGS = ["--stride", "16", "--n-sub", "200", "--n-eval", "200", "--sliced-iterations", "20", "--k", "5"]
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("colour_transfer_experiment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _tv(p, q):
@@ -30,9 +19,9 @@ def _tv(p, q):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, experiment):
     out = tmp_path_factory.mktemp("colour_transfer")
-    module = _script()
+    module = experiment("colour_transfer")
     results = module.main(["--out", str(out), *ARGS])
     return module, out, results
 
@@ -109,13 +98,13 @@ def test_transfers_move_the_histograms_towards_the_target(run):
         assert curve[-1] < 0.1 * curve[0]
 
 
-def test_sliced_transfer_matches_a_one_dimensional_cloud_exactly():
+def test_sliced_transfer_matches_a_one_dimensional_cloud_exactly(experiment):
     """In 1-D one step of the sliced transfer is the monotone rearrangement: x ends on a permutation of y."""
     import jax
 
     from gendl_jax import transport
 
-    module = _script()
+    module = experiment("colour_transfer")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 1)).astype(np.float32)
     y = (rng.exponential(size=(50, 1)) + 3).astype(np.float32)

@@ -4,9 +4,7 @@ against a plain numpy majoration-minimisation on the explicit cost matrix, and t
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import pathlib
 
 import jax
 import matplotlib.image
@@ -17,21 +15,12 @@ from scipy.special import logsumexp
 
 pytest.importorskip("ot")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "domain_adaptation.py"
 ARGS = ["--n-source", "60", "--n-target", "60", "--epsilons", "0.05", "--etas", "1", "--outer-iterations", "3"]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("domain_adaptation_experiment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def module():
-    return _script()
+def module(experiment):
+    return experiment("domain_adaptation")
 
 
 @pytest.fixture(scope="module")

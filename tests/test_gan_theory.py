@@ -3,10 +3,8 @@ tiny sizes into tmp_path, with the written numbers recomputed here from the save
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +16,6 @@ import scipy.stats
 
 pytest.importorskip("sklearn")
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "gan_theory.py"
 TINY = (
     "--seeds 1 --d-steps 10 --d-batch 64 --mc-samples 500 "
     "--critic-steps 10 --critic-every 5 --critic-eval 500 --ring-steps 4 --ring-seeds 1 --ring-samples 200 "
@@ -30,16 +26,9 @@ TINY = (
 )
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("gan_theory_experiment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def gt():
-    return _script()
+def gt(experiment):
+    return experiment("gan_theory")
 
 
 @pytest.fixture(scope="module")

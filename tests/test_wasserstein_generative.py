@@ -4,16 +4,12 @@ helper against cases with known answers."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "wasserstein_generative.py"
 BUDGET = 0.5
 ARGS = [
     "--parts",
@@ -45,15 +41,8 @@ ARGS = [
 ]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("wasserstein_generative_experiment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cosines_on_known_cases():
-    cosines = _script().cosines
+def test_cosines_on_known_cases(experiment):
+    cosines = experiment("wasserstein_generative").cosines
     d = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0], [1.0, 1.0], [0.0, 0.0]])
     g = np.array([[2.0, 0.0], [0.0, -1.0], [-4.0, 3.0], [0.0, 0.0], [1.0, 0.0]])
     c, length = cosines(g, d)  # the last two rows (a zero gradient, a zero displacement) are dropped
@@ -62,8 +51,8 @@ def test_cosines_on_known_cases():
 
 
 @pytest.mark.timeout(600)
-def test_tiny_run_writes_equal_time_rows_and_cosines(tmp_path):
-    module = _script()
+def test_tiny_run_writes_equal_time_rows_and_cosines(tmp_path, experiment):
+    module = experiment("wasserstein_generative")
     module.main([*ARGS, "--out", str(tmp_path)])
     record = json.loads((tmp_path / "results.json").read_text())
     rows = record["toy"]["rows"]
