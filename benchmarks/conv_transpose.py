@@ -13,6 +13,15 @@ Prints a table with ratios against (b) ``lax.conv_transpose`` and torch, and wri
 ``benchmarks/results/conv_transpose.json``. Usage::
 
     python benchmarks/conv_transpose.py --batch 64 --repeats 20
+
+``--shapes`` times instead the forward value alone, in its two forms, at the transposed convolutions of the
+DCGANs (28x28, 32x32, 64x64; k=4, s=2, p=1): XLA's input-dilated convolution and the sub-pixel form (one
+stride-1 convolution and a depth-to-space reshape), beside what ``conv_transpose`` picks (jax only: PyTorch's
+OpenMP threads, spinning between calls, slowed XLA's here);
+the threshold in ``gendl_jax/models/layers.py`` comes from this table
+(``benchmarks/results/conv_transpose_forms.json``)::
+
+    python benchmarks/conv_transpose.py --shapes --batch 64 --repeats 30
 """
 
 from __future__ import annotations
@@ -96,15 +105,75 @@ def _rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+# (input hw, C_in, C_out) of the k=4, s=2, p=1 transposed convolutions in the DCGAN generators (and the input
+# gradients of the discriminators' strided convolutions, the same map) for 28x28, 32x32 and 64x64 images.
+FORM_SHAPES = [
+    (7, 128, 64),
+    (14, 64, 1),
+    (4, 256, 128),
+    (8, 128, 64),
+    (16, 64, 3),
+    (14, 64, 64),
+    (16, 128, 64),
+    (32, 64, 3),
+]
+
+
+def forms(batch: int, repeats: int, warmup: int, out: Path) -> None:
+    """The forward value's two forms at each of ``FORM_SHAPES`` (see the module docstring)."""
+    from gendl_jax.models.layers import _transposed, _transposed_subpixel
+
+    rng = np.random.default_rng(0)
+    rows = []
+    print(f"transposed conv forward, k=4 s=2 p=1, batch {batch}, median of {repeats} (jax {jax.__version__})")
+    print(f"{'shape':28s} {'input-dilated':>14s} {'sub-pixel':>10s} {'speed-up':>9s} {'library':>8s}")
+    for h, c_in, c_out in FORM_SHAPES:
+        x = rng.normal(size=(batch, h, h, c_in)).astype(np.float32)
+        w = (0.02 * rng.normal(size=(K, K, c_out, c_in))).astype(np.float32)
+        args = ((2, 2), ((1, 1), (1, 1)), (2 * h, 2 * h))
+        runners = {
+            name: _compile_jax(lambda x, w, f=f: f(x, w, *args), (x, w))
+            for name, f in (("dilated", _transposed), ("subpixel", _transposed_subpixel), ("library", conv_transpose))
+        }
+        r = _measure(runners, repeats, warmup, pause_s=0.0)  # back to back, as in a training loop
+        err = _rel_err(r["subpixel"]["out"], r["dilated"]["out"])
+        row = {"in": [h, h, c_in], "out": [2 * h, 2 * h, c_out], "subpixel_rel_err": err}
+        row.update({f"{name}_median_ms": v["median_ms"] for name, v in r.items()})
+        rows.append(row)
+        print(
+            f"{h}x{h}x{c_in} -> {2 * h}x{2 * h}x{c_out}".ljust(28)
+            + f" {row['dilated_median_ms']:14.2f} {row['subpixel_median_ms']:10.2f}"
+            f" {row['dilated_median_ms'] / row['subpixel_median_ms']:8.2f}x {row['library_median_ms']:8.2f}"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "conv_transpose_forms",
+        "batch": batch,
+        "repeats": repeats,
+        "jax": jax.__version__,
+        "backend": jax.devices()[0].platform,
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+    }
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "conv_transpose.json")
+    parser.add_argument("--shapes", action="store_true", help="time the forward value's two forms at DCGAN shapes")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: benchmarks/results/...)")
     args = parser.parse_args()
     if args.batch < 1 or args.repeats < 1 or args.warmup < 0:
         parser.error("--batch and --repeats must be >= 1, --warmup >= 0")
+    results_dir = Path(__file__).resolve().parent / "results"
+    if args.shapes:
+        forms(args.batch, args.repeats, args.warmup, args.out or results_dir / "conv_transpose_forms.json")
+        return
+    args.out = args.out or results_dir / "conv_transpose.json"
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch, H_IN, H_IN, C_IN)).astype(np.float32)

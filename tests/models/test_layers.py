@@ -171,6 +171,64 @@ def test_second_order_jvp_and_vmap_match_reference(rng):
         _assert_close(a, b)
 
 
+# (input hw, kernel hw, strides, padding, extra output rows/cols, C_in, C_out): kernels whose size is a multiple of
+# the stride, the sub-pixel form's domain; outputs of 16x16 and more with 16 channels, where CPU takes it.
+SUBPIXEL_CASES = [
+    ((8, 8), (4, 4), (2, 2), ((1, 1), (1, 1)), (0, 0), 8, 16),  # DCGAN block: 8 -> 16
+    ((6, 7), (6, 4), (3, 2), ((2, 1), (0, 3)), (2, 1), 5, 16),  # asymmetric, output_padding up to s - 1
+    ((1, 127), (2, 2), (2, 2), ((0, 0), (0, 0)), (1, 1), 3, 16),  # one input row, output rows past every window
+    ((17, 16), (3, 2), (3, 1), ((4, 0), (1, 1)), (0, 0), 2, 17),  # stride 1 in one axis, padding > stride
+]
+
+
+@pytest.mark.parametrize("case", SUBPIXEL_CASES)
+def test_subpixel_form_matches_numpy_scatter_add(rng, case):
+    """The sub-pixel value (one stride-1 convolution and a depth-to-space reshape) equals the float64 scatter-add
+    definition, and the reverse-mode derivatives still match the plain formulation's (it changes the value only)."""
+    from gendl_jax.models.layers import _transposed_subpixel
+
+    x, w, s, p, out_hw = _case(rng, case, n=2)
+    expected = numpy_conv_transpose(x, w, s, p, out_hw)
+    y = jax.jit(_transposed_subpixel, static_argnums=(2, 3, 4))(x, w, s, p, out_hw)
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    # conv_transpose takes this form on CPU here: no input-dilated convolution in the compiled forward pass
+    hlo = jax.jit(conv_transpose, static_argnums=(2, 3, 4)).lower(x, w, s, p, out_hw).compile().as_text()
+    assert "lhs_dilate" not in hlo
+    np.testing.assert_allclose(
+        jax.jit(conv_transpose, static_argnums=(2, 3, 4))(x, w, s, p, out_hw), y, rtol=1e-6, atol=1e-6
+    )
+    g = rng.normal(size=expected.shape).astype(np.float32)
+    ours = jax.jit(jax.value_and_grad(_loss(conv_transpose, s, p, out_hw, g), argnums=(0, 1)))(x, w)
+    ref = jax.jit(jax.value_and_grad(_loss(conv_transpose_reference, s, p, out_hw, g), argnums=(0, 1)))(x, w)
+    for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(ref)):
+        _assert_close(a, b)
+
+
+def test_subpixel_form_under_vmap_jvp_and_second_order(rng):
+    x, w, s, p, out_hw = _case(rng, SUBPIXEL_CASES[0], n=2)
+    g = rng.normal(size=(x.shape[0], *out_hw, w.shape[2])).astype(np.float32)
+    f_ours, f_ref = _loss(conv_transpose, s, p, out_hw, g), _loss(conv_transpose_reference, s, p, out_hw, g)
+    penalty = lambda f: jax.grad(lambda x, w: jnp.sum(jax.grad(f)(x, w) ** 2), argnums=(0, 1))
+    for a, b in zip(jax.jit(penalty(f_ours))(x, w), penalty(f_ref)(x, w)):
+        _assert_close(a, b, rtol=1e-4)
+    vx, vw = rng.normal(size=x.shape).astype(np.float32), rng.normal(size=w.shape).astype(np.float32)
+    _assert_close(jax.jit(lambda: jax.jvp(f_ours, (x, w), (vx, vw))[1])(), jax.jvp(f_ref, (x, w), (vx, vw))[1])
+    ws = np.stack([w, -2 * w])
+    batched = jax.jit(jax.vmap(lambda w: conv_transpose(x, w, s, p, out_hw)))(ws)
+    for y, wk in zip(batched, ws):
+        expected = numpy_conv_transpose(x, wk, s, p, out_hw)
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_small_outputs_keep_the_input_dilated_form(rng):
+    """Below the measured threshold (7x7x128 -> 14x14x64: a wash, 0.93-1.07x in sub-pixel form) the forward pass stays one
+    input-dilated convolution."""
+    x, w, s, p, out_hw = _case(rng, CASES[0], n=2)
+    hlo = jax.jit(conv_transpose, static_argnums=(2, 3, 4)).lower(x, w, s, p, out_hw).compile().as_text()
+    assert "lhs_dilate=2x2" in hlo
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
