@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import json
 import math
 import pathlib
@@ -311,13 +310,6 @@ def _check_resume_config(out: pathlib.Path, record: dict) -> None:
         raise ValueError(f"cannot resume {out}: it trained seeds {saved.get('seeds')}, not {record.get('seeds')}")
 
 
-@functools.lru_cache(maxsize=64)
-def _vmapped(step):
-    """``jax.vmap(step)``, one function object per ``step`` (memoised like :func:`guard.guard_nonfinite`), so that a
-    second seed sweep of the same objective in one process reuses the compiled step."""
-    return jax.vmap(step)
-
-
 def _mesh_for(train: TrainConfig):
     """The data-parallel mesh (None for one device in one process)."""
     n = train.devices
@@ -481,7 +473,7 @@ def _train_holding_folder(obj: Objective, config: Any, train: TrainConfig, out: 
 
     step = guard.guard_nonfinite(obj.step, skip=train.skip_nonfinite)
     if n_models > 1:
-        step = _vmapped(step)
+        step = jax.vmap(step)
     cpu_devices = mesh is not None and all(d.platform == "cpu" for d in mesh.devices.flat)
     if mesh is None:
         step_fn = jax.jit(step, donate_argnums=0)

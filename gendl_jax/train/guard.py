@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -30,19 +29,8 @@ def guard_nonfinite(step: Step, *, skip: bool = False) -> Step:
     is the input state except its ``step`` counter and PRNG ``key`` (when it has them), which
     advance so that the next step draws fresh latents and noise instead of repeating the bad draw.
     The metrics of a skipped step are returned as computed, so the caller can log them.
-
-    The same ``(step, skip)`` gives the same function object (memoised), so ``jax.jit`` of it reuses its
-    compiled executables: a second run of an objective in one process (tests, a notebook, a Python loop over
-    runs) does not compile its step again.
     """
-    try:
-        return _guarded(step, bool(skip))
-    except TypeError:  # an unhashable callable: not memoised
-        return _guarded.__wrapped__(step, bool(skip))
 
-
-@functools.lru_cache(maxsize=256)
-def _guarded(step: Step, skip: bool) -> Step:
     def guarded(state, batch):
         new_state, metrics = step(state, batch)
         finite = all_finite(metrics)

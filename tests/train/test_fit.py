@@ -419,41 +419,6 @@ def test_skip_keeps_the_previous_state_but_advances_key_and_step():
     del jnp
 
 
-def test_a_second_run_in_one_process_reuses_the_compiled_step(tmp_path, caplog):
-    """guard_nonfinite is memoised on (step, skip), so jax.jit of the guarded step hits jax's compilation cache
-    on the second run of the same objective and config (a notebook, a loop over runs, these tests)."""
-    import logging
-
-    from gendl_jax.objectives import get_objective
-    from gendl_jax.train.guard import guard_nonfinite
-
-    step = get_objective("wgan-gp").step
-    assert guard_nonfinite(step) is guard_nonfinite(step, skip=False)
-    assert guard_nonfinite(step, skip=True) is not guard_nonfinite(step)
-
-    def step_compilations(name):
-        caplog.clear()
-        with caplog.at_level(logging.WARNING), jax.log_compiles(True):
-            _train(tmp_path, name, steps=4, log_every=2, sample_every=0, checkpoint_every=4, n_samples=50)
-        return sum("compilation of jit(guarded)" in r.getMessage() for r in caplog.records)
-
-    assert step_compilations("first") == 1
-    assert step_compilations("second") == 0
-    assert step_compilations("third") == 0, "the memoised step must keep hitting the cache"
-
-    class Unhashable:  # still guarded, just not memoised
-        __hash__ = None
-
-        def __call__(self, state, batch):
-            return state, {"loss": batch["x"].sum()}
-
-    guarded = guard_nonfinite(Unhashable())
-    _, metrics = jax.jit(guarded)(0, {"x": np.ones(3, np.float32)})
-    assert bool(metrics["finite"]) and float(metrics["loss"]) == 3.0
-    _, metrics = jax.jit(guarded)(0, {"x": np.full(3, np.inf, np.float32)})
-    assert not bool(metrics["finite"])
-
-
 def test_run_records_environment_and_tensorboard(tmp_path):
     import subprocess
 
